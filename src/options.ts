@@ -1,0 +1,157 @@
+import { EvaqError, invalid } from './errors.js'
+
+/**
+ * When a write is acknowledged.
+ * - `'sync'`: after LevelDB's log was fsynced. Survives a process crash, an OS crash and power loss.
+ * - `{ intervalMs }`: after the write reached the OS; a timer fsyncs at least every `intervalMs`.
+ *   Survives a process crash; an OS crash or power loss can lose the last `intervalMs`.
+ * - `'none'`: after the write reached the OS, never fsynced by evaq. Survives a process crash only.
+ */
+export type Durability = 'sync' | 'none' | { readonly intervalMs: number }
+
+/** A source of time, injectable so that tests advance time instead of sleeping. */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number
+}
+
+export const systemClock: Clock = Object.freeze({ now: () => Date.now() })
+
+export interface EvaqOptions {
+  /** When a push is acknowledged. @defaultValue `'sync'` */
+  durability?: Durability
+  /** Soft upper bound on the payload bytes packed into one segment (one LevelDB entry). @defaultValue 4 MiB */
+  maxBatchBytes?: number
+  /** Upper bound on the records packed into one segment. @defaultValue 16384 */
+  maxBatchCount?: number
+  /** How long a flush waits for more records before it starts, in ms. 0 flushes as soon as a worker is free. @defaultValue 0 */
+  lingerMs?: number
+  /** Flushes that may be in flight at once; LevelDB merges concurrent writers into one log write. @defaultValue 2 */
+  flushWorkers?: number
+  /** Payload bytes that may be buffered or in flight before pushes wait. @defaultValue 64 MiB */
+  maxBufferedBytes?: number
+  /** Largest payload accepted; larger ones are rejected with `EVAQ_TOO_LARGE`. @defaultValue 8 MiB */
+  maxPayloadBytes?: number
+  /** LevelDB memtable size in bytes. Larger means fewer, larger table files. @defaultValue 16 MiB */
+  writeBufferSize?: number
+  /** LevelDB block cache in bytes. @defaultValue 8 MiB */
+  cacheSize?: number
+  /** Snappy compression of LevelDB blocks. @defaultValue true */
+  compression?: boolean
+  /** Payload bytes of recently read or written segments kept decoded in memory. @defaultValue 32 MiB */
+  segmentCacheBytes?: number
+  /** The clock used for record timestamps. @defaultValue `Date.now` */
+  clock?: Clock
+}
+
+export interface ResolvedOptions {
+  readonly durability: Durability
+  readonly maxBatchBytes: number
+  readonly maxBatchCount: number
+  readonly lingerMs: number
+  readonly flushWorkers: number
+  readonly maxBufferedBytes: number
+  readonly maxPayloadBytes: number
+  readonly writeBufferSize: number
+  readonly cacheSize: number
+  readonly compression: boolean
+  readonly segmentCacheBytes: number
+  readonly clock: Clock
+}
+
+const MiB = 1024 * 1024
+
+export const DEFAULTS: ResolvedOptions = Object.freeze({
+  durability: 'sync',
+  maxBatchBytes: 4 * MiB, // 4 MiB
+  maxBatchCount: 16384,
+  lingerMs: 0,
+  flushWorkers: 2,
+  maxBufferedBytes: 64 * MiB, // 64 MiB
+  maxPayloadBytes: 8 * MiB, // 8 MiB
+  writeBufferSize: 16 * MiB, // 16 MiB
+  cacheSize: 8 * MiB, // 8 MiB
+  compression: true,
+  segmentCacheBytes: 32 * MiB, // 32 MiB
+  clock: systemClock,
+})
+
+const KNOWN = new Set(Object.keys(DEFAULTS))
+
+export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptions {
+  if (options === undefined) return DEFAULTS
+  if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) {
+      const hint = closest(key, [...KNOWN])
+      throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown option \`${key}\`${hint === undefined ? '' : `; did you mean \`${hint}\`?`}`)
+    }
+  }
+  const o = { ...DEFAULTS }
+  const pick = <K extends keyof ResolvedOptions>(key: K): ResolvedOptions[K] =>
+    (options[key as keyof EvaqOptions] === undefined ? DEFAULTS[key] : options[key as keyof EvaqOptions]) as ResolvedOptions[K]
+
+  o.durability = checkDurability(pick('durability'), 'durability')
+  o.maxBatchBytes = integer('maxBatchBytes', pick('maxBatchBytes'), 1)
+  o.maxBatchCount = integer('maxBatchCount', pick('maxBatchCount'), 1, 1 << 24)
+  o.lingerMs = integer('lingerMs', pick('lingerMs'), 0, 60_000)
+  o.flushWorkers = integer('flushWorkers', pick('flushWorkers'), 1, 64)
+  o.maxBufferedBytes = integer('maxBufferedBytes', pick('maxBufferedBytes'), 1)
+  o.maxPayloadBytes = integer('maxPayloadBytes', pick('maxPayloadBytes'), 0, 2 ** 31 - 1)
+  o.writeBufferSize = integer('writeBufferSize', pick('writeBufferSize'), 64 * 1024)
+  o.cacheSize = integer('cacheSize', pick('cacheSize'), 0)
+  o.segmentCacheBytes = integer('segmentCacheBytes', pick('segmentCacheBytes'), 0)
+  const compression = pick('compression')
+  if (typeof compression !== 'boolean') throw invalid('compression', 'a boolean', compression)
+  o.compression = compression
+  const clock = pick('clock')
+  if (clock === null || typeof clock !== 'object' || typeof clock.now !== 'function') throw invalid('clock', 'an object with a now() method', clock)
+  o.clock = clock
+  if (o.maxPayloadBytes > o.maxBufferedBytes) {
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`maxPayloadBytes\` (${o.maxPayloadBytes}) to be at most \`maxBufferedBytes\` (${o.maxBufferedBytes})`)
+  }
+  return Object.freeze(o)
+}
+
+export function checkDurability (value: unknown, name: string): Durability {
+  if (value === 'sync' || value === 'none') return value
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const keys = Object.keys(value)
+    if (keys.length === 1 && keys[0] === 'intervalMs') {
+      integer(`${name}.intervalMs`, (value as { intervalMs: unknown }).intervalMs, 1, 3_600_000)
+      return Object.freeze({ intervalMs: (value as { intervalMs: number }).intervalMs })
+    }
+  }
+  throw invalid(name, "'sync', 'none' or { intervalMs }", value)
+}
+
+export function integer (name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw invalid(name, `an integer from ${min} to ${max}`, value)
+  }
+  return value
+}
+
+function closest (word: string, candidates: string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = 4
+  for (const c of candidates) {
+    const d = distance(word.toLowerCase(), c.toLowerCase())
+    if (d < bestDistance) { best = c; bestDistance = d }
+  }
+  return best
+}
+
+function distance (a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
+      prev = tmp
+    }
+  }
+  return row[b.length]!
+}

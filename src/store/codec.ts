@@ -1,0 +1,131 @@
+import { crc32 } from 'node:zlib'
+import { EvaqError } from '../errors.js'
+
+/**
+ * On-disk encodings. A segment is one LevelDB entry holding a contiguous run of records:
+ *
+ *   0  u8   format version (1)
+ *   1  u8   flags (0)
+ *   2  u16  reserved (0)
+ *   4  u32  record count n
+ *   8  f64  push time, ms since the epoch
+ *  16  u32  CRC32 of bytes 0..16 and of the index below
+ *  20  n × (u32 payload length, u32 CRC32 of the payload)
+ *  20+8n   the payloads, back to back
+ *
+ * All integers big-endian. The header CRC guards the lengths, so a damaged index is reported as
+ * corruption instead of being used to slice wrong payloads; each record's CRC guards its payload.
+ */
+export const SEGMENT_VERSION = 1
+export const HEADER_BYTES = 20
+const INDEX_ENTRY = 8
+
+/** Keys are fixed-width big-endian IDs, so LevelDB's byte order is ID order. */
+export function encodeKey (id: number): Buffer {
+  const key = Buffer.allocUnsafe(8)
+  key.writeUInt32BE(Math.floor(id / 0x1_0000_0000), 0)
+  key.writeUInt32BE(id >>> 0, 4)
+  return key
+}
+
+export function decodeKey (key: Uint8Array): number {
+  if (key.byteLength !== 8) throw new EvaqError('EVAQ_CORRUPTION', `A key of ${key.byteLength} bytes is not an ID key`)
+  const view = Buffer.from(key.buffer, key.byteOffset, 8)
+  return view.readUInt32BE(0) * 0x1_0000_0000 + view.readUInt32BE(4)
+}
+
+export interface SegmentHeader {
+  readonly firstId: number
+  readonly count: number
+  readonly pushedAt: number
+  /** Payload length of each record. */
+  readonly lengths: Uint32Array
+  readonly crcs: Uint32Array
+  /** Byte offset of each record's payload in the segment value. */
+  readonly offsets: Float64Array
+  readonly payloadBytes: number
+}
+
+/** Encode `payloads[from..to)` as one segment. */
+export function encodeSegment (payloads: readonly Buffer[], from: number, to: number, pushedAt: number): Buffer {
+  const n = to - from
+  let total = HEADER_BYTES + n * INDEX_ENTRY
+  for (let i = from; i < to; i++) total += payloads[i]!.byteLength
+  const out = Buffer.allocUnsafe(total)
+  out.writeUInt8(SEGMENT_VERSION, 0)
+  out.writeUInt8(0, 1)
+  out.writeUInt16BE(0, 2)
+  out.writeUInt32BE(n, 4)
+  out.writeDoubleBE(pushedAt, 8)
+  let index = HEADER_BYTES
+  let pos = HEADER_BYTES + n * INDEX_ENTRY
+  for (let i = from; i < to; i++) {
+    const p = payloads[i]!
+    out.writeUInt32BE(p.byteLength, index)
+    out.writeUInt32BE(crc32(p), index + 4)
+    index += INDEX_ENTRY
+    p.copy(out, pos)
+    pos += p.byteLength
+  }
+  out.writeUInt32BE(headerCrc(out, n), 16)
+  return out
+}
+
+function headerCrc (buf: Buffer, n: number): number {
+  return crc32(buf.subarray(HEADER_BYTES, HEADER_BYTES + n * INDEX_ENTRY), crc32(buf.subarray(0, 16)))
+}
+
+/** Decode and verify a segment's header and index; payloads are verified per record on read. */
+export function decodeHeader (firstId: number, value: Buffer): SegmentHeader {
+  const bad = (why: string): EvaqError =>
+    new EvaqError('EVAQ_CORRUPTION', `Segment at ID ${firstId} is damaged: ${why}`, { ids: [firstId] })
+  if (value.byteLength < HEADER_BYTES) throw bad(`only ${value.byteLength} bytes`)
+  const version = value.readUInt8(0)
+  if (version !== SEGMENT_VERSION) throw bad(`unknown segment version ${version}`)
+  const n = value.readUInt32BE(4)
+  if (n === 0 || HEADER_BYTES + n * INDEX_ENTRY > value.byteLength) throw bad(`record count ${n} does not fit`)
+  if (headerCrc(value, n) !== value.readUInt32BE(16)) throw bad('header checksum mismatch')
+  const lengths = new Uint32Array(n)
+  const crcs = new Uint32Array(n)
+  const offsets = new Float64Array(n)
+  let pos = HEADER_BYTES + n * INDEX_ENTRY
+  for (let i = 0, index = HEADER_BYTES; i < n; i++, index += INDEX_ENTRY) {
+    lengths[i] = value.readUInt32BE(index)
+    crcs[i] = value.readUInt32BE(index + 4)
+    offsets[i] = pos
+    pos += lengths[i]!
+  }
+  if (pos !== value.byteLength) throw bad(`payload lengths add up to ${pos} bytes, the segment has ${value.byteLength}`)
+  return { firstId, count: n, pushedAt: value.readDoubleBE(8), lengths, crcs, offsets, payloadBytes: pos - HEADER_BYTES - n * INDEX_ENTRY }
+}
+
+/** The payload of record `index`, verified against its CRC. The returned Buffer is a view. */
+export function payloadAt (header: SegmentHeader, value: Buffer, index: number): Buffer {
+  const start = header.offsets[index]!
+  const payload = value.subarray(start, start + header.lengths[index]!)
+  if (crc32(payload) !== header.crcs[index]) {
+    const id = header.firstId + index
+    throw new EvaqError('EVAQ_CORRUPTION', `Record ${id} failed its checksum`, { ids: [id] })
+  }
+  return payload
+}
+
+/** Removal sets: one bit per record of a segment, set when the record was removed. */
+export function newRemovalSet (count: number): Uint8Array {
+  return new Uint8Array((count + 7) >>> 3)
+}
+
+export function isRemoved (set: Uint8Array | undefined, index: number): boolean {
+  return set !== undefined && (set[index >>> 3]! & (1 << (index & 7))) !== 0
+}
+
+export function markRemoved (set: Uint8Array, index: number): void {
+  set[index >>> 3]! |= 1 << (index & 7)
+}
+
+export function decodeRemovalSet (firstId: number, count: number, value: Uint8Array): Uint8Array {
+  if (value.byteLength !== (count + 7) >>> 3) {
+    throw new EvaqError('EVAQ_CORRUPTION', `Removal set of segment ${firstId} has ${value.byteLength} bytes for ${count} records`, { ids: [firstId] })
+  }
+  return value
+}

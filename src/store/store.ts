@@ -1,0 +1,180 @@
+import type { AbstractSublevel } from 'abstract-level'
+import { ClassicLevel } from 'classic-level'
+import { EvaqError, fromLevel } from '../errors.js'
+import type { ResolvedOptions } from '../options.js'
+import { decodeKey, encodeKey } from './codec.js'
+
+/** The only module that opens classic-level. One database per data directory. */
+
+export type Bytes = Buffer
+export type Db = ClassicLevel<Bytes, Bytes>
+export type Sublevel = AbstractSublevel<Db, string | Buffer | Uint8Array, Bytes, Bytes>
+export type ChainedBatch = ReturnType<Db['batch']>
+
+/** The on-disk format of the directory as a whole; bumped on any incompatible change. */
+export const FORMAT_VERSION = 1
+const FORMAT_KEY = Buffer.from('format')
+
+const ENC = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
+
+/** Per-log counters persisted in every commit. */
+export interface LogCounters {
+  /** The next ID to issue; never decreases, so IDs are never reused. */
+  next: number
+  /** Live records and their payload bytes. */
+  count: number
+  bytes: number
+  /**
+   * The first ID of the first segment that may still exist: no live record lies below it, and
+   * seeks start here instead of at the start of the keyspace, over the tombstones of the head.
+   */
+  floor: number
+}
+
+/** What one batch changes: `next` and `floor` are maxima, `count` and `bytes` are added. */
+export type Delta = Record<string, Partial<LogCounters>>
+
+interface SnapshotValue {
+  seq: number
+  logs: Record<string, LogCounters>
+  /** Batches written before this one whose outcome was unknown when it was built. */
+  pending: Array<{ seq: number, delta: Delta }>
+}
+
+/**
+ * Counters are written with every batch, but batches may reach LevelDB in any order when several
+ * flushes are in flight. So each batch writes its own snapshot key `snap/<seq>` holding the state
+ * every *completed* batch produced, plus its own change, plus the changes of the batches still in
+ * flight when it was built. On open the highest snapshot is taken and each of its pending batches
+ * counts if and only if its own snapshot key is on disk (a batch is atomic). A snapshot key is
+ * deleted by the first batch built after its batch completed, so only a handful exist at a time
+ * and open reads a bounded number of keys, never the records.
+ */
+export class Journal {
+  private seq: number
+  private readonly durable: Record<string, LogCounters>
+  private readonly pending = new Map<number, Delta>()
+  /** Completed batches whose snapshot keys the next batch deletes. */
+  private obsolete: number[] = []
+
+  constructor (private readonly snaps: Sublevel, seq: number, logs: Record<string, LogCounters>, obsolete: number[]) {
+    this.seq = seq
+    this.durable = logs
+    this.obsolete = obsolete
+  }
+
+  static async load (snaps: Sublevel): Promise<Journal> {
+    const keys: number[] = []
+    for await (const key of snaps.keys()) keys.push(decodeKey(key))
+    if (keys.length === 0) return new Journal(snaps, 0, {}, [])
+    const top = keys[keys.length - 1]!
+    const value = await snaps.get(encodeKey(top))
+    if (value === undefined) throw new EvaqError('EVAQ_CORRUPTION', `Commit snapshot ${top} vanished during open`)
+    let snap: SnapshotValue
+    try {
+      snap = JSON.parse(value.toString('utf8')) as SnapshotValue
+    } catch (cause) {
+      throw new EvaqError('EVAQ_CORRUPTION', `Commit snapshot ${top} cannot be decoded`, { cause })
+    }
+    const logs = snap.logs
+    const present = new Set(keys)
+    for (const p of snap.pending) {
+      if (present.has(p.seq)) apply(logs, p.delta)
+    }
+    return new Journal(snaps, top, logs, keys)
+  }
+
+  counters (log: string): LogCounters {
+    let c = this.durable[log]
+    if (c === undefined) {
+      c = { next: 1, count: 0, bytes: 0, floor: 1 }
+      this.durable[log] = c
+    }
+    return c
+  }
+
+  /** Add this batch's snapshot to `batch`; returns the sequence to pass to `settle`. */
+  stage (batch: ChainedBatch, delta: Delta): number {
+    const seq = ++this.seq
+    const logs: Record<string, LogCounters> = {}
+    for (const [name, c] of Object.entries(this.durable)) logs[name] = { ...c }
+    apply(logs, delta)
+    const value: SnapshotValue = {
+      seq,
+      logs,
+      pending: [...this.pending].map(([s, d]) => ({ seq: s, delta: d })),
+    }
+    batch.put(encodeKey(seq), Buffer.from(JSON.stringify(value)), { sublevel: this.snaps })
+    for (const s of this.obsolete) batch.del(encodeKey(s), { sublevel: this.snaps })
+    this.obsolete = []
+    this.pending.set(seq, delta)
+    return seq
+  }
+
+  /**
+   * Record the outcome of a staged batch. A failed write may still have reached the disk (an
+   * fsync error does not undo the write), so its delta stays pending: every later snapshot lists
+   * it, and the next open counts it exactly when its snapshot key is on disk.
+   */
+  settle (seq: number, ok: boolean): void {
+    if (!ok) return
+    const delta = this.pending.get(seq)
+    if (delta === undefined) return
+    this.pending.delete(seq)
+    apply(this.durable, delta)
+    this.obsolete.push(seq)
+  }
+}
+
+function apply (logs: Record<string, LogCounters>, delta: Delta): void {
+  for (const [name, d] of Object.entries(delta)) {
+    const c = logs[name] ?? (logs[name] = { next: 1, count: 0, bytes: 0, floor: 1 })
+    if (d.next !== undefined && d.next > c.next) c.next = d.next
+    if (d.floor !== undefined && d.floor > c.floor) c.floor = d.floor
+    if (d.count !== undefined) c.count += d.count
+    if (d.bytes !== undefined) c.bytes += d.bytes
+  }
+}
+
+export interface Store {
+  readonly db: Db
+  readonly journal: Journal
+  sublevel (name: string): Sublevel
+}
+
+export async function openStore (dir: string, options: ResolvedOptions): Promise<Store> {
+  const db: Db = new ClassicLevel<Bytes, Bytes>(dir, {
+    ...ENC,
+    createIfMissing: true,
+    writeBufferSize: options.writeBufferSize,
+    cacheSize: options.cacheSize,
+    compression: options.compression,
+  })
+  try {
+    await db.open()
+  } catch (err) {
+    throw fromLevel(err, `Cannot open ${dir}`)
+  }
+  try {
+    const meta = db.sublevel<Bytes, Bytes>('meta', ENC)
+    const format = await meta.get(FORMAT_KEY)
+    if (format === undefined) {
+      await db.batch().put(FORMAT_KEY, Buffer.from(JSON.stringify({ version: FORMAT_VERSION })), { sublevel: meta }).write({ sync: true })
+    } else {
+      let version: unknown
+      try { version = (JSON.parse(format.toString('utf8')) as { version?: unknown }).version } catch { version = undefined }
+      if (version !== FORMAT_VERSION) {
+        throw new EvaqError('EVAQ_UNSUPPORTED_FORMAT', `${dir} holds evaq format ${String(version)}; this version reads format ${FORMAT_VERSION}`)
+      }
+    }
+    const journal = await Journal.load(db.sublevel<Bytes, Bytes>('snap', ENC))
+    return {
+      db,
+      journal,
+      sublevel: (name: string) => db.sublevel<Bytes, Bytes>(name, ENC),
+    }
+  } catch (err) {
+    await db.close().catch(() => {})
+    throw fromLevel(err, `Cannot open ${dir}`)
+  }
+}
