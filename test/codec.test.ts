@@ -4,6 +4,7 @@ import {
   decodeHeader, decodeKey, encodeKey, encodeSegment, HEADER_BYTES, isRemoved, markRemoved,
   newRemovalSet, payloadAt, decodeRemovalSet,
 } from '../src/store/codec.js'
+import type { EvaqError } from '../src/errors.js'
 
 test('keys are fixed-width big-endian, so byte order is ID order', t => {
   fc.assert(fc.property(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), (a, b) => {
@@ -42,7 +43,7 @@ test('a flipped payload byte fails the record checksum and names the ID', t => {
   const header = decodeHeader(100, value)
   value[header.offsets[1]! + 2]! ^= 0x01
   t.is(payloadAt(header, value, 0).toString(), 'first')
-  const err = t.throws(() => payloadAt(header, value, 1), { code: 'EVAQ_CORRUPTION' })
+  const err = t.throws<EvaqError>(() => payloadAt(header, value, 1), { code: 'EVAQ_CORRUPTION' })
   t.deepEqual(err?.ids, [101])
 })
 

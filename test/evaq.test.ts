@@ -2,7 +2,7 @@ import test from 'ava'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
-import { Evaq, type QueueRecord } from '../src/index.js'
+import { Evaq, type EvaqError, type QueueRecord } from '../src/index.js'
 import { decodeHeader, encodeKey } from '../src/store/codec.js'
 import { tmpDir } from './helpers/tmp.js'
 
@@ -98,11 +98,11 @@ test('doneRetryItems removes atomically and returns the highest ID removed', asy
 test('removeWal is atomic: one unknown ID removes nothing and is named', async t => {
   const q = await open(t)
   await q.pushWalMany(['a', 'b', 'c'])
-  const err = await t.throwsAsync(q.removeWal([1, 2, 99]), { code: 'EVAQ_NOT_FOUND' })
+  const err = await t.throwsAsync<EvaqError>(q.removeWal([1, 2, 99]), { code: 'EVAQ_NOT_FOUND' })
   t.deepEqual(err?.ids, [99])
   t.deepEqual(ids(await q.wal.read()), [1, 2, 3])
   await q.removeWal([1, 2])
-  const again = await t.throwsAsync(q.removeWal([2, 3]), { code: 'EVAQ_NOT_FOUND' })
+  const again = await t.throwsAsync<EvaqError>(q.removeWal([2, 3]), { code: 'EVAQ_NOT_FOUND' })
   t.deepEqual(again?.ids, [2])
   t.deepEqual(ids(await q.wal.read()), [3])
   t.is((await q.wal.stats()).count, 1)
@@ -169,7 +169,7 @@ test('a flipped byte inside a stored payload is EVAQ_CORRUPTION naming the ID, n
   await db.close()
   q = await Evaq.open(dir)
   t.teardown(() => q.close())
-  const err = await t.throwsAsync(q.wal.read(), { code: 'EVAQ_CORRUPTION' })
+  const err = await t.throwsAsync<EvaqError>(q.wal.read(), { code: 'EVAQ_CORRUPTION' })
   t.deepEqual(err?.ids, [2])
   t.deepEqual(text(await q.wal.read({ maxCount: 1 })), ['good-1'])
   t.deepEqual(text(await q.wal.read({ from: 3 })), ['good-3'])
@@ -199,7 +199,7 @@ test('a flipped byte in a LevelDB table file is caught by the record checksum', 
   t.is(flipped, 1)
   q = await Evaq.open(dir)
   t.teardown(() => q.close())
-  const err = await t.throwsAsync(q.wal.read(), { code: 'EVAQ_CORRUPTION' })
+  const err = await t.throwsAsync<EvaqError>(q.wal.read(), { code: 'EVAQ_CORRUPTION' })
   t.deepEqual(err?.ids, [2])
 })
 
@@ -308,4 +308,13 @@ test('a returned payload is the caller\'s own copy', async t => {
   t.is(record!.payload.toString(), 'original')
   record!.payload.fill(0)
   t.is((await q.wal.read())[0]!.payload.toString(), 'original')
+})
+
+test('a push acknowledged while an older flush is in flight can be removed at once', async t => {
+  // Small batches and several workers make flushes finish out of order.
+  const q = await open(t, { maxBatchCount: 1, flushWorkers: 8 })
+  const pushes = Array.from({ length: 200 }, (_, i) => q.pushWal(`o${i}`))
+  const removals = pushes.map(p => p.then(id => q.removeWal(id)))
+  await Promise.all(removals)
+  t.is((await q.wal.stats()).count, 0)
 })

@@ -93,3 +93,17 @@ test('drain resolves once everything settled', async t => {
   t.true(drained)
   t.is(await p, 1)
 })
+
+test('isPending tells issued-but-unflushed IDs from committed ones', async t => {
+  const { gc, nextFlush } = controlled()
+  const a = gc.push([payload('a'), payload('b')], 2, undefined, undefined)
+  const first = await nextFlush()
+  const b = gc.push([payload('c')], 1, undefined, undefined)
+  const second = await nextFlush()
+  second.done()
+  await b
+  t.deepEqual([1, 2, 3, 4].map(id => gc.isPending(id)), [true, true, false, false])
+  first.done()
+  await a
+  t.deepEqual([1, 2, 3].map(id => gc.isPending(id)), [false, false, false])
+})

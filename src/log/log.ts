@@ -252,7 +252,6 @@ export class Log {
   }
 
   private async removeGroup (group: RemoveRequest[]): Promise<void> {
-    const watermark = this.watermark
     const working = new Map<number, Touched | null>()
     const accepted: RemoveRequest[] = []
     for (const req of group) {
@@ -260,7 +259,9 @@ export class Log {
       const missing: number[] = []
       let seg: Touched | null = null
       for (const id of req.ids) {
-        if (id > watermark || id < this.counters.floor) { missing.push(id); continue }
+        // Not the watermark: a push acknowledged while an older flush is still in flight lies
+        // above it, and its ID is the caller's to remove.
+        if (id >= this.writer.next || id < this.counters.floor || this.writer.isPending(id)) { missing.push(id); continue }
         if (seg === null || id < seg.header.firstId || id >= seg.header.firstId + seg.header.count) {
           seg = await this.locate(id, working)
         }

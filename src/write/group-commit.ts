@@ -74,6 +74,17 @@ export class GroupCommit {
     return low - 1
   }
 
+  /** Whether `id` was issued but its flush has not completed yet. */
+  isPending (id: number): boolean {
+    if (id >= this.nextId) return false
+    if (this.buffer.length > 0 && id >= this.buffer[0]!.firstId) return true
+    for (const entries of this.inflight) {
+      const last = entries[entries.length - 1]!
+      if (id >= entries[0]!.firstId && id < last.firstId + last.payloads.length) return true
+    }
+    return false
+  }
+
   get pendingBytes (): number {
     return this.heldBytes
   }

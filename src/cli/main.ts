@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { Evaq } from '../evaq.js'
+import { EvaqError, isEvaqError } from '../errors.js'
+
+/**
+ * The `evaq` command. Exit codes: 0 success, 1 an evaq error (its code is printed), 2 bad usage.
+ */
+
+const USAGE = `Usage: evaq <command> [options]
+
+Commands:
+  stats --data DIR [--json]                          counts, bytes and ID range of the WAL and DLQ
+  peek LOG --data DIR [--from ID] [--max-bytes N] [--max-count N] [--json]
+                                                     print records of LOG (wal or dlq) without removing them
+
+Options:
+  --help, -h      this text
+  --version, -v   the evaq version`
+
+const LOGS = ['wal', 'dlq'] as const
+
+async function main (argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      data: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      from: { type: 'string' },
+      'max-bytes': { type: 'string' },
+      'max-count': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+      version: { type: 'boolean', short: 'v', default: false },
+    },
+  })
+  if (values.version) {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+    console.log(pkg.version)
+    return 0
+  }
+  const [command, ...rest] = positionals
+  if (values.help || command === undefined) {
+    console.log(USAGE)
+    return values.help ? 0 : 2
+  }
+  if (values.data === undefined) return usage('--data DIR is required')
+  switch (command) {
+    case 'stats': {
+      const evaq = await Evaq.open(values.data)
+      try {
+        const stats = { wal: await evaq.wal.stats(), dlq: await evaq.dlq.stats() }
+        if (values.json) console.log(JSON.stringify(stats))
+        else {
+          for (const log of LOGS) {
+            const s = stats[log]
+            console.log(`${log}\t${s.count} record(s)\t${s.bytes} bytes\tIDs ${s.firstId ?? '-'}..${s.lastId ?? '-'}\tnext ${s.nextId}`)
+          }
+        }
+      } finally {
+        await evaq.close()
+      }
+      return 0
+    }
+    case 'peek': {
+      const log = rest[0]
+      if (log !== 'wal' && log !== 'dlq') return usage('peek takes a log name: wal or dlq')
+      const evaq = await Evaq.open(values.data)
+      try {
+        const records = await evaq[log].read({
+          from: number(values.from, '--from', 0),
+          maxBytes: number(values['max-bytes'], '--max-bytes', 64 * 1024),
+          maxCount: number(values['max-count'], '--max-count', 100),
+        })
+        for (const r of records) {
+          if (values.json) console.log(JSON.stringify({ id: r.id, pushedAt: r.pushedAt, payload: r.payload.toString('base64'), ...(r.error === undefined ? {} : { error: r.error }) }))
+          else console.log(`${r.id}\t${new Date(r.pushedAt).toISOString()}\t${JSON.stringify(r.payload.toString('utf8'))}${r.error === undefined ? '' : `\t${r.error.code ?? ''} ${r.error.message}`}`)
+        }
+      } finally {
+        await evaq.close()
+      }
+      return 0
+    }
+    default:
+      return usage(`unknown command \`${command}\``)
+  }
+}
+
+function number (value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0) {
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`${name}\` to be a non-negative integer, got \`${value}\``)
+  }
+  return n
+}
+
+function usage (message: string): number {
+  console.error(`evaq: ${message}\n\n${USAGE}`)
+  return 2
+}
+
+main(process.argv.slice(2)).then(code => { process.exitCode = code }, (err: unknown) => {
+  if (isEvaqError(err)) {
+    console.error(`evaq: ${err.code}: ${err.message}`)
+    process.exitCode = err.code === 'EVAQ_INVALID_ARGUMENT' ? 2 : 1
+  } else if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
+    process.exitCode = usage((err as Error).message)
+  } else {
+    console.error(err)
+    process.exitCode = 1
+  }
+})
