@@ -1,8 +1,8 @@
 import test from 'ava'
 import fc from 'fast-check'
 import {
-  decodeHeader, decodeKey, encodeKey, encodeSegment, HEADER_BYTES, isRemoved, markRemoved,
-  newRemovalSet, payloadAt, decodeRemovalSet,
+  decodeHeader, decodeKey, encodeKey, encodeSegment, HEADER_BYTES, INDEX_ENTRY_BYTES, isRemoved, markRemoved,
+  newRemovalSet, payloadAt, decodeRemovalSet, SegmentBuilder,
 } from '../src/store/codec.js'
 import type { EvaqError } from '../src/errors.js'
 
@@ -28,6 +28,21 @@ test('a segment round-trips its payloads', t => {
   }), { numRuns: 200 })
 })
 
+test('a builder grows as payloads arrive and copies them at once', t => {
+  const builder = new SegmentBuilder(7, 8)
+  const scratch = Buffer.from('reused')
+  builder.append(scratch)
+  scratch.fill(0)
+  const big = Buffer.alloc(100_000, 0x61)
+  builder.append(big)
+  const value = builder.finish(5)
+  const header = decodeHeader(7, value)
+  t.is(header.count, 2)
+  t.is(value.byteLength, HEADER_BYTES + 6 + 100_000 + 2 * INDEX_ENTRY_BYTES)
+  t.is(payloadAt(header, value, 0).toString(), 'reused')
+  t.deepEqual(payloadAt(header, value, 1), big)
+})
+
 test('a segment can hold a slice of the payloads', t => {
   const payloads = ['a', 'bb', 'ccc', 'dddd'].map(s => Buffer.from(s))
   const value = encodeSegment(payloads, 1, 3, 0)
@@ -50,7 +65,9 @@ test('a flipped payload byte fails the record checksum and names the ID', t => {
 test('every single-byte flip in a header or index is detected', t => {
   const payloads = ['x', 'yy', 'zzz'].map(s => Buffer.from(s))
   const clean = encodeSegment(payloads, 0, 3, 42)
-  for (let i = 0; i < HEADER_BYTES + 3 * 8; i++) {
+  const index = clean.length - 3 * INDEX_ENTRY_BYTES
+  const positions = [...Array.from({ length: HEADER_BYTES }, (_, i) => i), ...Array.from({ length: 3 * INDEX_ENTRY_BYTES }, (_, i) => index + i)]
+  for (const i of positions) {
     for (const bit of [0x01, 0x80]) {
       const value = Buffer.from(clean)
       value[i]! ^= bit

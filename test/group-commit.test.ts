@@ -1,16 +1,16 @@
 import test from 'ava'
-import { GroupCommit, type Entry } from '../src/write/group-commit.js'
+import { GroupCommit, type PendingSegment } from '../src/write/group-commit.js'
 
 const options = { maxBatchBytes: 1000, maxBatchCount: 100, lingerMs: 0, flushWorkers: 2, maxBufferedBytes: 10_000 }
 
-interface Pending { entries: readonly Entry[], done (): void, fail (err: Error): void }
+interface Pending { segments: readonly PendingSegment[], done (): void, fail (err: Error): void }
 
 /** A GroupCommit whose flushes complete only when the test says so. */
 function controlled (opts = options) {
   const flushes: Pending[] = []
   let waiters: Array<() => void> = []
-  const gc = new GroupCommit(opts, 1, entries => new Promise<void>((resolve, reject) => {
-    flushes.push({ entries, done: resolve, fail: reject })
+  const gc = new GroupCommit(opts, 1, segments => new Promise<void>((resolve, reject) => {
+    flushes.push({ segments, done: resolve, fail: reject })
     for (const w of waiters) w()
     waiters = []
   }), () => {})
@@ -49,7 +49,7 @@ test('a failed flush rejects its pushes and the watermark moves past them', asyn
   t.is(await b, 2)
 })
 
-test('pushes made while flushes are in flight form the next batch', async t => {
+test('pushes made while flushes are in flight form the next segment', async t => {
   const { gc, nextFlush } = controlled({ ...options, flushWorkers: 1 })
   const first = gc.push([payload('a')], 1, undefined, undefined)
   const flush1 = await nextFlush()
@@ -57,12 +57,12 @@ test('pushes made while flushes are in flight form the next batch', async t => {
   flush1.done()
   await first
   const flush2 = await nextFlush()
-  t.is(flush2.entries.length, 10)
+  t.deepEqual(flush2.segments.map(s => s.builder.count), [10])
   flush2.done()
   t.deepEqual(await Promise.all(more), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
 })
 
-test('a batch stops at maxBatchCount and maxBatchBytes but takes at least one entry', async t => {
+test('segments stop at maxBatchCount and maxBatchBytes but hold at least one record', async t => {
   const { gc, nextFlush } = controlled({ ...options, flushWorkers: 1, maxBatchCount: 3, maxBatchBytes: 10 })
   const all = [
     gc.push([payload('1')], 1, undefined, undefined),
@@ -70,15 +70,35 @@ test('a batch stops at maxBatchCount and maxBatchBytes but takes at least one en
     gc.push([payload('3')], 1, undefined, undefined),
     gc.push([payload('4')], 1, undefined, undefined),
     gc.push([payload('x'.repeat(20))], 20, undefined, undefined),
+    gc.push([payload('y'.repeat(9))], 9, undefined, undefined),
   ]
-  const sizes: number[] = []
-  for (let i = 0; i < 3; i++) {
+  const counts: number[][] = []
+  while (counts.flat().length < 4) {
     const f = await nextFlush()
-    sizes.push(f.entries.length)
+    counts.push(f.segments.map(s => s.builder.count))
     f.done()
   }
-  t.deepEqual(sizes, [3, 1, 1])
-  t.deepEqual(await Promise.all(all), [1, 2, 3, 4, 5])
+  // [1,2,3] is full by count; [4] cannot take 20 more bytes; [x*20] is over the byte bound alone.
+  t.deepEqual(counts.flat(), [3, 1, 1, 1])
+  t.deepEqual(await Promise.all(all), [1, 2, 3, 4, 5, 6])
+})
+
+test('a pushMany that spans segments is flushed in one commit', async t => {
+  const { gc, nextFlush } = controlled({ ...options, flushWorkers: 1, maxBatchCount: 4, maxBatchBytes: 4 })
+  const before = gc.push([payload('a')], 1, undefined, undefined)
+  const many = gc.push(Array.from({ length: 10 }, (_, i) => payload(String(i))), 10, undefined, undefined)
+  const after = gc.push([payload('z')], 1, undefined, undefined)
+  const seen: number[][] = []
+  while (seen.flat().reduce((a, b) => a + b, 0) < 12) {
+    const f = await nextFlush()
+    seen.push(f.segments.map(s => s.builder.count))
+    f.done()
+  }
+  // The ten records of the pushMany land in segments [a,0,1,2] [3,4,5,6] [7,8,9,z]: one group.
+  t.deepEqual(seen, [[4, 4, 4]])
+  t.is(await before, 1)
+  t.is(await many, 2)
+  t.is(await after, 12)
 })
 
 test('drain resolves once everything settled', async t => {

@@ -9,16 +9,19 @@ import { EvaqError } from '../errors.js'
  *   2  u16  reserved (0)
  *   4  u32  record count n
  *   8  f64  push time, ms since the epoch
- *  16  u32  CRC32 of bytes 0..16 and of the index below
- *  20  n × (u32 payload length, u32 CRC32 of the payload)
- *  20+8n   the payloads, back to back
+ *  16  u32  CRC32 of bytes 0..16 and of the index at the end
+ *  20       the payloads, back to back
+ *  end-8n   the index: n × (u32 payload length, u32 CRC32 of the payload)
  *
- * All integers big-endian. The header CRC guards the lengths, so a damaged index is reported as
- * corruption instead of being used to slice wrong payloads; each record's CRC guards its payload.
+ * All integers big-endian. The index comes last so that a segment can be built while pushes
+ * arrive: each payload is copied once, straight into the buffer that becomes the LevelDB value.
+ * The header CRC guards the lengths, so a damaged index is reported as corruption instead of
+ * being used to slice wrong payloads; each record's CRC guards its payload.
  */
 export const SEGMENT_VERSION = 1
 export const HEADER_BYTES = 20
-const INDEX_ENTRY = 8
+export const INDEX_ENTRY_BYTES = 8
+const INDEX_ENTRY = INDEX_ENTRY_BYTES
 
 /** Keys are fixed-width big-endian IDs, so LevelDB's byte order is ID order. */
 export function encodeKey (id: number): Buffer {
@@ -46,33 +49,83 @@ export interface SegmentHeader {
   readonly payloadBytes: number
 }
 
-/** Encode `payloads[from..to)` as one segment. */
-export function encodeSegment (payloads: readonly Buffer[], from: number, to: number, pushedAt: number): Buffer {
-  const n = to - from
-  let total = HEADER_BYTES + n * INDEX_ENTRY
-  for (let i = from; i < to; i++) total += payloads[i]!.byteLength
-  const out = Buffer.allocUnsafe(total)
-  out.writeUInt8(SEGMENT_VERSION, 0)
-  out.writeUInt8(0, 1)
-  out.writeUInt16BE(0, 2)
-  out.writeUInt32BE(n, 4)
-  out.writeDoubleBE(pushedAt, 8)
-  let index = HEADER_BYTES
-  let pos = HEADER_BYTES + n * INDEX_ENTRY
-  for (let i = from; i < to; i++) {
-    const p = payloads[i]!
-    out.writeUInt32BE(p.byteLength, index)
-    out.writeUInt32BE(crc32(p), index + 4)
-    index += INDEX_ENTRY
-    p.copy(out, pos)
-    pos += p.byteLength
+/**
+ * Builds one segment as payloads arrive. `append` copies the payload and computes its CRC at
+ * once, so the caller may reuse its buffer as soon as push returns; `finish` writes the header
+ * and the index and returns the LevelDB value without another copy of the payloads.
+ */
+export class SegmentBuilder {
+  count = 0
+  payloadBytes = 0
+  private buf: Buffer
+  private pos = HEADER_BYTES
+  private index: Uint32Array
+
+  constructor (readonly firstId: number, capacity = 16 * 1024) {
+    this.buf = Buffer.allocUnsafe(Math.max(capacity, HEADER_BYTES + 64))
+    this.index = new Uint32Array(32)
   }
-  out.writeUInt32BE(headerCrc(out, n), 16)
-  return out
+
+  append (payload: Uint8Array): void {
+    const n = this.count
+    const need = this.pos + payload.byteLength
+    if (need > this.buf.byteLength) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.buf.byteLength * 2))
+      this.buf.copy(grown, 0, 0, this.pos)
+      this.buf = grown
+    }
+    if (2 * n + 2 > this.index.length) {
+      const grown = new Uint32Array(this.index.length * 2)
+      grown.set(this.index)
+      this.index = grown
+    }
+    this.buf.set(payload, this.pos)
+    this.pos = need
+    this.index[2 * n] = payload.byteLength
+    this.index[2 * n + 1] = crc32(payload)
+    this.count = n + 1
+    this.payloadBytes += payload.byteLength
+  }
+
+  /** The finished segment value. The builder must not be used afterwards. */
+  finish (pushedAt: number): Buffer {
+    const n = this.count
+    const total = this.pos + n * INDEX_ENTRY
+    let out = this.buf
+    if (total > out.byteLength) {
+      out = Buffer.allocUnsafe(total)
+      this.buf.copy(out, 0, 0, this.pos)
+    } else if (out.byteLength > 2 * total) {
+      // Do not let a large, mostly empty buffer live on in caches.
+      out = Buffer.from(out.subarray(0, total))
+    }
+    out.writeUInt8(SEGMENT_VERSION, 0)
+    out.writeUInt8(0, 1)
+    out.writeUInt16BE(0, 2)
+    out.writeUInt32BE(n, 4)
+    out.writeDoubleBE(pushedAt, 8)
+    let at = this.pos
+    for (let i = 0; i < n; i++, at += INDEX_ENTRY) {
+      out.writeUInt32BE(this.index[2 * i]!, at)
+      out.writeUInt32BE(this.index[2 * i + 1]!, at + 4)
+    }
+    const value = out.subarray(0, total)
+    value.writeUInt32BE(headerCrc(value, n), 16)
+    return value
+  }
+}
+
+/** Encode `payloads[from..to)` as one segment. */
+export function encodeSegment (payloads: readonly Uint8Array[], from: number, to: number, pushedAt: number): Buffer {
+  let bytes = 0
+  for (let i = from; i < to; i++) bytes += payloads[i]!.byteLength
+  const builder = new SegmentBuilder(0, HEADER_BYTES + bytes + (to - from) * INDEX_ENTRY)
+  for (let i = from; i < to; i++) builder.append(payloads[i]!)
+  return builder.finish(pushedAt)
 }
 
 function headerCrc (buf: Buffer, n: number): number {
-  return crc32(buf.subarray(HEADER_BYTES, HEADER_BYTES + n * INDEX_ENTRY), crc32(buf.subarray(0, 16)))
+  return crc32(buf.subarray(buf.byteLength - n * INDEX_ENTRY), crc32(buf.subarray(0, 16)))
 }
 
 /** Decode and verify a segment's header and index; payloads are verified per record on read. */
@@ -88,15 +141,16 @@ export function decodeHeader (firstId: number, value: Buffer): SegmentHeader {
   const lengths = new Uint32Array(n)
   const crcs = new Uint32Array(n)
   const offsets = new Float64Array(n)
-  let pos = HEADER_BYTES + n * INDEX_ENTRY
-  for (let i = 0, index = HEADER_BYTES; i < n; i++, index += INDEX_ENTRY) {
+  let pos = HEADER_BYTES
+  for (let i = 0, index = value.byteLength - n * INDEX_ENTRY; i < n; i++, index += INDEX_ENTRY) {
     lengths[i] = value.readUInt32BE(index)
     crcs[i] = value.readUInt32BE(index + 4)
     offsets[i] = pos
     pos += lengths[i]!
   }
-  if (pos !== value.byteLength) throw bad(`payload lengths add up to ${pos} bytes, the segment has ${value.byteLength}`)
-  return { firstId, count: n, pushedAt: value.readDoubleBE(8), lengths, crcs, offsets, payloadBytes: pos - HEADER_BYTES - n * INDEX_ENTRY }
+  const payloadBytes = pos - HEADER_BYTES
+  if (pos !== value.byteLength - n * INDEX_ENTRY) throw bad(`payload lengths add up to ${payloadBytes} bytes, the segment has room for ${value.byteLength - n * INDEX_ENTRY - HEADER_BYTES}`)
+  return { firstId, count: n, pushedAt: value.readDoubleBE(8), lengths, crcs, offsets, payloadBytes }
 }
 
 /** The payload of record `index`, verified against its CRC. The returned Buffer is a view. */

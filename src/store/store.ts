@@ -17,6 +17,38 @@ const FORMAT_KEY = Buffer.from('format')
 
 const ENC = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
 
+/**
+ * Keys of one sublevel, written through the root database. A sublevel stores its keys with a
+ * prefix (`!wal!…`); building the prefixed key once here spares abstract-level's per-operation
+ * sublevel handling in chained batches, which measured as the largest cost of a small flush.
+ * Reads still go through the sublevel, which strips the prefix.
+ */
+export class Keyspace {
+  private readonly prefix: Buffer
+
+  constructor (readonly sublevel: Sublevel) {
+    this.prefix = Buffer.from(sublevel.prefix, 'utf8')
+  }
+
+  /** The root-level key of ID `id` in this sublevel. */
+  id (id: number): Buffer {
+    const p = this.prefix.byteLength
+    const key = Buffer.allocUnsafe(p + 8)
+    this.prefix.copy(key, 0)
+    key.writeUInt32BE(Math.floor(id / 0x1_0000_0000), p)
+    key.writeUInt32BE(id >>> 0, p + 4)
+    return key
+  }
+
+  put (batch: ChainedBatch, id: number, value: Buffer): void {
+    batch.put(this.id(id), value)
+  }
+
+  del (batch: ChainedBatch, id: number): void {
+    batch.del(this.id(id))
+  }
+}
+
 /** Per-log counters persisted in every commit. */
 export interface LogCounters {
   /** The next ID to issue; never decreases, so IDs are never reused. */
@@ -51,13 +83,17 @@ interface SnapshotValue {
  * and open reads a bounded number of keys, never the records.
  */
 export class Journal {
+  /** Obsolete snapshot keys are deleted in bulk, once this many have piled up. */
+  static readonly DELETE_EVERY = 32
+  private readonly keys: Keyspace
   private seq: number
   private readonly durable: Record<string, LogCounters>
   private readonly pending = new Map<number, Delta>()
   /** Completed batches whose snapshot keys the next batch deletes. */
   private obsolete: number[] = []
 
-  constructor (private readonly snaps: Sublevel, seq: number, logs: Record<string, LogCounters>, obsolete: number[]) {
+  constructor (snaps: Sublevel, seq: number, logs: Record<string, LogCounters>, obsolete: number[]) {
+    this.keys = new Keyspace(snaps)
     this.seq = seq
     this.durable = logs
     this.obsolete = obsolete
@@ -104,9 +140,11 @@ export class Journal {
       logs,
       pending: [...this.pending].map(([s, d]) => ({ seq: s, delta: d })),
     }
-    batch.put(encodeKey(seq), Buffer.from(JSON.stringify(value)), { sublevel: this.snaps })
-    for (const s of this.obsolete) batch.del(encodeKey(s), { sublevel: this.snaps })
-    this.obsolete = []
+    this.keys.put(batch, seq, Buffer.from(JSON.stringify(value)))
+    if (this.obsolete.length >= Journal.DELETE_EVERY) {
+      for (const s of this.obsolete) this.keys.del(batch, s)
+      this.obsolete = []
+    }
     this.pending.set(seq, delta)
     return seq
   }

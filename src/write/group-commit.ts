@@ -1,19 +1,29 @@
 import PQueue from 'p-queue'
 import { EvaqError } from '../errors.js'
+import { HEADER_BYTES, SegmentBuilder } from '../store/codec.js'
 
 /**
- * The write buffer. Pushes get their IDs at once, in call order, and wait here until a flush
- * committed them. A flush takes what is buffered (up to `maxBatchBytes` / `maxBatchCount`, at
- * least one entry) and hands it to `commit`; up to `flushWorkers` flushes are in flight. While
- * they are, new pushes accumulate, so batches grow with load by themselves (group commit).
+ * The write buffer. Pushes get their IDs at once, in call order, and their payloads are copied
+ * straight into the segment being built (see SegmentBuilder). A flush takes the oldest segments
+ * (at least one, up to about `maxBatchBytes`) and hands them to `commit`; up to `flushWorkers`
+ * flushes are in flight. While they are, new pushes fill the next segment, so segments grow with
+ * load by themselves (group commit).
  */
 
-export interface Entry {
+export interface PendingSegment {
+  readonly builder: SegmentBuilder
+  /** Per-record extras (the DLQ's error), by ID. */
+  readonly extras: Array<[id: number, value: Buffer]>
+  /** Pushes whose last record is in this segment: they resolve when it is committed. */
+  readonly waiters: Waiter[]
+  /** A pushMany continues into the next segment: both must be written in one batch. */
+  joinNext: boolean
+  sealed: boolean
+}
+
+interface Waiter {
   readonly firstId: number
-  readonly payloads: readonly Buffer[]
-  readonly extras: readonly (Buffer | undefined)[] | undefined
-  readonly bytes: number
-  resolve (): void
+  resolve (firstId: number): void
   reject (err: unknown): void
 }
 
@@ -25,7 +35,7 @@ export interface GroupCommitOptions {
   maxBufferedBytes: number
 }
 
-export type CommitFn = (entries: readonly Entry[]) => Promise<void>
+export type CommitFn = (segments: readonly PendingSegment[]) => Promise<void>
 
 interface SpaceWaiter {
   bytes: number
@@ -36,17 +46,17 @@ interface SpaceWaiter {
 
 export class GroupCommit {
   private nextId: number
-  private buffer: Entry[] = []
-  private bufferedCount = 0
-  private bufferedOnlyBytes = 0
+  /** Segments not yet handed to a flush, oldest first; the last one may still be filling. */
+  private queue: PendingSegment[] = []
+  private queuedBytes = 0
   /** Bytes buffered or in flight: what `maxBufferedBytes` bounds. */
   private heldBytes = 0
-  private readonly inflight = new Set<Entry[]>()
+  private readonly inflight = new Set<readonly PendingSegment[]>()
   private readonly workers: PQueue
   private readonly waiters: SpaceWaiter[] = []
   private scheduled = false
   private lingerTimer: NodeJS.Timeout | undefined
-  private lingerStart = 0
+  private lingerDone = false
   private idle: Array<() => void> = []
 
   constructor (
@@ -66,9 +76,9 @@ export class GroupCommit {
 
   /** Highest ID such that every ID at or below it was committed (or failed for good). */
   get watermark (): number {
-    let low = this.buffer.length > 0 ? this.buffer[0]!.firstId : this.nextId
-    for (const entries of this.inflight) {
-      const first = entries[0]!.firstId
+    let low = this.queue.length > 0 ? this.queue[0]!.builder.firstId : this.nextId
+    for (const segments of this.inflight) {
+      const first = segments[0]!.builder.firstId
       if (first < low) low = first
     }
     return low - 1
@@ -77,39 +87,63 @@ export class GroupCommit {
   /** Whether `id` was issued but its flush has not completed yet. */
   isPending (id: number): boolean {
     if (id >= this.nextId) return false
-    if (this.buffer.length > 0 && id >= this.buffer[0]!.firstId) return true
-    for (const entries of this.inflight) {
-      const last = entries[entries.length - 1]!
-      if (id >= entries[0]!.firstId && id < last.firstId + last.payloads.length) return true
+    if (this.queue.length > 0 && id >= this.queue[0]!.builder.firstId) return true
+    for (const segments of this.inflight) {
+      const last = segments[segments.length - 1]!.builder
+      if (id >= segments[0]!.builder.firstId && id < last.firstId + last.count) return true
     }
     return false
-  }
-
-  get pendingBytes (): number {
-    return this.heldBytes
   }
 
   /**
    * Queue payloads; resolves with the first ID once all are committed. Waits for space when the
    * buffer is full; `signal` aborts that wait (nothing is written then).
    */
-  push (payloads: readonly Buffer[], bytes: number, extras: readonly (Buffer | undefined)[] | undefined, signal: AbortSignal | undefined): Promise<number> {
+  push (payloads: readonly Uint8Array[], bytes: number, extras: readonly (Buffer | undefined)[] | undefined, signal: AbortSignal | undefined): Promise<number> {
     if (this.waiters.length > 0 || (this.heldBytes > 0 && this.heldBytes + bytes > this.options.maxBufferedBytes)) {
       return this.waitForSpace(bytes, signal, () => this.admit(payloads, bytes, extras))
     }
     return this.admit(payloads, bytes, extras)
   }
 
-  private admit (payloads: readonly Buffer[], bytes: number, extras: readonly (Buffer | undefined)[] | undefined): Promise<number> {
+  private admit (payloads: readonly Uint8Array[], bytes: number, extras: readonly (Buffer | undefined)[] | undefined): Promise<number> {
     const firstId = this.nextId
     this.nextId += payloads.length
     this.heldBytes += bytes
+    this.queuedBytes += bytes
+    let segment = this.queue[this.queue.length - 1]
+    for (let i = 0; i < payloads.length; i++) {
+      const p = payloads[i]!
+      if (segment === undefined || segment.sealed || !this.fits(segment.builder, p.byteLength)) {
+        if (segment !== undefined && !segment.sealed) {
+          segment.sealed = true
+          if (i > 0) segment.joinNext = true
+        }
+        segment = this.newSegment(firstId + i, p.byteLength)
+      }
+      segment.builder.append(p)
+      const x = extras?.[i]
+      if (x !== undefined) segment.extras.push([firstId + i, x])
+    }
+    const last = segment!
+    if (last.builder.count >= this.options.maxBatchCount || last.builder.payloadBytes >= this.options.maxBatchBytes) last.sealed = true
     return new Promise<number>((resolve, reject) => {
-      this.buffer.push({ firstId, payloads, extras, bytes, resolve: () => resolve(firstId), reject })
-      this.bufferedCount += payloads.length
-      this.bufferedOnlyBytes += bytes
+      last.waiters.push({ firstId, resolve, reject })
       this.schedule()
     })
+  }
+
+  private fits (builder: SegmentBuilder, bytes: number): boolean {
+    return builder.count < this.options.maxBatchCount &&
+      (builder.count === 0 || builder.payloadBytes + bytes <= this.options.maxBatchBytes)
+  }
+
+  private newSegment (firstId: number, firstBytes: number): PendingSegment {
+    // Start small and let the builder grow: most segments under light load hold one record.
+    const hint = Math.min(this.options.maxBatchBytes, Math.max(this.queuedBytes, firstBytes)) + HEADER_BYTES + 1024
+    const segment: PendingSegment = { builder: new SegmentBuilder(firstId, hint), extras: [], waiters: [], joinNext: false, sealed: false }
+    this.queue.push(segment)
+    return segment
   }
 
   private waitForSpace (bytes: number, signal: AbortSignal | undefined, admit: () => Promise<number>): Promise<number> {
@@ -143,64 +177,60 @@ export class GroupCommit {
   private schedule (): void {
     if (this.scheduled) return
     this.scheduled = true
-    // setImmediate lets every push made in this turn of the event loop join the same flush.
-    setImmediate(() => {
+    // A microtask, not setImmediate: every push made synchronously or in the promise
+    // continuations already queued (all the callers a completed flush just woke up) still joins
+    // the same segment, and a lone push does not wait for a turn of the event loop.
+    queueMicrotask(() => {
       this.scheduled = false
       this.pump()
     })
   }
 
   private pump (): void {
-    while (this.buffer.length > 0 && this.inflight.size < this.options.flushWorkers) {
-      if (this.options.lingerMs > 0 && !this.full()) {
-        const now = Date.now()
-        if (this.lingerTimer === undefined) {
-          this.lingerStart = now
-          this.lingerTimer = setTimeout(() => { this.lingerTimer = undefined; this.lingerStart = -Infinity; this.pump() }, this.options.lingerMs)
-          return
-        }
-        if (now - this.lingerStart < this.options.lingerMs) return
+    while (this.queue.length > 0 && this.inflight.size < this.options.flushWorkers) {
+      if (this.options.lingerMs > 0 && !this.lingerDone && this.queue.length === 1 && !this.queue[0]!.sealed) {
+        this.lingerTimer ??= setTimeout(() => { this.lingerTimer = undefined; this.lingerDone = true; this.pump() }, this.options.lingerMs)
+        return
       }
       if (this.lingerTimer !== undefined) { clearTimeout(this.lingerTimer); this.lingerTimer = undefined }
+      this.lingerDone = false
       this.flushOne()
     }
   }
 
-  private full (): boolean {
-    return this.bufferedOnlyBytes >= this.options.maxBatchBytes || this.bufferedCount >= this.options.maxBatchCount
-  }
-
   private flushOne (): void {
-    let bytes = 0
-    let count = 0
+    // Take whole groups of joined segments until about maxBatchBytes, at least one group.
     let n = 0
-    while (n < this.buffer.length) {
-      const e = this.buffer[n]!
-      if (n > 0 && (bytes + e.bytes > this.options.maxBatchBytes || count + e.payloads.length > this.options.maxBatchCount)) break
-      bytes += e.bytes
-      count += e.payloads.length
-      n++
+    let bytes = 0
+    while (n < this.queue.length) {
+      if (n > 0 && bytes >= this.options.maxBatchBytes) break
+      do {
+        const s = this.queue[n++]!
+        s.sealed = true
+        bytes += s.builder.payloadBytes
+      } while (this.queue[n - 1]!.joinNext && n < this.queue.length)
     }
-    const entries = this.buffer.splice(0, n)
-    this.bufferedOnlyBytes -= bytes
-    this.bufferedCount -= count
-    this.inflight.add(entries)
+    const segments = this.queue.splice(0, n)
+    this.queuedBytes -= bytes
+    this.inflight.add(segments)
     void this.workers.add(async () => {
       let error: unknown
       try {
-        await this.commit(entries)
+        await this.commit(segments)
       } catch (err) {
         error = err
       }
-      this.inflight.delete(entries)
+      this.inflight.delete(segments)
       this.heldBytes -= bytes
-      for (const e of entries) {
-        if (error === undefined) e.resolve()
-        else e.reject(error)
+      for (const s of segments) {
+        for (const w of s.waiters) {
+          if (error === undefined) w.resolve(w.firstId)
+          else w.reject(error)
+        }
       }
       this.onCommitted()
       this.admitWaiters()
-      if (this.buffer.length > 0) this.schedule()
+      if (this.queue.length > 0) this.schedule()
       this.checkIdle()
     })
   }
@@ -208,12 +238,12 @@ export class GroupCommit {
   /** Resolves once everything buffered, waiting or in flight has been committed or failed. */
   drain (): Promise<void> {
     if (this.isIdle()) return Promise.resolve()
-    if (this.lingerTimer !== undefined) { clearTimeout(this.lingerTimer); this.lingerTimer = undefined; this.lingerStart = -Infinity; this.schedule() }
+    if (this.lingerTimer !== undefined) { clearTimeout(this.lingerTimer); this.lingerTimer = undefined; this.lingerDone = true; this.schedule() }
     return new Promise(resolve => this.idle.push(resolve))
   }
 
   private isIdle (): boolean {
-    return this.buffer.length === 0 && this.inflight.size === 0 && this.waiters.length === 0
+    return this.queue.length === 0 && this.inflight.size === 0 && this.waiters.length === 0
   }
 
   private checkIdle (): void {
