@@ -24,6 +24,12 @@ import { Evaq } from '../src/index.js'
 const PAYLOAD_BYTES = 1024
 const CALLERS = 256
 const BATCH_SIZE = 1000
+/** Records per segment in `raw-segment-256`: what one flush holds with 256 callers in a closed loop. */
+const SEGMENT_RECORDS = CALLERS
+/** evaq's segment framing: a 20-byte header and an 8-byte index entry per record. */
+const SEGMENT_BYTES = 20 + SEGMENT_RECORDS * (PAYLOAD_BYTES + 8)
+/** About the size of evaq's commit snapshot (JSON counters), written with every segment. */
+const SNAPSHOT_BYTES = 150
 
 interface Config {
   readonly mode: 'full' | 'quick' | 'custom'
@@ -45,7 +51,7 @@ const README_END = '<!-- bench:foundation:end -->'
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 
-type ScenarioId = 'evaq-push-256' | 'raw-put-256' | 'raw-batch-1000' | 'evaq-push-latency' | 'raw-put-latency'
+type ScenarioId = 'evaq-push-256' | 'raw-put-256' | 'raw-batch-1000' | 'raw-segment-256' | 'evaq-push-latency' | 'raw-put-latency'
 
 interface ThroughputSample {
   readonly kind: 'throughput'
@@ -76,6 +82,9 @@ interface Scenario {
 
 /** The one payload every scenario writes: incompressible, so Snappy gives no one an edge. */
 const payload = randomBytes(PAYLOAD_BYTES)
+/** One segment's worth of incompressible bytes and a snapshot-sized value, for `raw-segment-256`. */
+const segmentValue = randomBytes(SEGMENT_BYTES)
+const snapshotValue = randomBytes(SNAPSHOT_BYTES)
 
 const SCENARIOS: readonly Scenario[] = [
   {
@@ -100,6 +109,19 @@ const SCENARIOS: readonly Scenario[] = [
       measureThroughput(config, 1, BATCH_SIZE, () => {
         const batch = db.batch()
         for (let i = 0; i < BATCH_SIZE; i++) batch.put(nextKey(), payload)
+        return batch.write({ sync: true })
+      })),
+  },
+  {
+    id: 'raw-segment-256',
+    title: `raw chained batch of one ${SEGMENT_RECORDS}-record segment value + one ${SNAPSHOT_BYTES} B key, write({ sync: true }), 1 caller`,
+    kind: 'throughput',
+    // evaq's write pattern without evaq: the LevelDB ceiling for flushes of 256 records.
+    run: (dir, config) => withLevel(dir, (db, nextKey) =>
+      measureThroughput(config, 1, SEGMENT_RECORDS, () => {
+        const batch = db.batch()
+        batch.put(nextKey(), segmentValue)
+        batch.put(nextKey(), snapshotValue)
         return batch.write({ sync: true })
       })),
   },
@@ -222,13 +244,14 @@ function median (values: readonly number[]): number {
 // ---------------------------------------------------------------------------------------------
 // Comparisons
 
+/** `subject / baseline`; the subject is evaq's scenario except in raw-vs-raw comparisons. */
 interface Comparison {
   readonly id: string
   readonly title: string
-  readonly evaq: ScenarioId
+  readonly subject: ScenarioId
   readonly baseline: ScenarioId
   readonly metric: 'msgsPerSec' | 'p50Us' | 'p99Us'
-  /** The ratio evaq / baseline must be at least `min` or at most `max`; neither means informational. */
+  /** The ratio subject / baseline must be at least `min` or at most `max`; neither means informational. */
   readonly target: { readonly min?: number, readonly max?: number }
 }
 
@@ -236,7 +259,7 @@ const COMPARISONS: readonly Comparison[] = [
   {
     id: 'push-256-vs-put-256',
     title: `Durable writes, ${CALLERS} concurrent callers: pushWal vs put({ sync })`,
-    evaq: 'evaq-push-256',
+    subject: 'evaq-push-256',
     baseline: 'raw-put-256',
     metric: 'msgsPerSec',
     target: { min: 10 },
@@ -244,15 +267,31 @@ const COMPARISONS: readonly Comparison[] = [
   {
     id: 'push-256-vs-batch-1000',
     title: `Durable writes: pushWal (${CALLERS} callers) vs hand-made batches of ${BATCH_SIZE.toLocaleString('en-US')} (1 caller)`,
-    evaq: 'evaq-push-256',
+    subject: 'evaq-push-256',
     baseline: 'raw-batch-1000',
     metric: 'msgsPerSec',
     target: { min: 1.5 },
   },
   {
+    id: 'push-256-vs-segment-256',
+    title: `Share of the LevelDB ceiling for ${SEGMENT_RECORDS}-record segments: pushWal (${CALLERS} callers) vs raw segment writes (1 caller)`,
+    subject: 'evaq-push-256',
+    baseline: 'raw-segment-256',
+    metric: 'msgsPerSec',
+    target: {},
+  },
+  {
+    id: 'segment-256-vs-batch-1000',
+    title: `What packing alone buys over ${BATCH_SIZE.toLocaleString('en-US')}-entry batches: raw ${SEGMENT_RECORDS}-record segments vs raw batches of ${BATCH_SIZE.toLocaleString('en-US')}`,
+    subject: 'raw-segment-256',
+    baseline: 'raw-batch-1000',
+    metric: 'msgsPerSec',
+    target: {},
+  },
+  {
     id: 'latency-p50',
     title: 'Sequential durable write latency, p50: pushWal vs put({ sync })',
-    evaq: 'evaq-push-latency',
+    subject: 'evaq-push-latency',
     baseline: 'raw-put-latency',
     metric: 'p50Us',
     target: { max: 1.3 },
@@ -260,7 +299,7 @@ const COMPARISONS: readonly Comparison[] = [
   {
     id: 'latency-p99',
     title: 'Sequential durable write latency, p99: pushWal vs put({ sync })',
-    evaq: 'evaq-push-latency',
+    subject: 'evaq-push-latency',
     baseline: 'raw-put-latency',
     metric: 'p99Us',
     target: {},
@@ -271,8 +310,10 @@ interface ComparisonResult {
   readonly id: string
   readonly title: string
   readonly metric: Comparison['metric']
+  readonly subjectScenario: ScenarioId
+  readonly baselineScenario: ScenarioId
   /** Median over rounds. */
-  readonly evaq: number
+  readonly subject: number
   /** Median over rounds. */
   readonly baseline: number
   /**
@@ -280,7 +321,7 @@ interface ComparisonResult {
    * ratio survives the drift of a shared disk better than the ratio of the medians.
    */
   readonly ratio: number
-  /** evaq / baseline within each round. */
+  /** subject / baseline within each round. */
   readonly ratiosPerRound: readonly number[]
   readonly target: string
   /** Undefined when the comparison has no target. */
@@ -295,17 +336,20 @@ function metricOf (sample: Sample, metric: Comparison['metric']): number {
 function compare (runs: ReadonlyMap<ScenarioId, Sample[]>): ComparisonResult[] {
   const out: ComparisonResult[] = []
   for (const c of COMPARISONS) {
-    const a = runs.get(c.evaq)
+    const a = runs.get(c.subject)
     const b = runs.get(c.baseline)
     if (a === undefined || b === undefined) continue
-    const evaq = median(a.map(s => metricOf(s, c.metric)))
+    const subject = median(a.map(s => metricOf(s, c.metric)))
     const baseline = median(b.map(s => metricOf(s, c.metric)))
     const ratiosPerRound = a.map((s, i) => metricOf(s, c.metric) / metricOf(b[i]!, c.metric))
     const ratio = median(ratiosPerRound)
     const { min, max } = c.target
     const target = min !== undefined ? `≥ ${min}×` : max !== undefined ? `≤ ${max}×` : '—'
     const met = min !== undefined ? ratio >= min : max !== undefined ? ratio <= max : undefined
-    out.push({ id: c.id, title: c.title, metric: c.metric, evaq, baseline, ratio, ratiosPerRound, target, met })
+    out.push({
+      id: c.id, title: c.title, metric: c.metric, subjectScenario: c.subject, baselineScenario: c.baseline,
+      subject, baseline, ratio, ratiosPerRound, target, met,
+    })
   }
   return out
 }
@@ -401,10 +445,10 @@ function textTable (header: readonly string[], rows: readonly (readonly string[]
   return [line(header), widths.map(w => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
 }
 
-const TABLE_HEADER = ['scenario', 'evaq', 'baseline', 'ratio', 'target', 'met?'] as const
+const TABLE_HEADER = ['comparison (A vs B)', 'A', 'B', 'A / B', 'target', 'met?'] as const
 
 function tableRows (results: readonly ComparisonResult[]): string[][] {
-  return results.map(r => [r.title, formatMetric(r.evaq, r.metric), formatMetric(r.baseline, r.metric), formatRatio(r.ratio), r.target, formatMet(r.met)])
+  return results.map(r => [r.title, formatMetric(r.subject, r.metric), formatMetric(r.baseline, r.metric), formatRatio(r.ratio), r.target, formatMet(r.met)])
 }
 
 function markdownTable (results: readonly ComparisonResult[]): string {
@@ -507,7 +551,7 @@ async function main (): Promise<void> {
     console.log()
   }
   for (const r of results) {
-    console.log(`${r.id.padEnd(24)} per-round ratios: ${r.ratiosPerRound.map(formatRatio).join(', ')}`)
+    console.log(`${r.id.padEnd(26)} per-round ratios: ${r.ratiosPerRound.map(formatRatio).join(', ')}`)
   }
 
   const finishedAt = new Date()
@@ -524,6 +568,7 @@ async function main (): Promise<void> {
       payload: 'random (incompressible), the same buffer for every write',
       callers: CALLERS,
       batchSize: BATCH_SIZE,
+      segment: { records: SEGMENT_RECORDS, valueBytes: SEGMENT_BYTES, snapshotBytes: SNAPSHOT_BYTES },
       durationMs: config.durationMs,
       warmupMs: config.warmupMs,
       rounds: config.rounds,
@@ -561,8 +606,8 @@ async function main (): Promise<void> {
     '',
     table,
     '',
-    `evaq and baseline are medians of ${config.rounds} rounds (scenario order reversed every other round); ` +
-      'ratio is the median of the per-round ratios, so it need not equal evaq / baseline. ' +
+    `A and B are medians of ${config.rounds} rounds (scenario order reversed every other round); ` +
+      'A / B is the median of the per-round ratios, so it need not equal the ratio of the two columns. ' +
       `${config.durationMs / 1000} s per measurement ` +
       `after ${config.warmupMs / 1000} s of warm-up; ${PAYLOAD_BYTES} B incompressible payloads; fresh directories in ${facts.tmpdir}. ` +
       'Raw numbers per round: ' + `[${path.basename(jsonFile)}](./${path.basename(jsonFile)}).`,

@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events'
 import { LRUCache } from 'lru-cache'
 import { EvaqError, fromLevel, invalid } from './errors.js'
-import { encodeError, Log, type PushOptions, type QueueRecord, type Segment } from './log/log.js'
+import { DiskBudget, type FullEvent } from './log/budget.js'
+import { encodeError, Log, type DropEvent, type LogContext, type LogStats, type PushOptions, type QueueRecord, type Segment } from './log/log.js'
+import type { Subscriber } from './log/subscriber.js'
 import { resolveOptions, type EvaqOptions, type ResolvedOptions } from './options.js'
 import { openStore, type Store } from './store/store.js'
 
@@ -12,13 +14,41 @@ export interface RetryItemOptions extends PushOptions {
   error?: unknown
 }
 
+export interface EvaqStats {
+  readonly wal: LogStats
+  readonly dlq: LogStats
+  readonly disk: {
+    /** Bytes the data directory occupies (last measurement plus what was admitted since); 0 without a budget. */
+    readonly usedBytes: number
+    readonly maxDiskBytes: number | undefined
+    readonly full: boolean
+  }
+}
+
+/**
+ * Events:
+ * - `full` (FullEvent): a disk budget was hit; pushes wait, fail or drop per `onFull`.
+ * - `drain` (): the budget has room again.
+ * - `dropped` (DropEvent): records left a log by retention or drop-oldest, or a subscriber expired.
+ * - `error` (EvaqError): a background task failed (compaction, periodic fsync, progress write).
+ * - `closing`, `closed`.
+ */
+export interface EvaqEvents {
+  full: [FullEvent]
+  drain: []
+  dropped: [DropEvent]
+  error: [EvaqError]
+  closing: []
+  closed: []
+}
+
 const SYNC_KEY = Buffer.from('sync')
 
 /**
  * The evacuation queue: a write-ahead log (`wal`) of messages on their way to a downstream and a
  * dead-letter queue (`dlq`) of those that failed, in one LevelDB database per directory.
  */
-export class Evaq extends EventEmitter {
+export class Evaq extends EventEmitter<EvaqEvents> {
   /** Messages persisted before they are handed to a downstream. */
   readonly wal: Log
   /** Messages whose delivery failed, waiting to be retried. */
@@ -27,9 +57,11 @@ export class Evaq extends EventEmitter {
   readonly options: ResolvedOptions
   private _status: EvaqStatus = 'opening'
   private readonly store: Store
-  private syncTimer: NodeJS.Timeout | undefined
+  private readonly budget: DiskBudget
+  private readonly timers: NodeJS.Timeout[] = []
   private dirty = false
   private syncing: Promise<void> | undefined
+  private maintaining: Promise<void> | undefined
   private closing: Promise<void> | undefined
 
   private constructor (location: string, store: Store, options: ResolvedOptions) {
@@ -41,21 +73,26 @@ export class Evaq extends EventEmitter {
       maxSize: Math.max(1, options.segmentCacheBytes),
       sizeCalculation: s => Math.max(1, s.value.byteLength),
     })
-    const context = (extras: boolean) => ({
+    this.budget = new DiskBudget(location, options, () => [this.wal, this.dlq], {
+      full: e => this.emit('full', e),
+      drain: () => this.emit('drain'),
+    })
+    const context = (name: 'wal' | 'dlq'): LogContext => ({
       store,
       options,
       segments,
-      extras,
+      extras: name === 'dlq',
+      maxAgeMs: options.retention[name]?.maxAgeMs,
+      admission: this.budget,
       assertOpen: () => this.assertOpen(),
       markDirty: () => { this.dirty = true },
+      // A WAL record its subscriber cannot process goes to the DLQ; the DLQ has nowhere further.
+      deadLetter: name === 'wal' ? (log, sub, record, deliveries) => this.deadLetter(log, sub, record, deliveries) : undefined,
+      dropped: e => this.emit('dropped', e),
+      error: err => this.reportError(err),
     })
-    this.wal = new Log('wal', context(false))
-    this.dlq = new Log('dlq', context(true))
-    const durability = options.durability
-    if (typeof durability === 'object') {
-      this.syncTimer = setInterval(() => { void this.syncNow().catch(err => this.emit('error', err)) }, durability.intervalMs)
-      this.syncTimer.unref()
-    }
+    this.wal = new Log('wal', context('wal'))
+    this.dlq = new Log('dlq', context('dlq'))
   }
 
   /** Open (creating if needed) the queue stored in directory `dir`. */
@@ -64,8 +101,70 @@ export class Evaq extends EventEmitter {
     const resolved = resolveOptions(options)
     const store = await openStore(dir, resolved)
     const evaq = new Evaq(dir, store, resolved)
+    try {
+      await evaq.wal.load()
+      await evaq.dlq.load()
+      if (evaq.budget.limited) await evaq.budget.measure()
+    } catch (err) {
+      await store.db.close().catch(() => {})
+      throw fromLevel(err, `Cannot open ${dir}`)
+    }
     evaq._status = 'open'
+    evaq.startTimers()
+    await evaq.maintain()
     return evaq
+  }
+
+  private startTimers (): void {
+    const { durability, ackDurability, maintenanceIntervalMs } = this.options
+    const every = (ms: number, task: () => Promise<void>): void => {
+      const timer = setInterval(() => { void task().catch(err => this.reportError(err)) }, ms)
+      timer.unref()
+      this.timers.push(timer)
+    }
+    if (typeof durability === 'object') every(durability.intervalMs, () => this.syncNow())
+    if (typeof ackDurability === 'object') {
+      every(ackDurability.intervalMs, async () => { await this.wal.writeProgress(); await this.dlq.writeProgress() })
+    }
+    every(maintenanceIntervalMs, () => this.maintain())
+  }
+
+  /**
+   * One round of upkeep: retention, subscriber TTLs, compaction of deleted ranges, and the disk
+   * budget. Runs every `maintenanceIntervalMs`; exposed so that tests with an injected clock can
+   * run it when they advance time.
+   */
+  maintain (): Promise<void> {
+    if (this._status !== 'open') return Promise.resolve()
+    this.maintaining ??= (async () => {
+      try {
+        for (const log of [this.wal, this.dlq]) {
+          await log.expire()
+          if (this.options.subscriberTtlMs !== undefined) await log.expireSubscribers(this.options.subscriberTtlMs)
+          await log.compact()
+        }
+        await this.budget.tick()
+      } finally {
+        this.maintaining = undefined
+      }
+    })()
+    return this.maintaining
+  }
+
+  private async deadLetter (log: Log, sub: Subscriber, record: QueueRecord, deliveries: number): Promise<void> {
+    const error = {
+      code: 'EVAQ_MAX_DELIVERIES',
+      message: `Delivered ${deliveries} time(s) to subscriber ${sub.name} of ${log.name} without an acknowledgement`,
+      source: { log: log.name, id: record.id },
+      subscriber: sub.name,
+      deliveries,
+    }
+    await this.dlq.push(record.payload, undefined, Buffer.from(JSON.stringify(error)))
+  }
+
+  private reportError (err: unknown): void {
+    const error = err instanceof EvaqError ? err : fromLevel(err, 'A background task failed')
+    if (this.listenerCount('error') > 0) this.emit('error', error)
   }
 
   /** `'opening' | 'open' | 'closing' | 'closed'` */
@@ -113,6 +212,16 @@ export class Evaq extends EventEmitter {
     return this.dlq.read({ from: offset, maxBytes, maxCount: Infinity })
   }
 
+  /** Counters of both logs, their subscribers, and the disk budget. */
+  async stats (): Promise<EvaqStats> {
+    this.assertOpen()
+    return {
+      wal: await this.wal.stats(),
+      dlq: await this.dlq.stats(),
+      disk: { usedBytes: this.budget.usedBytes, maxDiskBytes: this.options.maxDiskBytes, full: this.budget.isFull },
+    }
+  }
+
   assertOpen (): void {
     if (this._status !== 'open') throw new EvaqError('EVAQ_CLOSED', `The queue at ${this.location} is ${this._status}`)
   }
@@ -128,13 +237,21 @@ export class Evaq extends EventEmitter {
     return this.syncing
   }
 
-  /** Wait for pending writes, then close. Every method rejects with EVAQ_CLOSED afterwards. */
+  /**
+   * Wait for pending writes, then close. Pushes still waiting for disk space are rejected with
+   * EVAQ_CLOSED; waiting `next()` calls too. Every method rejects with EVAQ_CLOSED afterwards.
+   */
   close (): Promise<void> {
     if (this.closing !== undefined) return this.closing
     this.closing = (async () => {
       this._status = 'closing'
       this.emit('closing')
-      if (this.syncTimer !== undefined) clearInterval(this.syncTimer)
+      for (const timer of this.timers) clearInterval(timer)
+      const closed = new EvaqError('EVAQ_CLOSED', `The queue at ${this.location} is closing`)
+      this.budget.rejectAll(closed)
+      this.wal.wakeSubscribers()
+      this.dlq.wakeSubscribers()
+      await this.maintaining?.catch(() => {})
       await Promise.all([this.wal.drain(), this.dlq.drain()])
       try {
         if (this.syncing !== undefined) await this.syncing.catch(() => {})

@@ -40,8 +40,41 @@ export interface EvaqOptions {
   compression?: boolean
   /** Payload bytes of recently read or written segments kept decoded in memory. @defaultValue 32 MiB */
   segmentCacheBytes?: number
-  /** The clock used for record timestamps. @defaultValue `Date.now` */
+  /**
+   * When a subscriber's acknowledgement is durable: `'sync'` resolves `ack()` after an fsync
+   * (nothing acknowledged is delivered again after a crash); `{ intervalMs }` writes progress at
+   * least that often (a crash may redeliver what was acknowledged in the last interval).
+   * @defaultValue `'sync'`
+   */
+  ackDurability?: 'sync' | { readonly intervalMs: number }
+  /** Drop subscribers that neither fetched nor acknowledged for this long (counted, reported). @defaultValue undefined: never */
+  subscriberTtlMs?: number
+  /** Upper bound on the size of the data directory in bytes. @defaultValue undefined: none */
+  maxDiskBytes?: number
+  /** Refuse pushes while the filesystem has less free space than this, so acks and removals still fit. @defaultValue 64 MiB */
+  minFreeDiskBytes?: number
+  /** What a push does when a disk budget is exhausted. @defaultValue `'backpressure'` */
+  onFull?: FullPolicy
+  /** Retention per log: records older than `maxAgeMs` are dropped (counted, reported). @defaultValue none */
+  retention?: { readonly wal?: Retention, readonly dlq?: Retention }
+  /** How often budgets, retention and subscriber TTLs are checked, in ms. @defaultValue 1000 */
+  maintenanceIntervalMs?: number
+  /** The clock used for record timestamps, leases, retention and TTLs. @defaultValue `Date.now` */
   clock?: Clock
+}
+
+/**
+ * - `'backpressure'`: the push waits until space is freed (subscribers catch up, records are
+ *   removed); its `signal` aborts the wait.
+ * - `'reject'`: the push fails with `EVAQ_AT_CAPACITY`.
+ * - `'drop-oldest'`: the oldest whole segments of the log pushed to are dropped (counted, reported
+ *   with a `dropped` event) to make room. Only for data that may be lost.
+ */
+export type FullPolicy = 'backpressure' | 'reject' | 'drop-oldest'
+
+export interface Retention {
+  /** Records older than this are dropped, in ms. */
+  readonly maxAgeMs?: number
 }
 
 export interface ResolvedOptions {
@@ -56,6 +89,13 @@ export interface ResolvedOptions {
   readonly cacheSize: number
   readonly compression: boolean
   readonly segmentCacheBytes: number
+  readonly ackDurability: 'sync' | { readonly intervalMs: number }
+  readonly subscriberTtlMs: number | undefined
+  readonly maxDiskBytes: number | undefined
+  readonly minFreeDiskBytes: number
+  readonly onFull: FullPolicy
+  readonly retention: { readonly wal?: Retention, readonly dlq?: Retention }
+  readonly maintenanceIntervalMs: number
   readonly clock: Clock
 }
 
@@ -73,10 +113,18 @@ export const DEFAULTS: ResolvedOptions = Object.freeze({
   cacheSize: 8 * MiB, // 8 MiB
   compression: true,
   segmentCacheBytes: 32 * MiB, // 32 MiB
+  ackDurability: 'sync',
+  subscriberTtlMs: undefined,
+  maxDiskBytes: undefined,
+  minFreeDiskBytes: 64 * MiB, // 64 MiB
+  onFull: 'backpressure',
+  retention: Object.freeze({}),
+  maintenanceIntervalMs: 1000,
   clock: systemClock,
 })
 
 const KNOWN = new Set(Object.keys(DEFAULTS))
+const POLICIES: readonly FullPolicy[] = ['backpressure', 'reject', 'drop-oldest']
 
 export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptions {
   if (options === undefined) return DEFAULTS
@@ -104,6 +152,20 @@ export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptio
   const compression = pick('compression')
   if (typeof compression !== 'boolean') throw invalid('compression', 'a boolean', compression)
   o.compression = compression
+  const ack = pick('ackDurability')
+  const ackDurability = checkDurability(ack, 'ackDurability')
+  if (ackDurability === 'none') throw invalid('ackDurability', "'sync' or { intervalMs }", ack)
+  o.ackDurability = ackDurability
+  const ttl = pick('subscriberTtlMs')
+  o.subscriberTtlMs = ttl === undefined ? undefined : integer('subscriberTtlMs', ttl, 1)
+  const maxDisk = pick('maxDiskBytes')
+  o.maxDiskBytes = maxDisk === undefined ? undefined : integer('maxDiskBytes', maxDisk, 1024 * 1024)
+  o.minFreeDiskBytes = integer('minFreeDiskBytes', pick('minFreeDiskBytes'), 0)
+  const onFull = pick('onFull')
+  if (!POLICIES.includes(onFull)) throw invalid('onFull', "'backpressure', 'reject' or 'drop-oldest'", onFull)
+  o.onFull = onFull
+  o.retention = checkRetention(pick('retention'))
+  o.maintenanceIntervalMs = integer('maintenanceIntervalMs', pick('maintenanceIntervalMs'), 10, 3_600_000)
   const clock = pick('clock')
   if (clock === null || typeof clock !== 'object' || typeof clock.now !== 'function') throw invalid('clock', 'an object with a now() method', clock)
   o.clock = clock
@@ -111,6 +173,19 @@ export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptio
     throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`maxPayloadBytes\` (${o.maxPayloadBytes}) to be at most \`maxBufferedBytes\` (${o.maxBufferedBytes})`)
   }
   return Object.freeze(o)
+}
+
+function checkRetention (value: unknown): ResolvedOptions['retention'] {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid('retention', 'an object like { wal: { maxAgeMs } }', value)
+  const out: { wal?: Retention, dlq?: Retention } = {}
+  for (const [log, r] of Object.entries(value)) {
+    if (log !== 'wal' && log !== 'dlq') throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown log \`${log}\` in \`retention\`; expected wal or dlq`)
+    if (r === null || typeof r !== 'object' || Array.isArray(r)) throw invalid(`retention.${log}`, 'an object like { maxAgeMs }', r)
+    const { maxAgeMs, ...rest } = r as Record<string, unknown>
+    if (Object.keys(rest).length > 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown option \`${Object.keys(rest)[0]}\` in \`retention.${log}\`; expected maxAgeMs`)
+    out[log] = Object.freeze(maxAgeMs === undefined ? {} : { maxAgeMs: integer(`retention.${log}.maxAgeMs`, maxAgeMs, 1) })
+  }
+  return Object.freeze(out)
 }
 
 export function checkDurability (value: unknown, name: string): Durability {

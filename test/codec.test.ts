@@ -2,7 +2,7 @@ import test from 'ava'
 import fc from 'fast-check'
 import {
   decodeHeader, decodeKey, encodeKey, encodeSegment, HEADER_BYTES, INDEX_ENTRY_BYTES, isRemoved, markRemoved,
-  newRemovalSet, payloadAt, decodeRemovalSet, SegmentBuilder,
+  newRemovalSet, payloadAt, decodeRemovalSet, SegmentBuilder, encodeRemovalSet, decodeSummary, encodeSummary,
 } from '../src/store/codec.js'
 import type { EvaqError } from '../src/errors.js'
 
@@ -83,14 +83,25 @@ test('truncated and empty segments are corruption', t => {
   t.throws(() => decodeHeader(1, Buffer.concat([value, Buffer.from([0])])), { code: 'EVAQ_CORRUPTION' })
 })
 
-test('removal sets keep one bit per record', t => {
+test('removal sets keep one bit per record and their totals', t => {
   const set = newRemovalSet(17)
-  t.is(set.byteLength, 3)
-  markRemoved(set, 0)
-  markRemoved(set, 16)
+  t.is(set.bits.byteLength, 3)
+  markRemoved(set, 0, 10)
+  markRemoved(set, 16, 5)
   t.true(isRemoved(set, 0))
   t.false(isRemoved(set, 1))
   t.true(isRemoved(set, 16))
   t.false(isRemoved(undefined, 0))
+  const back = decodeRemovalSet(1, 17, encodeRemovalSet(set))
+  t.deepEqual([back.removed, back.removedBytes, [...back.bits]], [2, 15, [...set.bits]])
   t.throws(() => decodeRemovalSet(1, 17, new Uint8Array(2)), { code: 'EVAQ_CORRUPTION' })
+  const lying = encodeRemovalSet(set)
+  lying.writeUInt32BE(3, 0)
+  t.throws(() => decodeRemovalSet(1, 17, lying), { code: 'EVAQ_CORRUPTION' })
+})
+
+test('segment summaries round-trip', t => {
+  t.deepEqual(decodeSummary(9, encodeSummary(3, 300, 12.5)), { firstId: 9, count: 3, payloadBytes: 300, pushedAt: 12.5 })
+  t.throws(() => decodeSummary(9, Buffer.alloc(15)), { code: 'EVAQ_CORRUPTION' })
+  t.throws(() => decodeSummary(9, encodeSummary(0, 0, 0)), { code: 'EVAQ_CORRUPTION' })
 })

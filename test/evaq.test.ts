@@ -28,7 +28,7 @@ test('pushWal returns increasing IDs from 1 and read returns the payloads', asyn
   t.is(await q.pushWal(Buffer.from('b')), 2)
   t.is(await q.pushWal(new Uint8Array([0x63])), 3)
   t.deepEqual(text(await q.wal.read()), ['a', 'b', 'c'])
-  t.deepEqual(await q.wal.stats(), { count: 3, bytes: 3, firstId: 1, lastId: 3, nextId: 4 })
+  t.like(await q.wal.stats(), { count: 3, bytes: 3, firstId: 1, lastId: 3, nextId: 4 })
 })
 
 test('pushWalMany gives contiguous IDs in call order, also when split over segments', async t => {
@@ -131,11 +131,11 @@ test('removing single records from the middle of a segment, then the rest', asyn
   await q.removeWal([2, 4])
   t.deepEqual(text(await q.wal.read()), ['a', 'e'])
   t.deepEqual(text(await q.wal.read({ from: 2 })), ['e'])
-  t.deepEqual(await q.wal.stats(), { count: 2, bytes: 2, firstId: 1, lastId: 5, nextId: 6 })
+  t.like(await q.wal.stats(), { count: 2, bytes: 2, firstId: 1, lastId: 5, nextId: 6 })
   await q.removeWal(1)
-  t.deepEqual(await q.wal.stats(), { count: 1, bytes: 1, firstId: 5, lastId: 5, nextId: 6 })
+  t.like(await q.wal.stats(), { count: 1, bytes: 1, firstId: 5, lastId: 5, nextId: 6 })
   await q.removeWal(5)
-  t.deepEqual(await q.wal.stats(), { count: 0, bytes: 0, firstId: undefined, lastId: undefined, nextId: 6 })
+  t.like(await q.wal.stats(), { count: 0, bytes: 0, firstId: undefined, lastId: undefined, nextId: 6 })
   t.deepEqual(await q.wal.read(), [])
 })
 
@@ -235,7 +235,7 @@ test('bad arguments are EVAQ_INVALID_ARGUMENT and change nothing', async t => {
   }
   await t.throwsAsync(q.wal.read({ form: 1 } as never), { code: 'EVAQ_INVALID_ARGUMENT' })
   t.deepEqual(text(await q.wal.read()), ['a', 'b'])
-  t.deepEqual(await q.wal.stats(), { count: 2, bytes: 2, firstId: 1, lastId: 2, nextId: 3 })
+  t.like(await q.wal.stats(), { count: 2, bytes: 2, firstId: 1, lastId: 2, nextId: 3 })
   t.is((await q.dlq.stats()).count, 1)
 })
 
@@ -250,7 +250,7 @@ test('a payload over maxPayloadBytes is EVAQ_TOO_LARGE and nothing is written', 
   await q.pushWal('0123456789')
   await t.throwsAsync(q.pushWal('0123456789a'), { code: 'EVAQ_TOO_LARGE' })
   await t.throwsAsync(q.pushWalMany(['ok', 'x'.repeat(11)]), { code: 'EVAQ_TOO_LARGE' })
-  t.deepEqual(await q.wal.stats(), { count: 1, bytes: 10, firstId: 1, lastId: 1, nextId: 2 })
+  t.like(await q.wal.stats(), { count: 1, bytes: 10, firstId: 1, lastId: 1, nextId: 2 })
 })
 
 test('a push waiting for buffer space is aborted by its signal with EVAQ_ABORTED', async t => {

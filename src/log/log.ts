@@ -2,11 +2,15 @@ import { LRUCache } from 'lru-cache'
 import { EvaqError, invalid } from '../errors.js'
 import type { Durability, ResolvedOptions } from '../options.js'
 import {
-  decodeHeader, decodeKey, decodeRemovalSet, encodeKey, isRemoved, markRemoved,
-  newRemovalSet, payloadAt, type SegmentHeader,
+  copyRemovalSet, decodeHeader, decodeKey, decodeRemovalSet, decodeSummary, encodeKey, encodeRemovalSet,
+  encodeSummary, isRemoved, markRemoved, payloadAt, type RemovalSet, type SegmentHeader, type SegmentSummary,
 } from '../store/codec.js'
-import { Keyspace, type Delta, type Store, type Sublevel } from '../store/store.js'
+import { Keyspace, type Delta, type LogCounters, type Store, type Sublevel } from '../store/store.js'
 import { GroupCommit, type PendingSegment } from '../write/group-commit.js'
+import {
+  checkSubscribeOptions, checkSubscriberName, Subscriber, type Progress, type SubscribeOptions,
+  type SubscriberHost, type SubscriberInfo,
+} from './subscriber.js'
 
 /** A record as reads return it. */
 export interface QueueRecord {
@@ -23,6 +27,11 @@ export interface QueueRecord {
 export interface RecordError {
   readonly code?: string
   readonly message: string
+  /** Where the record came from, when evaq moved it (for example after too many deliveries). */
+  readonly source?: { readonly log: string, readonly id: number }
+  /** The subscriber that could not process it, and how often it was delivered. */
+  readonly subscriber?: string
+  readonly deliveries?: number
 }
 
 export interface ReadOptions {
@@ -50,6 +59,26 @@ export interface LogStats {
   readonly lastId: number | undefined
   /** The ID the next push will get. */
   readonly nextId: number
+  /** Records and payload bytes dropped by retention or drop-oldest since the log was created. */
+  readonly dropped: { readonly records: number, readonly bytes: number }
+  /** Subscribers dropped for inactivity since the log was created. */
+  readonly expiredSubscribers: number
+  readonly subscribers: readonly SubscriberInfo[]
+}
+
+/** Why records left a log without being removed or acknowledged. */
+export type DropReason = 'drop-oldest' | 'retention'
+
+export interface DropEvent {
+  readonly log: string
+  readonly reason: DropReason | 'subscriber-ttl'
+  /** Records and payload bytes dropped (0 for a subscriber). */
+  readonly records: number
+  readonly bytes: number
+  /** The ID range dropped, or the subscriber. */
+  readonly firstId?: number
+  readonly lastId?: number
+  readonly subscriber?: string
 }
 
 export const MAX_ID = Number.MAX_SAFE_INTEGER
@@ -69,16 +98,28 @@ export class Segment {
   }
 }
 
+/** Pushes are admitted through this; a disk budget makes pushes wait, fail or drop old data. */
+export interface Admission {
+  admit (log: Log, bytes: number, signal: AbortSignal | undefined): Promise<void> | undefined
+}
+
 export interface LogContext {
   readonly store: Store
   readonly options: ResolvedOptions
   readonly segments: LRUCache<string, Segment>
+  /** Whether this log keeps a per-record extra (the DLQ keeps the error). */
+  readonly extras: boolean
+  /** Records older than this many ms are dropped (and counted). */
+  readonly maxAgeMs: number | undefined
+  readonly admission: Admission
   /** Throws EVAQ_CLOSED once the owner closes. */
   assertOpen (): void
   /** Called after a write that was not fsynced (interval durability). */
   markDirty (): void
-  /** Whether this log keeps a per-record extra (the DLQ keeps the error). */
-  readonly extras: boolean
+  /** Move a record a subscriber could not process to the dead-letter queue; undefined: keep redelivering. */
+  readonly deadLetter: ((log: Log, sub: Subscriber, record: QueueRecord, deliveries: number) => Promise<void>) | undefined
+  dropped (event: DropEvent): void
+  error (err: unknown): void
 }
 
 interface RemoveRequest {
@@ -90,52 +131,99 @@ interface RemoveRequest {
 /** Working state of one segment during a removal group. */
 interface Touched {
   readonly header: SegmentHeader
-  readonly set: Uint8Array
-  removed: number
-  alreadyRemoved: number
-  bytes: number
+  readonly set: RemovalSet
   dirty: boolean
 }
 
+/** Start compacting a deleted range once this much payload or this many segments were deleted. */
+const COMPACT_BYTES = 32 * 1024 * 1024
+const COMPACT_SEGMENTS = 4096
+/** Segments looked at by one cleanup, retention or drop pass. */
+const DELETE_PASS = 4096
+
 /**
  * One named, ID-ordered log of segments: the WAL, the DLQ, or any other. Pushes go through the
- * group-commit buffer; removals go through a serial lane that merges concurrent requests into one
- * batch, so removal sets (read-modify-write values) never race.
+ * group-commit buffer. Everything that deletes (explicit removal, cleanup of acknowledged records,
+ * retention, drop-oldest) goes through one serial lane, so removal sets (read-modify-write
+ * values) and the head never race; concurrent removals are merged into one batch.
  */
 export class Log {
   readonly name: string
   private readonly segs: Sublevel
   private readonly removals: Sublevel
+  private readonly index: Sublevel
+  private readonly subsLevel: Sublevel
   private readonly extraLevel: Sublevel | undefined
   private readonly segKeys: Keyspace
   private readonly removalKeys: Keyspace
+  private readonly indexKeys: Keyspace
   private readonly extraKeys: Keyspace | undefined
   private readonly writer: GroupCommit
-  private readonly removedSets: LRUCache<number, Uint8Array | false>
+  private readonly removedSets: LRUCache<number, RemovalSet | false>
   private readonly removeQueue: RemoveRequest[] = []
-  private removing: Promise<void> | undefined
+  private removalQueued = false
+  private cleanupQueued = false
+  private lane: Promise<unknown> = Promise.resolve()
   private readonly sync: boolean
+  private readonly ackSync: boolean
   private readonly committedListeners = new Set<() => void>()
+  private readonly subs = new Map<string, Subscriber>()
+  private readonly dirtyProgress = new Map<string, Subscriber | null>()
+  private progressWrite: Promise<void> | undefined
+  private progressNext: Promise<void> | undefined
+  private compactFrom = Infinity
+  private compactTo = 0
+  private compactBytes = 0
+  private compactSegments = 0
+  private compaction: Promise<void> | undefined
+  private pendingExpired = 0
+  private readonly host: SubscriberHost
+  /** Compactions run, for stats and tests. */
+  compactions = 0
 
   constructor (name: string, private readonly ctx: LogContext) {
     this.name = name
     const { store, options } = ctx
     this.segs = store.sublevel(name)
     this.removals = store.sublevel(`${name}-removed`)
+    this.index = store.sublevel(`${name}-index`)
+    this.subsLevel = store.sublevel(`${name}-subs`)
     this.extraLevel = ctx.extras ? store.sublevel(`${name}-extra`) : undefined
     this.segKeys = new Keyspace(this.segs)
     this.removalKeys = new Keyspace(this.removals)
+    this.indexKeys = new Keyspace(this.index)
     this.extraKeys = this.extraLevel === undefined ? undefined : new Keyspace(this.extraLevel)
     this.sync = options.durability === 'sync'
+    this.ackSync = options.ackDurability === 'sync'
     this.removedSets = new LRUCache({ max: 4096 })
-    this.writer = new GroupCommit(options, store.journal.counters(name).next, entries => this.commit(entries), () => {
+    this.host = this.makeHost()
+    this.writer = new GroupCommit(options, store.journal.counters(name).next, segments => this.commit(segments), () => {
       for (const listener of this.committedListeners) listener()
     })
+  }
+
+  /** Load the subscribers' progress: one small entry per subscriber, never the records. */
+  async load (): Promise<void> {
+    for await (const [key, value] of this.subsLevel.iterator()) {
+      const name = key.toString('utf8')
+      let progress: Progress
+      try {
+        progress = JSON.parse(value.toString('utf8')) as Progress
+      } catch (cause) {
+        throw new EvaqError('EVAQ_CORRUPTION', `The progress of subscriber ${name} of ${this.name} cannot be decoded`, { cause })
+      }
+      this.subs.set(name, new Subscriber(this.host, name, progress))
+    }
   }
 
   /** Highest ID below which every record is committed; readers never look past it. */
   get watermark (): number {
     return this.writer.watermark
+  }
+
+  /** The ID the next push gets. */
+  get nextId (): number {
+    return this.writer.next
   }
 
   /** Be told whenever the watermark may have moved. Returns an unsubscribe function. */
@@ -144,8 +232,13 @@ export class Log {
     return () => this.committedListeners.delete(listener)
   }
 
-  private get counters () {
+  private get counters (): LogCounters {
     return this.ctx.store.journal.counters(this.name)
+  }
+
+  /** Live payload bytes (committed, not removed): what budgets count. */
+  get liveBytes (): number {
+    return this.counters.bytes
   }
 
   push (payload: unknown, options?: PushOptions, extra?: Buffer): Promise<number> {
@@ -153,7 +246,10 @@ export class Log {
       this.ctx.assertOpen()
       const buf = this.toPayload(payload, 'payload')
       const signal = checkPushOptions(options)
-      return this.writer.push([buf], buf.byteLength, extra === undefined ? undefined : [extra], signal)
+      const wait = this.ctx.admission.admit(this, buf.byteLength, signal)
+      const extras = extra === undefined ? undefined : [extra]
+      if (wait === undefined) return this.writer.push([buf], buf.byteLength, extras, signal)
+      return wait.then(() => { this.ctx.assertOpen(); return this.writer.push([buf], buf.byteLength, extras, signal) })
     } catch (err) {
       return Promise.reject(err)
     }
@@ -170,6 +266,8 @@ export class Log {
       bytes += bufs[i]!.byteLength
     }
     if (bufs.length === 0) return []
+    const wait = this.ctx.admission.admit(this, bytes, signal)
+    if (wait !== undefined) { await wait; this.ctx.assertOpen() }
     const first = await this.writer.push(bufs, bytes, undefined, signal)
     return Array.from({ length: bufs.length }, (_, i) => first + i)
   }
@@ -186,7 +284,7 @@ export class Log {
     return buf
   }
 
-  /** Write one flush: its segments, their extras and the counters, in one batch. */
+  /** Write one flush: its segments, their summaries and extras, and the counters, in one batch. */
   private async commit (segments: readonly PendingSegment[]): Promise<void> {
     const { store, options } = this.ctx
     const batch = store.db.batch()
@@ -198,6 +296,7 @@ export class Log {
       const { builder } = s
       const value = builder.finish(now)
       this.segKeys.put(batch, builder.firstId, value)
+      this.indexKeys.put(batch, builder.firstId, encodeSummary(builder.count, builder.payloadBytes, now))
       if (this.extraKeys !== undefined) {
         for (const [id, x] of s.extras) this.extraKeys.put(batch, id, x)
       }
@@ -207,24 +306,39 @@ export class Log {
     }
     const last = segments[segments.length - 1]!.builder
     const delta: Delta = { [this.name]: { next: last.firstId + last.count, count, bytes } }
-    const seq = store.journal.stage(batch, delta)
-    try {
-      await batch.write({ sync: this.sync })
-    } catch (err) {
-      store.journal.settle(seq, false)
-      throw new EvaqError('EVAQ_IO', `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`, { cause: err })
-    }
-    store.journal.settle(seq, true)
-    if (!this.sync) this.ctx.markDirty()
+    await this.write(batch, delta, this.sync, `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`)
     for (const s of written) {
       this.removedSets.set(s.firstId, false)
-      if (this.ctx.options.segmentCacheBytes > 0) this.ctx.segments.set(this.cacheKey(s.firstId), s)
+      if (options.segmentCacheBytes > 0) this.ctx.segments.set(this.cacheKey(s.firstId), s)
     }
+  }
+
+  /** Write a batch with its commit snapshot; an error leaves the outcome unknown (see Journal). */
+  private async write (batch: ReturnType<Store['db']['batch']>, delta: Delta, sync: boolean, what: string): Promise<void> {
+    const { journal } = this.ctx.store
+    const seq = journal.stage(batch, delta)
+    try {
+      await batch.write({ sync })
+    } catch (err) {
+      journal.settle(seq, false)
+      throw new EvaqError('EVAQ_IO', what, { cause: err })
+    }
+    journal.settle(seq, true)
+    if (!sync) this.ctx.markDirty()
   }
 
   private cacheKey (firstId: number): string {
     return `${this.name}/${firstId}`
   }
+
+  /** Run `task` in the serial lane, after everything queued before it. */
+  private serial<T> (task: () => Promise<T>): Promise<T> {
+    const run = this.lane.then(task)
+    this.lane = run.then(() => {}, () => {})
+    return run
+  }
+
+  // ---- explicit removal -------------------------------------------------------------------
 
   /**
    * Remove records by ID, atomically: if any ID is unknown (never committed, or removed already)
@@ -236,23 +350,19 @@ export class Log {
     const list = checkIds(ids, name)
     if (list.length === 0) return undefined
     const promise = new Promise<number | undefined>((resolve, reject) => this.removeQueue.push({ ids: list, resolve, reject }))
-    if (this.removing === undefined) this.removing = this.runRemovals()
-    return promise
-  }
-
-  private async runRemovals (): Promise<void> {
-    try {
-      while (this.removeQueue.length > 0) {
+    if (!this.removalQueued) {
+      this.removalQueued = true
+      void this.serial(async () => {
+        this.removalQueued = false
         const group = this.removeQueue.splice(0)
         try {
           await this.removeGroup(group)
         } catch (err) {
           for (const r of group) r.reject(err)
         }
-      }
-    } finally {
-      this.removing = undefined
+      })
     }
+    return promise
   }
 
   private async removeGroup (group: RemoveRequest[]): Promise<void> {
@@ -270,7 +380,10 @@ export class Log {
           seg = await this.locate(id, working)
         }
         const index = seg === null ? -1 : id - seg.header.firstId
-        if (seg === null || index >= seg.header.count || isRemoved(seg.set, index)) { missing.push(id); continue }
+        if (seg === null || index >= seg.header.count || isRemoved(seg.set, index) || hits.some(([s, i]) => s === seg && i === index)) {
+          missing.push(id)
+          continue
+        }
         hits.push([seg, index])
       }
       if (missing.length > 0) {
@@ -278,56 +391,54 @@ export class Log {
         continue
       }
       for (const [s, index] of hits) {
-        markRemoved(s.set, index)
-        s.removed++
-        s.bytes += s.header.lengths[index]!
+        markRemoved(s.set, index, s.header.lengths[index]!)
         s.dirty = true
       }
       accepted.push(req)
     }
     if (accepted.length === 0) return
 
-    const { store } = this.ctx
-    const batch = store.db.batch()
+    const batch = this.ctx.store.db.batch()
     let count = 0
     let bytes = 0
     let floor = this.counters.floor
     const deleted: number[] = []
-    const updated: Array<[number, Uint8Array]> = []
-    const ordered = [...working.values()].filter((t): t is Touched => t !== null && t.dirty)
+    const updated: Array<[number, RemovalSet]> = []
+    const touched = [...working.values()].filter((t): t is Touched => t !== null && t.dirty)
       .sort((a, b) => a.header.firstId - b.header.firstId)
-    for (const t of ordered) {
+    for (const t of touched) {
       const first = t.header.firstId
-      count -= t.removed
-      bytes -= t.bytes
-      if (t.alreadyRemoved + t.removed === t.header.count) {
-        this.segKeys.del(batch, first)
-        this.removalKeys.del(batch, first)
+      const before = this.removedSets.get(first) || undefined
+      count -= t.set.removed - (before?.removed ?? 0)
+      bytes -= t.set.removedBytes - (before?.removedBytes ?? 0)
+      if (t.set.removed === t.header.count) {
+        this.deleteSegmentKeys(batch, first, t.header.count)
         deleted.push(first)
         if (first <= floor) floor = first + t.header.count
       } else {
-        this.removalKeys.put(batch, first, Buffer.from(t.set.buffer, t.set.byteOffset, t.set.byteLength))
+        this.removalKeys.put(batch, first, encodeRemovalSet(t.set))
         updated.push([first, t.set])
       }
     }
-    if (this.extraLevel !== undefined) {
-      for (const req of accepted) for (const id of req.ids) this.extraKeys!.del(batch, id)
+    if (this.extraKeys !== undefined) {
+      for (const req of accepted) for (const id of req.ids) this.extraKeys.del(batch, id)
     }
-    const seq = store.journal.stage(batch, { [this.name]: { count, bytes, floor } })
-    try {
-      await batch.write({ sync: this.sync })
-    } catch (err) {
-      store.journal.settle(seq, false)
-      throw new EvaqError('EVAQ_IO', `Removing records from ${this.name} failed; they may or may not be removed`, { cause: err })
-    }
-    store.journal.settle(seq, true)
-    if (!this.sync) this.ctx.markDirty()
-    for (const first of deleted) {
-      this.removedSets.delete(first)
-      this.ctx.segments.delete(this.cacheKey(first))
-    }
+    await this.write(batch, { [this.name]: { count, bytes, floor } }, this.sync, `Removing records from ${this.name} failed; they may or may not be removed`)
+    for (const first of deleted) this.forget(first)
     for (const [first, set] of updated) this.removedSets.set(first, set)
     for (const req of accepted) req.resolve(req.ids[req.ids.length - 1])
+  }
+
+  private deleteSegmentKeys (batch: ReturnType<Store['db']['batch']>, first: number, count: number): void {
+    this.segKeys.del(batch, first)
+    this.indexKeys.del(batch, first)
+    this.removalKeys.del(batch, first)
+    if (this.extraKeys !== undefined) for (let id = first; id < first + count; id++) this.extraKeys.del(batch, id)
+  }
+
+  private forget (first: number): void {
+    this.removedSets.delete(first)
+    this.ctx.segments.delete(this.cacheKey(first))
   }
 
   /** The live segment holding `id`, with a private copy of its removal set, or null. */
@@ -339,20 +450,15 @@ export class Log {
     const segment = await this.segment(first)
     if (segment === undefined) { working.set(first, null); return null }
     const current = await this.removedSet(first, segment.header.count)
-    const set = newRemovalSet(segment.header.count)
-    let alreadyRemoved = 0
-    if (current !== undefined) {
-      set.set(current)
-      for (let i = 0; i < segment.header.count; i++) if (isRemoved(current, i)) alreadyRemoved++
-    }
-    const touched: Touched = { header: segment.header, set, removed: 0, alreadyRemoved, bytes: 0, dirty: false }
+    const touched: Touched = { header: segment.header, set: copyRemovalSet(segment.header.count, current), dirty: false }
     working.set(first, touched)
     return touched
   }
 
   /** First ID of the last segment starting at or below `id`. */
   private async segmentStart (id: number): Promise<number | undefined> {
-    const keys = await this.segs.keys({ lte: encodeKey(id), gte: encodeKey(this.counters.floor > id ? id : this.counters.floor), reverse: true, limit: 1 }).all()
+    const floor = this.counters.floor
+    const keys = await this.segs.keys({ lte: encodeKey(id), gte: encodeKey(floor > id ? id : floor), reverse: true, limit: 1 }).all()
     return keys.length === 0 ? undefined : decodeKey(keys[0]!)
   }
 
@@ -364,7 +470,7 @@ export class Log {
     return new Segment(first, value)
   }
 
-  private async removedSet (first: number, count: number): Promise<Uint8Array | undefined> {
+  private async removedSet (first: number, count: number): Promise<RemovalSet | undefined> {
     const cached = this.removedSets.get(first)
     if (cached === false) return undefined
     if (cached !== undefined) return cached
@@ -374,10 +480,277 @@ export class Log {
     return set
   }
 
+  // ---- deletion of whole segments: cleanup, retention, drop-oldest ---------------------------
+
+  /**
+   * Delete the oldest segments, in ID order, while `take` accepts them (at most one pass).
+   * Counters, the head and drop counts change in the same batch. Returns what was deleted.
+   */
+  private async deleteOldest (take: (s: SegmentSummary, liveCount: number, liveBytes: number) => boolean, dropped: DropReason | undefined): Promise<{ records: number, bytes: number, segments: number }> {
+    const floor = this.counters.floor
+    const watermark = this.watermark
+    if (floor > watermark) return { records: 0, bytes: 0, segments: 0 }
+    const entries = await this.index.iterator({ gte: encodeKey(floor), lte: encodeKey(watermark), limit: DELETE_PASS }).all()
+    const batch = this.ctx.store.db.batch()
+    let records = 0
+    let bytes = 0
+    let newFloor = floor
+    const deleted: number[] = []
+    for (const [key, value] of entries) {
+      const summary = decodeSummary(decodeKey(key), value)
+      if (summary.firstId + summary.count - 1 > watermark) break
+      const set = await this.removedSet(summary.firstId, summary.count)
+      const liveCount = summary.count - (set?.removed ?? 0)
+      const liveBytes = summary.payloadBytes - (set?.removedBytes ?? 0)
+      if (!take(summary, liveCount, liveBytes)) break
+      this.deleteSegmentKeys(batch, summary.firstId, summary.count)
+      deleted.push(summary.firstId)
+      records += liveCount
+      bytes += liveBytes
+      newFloor = summary.firstId + summary.count
+    }
+    if (deleted.length === 0) return { records: 0, bytes: 0, segments: 0 }
+    const delta: Partial<LogCounters> = { count: -records, bytes: -bytes, floor: newFloor }
+    if (dropped !== undefined) { delta.droppedCount = records; delta.droppedBytes = bytes }
+    // Not synced: if a crash loses this batch the records come back and are deleted again.
+    await this.write(batch, { [this.name]: delta }, false, `Deleting ${deleted.length} segment(s) of ${this.name} failed`)
+    for (const first of deleted) this.forget(first)
+    this.noteDeleted(deleted[0]!, newFloor, bytes, deleted.length)
+    if (dropped !== undefined && records > 0) {
+      this.ctx.dropped({ log: this.name, reason: dropped, records, bytes, firstId: deleted[0]!, lastId: newFloor - 1 })
+    }
+    return { records, bytes, segments: deleted.length }
+  }
+
+  /** Remember a deleted range and compact it once enough piled up, so LevelDB frees the disk. */
+  private noteDeleted (from: number, to: number, bytes: number, segments: number): void {
+    this.compactFrom = Math.min(this.compactFrom, from)
+    this.compactTo = Math.max(this.compactTo, to)
+    this.compactBytes += bytes
+    this.compactSegments += segments
+    if (this.compactBytes >= COMPACT_BYTES || this.compactSegments >= COMPACT_SEGMENTS) void this.compact()
+  }
+
+  /**
+   * Compact the deleted range now (if any): LevelDB keeps deleted values on disk until a
+   * compaction drops them, and tombstones at the head slow iterators that start below them.
+   */
+  compact (): Promise<void> {
+    if (this.compaction !== undefined) return this.compaction
+    if (this.compactTo === 0) return Promise.resolve()
+    const from = this.compactFrom
+    const to = this.compactTo
+    this.compactFrom = Infinity
+    this.compactTo = 0
+    this.compactBytes = 0
+    this.compactSegments = 0
+    const db = this.ctx.store.db
+    this.compaction = (async () => {
+      try {
+        for (const keys of [this.segKeys, this.indexKeys, this.removalKeys]) {
+          await db.compactRange(keys.id(from), keys.id(to))
+        }
+        this.compactions++
+      } catch (err) {
+        this.ctx.error(new EvaqError('EVAQ_IO', `Compacting ${this.name} failed`, { cause: err }))
+      } finally {
+        this.compaction = undefined
+      }
+    })()
+    return this.compaction
+  }
+
+  /** Delete every segment whose records all lie below `limit` (acknowledged by every subscriber). */
+  private async cleanupBelow (limit: number): Promise<void> {
+    for (;;) {
+      const { segments } = await this.deleteOldest(s => s.firstId + s.count <= limit, undefined)
+      if (segments < DELETE_PASS) return
+    }
+  }
+
+  /** Drop the oldest segments until at least `bytes` of live payload went (at least one segment). */
+  dropOldest (bytes: number): Promise<{ records: number, bytes: number }> {
+    return this.serial(async () => {
+      let dropped = 0
+      let droppedBytes = 0
+      const r = await this.deleteOldest((_, __, liveBytes) => {
+        if (dropped > 0 && droppedBytes >= bytes) return false
+        dropped++
+        droppedBytes += liveBytes
+        return true
+      }, 'drop-oldest')
+      return { records: r.records, bytes: r.bytes }
+    })
+  }
+
+  /** Drop segments older than `maxAgeMs` (retention). */
+  expire (): Promise<void> {
+    const maxAgeMs = this.ctx.maxAgeMs
+    if (maxAgeMs === undefined) return Promise.resolve()
+    return this.serial(async () => {
+      const before = this.ctx.options.clock.now() - maxAgeMs
+      for (;;) {
+        const { segments } = await this.deleteOldest(s => s.pushedAt < before, 'retention')
+        if (segments < DELETE_PASS) return
+      }
+    })
+  }
+
+  /** Queue a cleanup of what every subscriber acknowledged (coalesced). */
+  private scheduleCleanup (): void {
+    if (this.cleanupQueued || this.subs.size === 0) return
+    this.cleanupQueued = true
+    void this.serial(async () => {
+      this.cleanupQueued = false
+      let limit = Infinity
+      for (const sub of this.subs.values()) limit = Math.min(limit, sub.floor)
+      if (limit > this.counters.floor) await this.cleanupBelow(limit)
+    }).catch(err => this.ctx.error(err))
+  }
+
+  // ---- subscribers ----------------------------------------------------------------------------
+
+  private makeHost (): SubscriberHost {
+    return {
+      logName: this.name,
+      now: () => this.ctx.options.clock.now(),
+      assertOpen: () => this.ctx.assertOpen(),
+      head: () => this.counters.floor,
+      watermark: () => this.watermark,
+      read: (from, maxBytes, maxCount) => this.readRange(from, maxBytes, maxCount),
+      onCommitted: listener => this.onCommitted(listener),
+      persist: sub => this.persistProgress(sub),
+      deadLetter: async (sub, record, deliveries) => {
+        if (this.ctx.deadLetter !== undefined) await this.ctx.deadLetter(this, sub, record, deliveries)
+      },
+      meanRecordBytes: () => this.counters.count === 0 ? 0 : this.counters.bytes / this.counters.count,
+    }
+  }
+
+  /**
+   * A named, persistent subscriber: subscribing again with the same name resumes where it left
+   * off (its `start` is then ignored, its lease and delivery limits updated).
+   */
+  async subscribe (name: string, options?: SubscribeOptions): Promise<Subscriber> {
+    this.ctx.assertOpen()
+    checkSubscriberName(name)
+    const o = checkSubscribeOptions(options)
+    const existing = this.subs.get(name)
+    if (existing !== undefined && existing.leaseMs === o.leaseMs && existing.maxDeliveries === o.maxDeliveries) return existing
+    const now = this.ctx.options.clock.now()
+    let progress: Progress
+    if (existing !== undefined) {
+      progress = { ...existing.progress(), leaseMs: o.leaseMs, maxDeliveries: o.maxDeliveries }
+      existing.detach()
+    } else {
+      const floor = o.start === 'earliest' ? this.counters.floor : o.start === 'latest' ? this.writer.next : Math.max(o.start, 1)
+      progress = { v: 1, floor, acked: [], leaseMs: o.leaseMs, maxDeliveries: o.maxDeliveries, createdAt: now, lastActiveAt: now }
+    }
+    const sub = new Subscriber(this.host, name, progress)
+    this.subs.set(name, sub)
+    await this.persistProgress(sub, true)
+    return sub
+  }
+
+  /** Forget a subscriber and its progress; what only it held back can be cleaned up. */
+  async unsubscribe (name: string): Promise<boolean> {
+    this.ctx.assertOpen()
+    checkSubscriberName(name)
+    const sub = this.subs.get(name)
+    if (sub === undefined) return false
+    await this.dropSubscriber(sub, false)
+    return true
+  }
+
+  private async dropSubscriber (sub: Subscriber, expired: boolean): Promise<void> {
+    this.subs.delete(sub.name)
+    this.dirtyProgress.set(sub.name, null)
+    if (expired) this.pendingExpired++
+    sub.detach()
+    await this.flushProgress(true)
+    this.scheduleCleanup()
+  }
+
+  /** Drop subscribers inactive for `ttlMs`, counted and reported; persist others' activity. */
+  async expireSubscribers (ttlMs: number): Promise<void> {
+    const now = this.ctx.options.clock.now()
+    for (const sub of [...this.subs.values()]) {
+      if (now - sub.lastActiveAt >= ttlMs) {
+        await this.dropSubscriber(sub, true)
+        this.ctx.dropped({ log: this.name, reason: 'subscriber-ttl', records: 0, bytes: 0, subscriber: sub.name })
+      } else if (sub.activityUnpersistedFor(ttlMs / 4)) {
+        this.dirtyProgress.set(sub.name, sub)
+      }
+    }
+    if (this.dirtyProgress.size > 0) await this.flushProgress(true)
+  }
+
+  subscribers (): SubscriberInfo[] {
+    const mean = this.host.meanRecordBytes()
+    return [...this.subs.values()].map(s => s.info(mean, undefined))
+  }
+
+  /** Persist a subscriber's progress: merged with others' into one write (group commit). */
+  private persistProgress (sub: Subscriber, force = false): Promise<void> {
+    this.dirtyProgress.set(sub.name, sub)
+    const sync = force || this.ackSync
+    const written = this.flushProgress(sync)
+    this.scheduleCleanup()
+    return sync ? written : Promise.resolve()
+  }
+
+  private flushProgress (sync: boolean): Promise<void> {
+    // Interval ack durability: the owner's periodic timer writes it.
+    if (!sync) return Promise.resolve()
+    if (this.progressWrite === undefined) {
+      this.progressWrite = this.writeProgress().finally(() => { this.progressWrite = undefined })
+      return this.progressWrite
+    }
+    // A write is in flight: everything dirty now goes into the next one.
+    this.progressNext ??= this.progressWrite.catch(() => {}).then(() => {
+      this.progressNext = undefined
+      return this.flushProgress(true)
+    })
+    return this.progressNext
+  }
+
+  /** Write every dirty subscriber's progress (interval ack durability calls this on a timer). */
+  async writeProgress (): Promise<void> {
+    if (this.dirtyProgress.size === 0 && this.pendingExpired === 0) return
+    const dirty = [...this.dirtyProgress]
+    const expired = this.pendingExpired
+    this.dirtyProgress.clear()
+    this.pendingExpired = 0
+    const batch = this.ctx.store.db.batch()
+    for (const [name, sub] of dirty) {
+      const key = Buffer.from(name, 'utf8')
+      if (sub === null) batch.del(key, { sublevel: this.subsLevel })
+      else batch.put(key, Buffer.from(JSON.stringify(sub.progress())), { sublevel: this.subsLevel })
+    }
+    try {
+      await this.write(batch, { [this.name]: expired > 0 ? { expiredSubscribers: expired } : {} }, this.ackSync, `Persisting the progress of ${dirty.length} subscriber(s) of ${this.name} failed`)
+    } catch (err) {
+      for (const [name, sub] of dirty) if (!this.dirtyProgress.has(name)) this.dirtyProgress.set(name, sub)
+      this.pendingExpired += expired
+      throw err
+    }
+  }
+
+  /** Whether progress is waiting for the interval timer. */
+  get progressDirty (): boolean {
+    return this.dirtyProgress.size > 0
+  }
+
+  // ---- reads -------------------------------------------------------------------------------------
+
   /** Whole records in ID order from `from`, up to `maxBytes` of payload (at least one record). */
   async read (options: ReadOptions = {}): Promise<QueueRecord[]> {
     this.ctx.assertOpen()
     const { from, maxBytes, maxCount } = checkReadOptions(options)
+    return this.readRange(from, maxBytes, maxCount)
+  }
+
+  private async readRange (from: number, maxBytes: number, maxCount: number): Promise<QueueRecord[]> {
     const watermark = this.watermark
     const start = Math.max(from, this.counters.floor)
     if (start > watermark) return []
@@ -419,34 +792,62 @@ export class Log {
 
   async stats (): Promise<LogStats> {
     this.ctx.assertOpen()
-    const { count, bytes, floor } = this.counters
+    const { count, bytes, floor, droppedCount, droppedBytes, expiredSubscribers } = this.counters
     const nextId = this.writer.next
-    if (count === 0) return { count, bytes, firstId: undefined, lastId: undefined, nextId }
-    const [head] = await this.read({ from: floor, maxBytes: 0, maxCount: 1 })
+    let firstId: number | undefined
     let lastId: number | undefined
-    const keys = await this.segs.keys({ lte: encodeKey(this.watermark), gte: encodeKey(floor), reverse: true, limit: 1 }).all()
-    if (keys.length > 0) {
-      const segFirst = decodeKey(keys[0]!)
-      const segment = await this.segment(segFirst)
-      if (segment !== undefined) {
-        const set = await this.removedSet(segFirst, segment.header.count)
-        for (let i = segment.header.count - 1; i >= 0; i--) {
-          if (!isRemoved(set, i)) { lastId = segFirst + i; break }
+    let head: QueueRecord | undefined
+    if (count > 0) {
+      [head] = await this.readRange(floor, 0, 1)
+      firstId = head?.id
+      const keys = await this.segs.keys({ lte: encodeKey(this.watermark), gte: encodeKey(floor), reverse: true, limit: 1 }).all()
+      if (keys.length > 0) {
+        const segFirst = decodeKey(keys[0]!)
+        const segment = await this.segment(segFirst)
+        if (segment !== undefined) {
+          const set = await this.removedSet(segFirst, segment.header.count)
+          for (let i = segment.header.count - 1; i >= 0; i--) {
+            if (!isRemoved(set, i)) { lastId = segFirst + i; break }
+          }
         }
       }
     }
-    return { count, bytes, firstId: head?.id, lastId, nextId }
+    const mean = count === 0 ? 0 : bytes / count
+    const subscribers: SubscriberInfo[] = []
+    for (const sub of this.subs.values()) {
+      const [oldest] = sub.floor <= this.watermark ? await this.readRange(sub.floor, 0, 1) : []
+      subscribers.push(sub.info(mean, oldest?.pushedAt))
+    }
+    return {
+      count,
+      bytes,
+      firstId,
+      lastId,
+      nextId,
+      dropped: { records: droppedCount, bytes: droppedBytes },
+      expiredSubscribers,
+      subscribers,
+    }
   }
 
-  /** Resolves once every push and removal made so far has settled. */
+  /** Resolves once every push, removal, deletion and progress write made so far has settled. */
   async drain (): Promise<void> {
     await this.writer.drain()
-    while (this.removing !== undefined) await this.removing
+    await this.lane
+    if (this.dirtyProgress.size > 0) await this.writeProgress().catch(err => this.ctx.error(err))
+    while (this.progressWrite !== undefined || this.progressNext !== undefined) await (this.progressNext ?? this.progressWrite)?.catch(() => {})
+    await this.lane
+    await this.compaction
   }
 
-  /** Used by close(): pushes still waiting for buffer space are written too. */
+  /** Used by close(): pushes still waiting for buffer space are rejected. */
   rejectWaiters (err: EvaqError): void {
     this.writer.rejectWaiters(err)
+  }
+
+  /** Used by close(): waiting `next()` calls wake up (and see the queue closing). */
+  wakeSubscribers (): void {
+    for (const sub of this.subs.values()) sub.wakeAll()
   }
 }
 

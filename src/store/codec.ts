@@ -164,22 +164,86 @@ export function payloadAt (header: SegmentHeader, value: Buffer, index: number):
   return payload
 }
 
-/** Removal sets: one bit per record of a segment, set when the record was removed. */
-export function newRemovalSet (count: number): Uint8Array {
-  return new Uint8Array((count + 7) >>> 3)
+/**
+ * Segment summaries: a 16-byte entry beside each segment (u32 record count, u32 payload bytes,
+ * f64 push time), so that cleanup, retention and drop-oldest can walk the oldest segments and
+ * keep exact counters without reading the segments themselves.
+ */
+export interface SegmentSummary {
+  readonly firstId: number
+  readonly count: number
+  readonly payloadBytes: number
+  readonly pushedAt: number
 }
 
-export function isRemoved (set: Uint8Array | undefined, index: number): boolean {
-  return set !== undefined && (set[index >>> 3]! & (1 << (index & 7))) !== 0
+export function encodeSummary (count: number, payloadBytes: number, pushedAt: number): Buffer {
+  const out = Buffer.allocUnsafe(16)
+  out.writeUInt32BE(count, 0)
+  out.writeUInt32BE(payloadBytes, 4)
+  out.writeDoubleBE(pushedAt, 8)
+  return out
 }
 
-export function markRemoved (set: Uint8Array, index: number): void {
-  set[index >>> 3]! |= 1 << (index & 7)
+export function decodeSummary (firstId: number, value: Uint8Array): SegmentSummary {
+  if (value.byteLength !== 16) throw new EvaqError('EVAQ_CORRUPTION', `Summary of segment ${firstId} has ${value.byteLength} bytes`, { ids: [firstId] })
+  const b = Buffer.from(value.buffer, value.byteOffset, 16)
+  const count = b.readUInt32BE(0)
+  if (count === 0) throw new EvaqError('EVAQ_CORRUPTION', `Summary of segment ${firstId} counts no records`, { ids: [firstId] })
+  return { firstId, count, payloadBytes: b.readUInt32BE(4), pushedAt: b.readDoubleBE(8) }
 }
 
-export function decodeRemovalSet (firstId: number, count: number, value: Uint8Array): Uint8Array {
-  if (value.byteLength !== (count + 7) >>> 3) {
+/**
+ * Removal sets: which records of a segment were removed one by one. Stored as u32 removed count,
+ * u32 removed payload bytes, then one bit per record.
+ */
+export interface RemovalSet {
+  readonly bits: Uint8Array
+  removed: number
+  removedBytes: number
+}
+
+export function newRemovalSet (count: number): RemovalSet {
+  return { bits: new Uint8Array((count + 7) >>> 3), removed: 0, removedBytes: 0 }
+}
+
+export function copyRemovalSet (count: number, from: RemovalSet | undefined): RemovalSet {
+  const set = newRemovalSet(count)
+  if (from !== undefined) {
+    set.bits.set(from.bits)
+    set.removed = from.removed
+    set.removedBytes = from.removedBytes
+  }
+  return set
+}
+
+export function isRemoved (set: RemovalSet | undefined, index: number): boolean {
+  return set !== undefined && (set.bits[index >>> 3]! & (1 << (index & 7))) !== 0
+}
+
+export function markRemoved (set: RemovalSet, index: number, bytes: number): void {
+  set.bits[index >>> 3]! |= 1 << (index & 7)
+  set.removed++
+  set.removedBytes += bytes
+}
+
+export function encodeRemovalSet (set: RemovalSet): Buffer {
+  const out = Buffer.allocUnsafe(8 + set.bits.byteLength)
+  out.writeUInt32BE(set.removed, 0)
+  out.writeUInt32BE(set.removedBytes, 4)
+  out.set(set.bits, 8)
+  return out
+}
+
+export function decodeRemovalSet (firstId: number, count: number, value: Uint8Array): RemovalSet {
+  if (value.byteLength !== 8 + ((count + 7) >>> 3)) {
     throw new EvaqError('EVAQ_CORRUPTION', `Removal set of segment ${firstId} has ${value.byteLength} bytes for ${count} records`, { ids: [firstId] })
   }
-  return value
+  const b = Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  const set = { bits: new Uint8Array(b.subarray(8)), removed: b.readUInt32BE(0), removedBytes: b.readUInt32BE(4) }
+  let popcount = 0
+  for (let i = 0; i < count; i++) if (isRemoved(set, i)) popcount++
+  if (popcount !== set.removed || popcount >= count) {
+    throw new EvaqError('EVAQ_CORRUPTION', `Removal set of segment ${firstId} is inconsistent`, { ids: [firstId] })
+  }
+  return set
 }

@@ -61,9 +61,14 @@ export interface LogCounters {
    * seeks start here instead of at the start of the keyspace, over the tombstones of the head.
    */
   floor: number
+  /** Records and payload bytes dropped by a retention rule or drop-oldest (never silently). */
+  droppedCount: number
+  droppedBytes: number
+  /** Subscribers dropped for inactivity (`subscriberTtlMs`). */
+  expiredSubscribers: number
 }
 
-/** What one batch changes: `next` and `floor` are maxima, `count` and `bytes` are added. */
+/** What one batch changes: `next` and `floor` are maxima, the other counters are added. */
 export type Delta = Record<string, Partial<LogCounters>>
 
 interface SnapshotValue {
@@ -121,12 +126,7 @@ export class Journal {
   }
 
   counters (log: string): LogCounters {
-    let c = this.durable[log]
-    if (c === undefined) {
-      c = { next: 1, count: 0, bytes: 0, floor: 1 }
-      this.durable[log] = c
-    }
-    return c
+    return (this.durable[log] ??= emptyCounters())
   }
 
   /** Add this batch's snapshot to `batch`; returns the sequence to pass to `settle`. */
@@ -164,13 +164,18 @@ export class Journal {
   }
 }
 
+function emptyCounters (): LogCounters {
+  return { next: 1, count: 0, bytes: 0, floor: 1, droppedCount: 0, droppedBytes: 0, expiredSubscribers: 0 }
+}
+
+const ADDED = ['count', 'bytes', 'droppedCount', 'droppedBytes', 'expiredSubscribers'] as const
+
 function apply (logs: Record<string, LogCounters>, delta: Delta): void {
   for (const [name, d] of Object.entries(delta)) {
-    const c = logs[name] ?? (logs[name] = { next: 1, count: 0, bytes: 0, floor: 1 })
+    const c = (logs[name] ??= emptyCounters())
     if (d.next !== undefined && d.next > c.next) c.next = d.next
     if (d.floor !== undefined && d.floor > c.floor) c.floor = d.floor
-    if (d.count !== undefined) c.count += d.count
-    if (d.bytes !== undefined) c.bytes += d.bytes
+    for (const k of ADDED) if (d[k] !== undefined) c[k] += d[k]
   }
 }
 

@@ -1,0 +1,204 @@
+import { readdir, stat, statfs } from 'node:fs/promises'
+import { join } from 'node:path'
+import { EvaqError } from '../errors.js'
+import type { FullPolicy } from '../options.js'
+import type { Admission, Log } from './log.js'
+
+export interface BudgetOptions {
+  readonly maxDiskBytes: number | undefined
+  readonly minFreeDiskBytes: number
+  readonly onFull: FullPolicy
+}
+
+export interface FullEvent {
+  /** Which bound was hit. */
+  readonly reason: 'maxDiskBytes' | 'minFreeDiskBytes'
+  /** Bytes the data directory occupies (measured, plus what was written since). */
+  readonly usedBytes: number
+  /** Bytes free on the filesystem (measured, less what was written since). */
+  readonly freeBytes: number
+}
+
+interface Waiter {
+  readonly bytes: number
+  resolve (): void
+  reject (err: unknown): void
+}
+
+/**
+ * The disk budget of one data directory. Usage is what the directory really occupies (the sum of
+ * its files, measured every maintenance tick and after compactions) plus the payload bytes
+ * admitted since the last measurement, so a burst between two measurements cannot run past the
+ * bound by more than one batch. LevelDB frees the space of deleted records only when it compacts
+ * them, which evaq asks for as soon as the budget is short.
+ */
+export class DiskBudget implements Admission {
+  private measuredBytes = 0
+  private freeBytes = Infinity
+  private admittedSince = 0
+  private full: FullEvent | undefined
+  private readonly waiters: Waiter[] = []
+  private measuring: Promise<void> | undefined
+  private making: Promise<void> = Promise.resolve()
+
+  constructor (
+    private readonly dir: string,
+    private readonly options: BudgetOptions,
+    private readonly logs: () => readonly Log[],
+    private readonly events: { full (e: FullEvent): void, drain (): void },
+  ) {}
+
+  get limited (): boolean {
+    return this.options.maxDiskBytes !== undefined || this.options.minFreeDiskBytes > 0
+  }
+
+  /** Bytes the directory occupies, as last measured plus what was admitted since. */
+  get usedBytes (): number {
+    return this.measuredBytes + this.admittedSince
+  }
+
+  get isFull (): boolean {
+    return this.full !== undefined
+  }
+
+  admit (log: Log, bytes: number, signal: AbortSignal | undefined): Promise<void> | undefined {
+    if (!this.limited) return undefined
+    if (this.waiters.length === 0 && this.shortage(bytes) === undefined) {
+      this.admittedSince += bytes
+      return undefined
+    }
+    const shortage = this.shortage(bytes) ?? this.describe('maxDiskBytes')
+    this.setFull(shortage)
+    switch (this.options.onFull) {
+      case 'reject':
+        throw new EvaqError('EVAQ_AT_CAPACITY', `The data directory is at its budget (${shortage.reason}: ${shortage.usedBytes} bytes used, ${shortage.freeBytes} free)`)
+      case 'drop-oldest': {
+        const made = this.making.then(() => this.makeRoom(log, bytes))
+        this.making = made.catch(() => {})
+        return made
+      }
+      default:
+        return this.wait(bytes, signal)
+    }
+  }
+
+  /** Which bound `bytes` more would cross, if any. */
+  private shortage (bytes: number): FullEvent | undefined {
+    const { maxDiskBytes, minFreeDiskBytes } = this.options
+    if (maxDiskBytes !== undefined && this.usedBytes + bytes > maxDiskBytes) return this.describe('maxDiskBytes')
+    if (minFreeDiskBytes > 0 && this.freeBytes - this.admittedSince - bytes < minFreeDiskBytes) return this.describe('minFreeDiskBytes')
+    return undefined
+  }
+
+  private describe (reason: FullEvent['reason']): FullEvent {
+    return { reason, usedBytes: this.usedBytes, freeBytes: Math.max(0, this.freeBytes - this.admittedSince) }
+  }
+
+  private setFull (event: FullEvent): void {
+    if (this.full !== undefined) return
+    this.full = event
+    this.events.full(event)
+  }
+
+  private wait (bytes: number, signal: AbortSignal | undefined): Promise<void> {
+    if (signal?.aborted === true) return Promise.reject(aborted(signal))
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        const i = this.waiters.indexOf(waiter)
+        if (i >= 0) this.waiters.splice(i, 1)
+        reject(aborted(signal!))
+      }
+      const waiter: Waiter = {
+        bytes,
+        resolve: () => { signal?.removeEventListener('abort', onAbort); resolve() },
+        reject: (err) => { signal?.removeEventListener('abort', onAbort); reject(err) },
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.waiters.push(waiter)
+      void this.tick()
+    })
+  }
+
+  /** Drop the oldest segments of `log` until `bytes` fit (compacting so the disk really frees). */
+  private async makeRoom (log: Log, bytes: number): Promise<void> {
+    for (;;) {
+      const shortage = this.shortage(bytes)
+      if (shortage === undefined) { this.admittedSince += bytes; this.maybeDrained(); return }
+      const over = shortage.reason === 'maxDiskBytes'
+        ? this.usedBytes + bytes - this.options.maxDiskBytes!
+        : this.options.minFreeDiskBytes - (this.freeBytes - this.admittedSince - bytes)
+      const dropped = await log.dropOldest(Math.max(over, bytes))
+      if (dropped.records === 0 && log.liveBytes === 0) {
+        throw new EvaqError('EVAQ_AT_CAPACITY', `Nothing is left to drop in ${log.name} and the data directory is still over its budget (${shortage.reason})`)
+      }
+      await log.compact()
+      await this.measure()
+    }
+  }
+
+  /**
+   * Measure the directory and the filesystem, then admit what now fits. While the budget is short
+   * it first compacts what was deleted, so that LevelDB gives the space back.
+   */
+  tick (): Promise<void> {
+    if (!this.limited) return Promise.resolve()
+    this.measuring ??= (async () => {
+      try {
+        if (this.full !== undefined) for (const log of this.logs()) await log.compact()
+        await this.measure()
+        while (this.waiters.length > 0 && this.shortage(this.waiters[0]!.bytes) === undefined) {
+          const w = this.waiters.shift()!
+          this.admittedSince += w.bytes
+          w.resolve()
+        }
+        this.maybeDrained()
+      } finally {
+        this.measuring = undefined
+      }
+    })()
+    return this.measuring
+  }
+
+  private maybeDrained (): void {
+    if (this.full !== undefined && this.waiters.length === 0 && this.shortage(0) === undefined) {
+      this.full = undefined
+      this.events.drain()
+    }
+  }
+
+  async measure (): Promise<void> {
+    const admitted = this.admittedSince
+    const [used, free] = await Promise.all([directoryBytes(this.dir), freeBytes(this.dir)])
+    this.measuredBytes = used
+    this.freeBytes = free
+    // What was admitted while measuring may or may not be in the measurement: count it.
+    this.admittedSince -= admitted
+  }
+
+  /** Reject everyone waiting (used when the queue closes). */
+  rejectAll (err: EvaqError): void {
+    for (const w of this.waiters.splice(0)) w.reject(err)
+  }
+}
+
+async function directoryBytes (dir: string): Promise<number> {
+  let total = 0
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (!entry.isFile()) continue
+    try {
+      total += (await stat(join(dir, entry.name))).size
+    } catch {
+      // LevelDB deletes obsolete files while we look: a vanished file occupies nothing.
+    }
+  }
+  return total
+}
+
+async function freeBytes (dir: string): Promise<number> {
+  const s = await statfs(dir)
+  return s.bavail * s.bsize
+}
+
+function aborted (signal: AbortSignal): EvaqError {
+  return new EvaqError('EVAQ_ABORTED', 'The push was aborted while waiting for disk space', { cause: signal.reason })
+}
