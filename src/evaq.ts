@@ -55,6 +55,11 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   readonly dlq: Log
   readonly location: string
   readonly options: ResolvedOptions
+  /**
+   * What open read besides LevelDB's own recovery: commit snapshots and subscriber progress
+   * entries. It does not grow with the number of records or segments.
+   */
+  readonly openReport = { keysRead: 0 }
   private _status: EvaqStatus = 'opening'
   private readonly store: Store
   private readonly budget: DiskBudget
@@ -85,6 +90,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       maxAgeMs: options.retention[name]?.maxAgeMs,
       admission: this.budget,
       assertOpen: () => this.assertOpen(),
+      isOpen: () => this._status === 'open',
       markDirty: () => { this.dirty = true },
       // A WAL record its subscriber cannot process goes to the DLQ; the DLQ has nowhere further.
       deadLetter: name === 'wal' ? (log, sub, record, deliveries) => this.deadLetter(log, sub, record, deliveries) : undefined,
@@ -102,8 +108,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     const store = await openStore(dir, resolved)
     const evaq = new Evaq(dir, store, resolved)
     try {
-      await evaq.wal.load()
-      await evaq.dlq.load()
+      evaq.openReport.keysRead = store.journal.loadedKeys + await evaq.wal.load() + await evaq.dlq.load()
       if (evaq.budget.limited) await evaq.budget.measure()
     } catch (err) {
       await store.db.close().catch(() => {})

@@ -318,3 +318,18 @@ test('a push acknowledged while an older flush is in flight can be removed at on
   await Promise.all(removals)
   t.is((await q.wal.stats()).count, 0)
 })
+
+test('counters stay exact when removal sets were evicted from the cache', async t => {
+  // More partly removed segments than the removal-set cache holds (4096).
+  const q = await open(t, { maxBatchCount: 2 })
+  const n = 4200
+  const got = await q.pushWalMany(Array.from({ length: 2 * n }, (_, i) => `r${i}`))
+  await q.removeWal(got.filter((_, i) => i % 2 === 1)) // the second record of every segment
+  t.like(await q.wal.stats(), { count: n })
+  await q.removeWal(got[0]!) // the first segment's set is long evicted: it is read back
+  t.like(await q.wal.stats(), { count: n - 1, firstId: got[2] })
+  t.is((await q.wal.read({ maxCount: Infinity, maxBytes: Infinity })).length, n - 1)
+  // One removal touching every segment evicts sets it read itself before it writes.
+  await q.removeWal(got.filter((_, i) => i % 2 === 0 && i > 0))
+  t.like(await q.wal.stats(), { count: 0, bytes: 0, firstId: undefined })
+})

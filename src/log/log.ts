@@ -114,6 +114,7 @@ export interface LogContext {
   readonly admission: Admission
   /** Throws EVAQ_CLOSED once the owner closes. */
   assertOpen (): void
+  isOpen (): boolean
   /** Called after a write that was not fsynced (interval durability). */
   markDirty (): void
   /** Move a record a subscriber could not process to the dead-letter queue; undefined: keep redelivering. */
@@ -131,7 +132,9 @@ interface RemoveRequest {
 /** Working state of one segment during a removal group. */
 interface Touched {
   readonly header: SegmentHeader
+  /** A private copy of the removal set; `before` is what it held when the group started. */
   readonly set: RemovalSet
+  readonly before: { readonly removed: number, readonly removedBytes: number }
   dirty: boolean
 }
 
@@ -202,9 +205,11 @@ export class Log {
     })
   }
 
-  /** Load the subscribers' progress: one small entry per subscriber, never the records. */
-  async load (): Promise<void> {
+  /** Load the subscribers' progress: one small entry per subscriber, never the records. Returns the keys read. */
+  async load (): Promise<number> {
+    let read = 0
     for await (const [key, value] of this.subsLevel.iterator()) {
+      read++
       const name = key.toString('utf8')
       let progress: Progress
       try {
@@ -214,6 +219,7 @@ export class Log {
       }
       this.subs.set(name, new Subscriber(this.host, name, progress))
     }
+    return read
   }
 
   /** Highest ID below which every record is committed; readers never look past it. */
@@ -408,9 +414,8 @@ export class Log {
       .sort((a, b) => a.header.firstId - b.header.firstId)
     for (const t of touched) {
       const first = t.header.firstId
-      const before = this.removedSets.get(first) || undefined
-      count -= t.set.removed - (before?.removed ?? 0)
-      bytes -= t.set.removedBytes - (before?.removedBytes ?? 0)
+      count -= t.set.removed - t.before.removed
+      bytes -= t.set.removedBytes - t.before.removedBytes
       if (t.set.removed === t.header.count) {
         this.deleteSegmentKeys(batch, first, t.header.count)
         deleted.push(first)
@@ -450,7 +455,12 @@ export class Log {
     const segment = await this.segment(first)
     if (segment === undefined) { working.set(first, null); return null }
     const current = await this.removedSet(first, segment.header.count)
-    const touched: Touched = { header: segment.header, set: copyRemovalSet(segment.header.count, current), dirty: false }
+    const touched: Touched = {
+      header: segment.header,
+      set: copyRemovalSet(segment.header.count, current),
+      before: { removed: current?.removed ?? 0, removedBytes: current?.removedBytes ?? 0 },
+      dirty: false,
+    }
     working.set(first, touched)
     return touched
   }
@@ -598,7 +608,7 @@ export class Log {
 
   /** Queue a cleanup of what every subscriber acknowledged (coalesced). */
   private scheduleCleanup (): void {
-    if (this.cleanupQueued || this.subs.size === 0) return
+    if (this.cleanupQueued || this.subs.size === 0 || !this.ctx.isOpen()) return
     this.cleanupQueued = true
     void this.serial(async () => {
       this.cleanupQueued = false

@@ -90,6 +90,8 @@ interface SnapshotValue {
 export class Journal {
   /** Obsolete snapshot keys are deleted in bulk, once this many have piled up. */
   static readonly DELETE_EVERY = 32
+  /** Keys read by load(): a few dozen at most, whatever the number of records. */
+  loadedKeys = 0
   private readonly keys: Keyspace
   private seq: number
   private readonly durable: Record<string, LogCounters>
@@ -108,6 +110,7 @@ export class Journal {
     const keys: number[] = []
     for await (const key of snaps.keys()) keys.push(decodeKey(key))
     if (keys.length === 0) return new Journal(snaps, 0, {}, [])
+    const read = keys.length + 1
     const top = keys[keys.length - 1]!
     const value = await snaps.get(encodeKey(top))
     if (value === undefined) throw new EvaqError('EVAQ_CORRUPTION', `Commit snapshot ${top} vanished during open`)
@@ -122,7 +125,9 @@ export class Journal {
     for (const p of snap.pending) {
       if (present.has(p.seq)) apply(logs, p.delta)
     }
-    return new Journal(snaps, top, logs, keys)
+    const journal = new Journal(snaps, top, logs, keys)
+    journal.loadedKeys = read
+    return journal
   }
 
   counters (log: string): LogCounters {
