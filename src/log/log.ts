@@ -762,10 +762,32 @@ export class Log {
 
   private async readRange (from: number, maxBytes: number, maxCount: number): Promise<QueueRecord[]> {
     const watermark = this.watermark
-    const start = Math.max(from, this.counters.floor)
+    let start = Math.max(from, this.counters.floor)
     if (start > watermark) return []
     const out: Array<{ id: number, payload: Buffer, pushedAt: number, error?: RecordError }> = []
     let bytes = 0
+    /** Take the records of `segment` from `start` on; false once a bound is reached. */
+    const take = async (segment: Segment): Promise<boolean> => {
+      const { header, firstId } = segment
+      const set = await this.removedSet(firstId, header.count)
+      for (let i = Math.max(0, start - firstId); i < header.count; i++) {
+        if (isRemoved(set, i)) continue
+        const length = header.lengths[i]!
+        if (out.length > 0 && bytes + length > maxBytes) return false
+        out.push({ id: firstId + i, payload: Buffer.from(payloadAt(header, segment.value, i)), pushedAt: header.pushedAt })
+        bytes += length
+        if (out.length >= maxCount) return false
+      }
+      start = firstId + header.count
+      return true
+    }
+    // A reader that keeps up asks for the segment right after the one it read last: serve it,
+    // and the ones after it, from the cache of recently written segments without LevelDB.
+    for (let cached = this.ctx.segments.get(this.cacheKey(start)); cached !== undefined && start <= watermark;) {
+      if (!await take(cached)) return this.withExtras(out)
+      cached = this.ctx.segments.get(this.cacheKey(start))
+    }
+    if (start > watermark) return this.withExtras(out)
     const first = await this.segmentStart(start)
     const it = this.segs.iterator({ gte: encodeKey(first ?? start), lte: encodeKey(watermark), highWaterMarkBytes: ITERATOR_BYTES } as { gte: Buffer, lte: Buffer })
     try {
@@ -774,22 +796,16 @@ export class Log {
         if (entries.length === 0) break
         for (const [key, value] of entries) {
           const segFirst = decodeKey(key)
-          const segment = this.ctx.segments.get(this.cacheKey(segFirst)) ?? new Segment(segFirst, value)
-          const { header } = segment
-          const set = await this.removedSet(segFirst, header.count)
-          for (let i = Math.max(0, start - segFirst); i < header.count; i++) {
-            if (isRemoved(set, i)) continue
-            const length = header.lengths[i]!
-            if (out.length > 0 && bytes + length > maxBytes) break outer
-            out.push({ id: segFirst + i, payload: Buffer.from(payloadAt(header, segment.value, i)), pushedAt: header.pushedAt })
-            bytes += length
-            if (out.length >= maxCount) break outer
-          }
+          if (!await take(this.ctx.segments.get(this.cacheKey(segFirst)) ?? new Segment(segFirst, value))) break outer
         }
       }
     } finally {
       await it.close()
     }
+    return this.withExtras(out)
+  }
+
+  private async withExtras (out: Array<{ id: number, payload: Buffer, pushedAt: number, error?: RecordError }>): Promise<QueueRecord[]> {
     if (this.extraLevel !== undefined && out.length > 0) {
       const extras = await this.extraLevel.getMany(out.map(r => encodeKey(r.id)))
       for (let i = 0; i < out.length; i++) {
