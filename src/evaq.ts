@@ -67,6 +67,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   private dirty = false
   private syncing: Promise<void> | undefined
   private maintaining: Promise<void> | undefined
+  private maintainNext: Promise<void> | undefined
   private closing: Promise<void> | undefined
 
   private constructor (location: string, store: Store, options: ResolvedOptions) {
@@ -141,7 +142,15 @@ export class Evaq extends EventEmitter<EvaqEvents> {
    */
   maintain (): Promise<void> {
     if (this._status !== 'open') return Promise.resolve()
-    this.maintaining ??= (async () => {
+    if (this.maintaining !== undefined) {
+      // A round is running and may have read the clock already: run one more after it.
+      this.maintainNext ??= this.maintaining.catch(() => {}).then(() => {
+        this.maintainNext = undefined
+        return this.maintain()
+      })
+      return this.maintainNext
+    }
+    this.maintaining = (async () => {
       try {
         for (const log of [this.wal, this.dlq]) {
           await log.expire()
@@ -243,8 +252,9 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   }
 
   /**
-   * Wait for pending writes, then close. Pushes still waiting for disk space are rejected with
-   * EVAQ_CLOSED; waiting `next()` calls too. Every method rejects with EVAQ_CLOSED afterwards.
+   * Wait for pending writes (including pushes waiting for buffer space), then close. Pushes
+   * waiting for disk space under the `backpressure` policy and waiting `next()` calls reject with
+   * EVAQ_CLOSED. Every method rejects with EVAQ_CLOSED afterwards.
    */
   close (): Promise<void> {
     if (this.closing !== undefined) return this.closing
@@ -256,6 +266,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       this.budget.rejectAll(closed)
       this.wal.wakeSubscribers()
       this.dlq.wakeSubscribers()
+      await this.maintainNext?.catch(() => {})
       await this.maintaining?.catch(() => {})
       await Promise.all([this.wal.drain(), this.dlq.drain()])
       try {

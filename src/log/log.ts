@@ -217,7 +217,10 @@ export class Log {
       } catch (cause) {
         throw new EvaqError('EVAQ_CORRUPTION', `The progress of subscriber ${name} of ${this.name} cannot be decoded`, { cause })
       }
-      this.subs.set(name, new Subscriber(this.host, name, progress))
+      const sub = new Subscriber(this.host, name, { ...progress, start: progress.start ?? progress.floor })
+      // The inactivity clock starts at open: time the queue was closed is not inactivity.
+      sub.touch(this.ctx.options.clock.now())
+      this.subs.set(name, sub)
     }
     return read
   }
@@ -430,8 +433,14 @@ export class Log {
     }
     await this.write(batch, { [this.name]: { count, bytes, floor } }, this.sync, `Removing records from ${this.name} failed; they may or may not be removed`)
     for (const first of deleted) this.forget(first)
+    if (deleted.length > 0) {
+      const last = touched.filter(t => t.set.removed === t.header.count).at(-1)!.header
+      this.noteDeleted(deleted[0]!, last.firstId + last.count, -bytes, deleted.length)
+    }
     for (const [first, set] of updated) this.removedSets.set(first, set)
     for (const req of accepted) req.resolve(req.ids[req.ids.length - 1])
+    // The head may have moved past records no subscriber covers: what they acked may go now.
+    if (deleted.length > 0) this.scheduleCleanup()
   }
 
   private deleteSegmentKeys (batch: ReturnType<Store['db']['batch']>, first: number, count: number): void {
@@ -600,6 +609,7 @@ export class Log {
     return this.serial(async () => {
       const before = this.ctx.options.clock.now() - maxAgeMs
       for (;;) {
+        // Older than maxAgeMs: strictly, like subscriberTtlMs.
         const { segments } = await this.deleteOldest(s => s.pushedAt < before, 'retention')
         if (segments < DELETE_PASS) return
       }
@@ -612,9 +622,16 @@ export class Log {
     this.cleanupQueued = true
     void this.serial(async () => {
       this.cleanupQueued = false
+      // A record goes once every subscriber acknowledged it. Records below every subscriber's
+      // start were never anyone's to acknowledge: like records of a log without subscribers,
+      // they stay until removed (or dropped by a counted retention rule).
       let limit = Infinity
-      for (const sub of this.subs.values()) limit = Math.min(limit, sub.floor)
-      if (limit > this.counters.floor) await this.cleanupBelow(limit)
+      let start = Infinity
+      for (const sub of this.subs.values()) {
+        limit = Math.min(limit, sub.floor)
+        start = Math.min(start, sub.start)
+      }
+      if (start <= this.counters.floor && limit > this.counters.floor) await this.cleanupBelow(limit)
     }).catch(err => this.ctx.error(err))
   }
 
@@ -631,7 +648,9 @@ export class Log {
       onCommitted: listener => this.onCommitted(listener),
       persist: sub => this.persistProgress(sub),
       deadLetter: async (sub, record, deliveries) => {
-        if (this.ctx.deadLetter !== undefined) await this.ctx.deadLetter(this, sub, record, deliveries)
+        if (this.ctx.deadLetter === undefined) return false
+        await this.ctx.deadLetter(this, sub, record, deliveries)
+        return true
       },
       meanRecordBytes: () => this.counters.count === 0 ? 0 : this.counters.bytes / this.counters.count,
     }
@@ -646,17 +665,19 @@ export class Log {
     checkSubscriberName(name)
     const o = checkSubscribeOptions(options)
     const existing = this.subs.get(name)
-    if (existing !== undefined && existing.leaseMs === o.leaseMs && existing.maxDeliveries === o.maxDeliveries) return existing
     const now = this.ctx.options.clock.now()
-    let progress: Progress
     if (existing !== undefined) {
-      progress = { ...existing.progress(), leaseMs: o.leaseMs, maxDeliveries: o.maxDeliveries }
-      existing.detach()
-    } else {
-      const floor = o.start === 'earliest' ? this.counters.floor : o.start === 'latest' ? this.writer.next : Math.max(o.start, 1)
-      progress = { v: 1, floor, acked: [], leaseMs: o.leaseMs, maxDeliveries: o.maxDeliveries, createdAt: now, lastActiveAt: now }
+      existing.touch(now)
+      if (existing.leaseMs !== o.leaseMs || existing.maxDeliveries !== o.maxDeliveries) {
+        // New limits apply from now on, to this same handle and its records in flight.
+        existing.leaseMs = o.leaseMs
+        existing.maxDeliveries = o.maxDeliveries
+        await this.persistProgress(existing, true)
+      }
+      return existing
     }
-    const sub = new Subscriber(this.host, name, progress)
+    const floor = o.start === 'earliest' ? this.counters.floor : o.start === 'latest' ? this.writer.next : Math.max(o.start, 1)
+    const sub = new Subscriber(this.host, name, { v: 1, start: floor, floor, acked: [], leaseMs: o.leaseMs, maxDeliveries: o.maxDeliveries, createdAt: now, lastActiveAt: now })
     this.subs.set(name, sub)
     await this.persistProgress(sub, true)
     return sub

@@ -62,6 +62,8 @@ export interface SubscriberInfo {
 /** What a subscriber persists: enough to resume right after its acknowledgements. */
 export interface Progress {
   readonly v: 1
+  /** The first ID the subscriber cared about: records below it were never its to acknowledge. */
+  readonly start: number
   readonly floor: number
   readonly acked: Array<[number, number]>
   readonly leaseMs: number
@@ -83,8 +85,11 @@ export interface SubscriberHost {
   onCommitted (listener: () => void): () => void
   /** Persist the subscriber's progress; resolves once it is as durable as `ackDurability` says. */
   persist (sub: Subscriber): Promise<void>
-  /** Move a record that was delivered too often to the dead-letter queue. */
-  deadLetter (sub: Subscriber, record: QueueRecord, deliveries: number): Promise<void>
+  /**
+   * Move a record that was delivered too often to the dead-letter queue. Resolves false when the
+   * log has nowhere to move it (it is then delivered again).
+   */
+  deadLetter (sub: Subscriber, record: QueueRecord, deliveries: number): Promise<boolean>
   /** Mean payload bytes per live record, for lag estimates. */
   meanRecordBytes (): number
 }
@@ -130,8 +135,10 @@ export function checkSubscribeOptions (options: unknown): Required<SubscribeOpti
  */
 export class Subscriber {
   readonly name: string
-  readonly leaseMs: number
-  readonly maxDeliveries: number
+  /** The first ID this subscriber cared about (see Progress.start). */
+  readonly start: number
+  leaseMs: number
+  maxDeliveries: number
   readonly createdAt: number
   private cursor: number
   /** Acknowledged IDs at or above the floor (after a restart: acknowledged before it). */
@@ -145,6 +152,7 @@ export class Subscriber {
 
   constructor (private readonly host: SubscriberHost, name: string, progress: Progress) {
     this.name = name
+    this.start = progress.start
     this.leaseMs = progress.leaseMs
     this.maxDeliveries = progress.maxDeliveries
     this.createdAt = progress.createdAt
@@ -173,7 +181,7 @@ export class Subscriber {
     const floor = this.floor
     this.acked.pruneBelow(floor)
     this.persistedActiveAt = this._lastActiveAt
-    return { v: 1, floor, acked: this.acked.toJSON(), leaseMs: this.leaseMs, maxDeliveries: this.maxDeliveries, createdAt: this.createdAt, lastActiveAt: this._lastActiveAt }
+    return { v: 1, start: this.start, floor, acked: this.acked.toJSON(), leaseMs: this.leaseMs, maxDeliveries: this.maxDeliveries, createdAt: this.createdAt, lastActiveAt: this._lastActiveAt }
   }
 
   /**
@@ -185,13 +193,14 @@ export class Subscriber {
     this.assertSubscribed()
     const { maxBytes, maxCount, waitMs, signal } = checkNextOptions(options)
     if (signal?.aborted === true) throw aborted(signal)
-    const deadline = this.host.now() + waitMs
+    // waitMs is real time; leases and nack delays follow the injected clock.
+    const deadline = performance.now() + waitMs
     for (;;) {
       const records = await this.collect(maxBytes, maxCount)
       if (records.length > 0) return this.batch(records)
-      const now = this.host.now()
-      if (now >= deadline) return undefined
-      await this.wait(Math.min(deadline, this.earliestVisible) - now, signal)
+      const left = deadline - performance.now()
+      if (left <= 0) return undefined
+      await this.wait(Math.min(left, this.earliestVisible - this.host.now()), signal)
       this.host.assertOpen()
       this.assertSubscribed()
     }
@@ -219,12 +228,13 @@ export class Subscriber {
     let bytes = 0
     if (now >= this.earliestVisible) {
       let earliest = Infinity
+      let movedAway = false
       for (const [id, o] of this.outstanding) {
         if (o.visibleAt > now) { earliest = Math.min(earliest, o.visibleAt); continue }
         if (out.length >= maxCount || (out.length > 0 && bytes + o.record.payload.byteLength > maxBytes)) { earliest = now; break }
-        if (o.deliveries >= this.maxDeliveries) {
-          await this.host.deadLetter(this, o.record, o.deliveries)
+        if (o.deliveries >= this.maxDeliveries && await this.host.deadLetter(this, o.record, o.deliveries)) {
           this.markAcked([id])
+          movedAway = true
           continue
         }
         o.deliveries++
@@ -234,6 +244,8 @@ export class Subscriber {
         bytes += o.record.payload.byteLength
       }
       this.earliestVisible = earliest
+      // The record is in the DLQ now: acknowledge it like any other, durably.
+      if (movedAway) await this.host.persist(this)
     }
     while (out.length < maxCount && (out.length === 0 || bytes < maxBytes)) {
       const from = Math.max(this.cursor, this.host.head())
@@ -333,14 +345,15 @@ export class Subscriber {
         if (timer !== undefined) clearTimeout(timer)
         stop()
         signal?.removeEventListener('abort', onAbort)
-        this.wakers.delete(done)
+        this.wakers.delete(wake)
       }
       const stop = this.host.onCommitted(() => {
         if (this.host.watermark() >= Math.max(this.cursor, this.host.head())) { done(); resolve() }
       })
       const onAbort = (): void => { done(); reject(aborted(signal!)) }
+      const wake = (): void => { done(); resolve() }
       signal?.addEventListener('abort', onAbort, { once: true })
-      this.wakers.add(() => { done(); resolve() })
+      this.wakers.add(wake)
       if (Number.isFinite(ms)) timer = setTimeout(() => { done(); resolve() }, Math.max(0, ms))
     })
   }
@@ -352,6 +365,16 @@ export class Subscriber {
   /** Wake every waiting `next()` so that it looks again (used when the queue closes). */
   wakeAll (): void {
     this.wake()
+  }
+
+  /** Pending waits, for tests of the wake-up bookkeeping. */
+  get waiting (): number {
+    return this.wakers.size
+  }
+
+  /** Start the inactivity clock again (after an open: downtime is not inactivity). */
+  touch (now: number): void {
+    this._lastActiveAt = Math.max(this._lastActiveAt, now)
   }
 
   /** Detach: waiting calls wake up and see the subscriber gone. */

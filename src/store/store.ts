@@ -18,6 +18,17 @@ const FORMAT_KEY = Buffer.from('format')
 const ENC = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
 
 /**
+ * Two keys below and above every sublevel (their prefixes start with `!`), written once. They
+ * make LevelDB's manual compaction give deleted space back: CompactRange only compacts the levels
+ * above the deepest one holding data in the range, and a flushed memtable that overlaps nothing
+ * deeper is placed at level 2, where the deletions in it would never be compacted away. With the
+ * sentinels some deeper file always overlaps, so flushed memtables stay above it and a manual
+ * compaction merges them down, dropping what was deleted.
+ */
+const SENTINEL_LOW = Buffer.from('\x00evaq-sentinel', 'latin1')
+const SENTINEL_HIGH = Buffer.from('\xffevaq-sentinel', 'latin1')
+
+/**
  * Keys of one sublevel, written through the root database. A sublevel stores its keys with a
  * prefix (`!wal!…`); building the prefixed key once here spares abstract-level's per-operation
  * sublevel handling in chained batches, which measured as the largest cost of a small flush.
@@ -207,7 +218,13 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
     const meta = db.sublevel<Bytes, Bytes>('meta', ENC)
     const format = await meta.get(FORMAT_KEY)
     if (format === undefined) {
-      await db.batch().put(FORMAT_KEY, Buffer.from(JSON.stringify({ version: FORMAT_VERSION })), { sublevel: meta }).write({ sync: true })
+      await db.batch()
+        .put(FORMAT_KEY, Buffer.from(JSON.stringify({ version: FORMAT_VERSION })), { sublevel: meta })
+        .put(SENTINEL_LOW, SENTINEL_LOW)
+        .put(SENTINEL_HIGH, SENTINEL_HIGH)
+        .write({ sync: true })
+      // Flush them to a table at once, before any record, so they sit below every later flush.
+      await db.compactRange(SENTINEL_LOW, SENTINEL_HIGH)
     } else {
       let version: unknown
       try { version = (JSON.parse(format.toString('utf8')) as { version?: unknown }).version } catch { version = undefined }

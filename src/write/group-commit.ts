@@ -49,6 +49,8 @@ export class GroupCommit {
   /** Segments not yet handed to a flush, oldest first; the last one may still be filling. */
   private queue: PendingSegment[] = []
   private queuedBytes = 0
+  /** Moving average of the payload bytes of flushed segments. */
+  private recentSegmentBytes = 0
   /** Bytes buffered or in flight: what `maxBufferedBytes` bounds. */
   private heldBytes = 0
   private readonly inflight = new Set<readonly PendingSegment[]>()
@@ -139,8 +141,10 @@ export class GroupCommit {
   }
 
   private newSegment (firstId: number, firstBytes: number): PendingSegment {
-    // Start small and let the builder grow: most segments under light load hold one record.
-    const hint = Math.min(this.options.maxBatchBytes, Math.max(this.queuedBytes, firstBytes)) + HEADER_BYTES + 1024
+    // Size the buffer like the last segments, so that it rarely grows (each growth is a copy
+    // and garbage): under steady load consecutive segments are alike.
+    const expected = Math.max(firstBytes, Math.min(this.options.maxBatchBytes, this.recentSegmentBytes * 1.25))
+    const hint = expected + HEADER_BYTES + 1024
     const segment: PendingSegment = { builder: new SegmentBuilder(firstId, hint), extras: [], waiters: [], joinNext: false, sealed: false }
     this.queue.push(segment)
     return segment
@@ -212,6 +216,7 @@ export class GroupCommit {
     }
     const segments = this.queue.splice(0, n)
     this.queuedBytes -= bytes
+    for (const s of segments) this.recentSegmentBytes += (s.builder.payloadBytes + s.builder.count * 8 - this.recentSegmentBytes) / 4
     this.inflight.add(segments)
     void this.workers.add(async () => {
       let error: unknown
