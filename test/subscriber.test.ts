@@ -587,3 +587,12 @@ test('a next() that waits and times out leaves no waiter behind', async t => {
   await t.throwsAsync(pending, { code: 'EVAQ_ABORTED' })
   t.is(sub.waiting, 0)
 })
+
+test('concurrent next() calls on one subscriber share out the records, each delivered once', async t => {
+  const { q } = await open(t)
+  const sub = await q.wal.subscribe('s')
+  await q.pushWalMany(Array.from({ length: 10 }, (_, i) => `r${i}`))
+  const [a, b] = await Promise.all([sub.next({ maxCount: 5 }), sub.next({ maxCount: 5 })])
+  t.deepEqual([...ids(a!.records), ...ids(b!.records)], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+  t.true([...a!.records, ...b!.records].every(r => r.deliveryCount === 1))
+})

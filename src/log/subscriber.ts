@@ -149,6 +149,8 @@ export class Subscriber {
   private persistedActiveAt: number
   private closed = false
   private readonly wakers = new Set<() => void>()
+  /** collect() moves the cursor after an await: concurrent next() calls take turns. */
+  private turn: Promise<unknown> = Promise.resolve()
 
   constructor (private readonly host: SubscriberHost, name: string, progress: Progress) {
     this.name = name
@@ -196,7 +198,7 @@ export class Subscriber {
     // waitMs is real time; leases and nack delays follow the injected clock.
     const deadline = performance.now() + waitMs
     for (;;) {
-      const records = await this.collect(maxBytes, maxCount)
+      const records = await this.exclusive(() => this.collect(maxBytes, maxCount))
       if (records.length > 0) return this.batch(records)
       const left = deadline - performance.now()
       if (left <= 0) return undefined
@@ -219,6 +221,12 @@ export class Subscriber {
       }
       if (batch !== undefined) yield batch
     }
+  }
+
+  private exclusive<T> (task: () => Promise<T>): Promise<T> {
+    const run = this.turn.then(task)
+    this.turn = run.catch(() => {})
+    return run
   }
 
   private async collect (maxBytes: number, maxCount: number): Promise<Delivery[]> {
