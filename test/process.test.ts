@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava'
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { once } from 'node:events'
-import { Evaq, EvaqError, type Durability, type EvaqOptions, type Log, type QueueRecord } from '../src/index.js'
+import { Evaq, EvaqError, type Durability, type EvaqOptions, type Log, type QueueRecord, type Subscriber } from '../src/index.js'
 import { tmpDir } from './helpers/tmp.js'
 
 const INDEX = new URL('../src/index.ts', import.meta.url).href
@@ -128,8 +128,17 @@ test('this process cannot open a directory another process holds: EVAQ_LOCKED ca
 // (b) Closed means closed
 
 /** Every public data method, called with arguments that would be valid on an open queue. */
-function everyMethod (evaq: Evaq, walId: number, dlqId: number): Array<[string, () => Promise<unknown>]> {
+function everyMethod (evaq: Evaq, walId: number, dlqId: number, sub: Subscriber): Array<[string, () => Promise<unknown>]> {
   return [
+    ['stats', () => evaq.stats()],
+    ['wal.subscribe', () => evaq.wal.subscribe('other')],
+    ['wal.subscribe existing', () => evaq.wal.subscribe('s')],
+    ['wal.unsubscribe', () => evaq.wal.unsubscribe('s')],
+    ['dlq.subscribe', () => evaq.dlq.subscribe('d')],
+    ['sub.next', () => sub.next()],
+    ['sub.next waiting', () => sub.next({ waitMs: 60_000 })],
+    ['sub.ack', () => sub.ack([walId])],
+    ['sub.nack', () => sub.nack([walId])],
     ['pushWal', () => evaq.pushWal('x')],
     ['pushWal with signal', () => evaq.pushWal('x', { signal: new AbortController().signal })],
     ['pushWalMany', () => evaq.pushWalMany(['x', 'y'])],
@@ -161,6 +170,7 @@ test('every method of a closed queue rejects with EVAQ_CLOSED; close() twice is 
   t.is(evaq.status, 'open')
   const walId = await evaq.pushWal('w')
   const dlqId = await evaq.pushRetryItem('d', { error: 'e' })
+  const sub = await evaq.wal.subscribe('s')
   const events: string[] = []
   evaq.on('closing', () => events.push('closing'))
   evaq.on('closed', () => events.push('closed'))
@@ -171,7 +181,7 @@ test('every method of a closed queue rejects with EVAQ_CLOSED; close() twice is 
   t.is(evaq.status, 'closed')
   t.deepEqual(events, ['closing', 'closed'])
 
-  for (const [name, call] of everyMethod(evaq, walId, dlqId)) {
+  for (const [name, call] of everyMethod(evaq, walId, dlqId, sub)) {
     // throwsAsync fails if the call throws synchronously instead of returning a rejection.
     await t.throwsAsync(call, { instanceOf: EvaqError, code: 'EVAQ_CLOSED' }, name)
   }
@@ -192,9 +202,10 @@ test('every method of a closing queue rejects with EVAQ_CLOSED', async t => {
   const evaq = await Evaq.open(dir)
   const walId = await evaq.pushWal('w')
   const dlqId = await evaq.pushRetryItem('d')
+  const sub = await evaq.wal.subscribe('s')
   const closing = evaq.close()
   t.is(evaq.status, 'closing')
-  const calls = everyMethod(evaq, walId, dlqId).map(([name, call]) => t.throwsAsync(call, { instanceOf: EvaqError, code: 'EVAQ_CLOSED' }, name))
+  const calls = everyMethod(evaq, walId, dlqId, sub).map(([name, call]) => t.throwsAsync(call, { instanceOf: EvaqError, code: 'EVAQ_CLOSED' }, name))
   await Promise.all(calls)
   await closing
   t.is(evaq.status, 'closed')
