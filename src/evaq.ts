@@ -7,7 +7,11 @@ import type { Subscriber } from './log/subscriber.js'
 import { resolveOptions, type EvaqOptions, type ResolvedOptions } from './options.js'
 import { openStore, type Store } from './store/store.js'
 
-export type EvaqStatus = 'opening' | 'open' | 'closing' | 'closed'
+/**
+ * `degraded`: a write failed (disk full, I/O error). Reads keep working, writes fail fast with
+ * EVAQ_IO, and evaq reopens the database with backoff until it works again (`recovered`).
+ */
+export type EvaqStatus = 'opening' | 'open' | 'degraded' | 'closing' | 'closed'
 
 export interface RetryItemOptions extends PushOptions {
   /** Why the record failed: an Error (its `code` and `message` are kept), a string, or `{ code?, message }`. */
@@ -31,9 +35,13 @@ export interface EvaqStats {
  * - `drain` (): the budget has room again.
  * - `dropped` (DropEvent): records left a log by retention or drop-oldest, or a subscriber expired.
  * - `error` (EvaqError): a background task failed (compaction, periodic fsync, progress write).
+ * - `degraded` (EvaqError): a write failed; writes fail fast until `recovered`.
+ * - `recovered` (): the database was reopened and takes writes again.
  * - `closing`, `closed`.
  */
 export interface EvaqEvents {
+  degraded: [EvaqError]
+  recovered: []
   full: [FullEvent]
   drain: []
   dropped: [DropEvent]
@@ -43,6 +51,9 @@ export interface EvaqEvents {
 }
 
 const SYNC_KEY = Buffer.from('sync')
+/** Reopen attempts after a failed write: 100 ms, doubling up to 5 s. */
+const RECOVERY_FIRST_MS = 100
+const RECOVERY_MAX_MS = 5000
 
 /**
  * The evacuation queue: a write-ahead log (`wal`) of messages on their way to a downstream and a
@@ -67,6 +78,9 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   private dirty = false
   private syncing: Promise<void> | undefined
   private maintaining: Promise<void> | undefined
+  private degradedBy: EvaqError | undefined
+  private recoveryTimer: NodeJS.Timeout | undefined
+  private recovering: Promise<void> | undefined
   private maintainNext: Promise<void> | undefined
   private closing: Promise<void> | undefined
 
@@ -91,7 +105,9 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       maxAgeMs: options.retention[name]?.maxAgeMs,
       admission: this.budget,
       assertOpen: () => this.assertOpen(),
+      assertWritable: () => this.assertWritable(),
       isOpen: () => this._status === 'open',
+      ioFailed: err => this.degrade(err),
       markDirty: () => { this.dirty = true },
       // A WAL record its subscriber cannot process goes to the DLQ; the DLQ has nowhere further.
       deadLetter: name === 'wal' ? (log, sub, record, deliveries) => this.deadLetter(log, sub, record, deliveries) : undefined,
@@ -237,7 +253,63 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   }
 
   assertOpen (): void {
-    if (this._status !== 'open') throw new EvaqError('EVAQ_CLOSED', `The queue at ${this.location} is ${this._status}`)
+    if (this._status !== 'open' && this._status !== 'degraded') {
+      throw new EvaqError('EVAQ_CLOSED', `The queue at ${this.location} is ${this._status}`)
+    }
+  }
+
+  private assertWritable (): void {
+    this.assertOpen()
+    if (this._status === 'degraded') {
+      throw new EvaqError('EVAQ_IO', `The queue at ${this.location} is degraded after a failed write and takes no writes until it recovers`, { cause: this.degradedBy })
+    }
+  }
+
+  private degrade (err: EvaqError): void {
+    if (this._status !== 'open') return
+    this._status = 'degraded'
+    this.degradedBy = err
+    this.emit('degraded', err)
+    this.scheduleRecovery(RECOVERY_FIRST_MS)
+  }
+
+  private scheduleRecovery (delayMs: number): void {
+    this.recoveryTimer = setTimeout(() => { void this.recover(delayMs) }, delayMs)
+    this.recoveryTimer.unref()
+  }
+
+  /**
+   * Reopen the database once writes can work again: after a failed write LevelDB refuses every
+   * later one until it is reopened, and on a full disk it cannot even reopen. Backs off from
+   * RECOVERY_FIRST_MS to RECOVERY_MAX_MS while the cause persists.
+   */
+  private async recover (lastDelayMs: number): Promise<void> {
+    this.recoveryTimer = undefined
+    if (this._status !== 'degraded') return
+    const retry = (): void => this.scheduleRecovery(Math.min(RECOVERY_MAX_MS, lastDelayMs * 2))
+    try {
+      // Let the writes already under way fail first.
+      await Promise.all([this.wal.drain(), this.dlq.drain()]).catch(() => {})
+      if (this.options.minFreeDiskBytes > 0) {
+        await this.budget.measure()
+        if (this.budget.freeBytes < this.options.minFreeDiskBytes) { retry(); return }
+      }
+      this.recovering = this.store.reopen()
+      await this.recovering
+    } catch (err) {
+      this.reportError(err)
+      if (this.store.db.status === 'closed') await this.store.db.open().catch(() => {})
+      retry()
+      return
+    } finally {
+      this.recovering = undefined
+    }
+    if (this._status !== 'degraded') return
+    this.wal.forgetCaches()
+    this.dlq.forgetCaches()
+    this._status = 'open'
+    this.degradedBy = undefined
+    this.emit('recovered')
   }
 
   /** fsync LevelDB's log now, if anything was written without sync since the last time. */
@@ -262,6 +334,8 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       this._status = 'closing'
       this.emit('closing')
       for (const timer of this.timers) clearInterval(timer)
+      if (this.recoveryTimer !== undefined) clearTimeout(this.recoveryTimer)
+      await this.recovering?.catch(() => {})
       const closed = new EvaqError('EVAQ_CLOSED', `The queue at ${this.location} is closing`)
       this.budget.rejectAll(closed)
       this.wal.wakeSubscribers()

@@ -34,7 +34,7 @@ interface Waiter {
  */
 export class DiskBudget implements Admission {
   private measuredBytes = 0
-  private freeBytes = Infinity
+  private _freeBytes = Infinity
   private admittedSince = 0
   private full: FullEvent | undefined
   private readonly waiters: Waiter[] = []
@@ -55,6 +55,11 @@ export class DiskBudget implements Admission {
   /** Bytes the directory occupies, as last measured plus what was admitted since. */
   get usedBytes (): number {
     return this.measuredBytes + this.admittedSince
+  }
+
+  /** Bytes free on the filesystem, as last measured less what was admitted since. */
+  get freeBytes (): number {
+    return this._freeBytes - this.admittedSince
   }
 
   get isFull (): boolean {
@@ -86,12 +91,12 @@ export class DiskBudget implements Admission {
   private shortage (bytes: number): FullEvent | undefined {
     const { maxDiskBytes, minFreeDiskBytes } = this.options
     if (maxDiskBytes !== undefined && this.usedBytes + bytes > maxDiskBytes) return this.describe('maxDiskBytes')
-    if (minFreeDiskBytes > 0 && this.freeBytes - this.admittedSince - bytes < minFreeDiskBytes) return this.describe('minFreeDiskBytes')
+    if (minFreeDiskBytes > 0 && this._freeBytes - this.admittedSince - bytes < minFreeDiskBytes) return this.describe('minFreeDiskBytes')
     return undefined
   }
 
   private describe (reason: FullEvent['reason']): FullEvent {
-    return { reason, usedBytes: this.usedBytes, freeBytes: Math.max(0, this.freeBytes - this.admittedSince) }
+    return { reason, usedBytes: this.usedBytes, freeBytes: Math.max(0, this._freeBytes - this.admittedSince) }
   }
 
   private setFull (event: FullEvent): void {
@@ -126,7 +131,7 @@ export class DiskBudget implements Admission {
       if (shortage === undefined) { this.admittedSince += bytes; this.maybeDrained(); return }
       const over = shortage.reason === 'maxDiskBytes'
         ? this.usedBytes + bytes - this.options.maxDiskBytes!
-        : this.options.minFreeDiskBytes - (this.freeBytes - this.admittedSince - bytes)
+        : this.options.minFreeDiskBytes - (this._freeBytes - this.admittedSince - bytes)
       const dropped = await log.dropOldest(Math.max(over, bytes))
       if (dropped.records === 0 && log.liveBytes === 0) {
         throw new EvaqError('EVAQ_AT_CAPACITY', `Nothing is left to drop in ${log.name} and the data directory is still over its budget (${shortage.reason})`)
@@ -170,7 +175,7 @@ export class DiskBudget implements Admission {
     const admitted = this.admittedSince
     const [used, free] = await Promise.all([directoryBytes(this.dir), freeBytes(this.dir)])
     this.measuredBytes = used
-    this.freeBytes = free
+    this._freeBytes = free
     // What was admitted while measuring may or may not be in the measurement: count it.
     this.admittedSince -= admitted
   }

@@ -1,11 +1,12 @@
 import { LRUCache } from 'lru-cache'
-import { EvaqError, invalid } from '../errors.js'
+import { EvaqError, fromLevel, invalid } from '../errors.js'
 import type { Durability, ResolvedOptions } from '../options.js'
 import {
   copyRemovalSet, decodeHeader, decodeKey, decodeRemovalSet, decodeSummary, encodeKey, encodeRemovalSet,
   encodeSummary, isRemoved, markRemoved, payloadAt, type RemovalSet, type SegmentHeader, type SegmentSummary,
 } from '../store/codec.js'
 import { Keyspace, type Delta, type LogCounters, type Store, type Sublevel } from '../store/store.js'
+import { crashPoint } from '../crash-points.js'
 import { GroupCommit, type PendingSegment } from '../write/group-commit.js'
 import {
   checkSubscribeOptions, checkSubscriberName, Subscriber, type Progress, type SubscribeOptions,
@@ -112,9 +113,13 @@ export interface LogContext {
   /** Records older than this many ms are dropped (and counted). */
   readonly maxAgeMs: number | undefined
   readonly admission: Admission
-  /** Throws EVAQ_CLOSED once the owner closes. */
+  /** Throws EVAQ_CLOSED once the owner closes. Reads work while the queue is degraded. */
   assertOpen (): void
+  /** Like assertOpen, and throws EVAQ_IO while the queue is degraded (writes would fail). */
+  assertWritable (): void
   isOpen (): boolean
+  /** A write failed: LevelDB refuses further writes until it is reopened. */
+  ioFailed (err: EvaqError): void
   /** Called after a write that was not fsynced (interval durability). */
   markDirty (): void
   /** Move a record a subscriber could not process to the dead-letter queue; undefined: keep redelivering. */
@@ -252,20 +257,20 @@ export class Log {
 
   push (payload: unknown, options?: PushOptions, extra?: Buffer): Promise<number> {
     try {
-      this.ctx.assertOpen()
+      this.ctx.assertWritable()
       const buf = this.toPayload(payload, 'payload')
       const signal = checkPushOptions(options)
       const wait = this.ctx.admission.admit(this, buf.byteLength, signal)
       const extras = extra === undefined ? undefined : [extra]
       if (wait === undefined) return this.writer.push([buf], buf.byteLength, extras, signal)
-      return wait.then(() => { this.ctx.assertOpen(); return this.writer.push([buf], buf.byteLength, extras, signal) })
+      return wait.then(() => { this.ctx.assertWritable(); return this.writer.push([buf], buf.byteLength, extras, signal) })
     } catch (err) {
       return Promise.reject(err)
     }
   }
 
   async pushMany (payloads: unknown, options?: PushOptions): Promise<number[]> {
-    this.ctx.assertOpen()
+    this.ctx.assertWritable()
     if (!Array.isArray(payloads)) throw invalid('payloads', 'an array of payloads', payloads)
     const signal = checkPushOptions(options)
     const bufs = new Array<Uint8Array>(payloads.length)
@@ -276,7 +281,7 @@ export class Log {
     }
     if (bufs.length === 0) return []
     const wait = this.ctx.admission.admit(this, bytes, signal)
-    if (wait !== undefined) { await wait; this.ctx.assertOpen() }
+    if (wait !== undefined) { await wait; this.ctx.assertWritable() }
     const first = await this.writer.push(bufs, bytes, undefined, signal)
     return Array.from({ length: bufs.length }, (_, i) => first + i)
   }
@@ -315,7 +320,9 @@ export class Log {
     }
     const last = segments[segments.length - 1]!.builder
     const delta: Delta = { [this.name]: { next: last.firstId + last.count, count, bytes } }
+    crashPoint('segment-write:before')
     await this.write(batch, delta, this.sync, `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`)
+    crashPoint('segment-write:after')
     for (const s of written) {
       this.removedSets.set(s.firstId, false)
       if (options.segmentCacheBytes > 0) this.ctx.segments.set(this.cacheKey(s.firstId), s)
@@ -330,7 +337,9 @@ export class Log {
       await batch.write({ sync })
     } catch (err) {
       journal.settle(seq, false)
-      throw new EvaqError('EVAQ_IO', what, { cause: err })
+      const error = new EvaqError('EVAQ_IO', what, { cause: err })
+      this.ctx.ioFailed(error)
+      throw error
     }
     journal.settle(seq, true)
     if (!sync) this.ctx.markDirty()
@@ -355,7 +364,7 @@ export class Log {
    * highest ID removed (undefined for an empty list).
    */
   async remove (ids: unknown, name = 'ids'): Promise<number | undefined> {
-    this.ctx.assertOpen()
+    this.ctx.assertWritable()
     const list = checkIds(ids, name)
     if (list.length === 0) return undefined
     const promise = new Promise<number | undefined>((resolve, reject) => this.removeQueue.push({ ids: list, resolve, reject }))
@@ -431,7 +440,9 @@ export class Log {
     if (this.extraKeys !== undefined) {
       for (const req of accepted) for (const id of req.ids) this.extraKeys.del(batch, id)
     }
+    crashPoint('removal:before')
     await this.write(batch, { [this.name]: { count, bytes, floor } }, this.sync, `Removing records from ${this.name} failed; they may or may not be removed`)
+    crashPoint('removal:after')
     for (const first of deleted) this.forget(first)
     if (deleted.length > 0) {
       const last = touched.filter(t => t.set.removed === t.header.count).at(-1)!.header
@@ -532,7 +543,9 @@ export class Log {
     const delta: Partial<LogCounters> = { count: -records, bytes: -bytes, floor: newFloor }
     if (dropped !== undefined) { delta.droppedCount = records; delta.droppedBytes = bytes }
     // Not synced: if a crash loses this batch the records come back and are deleted again.
+    crashPoint('cleanup:before')
     await this.write(batch, { [this.name]: delta }, false, `Deleting ${deleted.length} segment(s) of ${this.name} failed`)
+    crashPoint('cleanup:after')
     for (const first of deleted) this.forget(first)
     this.noteDeleted(deleted[0]!, newFloor, bytes, deleted.length)
     if (dropped !== undefined && records > 0) {
@@ -646,7 +659,7 @@ export class Log {
       watermark: () => this.watermark,
       read: (from, maxBytes, maxCount) => this.readRange(from, maxBytes, maxCount),
       onCommitted: listener => this.onCommitted(listener),
-      persist: sub => this.persistProgress(sub),
+      persist: sub => { this.ctx.assertWritable(); return this.persistProgress(sub) },
       deadLetter: async (sub, record, deliveries) => {
         if (this.ctx.deadLetter === undefined) return false
         await this.ctx.deadLetter(this, sub, record, deliveries)
@@ -661,7 +674,7 @@ export class Log {
    * off (its `start` is then ignored, its lease and delivery limits updated).
    */
   async subscribe (name: string, options?: SubscribeOptions): Promise<Subscriber> {
-    this.ctx.assertOpen()
+    this.ctx.assertWritable()
     checkSubscriberName(name)
     const o = checkSubscribeOptions(options)
     const existing = this.subs.get(name)
@@ -685,7 +698,7 @@ export class Log {
 
   /** Forget a subscriber and its progress; what only it held back can be cleaned up. */
   async unsubscribe (name: string): Promise<boolean> {
-    this.ctx.assertOpen()
+    this.ctx.assertWritable()
     checkSubscriberName(name)
     const sub = this.subs.get(name)
     if (sub === undefined) return false
@@ -759,7 +772,9 @@ export class Log {
       else batch.put(key, Buffer.from(JSON.stringify(sub.progress())), { sublevel: this.subsLevel })
     }
     try {
+      crashPoint('progress-write:before')
       await this.write(batch, { [this.name]: expired > 0 ? { expiredSubscribers: expired } : {} }, this.ackSync, `Persisting the progress of ${dirty.length} subscriber(s) of ${this.name} failed`)
+      crashPoint('progress-write:after')
     } catch (err) {
       for (const [name, sub] of dirty) if (!this.dirtyProgress.has(name)) this.dirtyProgress.set(name, sub)
       this.pendingExpired += expired
@@ -778,7 +793,11 @@ export class Log {
   async read (options: ReadOptions = {}): Promise<QueueRecord[]> {
     this.ctx.assertOpen()
     const { from, maxBytes, maxCount } = checkReadOptions(options)
-    return this.readRange(from, maxBytes, maxCount)
+    try {
+      return await this.readRange(from, maxBytes, maxCount)
+    } catch (err) {
+      throw fromLevel(err, `Reading ${this.name} failed`)
+    }
   }
 
   private async readRange (from: number, maxBytes: number, maxCount: number): Promise<QueueRecord[]> {
@@ -885,6 +904,12 @@ export class Log {
     while (this.progressWrite !== undefined || this.progressNext !== undefined) await (this.progressNext ?? this.progressWrite)?.catch(() => {})
     await this.lane
     await this.compaction
+  }
+
+  /** After a reopen: what the caches hold may differ from disk where a write failed. */
+  forgetCaches (): void {
+    this.removedSets.clear()
+    this.ctx.segments.clear()
   }
 
   /** Used by close(): pushes still waiting for buffer space are rejected. */

@@ -197,8 +197,14 @@ function apply (logs: Record<string, LogCounters>, delta: Delta): void {
 
 export interface Store {
   readonly db: Db
-  readonly journal: Journal
+  /** Replaced by reopen(). */
+  journal: Journal
   sublevel (name: string): Sublevel
+  /**
+   * Close and open the database again, and reload the counters from disk. LevelDB's write errors
+   * are sticky (after a failed fsync every later write fails until the database is reopened).
+   */
+  reopen (): Promise<void>
 }
 
 export async function openStore (dir: string, options: ResolvedOptions): Promise<Store> {
@@ -233,11 +239,26 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
       }
     }
     const journal = await Journal.load(db.sublevel<Bytes, Bytes>('snap', ENC))
-    return {
+
+    const snaps = db.sublevel<Bytes, Bytes>('snap', ENC)
+    // Closing a database closes its sublevels, and opening it again does not reopen them.
+    const sublevels: Sublevel[] = [snaps]
+    const store: Store = {
       db,
       journal,
-      sublevel: (name: string) => db.sublevel<Bytes, Bytes>(name, ENC),
+      sublevel: (name: string) => {
+        const sub = db.sublevel<Bytes, Bytes>(name, ENC)
+        sublevels.push(sub)
+        return sub
+      },
+      reopen: async () => {
+        await db.close()
+        await db.open()
+        await Promise.all(sublevels.map(sub => sub.open()))
+        store.journal = await Journal.load(snaps)
+      },
     }
+    return store
   } catch (err) {
     await db.close().catch(() => {})
     throw fromLevel(err, `Cannot open ${dir}`)
