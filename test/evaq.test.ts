@@ -15,6 +15,14 @@ async function open (t: Parameters<typeof tmpDir>[0], options?: Parameters<typeo
 const text = (records: QueueRecord[]): string[] => records.map(r => r.payload.toString())
 const ids = (records: QueueRecord[]): number[] => records.map(r => r.id)
 
+async function until (cond: () => Promise<boolean>, tries = 10_000): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    if (await cond()) return true
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  return false
+}
+
 /** Push `n` payloads of `size` bytes, one segment per push (each push awaited). */
 async function pushEach (q: Evaq, n: number, size: number, tag = 'r'): Promise<number[]> {
   const out: number[] = []
@@ -169,10 +177,38 @@ test('a flipped byte inside a stored payload is EVAQ_CORRUPTION naming the ID, n
   await db.close()
   q = await Evaq.open(dir)
   t.teardown(() => q.close())
+  const dropped: unknown[] = []
+  q.on('dropped', e => dropped.push(e))
   const err = await t.throwsAsync<EvaqError>(q.wal.read(), { code: 'EVAQ_CORRUPTION' })
   t.deepEqual(err?.ids, [2])
-  t.deepEqual(text(await q.wal.read({ maxCount: 1 })), ['good-1'])
-  t.deepEqual(text(await q.wal.read({ from: 3 })), ['good-3'])
+  // The damaged record was quarantined: readers go past it from now on, and it is counted.
+  t.deepEqual(text(await q.wal.read()), ['good-1', 'good-3'])
+  t.like(await q.wal.stats(), { count: 2, quarantined: 1, firstId: 1, lastId: 3 })
+  t.deepEqual(dropped, [{ log: 'wal', reason: 'corruption', records: 1, bytes: 0, firstId: 2, lastId: 2 }])
+  await q.close()
+  q = await Evaq.open(dir)
+  t.deepEqual(text(await q.wal.read()), ['good-1', 'good-3'])
+  t.like(await q.wal.stats(), { count: 2, quarantined: 1 })
+})
+
+test('a segment with a damaged header is quarantined whole, and readers go on after it', async t => {
+  const dir = await tmpDir(t)
+  let q = await Evaq.open(dir, { maxBatchCount: 2 })
+  await q.pushWalMany(['a1', 'a2', 'b1', 'b2', 'c1'])
+  await q.close()
+  const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  const wal = db.sublevel<Buffer, Buffer>('wal', { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  const value = (await wal.get(encodeKey(3)))!
+  value[4]! ^= 0x01 // the record count: the header checksum no longer matches
+  await wal.put(encodeKey(3), value)
+  await db.close()
+  q = await Evaq.open(dir)
+  t.teardown(() => q.close())
+  const err = await t.throwsAsync<EvaqError>(q.wal.read(), { code: 'EVAQ_CORRUPTION' })
+  t.deepEqual(err?.ids, [3])
+  t.true(await until(async () => (await q.wal.stats()).quarantined === 2))
+  t.deepEqual(text(await q.wal.read()), ['a1', 'a2', 'c1'])
+  t.like(await q.wal.stats(), { count: 3, quarantined: 2 })
 })
 
 test('a flipped byte in a LevelDB table file is caught by the record checksum', async t => {

@@ -64,11 +64,13 @@ export interface LogStats {
   readonly dropped: { readonly records: number, readonly bytes: number }
   /** Subscribers dropped for inactivity since the log was created. */
   readonly expiredSubscribers: number
+  /** Records taken out because their stored bytes failed a checksum (kept in `<log>-quarantine`). */
+  readonly quarantined: number
   readonly subscribers: readonly SubscriberInfo[]
 }
 
 /** Why records left a log without being removed or acknowledged. */
-export type DropReason = 'drop-oldest' | 'retention'
+export type DropReason = 'drop-oldest' | 'retention' | 'corruption'
 
 export interface DropEvent {
   readonly log: string
@@ -130,6 +132,8 @@ export interface LogContext {
 
 interface RemoveRequest {
   readonly ids: number[]
+  /** Taking damaged records out: counted as quarantined, their bytes kept aside. */
+  readonly quarantine?: boolean
   resolve (highest: number | undefined): void
   reject (err: unknown): void
 }
@@ -166,6 +170,7 @@ export class Log {
   private readonly removalKeys: Keyspace
   private readonly indexKeys: Keyspace
   private readonly extraKeys: Keyspace | undefined
+  private readonly quarantineKeys: Keyspace
   private readonly writer: GroupCommit
   private readonly removedSets: LRUCache<number, RemovalSet | false>
   private readonly removeQueue: RemoveRequest[] = []
@@ -201,6 +206,7 @@ export class Log {
     this.removalKeys = new Keyspace(this.removals)
     this.indexKeys = new Keyspace(this.index)
     this.extraKeys = this.extraLevel === undefined ? undefined : new Keyspace(this.extraLevel)
+    this.quarantineKeys = new Keyspace(store.sublevel(`${name}-quarantine`))
     this.sync = options.durability === 'sync'
     this.ackSync = options.ackDurability === 'sync'
     this.removedSets = new LRUCache({ max: 4096 })
@@ -368,19 +374,22 @@ export class Log {
     const list = checkIds(ids, name)
     if (list.length === 0) return undefined
     const promise = new Promise<number | undefined>((resolve, reject) => this.removeQueue.push({ ids: list, resolve, reject }))
-    if (!this.removalQueued) {
-      this.removalQueued = true
-      void this.serial(async () => {
-        this.removalQueued = false
-        const group = this.removeQueue.splice(0)
-        try {
-          await this.removeGroup(group)
-        } catch (err) {
-          for (const r of group) r.reject(err)
-        }
-      })
-    }
+    this.scheduleRemovals()
     return promise
+  }
+
+  private scheduleRemovals (): void {
+    if (this.removalQueued) return
+    this.removalQueued = true
+    void this.serial(async () => {
+      this.removalQueued = false
+      const group = this.removeQueue.splice(0)
+      try {
+        await this.removeGroup(group)
+      } catch (err) {
+        for (const r of group) r.reject(err)
+      }
+    })
   }
 
   private async removeGroup (group: RemoveRequest[]): Promise<void> {
@@ -440,8 +449,22 @@ export class Log {
     if (this.extraKeys !== undefined) {
       for (const req of accepted) for (const id of req.ids) this.extraKeys.del(batch, id)
     }
+    let quarantined = 0
+    for (const req of accepted) {
+      if (req.quarantine !== true) continue
+      quarantined += req.ids.length
+      for (const id of req.ids) {
+        const t = [...working.values()].find(w => w !== null && id >= w.header.firstId && id < w.header.firstId + w.header.count)
+        const segment = t === undefined ? undefined : await this.segment(t!.header.firstId)
+        if (segment !== undefined) {
+          const h = segment.header
+          const start = h.offsets[id - h.firstId]!
+          this.quarantineKeys.put(batch, id, Buffer.from(segment.value.subarray(start, start + h.lengths[id - h.firstId]!)))
+        }
+      }
+    }
     crashPoint('removal:before')
-    await this.write(batch, { [this.name]: { count, bytes, floor } }, this.sync, `Removing records from ${this.name} failed; they may or may not be removed`)
+    await this.write(batch, { [this.name]: { count, bytes, floor, quarantinedCount: quarantined } }, this.sync, `Removing records from ${this.name} failed; they may or may not be removed`)
     crashPoint('removal:after')
     for (const first of deleted) this.forget(first)
     if (deleted.length > 0) {
@@ -808,13 +831,27 @@ export class Log {
     let bytes = 0
     /** Take the records of `segment` from `start` on; false once a bound is reached. */
     const take = async (segment: Segment): Promise<boolean> => {
-      const { header, firstId } = segment
+      const { firstId } = segment
+      let header: SegmentHeader
+      try {
+        header = segment.header
+      } catch (err) {
+        await this.quarantineSegment(firstId, segment.value)
+        throw err
+      }
       const set = await this.removedSet(firstId, header.count)
       for (let i = Math.max(0, start - firstId); i < header.count; i++) {
         if (isRemoved(set, i)) continue
         const length = header.lengths[i]!
         if (out.length > 0 && bytes + length > maxBytes) return false
-        out.push({ id: firstId + i, payload: Buffer.from(payloadAt(header, segment.value, i)), pushedAt: header.pushedAt })
+        let payload: Buffer
+        try {
+          payload = payloadAt(header, segment.value, i)
+        } catch (err) {
+          await this.quarantineRecord(firstId + i)
+          throw err
+        }
+        out.push({ id: firstId + i, payload: Buffer.from(payload), pushedAt: header.pushedAt })
         bytes += length
         if (out.length >= maxCount) return false
       }
@@ -832,7 +869,14 @@ export class Log {
     const it = this.segs.iterator({ gte: encodeKey(first ?? start), lte: encodeKey(watermark), highWaterMarkBytes: ITERATOR_BYTES } as { gte: Buffer, lte: Buffer })
     try {
       outer: for (;;) {
-        const entries = await it.nextv(256)
+        let entries: Array<[Buffer, Buffer]>
+        try {
+          entries = await it.nextv(256)
+        } catch (err) {
+          // LevelDB could not read a block: find the segment it belongs to one by one.
+          if (levelCorruption(err)) await this.findUnreadable(start, watermark)
+          throw err
+        }
         if (entries.length === 0) break
         for (const [key, value] of entries) {
           const segFirst = decodeKey(key)
@@ -840,9 +884,66 @@ export class Log {
         }
       }
     } finally {
-      await it.close()
+      await it.close().catch(() => {})
     }
     return this.withExtras(out)
+  }
+
+  /**
+   * Take one damaged record out of the log: it is marked removed, counted as quarantined and its
+   * stored bytes kept in `<log>-quarantine`, so that the next read goes past it instead of
+   * failing on it forever. The read that found it fails with EVAQ_CORRUPTION.
+   */
+  private quarantineRecord (id: number): Promise<void> {
+    return new Promise<boolean>((resolve) => {
+      // Rejected when another read quarantined it first: nothing more to do then.
+      this.removeQueue.push({ ids: [id], quarantine: true, resolve: () => resolve(true), reject: () => resolve(false) })
+      this.scheduleRemovals()
+    }).then(done => {
+      if (done) this.ctx.dropped({ log: this.name, reason: 'corruption', records: 1, bytes: 0, firstId: id, lastId: id })
+    })
+  }
+
+  /** Take a segment whose header or index is damaged out of the log, whole. */
+  private quarantineSegment (first: number, value: Buffer | undefined): Promise<void> {
+    return this.serial(async () => {
+      const summary = await this.index.get(encodeKey(first)).catch(() => undefined)
+      let count = 0
+      let bytes = 0
+      let ids = 1
+      if (summary !== undefined) {
+        try {
+          const s = decodeSummary(first, summary)
+          const set = await this.removedSet(first, s.count).catch(() => undefined)
+          ids = s.count
+          count = s.count - (set?.removed ?? 0)
+          bytes = s.payloadBytes - (set?.removedBytes ?? 0)
+        } catch { /* the summary is damaged too: the counters stay as they are */ }
+      }
+      const batch = this.ctx.store.db.batch()
+      if (value !== undefined) this.quarantineKeys.put(batch, first, value)
+      this.deleteSegmentKeys(batch, first, ids)
+      const floor = first <= this.counters.floor ? first + ids : undefined
+      await this.write(batch, { [this.name]: { count: -count, bytes: -bytes, quarantinedCount: count, ...(floor === undefined ? {} : { floor }) } }, this.sync, `Quarantining segment ${first} of ${this.name} failed`)
+      this.forget(first)
+      this.ctx.dropped({ log: this.name, reason: 'corruption', records: count, bytes, firstId: first, lastId: first + ids - 1 })
+    }).catch(err => this.ctx.error(err))
+  }
+
+  /** After an iterator failed: read the segments of [start, watermark] one at a time, quarantining the unreadable one. */
+  private async findUnreadable (start: number, watermark: number): Promise<void> {
+    const first = await this.segmentStart(start).catch(() => undefined)
+    const keys = await this.index.keys({ gte: encodeKey(first ?? start), lte: encodeKey(watermark), limit: DELETE_PASS }).all().catch(() => [])
+    for (const key of keys) {
+      const id = decodeKey(key)
+      try {
+        await this.segs.get(encodeKey(id))
+      } catch (err) {
+        if (!levelCorruption(err)) throw err
+        await this.quarantineSegment(id, undefined)
+        return
+      }
+    }
   }
 
   private async withExtras (out: Array<{ id: number, payload: Buffer, pushedAt: number, error?: RecordError }>): Promise<QueueRecord[]> {
@@ -858,7 +959,7 @@ export class Log {
 
   async stats (): Promise<LogStats> {
     this.ctx.assertOpen()
-    const { count, bytes, floor, droppedCount, droppedBytes, expiredSubscribers } = this.counters
+    const { count, bytes, floor, droppedCount, droppedBytes, expiredSubscribers, quarantinedCount } = this.counters
     const nextId = this.writer.next
     let firstId: number | undefined
     let lastId: number | undefined
@@ -892,6 +993,7 @@ export class Log {
       nextId,
       dropped: { records: droppedCount, bytes: droppedBytes },
       expiredSubscribers,
+      quarantined: quarantinedCount,
       subscribers,
     }
   }
@@ -945,6 +1047,13 @@ function decodeError (id: number, value: Buffer): RecordError {
   } catch (cause) {
     throw new EvaqError('EVAQ_CORRUPTION', `The stored error of record ${id} cannot be decoded`, { cause, ids: [id] })
   }
+}
+
+function levelCorruption (err: unknown): boolean {
+  for (let e = err as { code?: unknown, cause?: unknown } | undefined, depth = 0; e != null && depth < 8; e = e.cause as typeof e, depth++) {
+    if (e.code === 'LEVEL_CORRUPTION') return true
+  }
+  return false
 }
 
 export function checkId (value: unknown, name: string): number {

@@ -77,6 +77,8 @@ export interface LogCounters {
   droppedBytes: number
   /** Subscribers dropped for inactivity (`subscriberTtlMs`). */
   expiredSubscribers: number
+  /** Records taken out of the log because their stored bytes failed a checksum. */
+  quarantinedCount: number
 }
 
 /** What one batch changes: `next` and `floor` are maxima, the other counters are added. */
@@ -181,14 +183,15 @@ export class Journal {
 }
 
 function emptyCounters (): LogCounters {
-  return { next: 1, count: 0, bytes: 0, floor: 1, droppedCount: 0, droppedBytes: 0, expiredSubscribers: 0 }
+  return { next: 1, count: 0, bytes: 0, floor: 1, droppedCount: 0, droppedBytes: 0, expiredSubscribers: 0, quarantinedCount: 0 }
 }
 
-const ADDED = ['count', 'bytes', 'droppedCount', 'droppedBytes', 'expiredSubscribers'] as const
+const ADDED = ['count', 'bytes', 'droppedCount', 'droppedBytes', 'expiredSubscribers', 'quarantinedCount'] as const
 
 function apply (logs: Record<string, LogCounters>, delta: Delta): void {
   for (const [name, d] of Object.entries(delta)) {
     const c = (logs[name] ??= emptyCounters())
+    for (const k of ADDED) c[k] ??= 0
     if (d.next !== undefined && d.next > c.next) c.next = d.next
     if (d.floor !== undefined && d.floor > c.floor) c.floor = d.floor
     for (const k of ADDED) if (d[k] !== undefined) c[k] += d[k]
