@@ -67,10 +67,12 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   readonly location: string
   readonly options: ResolvedOptions
   /**
-   * What open read besides LevelDB's own recovery: commit snapshots and subscriber progress
-   * entries. It does not grow with the number of records or segments.
+   * What open found. `keysRead`: keys read besides LevelDB's own recovery (commit snapshots and
+   * subscriber progress entries), which does not grow with the number of records or segments.
+   * `corruption`: what LevelDB reported while recovering its log; a non-empty list means a batch
+   * was dropped and acknowledged records may be gone (run `evaq check`).
    */
-  readonly openReport = { keysRead: 0 }
+  readonly openReport: { keysRead: number, corruption: readonly string[] } = { keysRead: 0, corruption: [] }
   private _status: EvaqStatus = 'opening'
   private readonly store: Store
   private readonly budget: DiskBudget
@@ -126,6 +128,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     const evaq = new Evaq(dir, store, resolved)
     try {
       evaq.openReport.keysRead = store.journal.loadedKeys + await evaq.wal.load() + await evaq.dlq.load()
+      evaq.openReport.corruption = store.corruption
       if (evaq.budget.limited) await evaq.budget.measure()
     } catch (err) {
       await store.db.close().catch(() => {})

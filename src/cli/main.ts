@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { Evaq } from '../evaq.js'
 import { EvaqError, isEvaqError } from '../errors.js'
+import { check, repair, type CheckReport } from './check.js'
 
 /**
  * The `evaq` command. Exit codes: 0 success, 1 an evaq error (its code is printed), 2 bad usage.
@@ -14,6 +15,10 @@ Commands:
   stats --data DIR [--json]                          counts, bytes and ID range of the WAL and DLQ
   peek LOG --data DIR [--from ID] [--max-bytes N] [--max-count N] [--json]
                                                      print records of LOG (wal or dlq) without removing them
+  check --data DIR [--json]                          verify every record's checksum and evaq's metadata;
+                                                     exits 1 when anything is damaged
+  repair --data DIR --backup OUT [--json]            copy DIR to OUT, run LevelDB's repair, quarantine damaged
+                                                     records, rebuild counters; reports records before and after
 
 Options:
   --help, -h      this text
@@ -31,6 +36,7 @@ async function main (argv: string[]): Promise<number> {
       from: { type: 'string' },
       'max-bytes': { type: 'string' },
       'max-count': { type: 'string' },
+      backup: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
       version: { type: 'boolean', short: 'v', default: false },
     },
@@ -82,9 +88,60 @@ async function main (argv: string[]): Promise<number> {
       }
       return 0
     }
+    case 'check': {
+      const report = await check(values.data, progress('checked', 'segments'))
+      endProgress()
+      if (values.json) console.log(JSON.stringify(report))
+      else printCheck(report)
+      return report.damaged ? 1 : 0
+    }
+    case 'repair': {
+      if (values.backup === undefined) return usage('repair needs --backup OUT: the directory is copied there first')
+      const report = await repair(values.data, values.backup)
+      if (values.json) console.log(JSON.stringify(report))
+      else {
+        console.log(`backup: ${report.backup}`)
+        for (const log of LOGS) {
+          const b = report.before.logs[log]
+          const a = report.after.logs[log]
+          const f = report.fixed[log]!
+          console.log(`${log}\trecords before ${b?.records ?? '?'}, after ${a?.records ?? '?'}\tquarantined ${f.quarantinedSegments} segment(s), ${f.quarantinedRecords} record(s)\tsummaries rewritten ${f.summariesRewritten}`)
+        }
+        console.log(report.after.damaged ? 'still damaged: see `evaq check`' : 'ok')
+      }
+      return report.after.damaged ? 1 : 0
+    }
     default:
       return usage(`unknown command \`${command}\``)
   }
+}
+
+function printCheck (report: CheckReport): void {
+  if (!report.opened || report.error !== undefined) {
+    console.log(`cannot check ${report.dir}: ${report.error?.code ?? ''} ${report.error?.message ?? ''}`)
+  }
+  for (const [log, l] of Object.entries(report.logs)) {
+    console.log(`${log}\t${l.segments} segment(s), ${l.records} record(s), ${l.bytes} bytes\tdamaged: ${l.badSegments} segment(s), ${l.badRecords} record(s)\tinconsistencies ${l.inconsistencies}${l.unreadable ? '\tUNREADABLE' : ''}\tcounted ${l.counted.records}\tquarantined ${l.quarantined}`)
+  }
+  if (report.subscribers.bad > 0) console.log(`subscribers: ${report.subscribers.bad} damaged`)
+  for (const line of report.engine) console.log(`leveldb: ${line}`)
+  console.log(report.damaged ? 'DAMAGED' : 'ok')
+}
+
+/** A one-line progress counter on a TTY; nothing when stdout is a file or a pipe. */
+function progress (verb: string, unit: string): ((n: number) => void) | undefined {
+  if (process.stdout.isTTY !== true) return undefined
+  let last = 0
+  return n => {
+    const now = Date.now()
+    if (now - last < 100) return
+    last = now
+    process.stdout.write(`\r${verb} ${n} ${unit}`)
+  }
+}
+
+function endProgress (): void {
+  if (process.stdout.isTTY === true) process.stdout.write('\r\x1b[K')
 }
 
 function number (value: string | undefined, name: string, fallback: number): number {

@@ -1,4 +1,6 @@
 import type { AbstractSublevel } from 'abstract-level'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { EvaqError, fromLevel } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
@@ -202,12 +204,30 @@ export interface Store {
   readonly db: Db
   /** Replaced by reopen(). */
   journal: Journal
+  /** What LevelDB reported as corruption while it opened (see engineCorruption). */
+  readonly corruption: readonly string[]
   sublevel (name: string): Sublevel
   /**
    * Close and open the database again, and reload the counters from disk. LevelDB's write errors
    * are sticky (after a failed fsync every later write fails until the database is reopened).
    */
   reopen (): Promise<void>
+}
+
+/**
+ * LevelDB drops a log record whose checksum fails while it recovers, and only says so in its
+ * info log (`LOG`, rotated to `LOG.old` at every open): `… dropping N bytes; Corruption: …`. The
+ * lost batch may have held acknowledged records, so evaq reads those lines right after open and
+ * reports them (Evaq's openReport, `evaq check`).
+ */
+export async function engineCorruption (dir: string): Promise<string[]> {
+  let text: string
+  try {
+    text = await readFile(join(dir, 'LOG'), 'utf8')
+  } catch {
+    return []
+  }
+  return text.split('\n').filter(line => line.includes('Corruption')).map(line => line.replace(/^\S+ \S+ /, ''))
 }
 
 export async function openStore (dir: string, options: ResolvedOptions): Promise<Store> {
@@ -249,6 +269,7 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
     const store: Store = {
       db,
       journal,
+      corruption: await engineCorruption(dir),
       sublevel: (name: string) => {
         const sub = db.sublevel<Bytes, Bytes>(name, ENC)
         sublevels.push(sub)
