@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { LRUCache } from 'lru-cache'
 import { EvaqError, fromLevel, invalid } from './errors.js'
-import { DiskBudget, type FullEvent } from './log/budget.js'
+import { DiskBudget, levelLogBytes, type FullEvent } from './log/budget.js'
 import { encodeError, Log, type DropEvent, type LogContext, type LogStats, type PushOptions, type QueueRecord, type Segment } from './log/log.js'
 import type { Subscriber } from './log/subscriber.js'
 import { resolveOptions, type EvaqOptions, type ResolvedOptions } from './options.js'
@@ -54,6 +54,8 @@ const SYNC_KEY = Buffer.from('sync')
 /** Reopen attempts after a failed write: 100 ms, doubling up to 5 s. */
 const RECOVERY_FIRST_MS = 100
 const RECOVERY_MAX_MS = 5000
+/** Free space a reopen needs beyond the size of LevelDB's log, which it turns into a table. */
+const RECOVERY_ROOM_BYTES = 1024 * 1024
 
 /**
  * The evacuation queue: a write-ahead log (`wal`) of messages on their way to a downstream and a
@@ -109,6 +111,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       assertOpen: () => this.assertOpen(),
       assertWritable: () => this.assertWritable(),
       isOpen: () => this._status === 'open',
+      isDegraded: () => this._status === 'degraded',
       ioFailed: err => this.degrade(err),
       markDirty: () => { this.dirty = true },
       // A WAL record its subscriber cannot process goes to the DLQ; the DLQ has nowhere further.
@@ -293,10 +296,11 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     try {
       // Let the writes already under way fail first.
       await Promise.all([this.wal.drain(), this.dlq.drain()]).catch(() => {})
-      if (this.options.minFreeDiskBytes > 0) {
-        await this.budget.measure()
-        if (this.budget.freeBytes < this.options.minFreeDiskBytes) { retry(); return }
-      }
+      // Reopening closes the database first, and LevelDB cannot open again without room to flush
+      // its log: closing it on a full disk would take the reads down with the writes.
+      await this.budget.measure()
+      const needed = (await levelLogBytes(this.location)) + RECOVERY_ROOM_BYTES
+      if (this.budget.freeBytes < Math.max(this.options.minFreeDiskBytes, needed)) { retry(); return }
       this.recovering = this.store.reopen()
       await this.recovering
     } catch (err) {

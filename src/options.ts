@@ -51,7 +51,10 @@ export interface EvaqOptions {
   subscriberTtlMs?: number
   /** Upper bound on the size of the data directory in bytes. @defaultValue undefined: none */
   maxDiskBytes?: number
-  /** Refuse pushes while the filesystem has less free space than this, so acks and removals still fit. @defaultValue 64 MiB */
+  /**
+   * Refuse pushes while the filesystem has less free space than this, so acks, removals and
+   * LevelDB's own flushes still fit. 0, or at least twice `writeBufferSize`. @defaultValue 64 MiB
+   */
   minFreeDiskBytes?: number
   /** What a push does when a disk budget is exhausted. @defaultValue `'backpressure'` */
   onFull?: FullPolicy
@@ -169,6 +172,11 @@ export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptio
   const clock = pick('clock')
   if (clock === null || typeof clock !== 'object' || typeof clock.now !== 'function') throw invalid('clock', 'an object with a now() method', clock)
   o.clock = clock
+  if (o.minFreeDiskBytes > 0 && o.minFreeDiskBytes < 2 * o.writeBufferSize) {
+    // LevelDB needs room of its own: flushing a memtable writes a table the size of its log, and
+    // a database whose log cannot be converted cannot even reopen.
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`minFreeDiskBytes\` to be 0 or at least twice \`writeBufferSize\` (${2 * o.writeBufferSize}), got ${o.minFreeDiskBytes}`)
+  }
   if (o.maxPayloadBytes > o.maxBufferedBytes) {
     throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`maxPayloadBytes\` (${o.maxPayloadBytes}) to be at most \`maxBufferedBytes\` (${o.maxBufferedBytes})`)
   }

@@ -186,6 +186,16 @@ export class DiskBudget implements Admission {
   }
 }
 
+/** Bytes in LevelDB's write-ahead log files: opening the database turns them into a table. */
+export async function levelLogBytes (dir: string): Promise<number> {
+  let total = 0
+  for (const entry of await readdir(dir)) {
+    if (!entry.endsWith('.log')) continue
+    try { total += (await stat(join(dir, entry))).size } catch { /* rotated away meanwhile */ }
+  }
+  return total
+}
+
 async function directoryBytes (dir: string): Promise<number> {
   let total = 0
   for (const entry of await readdir(dir, { withFileTypes: true })) {

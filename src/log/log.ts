@@ -120,6 +120,7 @@ export interface LogContext {
   /** Like assertOpen, and throws EVAQ_IO while the queue is degraded (writes would fail). */
   assertWritable (): void
   isOpen (): boolean
+  isDegraded (): boolean
   /** A write failed: LevelDB refuses further writes until it is reopened. */
   ioFailed (err: EvaqError): void
   /** Called after a write that was not fsynced (interval durability). */
@@ -819,7 +820,10 @@ export class Log {
     try {
       return await this.readRange(from, maxBytes, maxCount)
     } catch (err) {
-      throw fromLevel(err, `Reading ${this.name} failed`)
+      const error = fromLevel(err, `Reading ${this.name} failed`)
+      // While degraded, evaq briefly closes the database to reopen it: a read then is retriable.
+      if (error.code === 'EVAQ_CLOSED' && this.ctx.isDegraded()) throw new EvaqError('EVAQ_IO', `Reading ${this.name} failed while the queue recovers`, { cause: err })
+      throw error
     }
   }
 
