@@ -112,6 +112,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       assertWritable: () => this.assertWritable(),
       isOpen: () => this._status === 'open',
       isDegraded: () => this._status === 'degraded',
+      reopening: () => this.recovering,
       ioFailed: err => this.degrade(err),
       markDirty: () => { this.dirty = true },
       // A WAL record its subscriber cannot process goes to the DLQ; the DLQ has nowhere further.
@@ -314,6 +315,10 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     if (this._status !== 'degraded') return
     this.wal.forgetCaches()
     this.dlq.forgetCaches()
+    if (this.store.corruption.length > this.openReport.corruption.length) {
+      this.openReport.corruption = this.store.corruption
+      this.reportError(new EvaqError('EVAQ_CORRUPTION', `LevelDB dropped damaged data while reopening ${this.location}: ${this.store.corruption.at(-1) ?? ''}`))
+    }
     this._status = 'open'
     this.degradedBy = undefined
     this.emit('recovered')
@@ -323,9 +328,16 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   private async syncNow (): Promise<void> {
     if (this.syncing !== undefined) return this.syncing
     if (!this.dirty) return
+    if (this.store.failed !== undefined) return
     this.dirty = false
     this.syncing = this.store.db.put(SYNC_KEY, SYNC_KEY, { sync: true })
-      .catch((err: unknown) => { this.dirty = true; throw fromLevel(err, 'Periodic fsync failed') })
+      .catch((err: unknown) => {
+        this.dirty = true
+        const error = fromLevel(err, 'Periodic fsync failed')
+        this.store.failed ??= error
+        this.degrade(error)
+        throw error
+      })
       .finally(() => { this.syncing = undefined })
     return this.syncing
   }

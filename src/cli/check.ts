@@ -5,7 +5,7 @@ import {
   decodeHeader, decodeKey, decodeRemovalSet, decodeSummary, encodeKey, encodeRemovalSet, encodeSummary,
   isRemoved, markRemoved, newRemovalSet, payloadAt, type RemovalSet,
 } from '../store/codec.js'
-import { engineCorruption, FORMAT_VERSION, Journal, Keyspace, type Db, type Sublevel } from '../store/store.js'
+import { assertNotOrphaned, engineCorruption, FORMAT_VERSION, Journal, Keyspace, type Db, type Sublevel } from '../store/store.js'
 
 /**
  * `evaq check` and `evaq repair`: the only code that reads every record of a directory. They
@@ -56,6 +56,7 @@ function describeError (err: unknown): { code: string, message: string } {
 }
 
 async function openRaw (dir: string): Promise<Db> {
+  await assertNotOrphaned(dir)
   const db: Db = new ClassicLevel<Buffer, Buffer>(dir, { ...ENC, createIfMissing: false })
   try {
     await db.open()
@@ -184,6 +185,19 @@ async function walk (db: Db, log: string, visit: Visitor): Promise<void> {
   for (const first of summaries.keys()) visit.orphanSummary(first)
 }
 
+async function assertUnlocked (dir: string): Promise<void> {
+  await stat(dir).catch((err: unknown) => { throw new EvaqError('EVAQ_NOT_FOUND', `${dir}: ${(err as Error).message}`, { cause: err }) })
+  const db: Db = new ClassicLevel<Buffer, Buffer>(dir, { ...ENC, createIfMissing: false })
+  try {
+    await db.open()
+  } catch (err) {
+    const error = fromLevel(err, `Cannot repair ${dir}`)
+    if (error.code === 'EVAQ_LOCKED') throw error
+    return // damaged beyond opening: that is what repair is for
+  }
+  await db.close()
+}
+
 export interface RepairReport {
   backup: string
   before: CheckReport
@@ -204,6 +218,8 @@ export async function repair (dir: string, backup: string): Promise<RepairReport
   } catch (err) {
     if ((err as { code?: string }).code !== 'ENOENT') throw err
   }
+  // LevelDB's repair takes no lock: make sure no process holds the directory before touching it.
+  await assertUnlocked(dir)
   await cp(dir, backup, { recursive: true, errorOnExist: true, force: false })
   const before = await check(dir)
   try {

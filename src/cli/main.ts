@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { Evaq } from '../evaq.js'
 import { EvaqError, isEvaqError } from '../errors.js'
@@ -52,6 +52,9 @@ async function main (argv: string[]): Promise<number> {
     return values.help ? 0 : 2
   }
   if (values.data === undefined) return usage('--data DIR is required')
+  if ((command === 'stats' || command === 'peek') && !existsSync(values.data)) {
+    throw new EvaqError('EVAQ_NOT_FOUND', `There is no queue at ${values.data}`)
+  }
   switch (command) {
     case 'stats': {
       const evaq = await Evaq.open(values.data)

@@ -121,6 +121,8 @@ export interface LogContext {
   assertWritable (): void
   isOpen (): boolean
   isDegraded (): boolean
+  /** While degraded, the reopen under way (the database is briefly closed), if any. */
+  reopening (): Promise<void> | undefined
   /** A write failed: LevelDB refuses further writes until it is reopened. */
   ioFailed (err: EvaqError): void
   /** Called after a write that was not fsynced (interval durability). */
@@ -338,15 +340,27 @@ export class Log {
 
   /** Write a batch with its commit snapshot; an error leaves the outcome unknown (see Journal). */
   private async write (batch: ReturnType<Store['db']['batch']>, delta: Delta, sync: boolean, what: string): Promise<void> {
-    const { journal } = this.ctx.store
+    const store = this.ctx.store
+    if (store.failed !== undefined) throw new EvaqError('EVAQ_IO', `${what}: the database failed an earlier write and is not written to until it is reopened`, { cause: store.failed })
+    const { journal } = store
     const seq = journal.stage(batch, delta)
     try {
       await batch.write({ sync })
     } catch (err) {
       journal.settle(seq, false)
       const error = new EvaqError('EVAQ_IO', what, { cause: err })
+      store.failed ??= error
       this.ctx.ioFailed(error)
       throw error
+    }
+    if (store.failed !== undefined) {
+      // This batch finished after another one failed. LevelDB's log writer goes on after a failed
+      // write(2) at a position that no longer matches the file, so a batch written after it can
+      // be dropped as corrupt when the database reopens: it is not acknowledged. (Writes finish
+      // in LevelDB's order, so a batch completing before the failure is reported was written
+      // before it.)
+      journal.settle(seq, false)
+      throw new EvaqError('EVAQ_IO', `${what}: written after an earlier write failed; it may or may not be stored`, { cause: store.failed })
     }
     journal.settle(seq, true)
     if (!sync) this.ctx.markDirty()
@@ -681,7 +695,7 @@ export class Log {
       assertOpen: () => this.ctx.assertOpen(),
       head: () => this.counters.floor,
       watermark: () => this.watermark,
-      read: (from, maxBytes, maxCount) => this.readRange(from, maxBytes, maxCount),
+      read: (from, maxBytes, maxCount) => this.readSafely(from, maxBytes, maxCount),
       onCommitted: listener => this.onCommitted(listener),
       persist: sub => { this.ctx.assertWritable(); return this.persistProgress(sub) },
       deadLetter: async (sub, record, deliveries) => {
@@ -817,13 +831,24 @@ export class Log {
   async read (options: ReadOptions = {}): Promise<QueueRecord[]> {
     this.ctx.assertOpen()
     const { from, maxBytes, maxCount } = checkReadOptions(options)
-    try {
-      return await this.readRange(from, maxBytes, maxCount)
-    } catch (err) {
-      const error = fromLevel(err, `Reading ${this.name} failed`)
-      // While degraded, evaq briefly closes the database to reopen it: a read then is retriable.
-      if (error.code === 'EVAQ_CLOSED' && this.ctx.isDegraded()) throw new EvaqError('EVAQ_IO', `Reading ${this.name} failed while the queue recovers`, { cause: err })
-      throw error
+    return this.readSafely(from, maxBytes, maxCount)
+  }
+
+  /**
+   * readRange, with LevelDB's errors as EvaqErrors. While degraded, evaq briefly closes the
+   * database to reopen it: a read that meets the reopen waits for it and tries once more.
+   */
+  private async readSafely (from: number, maxBytes: number, maxCount: number): Promise<QueueRecord[]> {
+    for (let attempt = 0; ; attempt++) {
+      const reopening = this.ctx.reopening()
+      if (reopening !== undefined) await reopening.catch(() => {})
+      try {
+        return await this.readRange(from, maxBytes, maxCount)
+      } catch (err) {
+        const error = fromLevel(err, `Reading ${this.name} failed`)
+        if (error.code !== 'EVAQ_CLOSED' || !this.ctx.isDegraded()) throw error
+        if (attempt >= 1) throw new EvaqError('EVAQ_IO', `Reading ${this.name} failed while the queue recovers`, { cause: err })
+      }
     }
   }
 

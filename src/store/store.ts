@@ -1,5 +1,5 @@
 import type { AbstractSublevel } from 'abstract-level'
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { EvaqError, fromLevel } from '../errors.js'
@@ -205,7 +205,12 @@ export interface Store {
   /** Replaced by reopen(). */
   journal: Journal
   /** What LevelDB reported as corruption while it opened (see engineCorruption). */
-  readonly corruption: readonly string[]
+  corruption: readonly string[]
+  /**
+   * The first write that failed since the database was opened. Nothing more is written until
+   * reopen(): after a failed write(2) LevelDB's log is no longer safe to append to.
+   */
+  failed: Error | undefined
   sublevel (name: string): Sublevel
   /**
    * Close and open the database again, and reload the counters from disk. LevelDB's write errors
@@ -230,7 +235,26 @@ export async function engineCorruption (dir: string): Promise<string[]> {
   return text.split('\n').filter(line => line.includes('Corruption')).map(line => line.replace(/^\S+ \S+ /, ''))
 }
 
+/**
+ * Refuse a directory whose CURRENT file is gone while LevelDB's files are there: opened with
+ * createIfMissing, LevelDB would take it for a new database and delete the tables.
+ */
+export async function assertNotOrphaned (dir: string): Promise<void> {
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch {
+    return
+  }
+  if (names.includes('CURRENT')) return
+  const leveldb = names.filter(n => /^(MANIFEST-\d+|\d+\.(ldb|log|sst))$/.test(n))
+  if (leveldb.length > 0) {
+    throw new EvaqError('EVAQ_CORRUPTION', `${dir} holds LevelDB files (${leveldb.slice(0, 3).join(', ')}) but no CURRENT file; opening it would start an empty database over them. Run \`evaq repair\`.`)
+  }
+}
+
 export async function openStore (dir: string, options: ResolvedOptions): Promise<Store> {
+  await assertNotOrphaned(dir)
   const db: Db = new ClassicLevel<Bytes, Bytes>(dir, {
     ...ENC,
     createIfMissing: true,
@@ -270,6 +294,7 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
       db,
       journal,
       corruption: await engineCorruption(dir),
+      failed: undefined,
       sublevel: (name: string) => {
         const sub = db.sublevel<Bytes, Bytes>(name, ENC)
         sublevels.push(sub)
@@ -280,6 +305,8 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
         await db.open()
         await Promise.all(sublevels.map(sub => sub.open()))
         store.journal = await Journal.load(snaps)
+        store.corruption = [...store.corruption, ...await engineCorruption(dir)]
+        store.failed = undefined
       },
     }
     return store
