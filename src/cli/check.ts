@@ -218,9 +218,11 @@ export async function repair (dir: string, backup: string): Promise<RepairReport
   } catch (err) {
     if ((err as { code?: string }).code !== 'ENOENT') throw err
   }
-  // LevelDB's repair takes no lock: make sure no process holds the directory before touching it.
-  await assertUnlocked(dir)
+  await stat(dir).catch((err: unknown) => { throw new EvaqError('EVAQ_NOT_FOUND', `${dir}: ${(err as Error).message}`, { cause: err }) })
   await cp(dir, backup, { recursive: true, errorOnExist: true, force: false })
+  // LevelDB's repair takes no lock: make sure no process holds the directory before touching it
+  // (after the copy, which must be the directory exactly as it was).
+  await assertUnlocked(dir)
   const before = await check(dir)
   try {
     await ClassicLevel.repair(dir)

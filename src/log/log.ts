@@ -487,6 +487,7 @@ export class Log {
       this.noteDeleted(deleted[0]!, last.firstId + last.count, -bytes, deleted.length)
     }
     for (const [first, set] of updated) this.removedSets.set(first, set)
+    for (const sub of this.subs.values()) for (const req of accepted) sub.forget(req.ids)
     for (const req of accepted) req.resolve(req.ids[req.ids.length - 1])
     // The head may have moved past records no subscriber covers: what they acked may go now.
     if (deleted.length > 0) this.scheduleCleanup()

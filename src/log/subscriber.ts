@@ -202,6 +202,9 @@ export class Subscriber {
       if (records.length > 0) return this.batch(records)
       const left = deadline - performance.now()
       if (left <= 0) return undefined
+      // The queue may have started closing while this call read: do not sleep through it.
+      this.host.assertOpen()
+      this.assertSubscribed()
       await this.wait(Math.min(left, this.earliestVisible - this.host.now()), signal)
       this.host.assertOpen()
       this.assertSubscribed()
@@ -239,6 +242,11 @@ export class Subscriber {
       let movedAway = false
       for (const [id, o] of this.outstanding) {
         if (o.visibleAt > now) { earliest = Math.min(earliest, o.visibleAt); continue }
+        if (id < this.host.head()) {
+          // Dropped by retention or drop-oldest while leased: nothing left to deliver.
+          this.markAcked([id])
+          continue
+        }
         if (out.length >= maxCount || (out.length > 0 && bytes + o.record.payload.byteLength > maxBytes)) { earliest = now; break }
         if (o.deliveries >= this.maxDeliveries && await this.host.deadLetter(this, o.record, o.deliveries)) {
           this.markAcked([id])
@@ -303,6 +311,12 @@ export class Subscriber {
     this._lastActiveAt = this.host.now()
     this.markAcked(list)
     await this.host.persist(this)
+  }
+
+  /** Records removed from the log: leases on them end as if acknowledged (nothing to redeliver). */
+  forget (ids: readonly number[]): void {
+    const leased = ids.filter(id => this.outstanding.has(id))
+    if (leased.length > 0) this.markAcked(leased)
   }
 
   private markAcked (ids: readonly number[]): void {
