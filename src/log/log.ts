@@ -487,7 +487,10 @@ export class Log {
       this.noteDeleted(deleted[0]!, last.firstId + last.count, -bytes, deleted.length)
     }
     for (const [first, set] of updated) this.removedSets.set(first, set)
-    for (const sub of this.subs.values()) for (const req of accepted) sub.forget(req.ids)
+    for (const sub of this.subs.values()) {
+      // Persisted with the next progress write (or at close): the removal itself is durable.
+      for (const req of accepted) if (sub.forget(req.ids)) this.dirtyProgress.set(sub.name, sub)
+    }
     for (const req of accepted) req.resolve(req.ids[req.ids.length - 1])
     // The head may have moved past records no subscriber covers: what they acked may go now.
     if (deleted.length > 0) this.scheduleCleanup()

@@ -314,9 +314,10 @@ export class Subscriber {
   }
 
   /** Records removed from the log: leases on them end as if acknowledged (nothing to redeliver). */
-  forget (ids: readonly number[]): void {
+  forget (ids: readonly number[]): boolean {
     const leased = ids.filter(id => this.outstanding.has(id))
     if (leased.length > 0) this.markAcked(leased)
+    return leased.length > 0
   }
 
   private markAcked (ids: readonly number[]): void {
