@@ -899,7 +899,10 @@ export class Log {
     }
     if (start > watermark) return this.withExtras(out)
     const first = await this.segmentStart(start)
-    const it = this.segs.iterator({ gte: encodeKey(first ?? start), lte: encodeKey(watermark), highWaterMarkBytes: ITERATOR_BYTES } as { gte: Buffer, lte: Buffer })
+    const iterFrom = first ?? start
+    const it = this.segs.iterator({ gte: encodeKey(iterFrom), lte: encodeKey(watermark), highWaterMarkBytes: ITERATOR_BYTES } as { gte: Buffer, lte: Buffer })
+    const seen: number[] = []
+    let covered = watermark
     try {
       outer: for (;;) {
         let entries: Array<[Buffer, Buffer]>
@@ -907,19 +910,52 @@ export class Log {
           entries = await it.nextv(256)
         } catch (err) {
           // LevelDB could not read a block: find the segment it belongs to one by one.
-          if (levelCorruption(err)) await this.findUnreadable(start, watermark)
+          if (levelCorruption(err) || levelIoError(err)) await this.findUnreadable(start, watermark)
           throw err
         }
         if (entries.length === 0) break
         for (const [key, value] of entries) {
           const segFirst = decodeKey(key)
-          if (!await take(this.ctx.segments.get(this.cacheKey(segFirst)) ?? new Segment(segFirst, value))) break outer
+          seen.push(segFirst)
+          if (!await take(this.ctx.segments.get(this.cacheKey(segFirst)) ?? new Segment(segFirst, value))) {
+            covered = segFirst
+            break outer
+          }
         }
       }
     } finally {
       await it.close().catch(() => {})
     }
+    await this.crossCheck(iterFrom, covered, seen)
     return this.withExtras(out)
+  }
+
+  /**
+   * LevelDB skips a data block it cannot read and reports it only when an iterator runs to its
+   * end, if at all: compare the segments the iterator returned with the summaries of the same
+   * range, so that a skipped segment is found, quarantined and reported instead of silently
+   * passed over (and later cleaned up unread).
+   */
+  private async crossCheck (from: number, to: number, seen: readonly number[]): Promise<void> {
+    const summaries = await this.index.keys({ gte: encodeKey(from), lte: encodeKey(to) }).all()
+    if (summaries.length === seen.length) return
+    const returned = new Set(seen)
+    const missing: number[] = []
+    for (const key of summaries) {
+      const id = decodeKey(key)
+      if (returned.has(id)) continue
+      let unreadable = false
+      try {
+        unreadable = await this.segs.get(encodeKey(id)) === undefined
+      } catch (err) {
+        if (!levelCorruption(err) && !levelIoError(err)) throw err
+        unreadable = true
+      }
+      if (unreadable) missing.push(id)
+    }
+    if (missing.length === 0) return
+    for (const id of missing) await this.quarantineSegment(id, undefined)
+    throw new EvaqError('EVAQ_CORRUPTION', `LevelDB could not read ${missing.length} segment(s) of ${this.name} starting at ${missing.slice(0, 5).join(', ')}; they were quarantined`, { ids: missing })
   }
 
   /**
@@ -972,9 +1008,8 @@ export class Log {
       try {
         await this.segs.get(encodeKey(id))
       } catch (err) {
-        if (!levelCorruption(err)) throw err
+        if (!levelCorruption(err) && !levelIoError(err)) throw err
         await this.quarantineSegment(id, undefined)
-        return
       }
     }
   }
@@ -1080,6 +1115,13 @@ function decodeError (id: number, value: Buffer): RecordError {
   } catch (cause) {
     throw new EvaqError('EVAQ_CORRUPTION', `The stored error of record ${id} cannot be decoded`, { cause, ids: [id] })
   }
+}
+
+function levelIoError (err: unknown): boolean {
+  for (let e = err as { code?: unknown, cause?: unknown } | undefined, depth = 0; e != null && depth < 8; e = e.cause as typeof e, depth++) {
+    if (e.code === 'LEVEL_IO_ERROR') return true
+  }
+  return false
 }
 
 function levelCorruption (err: unknown): boolean {

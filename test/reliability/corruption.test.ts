@@ -1,0 +1,763 @@
+/**
+ * Corruption (issue 4, part 5). Each scenario damages a copy of a directory with a known layout
+ * (see fixtures/corrupt-files.ts) before anything opens it, then copies the damaged directory
+ * again for each of the checks below, because opening makes LevelDB recover (and rewrite) its log:
+ *
+ * - a subscriber drains the queue: it never gets a payload other than the one pushed under that
+ *   ID, a damaged record or segment is quarantined (counted in `stats().quarantined`, `dropped`
+ *   event with reason 'corruption'), next() rejects with EVAQ_CORRUPTION and goes on, within a
+ *   bounded number of calls, and every record pushed is either delivered or quarantined (or, where
+ *   LevelDB itself dropped a batch while recovering its log, `openReport.corruption` says so);
+ * - `Log.read()` from the start: the same, for plain readers;
+ * - `evaq check --data DIR --json` (the built binary) reports the damage with counts, exit 1;
+ * - `evaq repair --data DIR --backup OUT --json` copies the directory first (byte for byte),
+ *   repairs, reports records before and after; afterwards `evaq check` exits 0, every surviving
+ *   record is intact and new IDs continue above the old ones.
+ * Where LevelDB cannot open the directory (MANIFEST, CURRENT, a missing table), Evaq.open must
+ * reject with an EvaqError whose code is asserted, `check` exits 1, and `repair` makes it openable.
+ *
+ * Randomised byte flips (`EVAQ_CORRUPTION_CYCLES`, seeded) cover evaq's segments in a table and
+ * the whole of LevelDB's log.
+ */
+import test, { type ExecutionContext } from 'ava'
+import { readFile, rm, truncate, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { Evaq, EvaqError, type DropEvent, type EvaqOptions, type LogStats } from '../../src/index.js'
+import { tmpDir } from '../helpers/tmp.js'
+import {
+  blockAt, buildLayout, cliBuilt, copyDir, diffTrees, flipByte, logRecords, middleTable, payloadFor, payloadOffset,
+  runCli, segmentSpan, tableOf, type CheckJson, type CliResult, type Layout, type LayoutKind, type RepairJson,
+} from './fixtures/corrupt-files.js'
+import { cycles, report } from './report.js'
+
+/** Leases never expire and nothing ages: records are delivered once, unacknowledged. */
+const NOW = 1_800_000_000_000
+const OPTIONS: EvaqOptions = { compression: false, minFreeDiskBytes: 0, maintenanceIntervalMs: 3_600_000, clock: { now: () => NOW } }
+const MAX_COUNT = 25
+
+// ---- pristine layouts, built once -----------------------------------------------------------------
+
+const pristine = new Map<LayoutKind, Layout>()
+let base: string | undefined
+
+test.before(async () => {
+  const missing = await cliBuilt()
+  if (missing !== undefined) throw new Error(missing)
+  base = mkdtempSync(join(tmpdir(), 'evaq-corrupt-pristine-'))
+  await Promise.all((['log', 'table', 'tables'] as const).map(async kind => {
+    pristine.set(kind, await buildLayout(join(base!, kind), kind))
+  }))
+})
+
+test.after.always(() => {
+  if (base !== undefined) rmSync(base, { recursive: true, force: true })
+})
+
+// ---- what the battery reports ---------------------------------------------------------------------
+
+let checkedRecords = 0
+let lostRecords = 0
+let damagedDirs = 0
+const notes = new Set<string>()
+
+test.after.always(async () => {
+  await report({
+    part: 'corruption',
+    failure: 'flipped bytes in tables and logs, torn log, empty and missing table, damaged MANIFEST and CURRENT',
+    guarantee: 'no record failing its CRC is returned; damage is quarantined and counted or reported; check finds it, repair recovers what LevelDB can',
+    test: 'test/reliability/corruption.test.ts',
+    cycles: damagedDirs,
+    acknowledged: checkedRecords,
+    lost: lostRecords,
+    ...(notes.size === 0 ? {} : { note: [...notes].join('; ') }),
+  })
+})
+
+// ---- draining a damaged queue -------------------------------------------------------------------------
+
+interface Drain {
+  /** Evaq.open's rejection, if it rejected. */
+  openError?: unknown
+  openReport?: { keysRead: number, corruption: readonly string[] }
+  delivered: Map<number, Buffer>
+  /** What next() or read() rejected with, in order. */
+  errors: unknown[]
+  calls: number
+  maxCalls: number
+  /** next() returned undefined (read() returned nothing): the consumer got to the end. */
+  finished: boolean
+  dropped: DropEvent[]
+  stats?: LogStats
+  statsError?: unknown
+}
+
+function describeError (err: unknown): string {
+  if (err instanceof EvaqError) return `EvaqError ${err.code}${err.ids === undefined ? '' : ` ids ${err.ids.join(',')}`}`
+  const e = err as { name?: string, code?: unknown } | undefined
+  return `${e?.name ?? typeof err} ${String(e?.code ?? '')} (not an EvaqError)`
+}
+
+function summarize (errors: readonly unknown[]): string {
+  const counts = new Map<string, number>()
+  for (const err of errors) counts.set(describeError(err), (counts.get(describeError(err)) ?? 0) + 1)
+  return [...counts].map(([k, n]) => `${n}× ${k}`).join(', ') || 'none'
+}
+
+/** Close with a bound, so that a close that never settles fails the test instead of hanging it. */
+async function closeWithin (q: Evaq, ms = 10_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([
+    q.close(),
+    new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`close() did not settle within ${ms} ms`)), ms) }),
+  ]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * Open `dir` and consume the WAL from the start, as a subscriber (`mode: 'subscriber'`, never
+ * acknowledging) or with read(). A call that rejects is counted and the consumer goes on; at most
+ * `maxCalls` calls: enough for every batch plus one failure per segment.
+ */
+async function drain (t: ExecutionContext, dir: string, layout: Layout, mode: 'subscriber' | 'read'): Promise<Drain> {
+  const maxCalls = Math.ceil(layout.records / MAX_COUNT) + layout.records / layout.perSegment + 5
+  const d: Drain = { delivered: new Map(), errors: [], calls: 0, maxCalls, finished: false, dropped: [] }
+  let q: Evaq
+  try {
+    q = await Evaq.open(dir, OPTIONS)
+  } catch (err) {
+    d.openError = err
+    return d
+  }
+  t.teardown(() => q.close().catch(() => {}))
+  d.openReport = q.openReport
+  q.on('dropped', e => d.dropped.push(e))
+  q.on('error', () => {})
+  const sub = mode === 'subscriber' ? await q.wal.subscribe('verify', { start: 'earliest' }) : undefined
+  let from = 0
+  for (; d.calls < maxCalls && !d.finished; d.calls++) {
+    try {
+      if (sub !== undefined) {
+        const batch = await sub.next({ waitMs: 0, maxCount: MAX_COUNT })
+        if (batch === undefined) d.finished = true
+        else for (const r of batch.records) d.delivered.set(r.id, r.payload)
+      } else {
+        const page = await q.wal.read({ from, maxCount: MAX_COUNT })
+        if (page.length === 0) d.finished = true
+        for (const r of page) d.delivered.set(r.id, r.payload)
+        if (page.length > 0) from = page[page.length - 1]!.id + 1
+      }
+    } catch (err) {
+      d.errors.push(err)
+    }
+  }
+  try {
+    d.stats = await q.wal.stats()
+  } catch (err) {
+    d.statsError = err
+  }
+  await closeWithin(q)
+  return d
+}
+
+interface Accounting {
+  /** Delivered with a payload other than the one pushed under that ID (or an ID never pushed). */
+  wrong: number[]
+  /** IDs named by 'corruption' drop events. */
+  quarantined: Set<number>
+  /** Pushed, neither delivered nor quarantined. */
+  missing: number[]
+}
+
+function account (layout: Layout, d: Drain): Accounting {
+  const wrong: number[] = []
+  for (const [id, payload] of d.delivered) {
+    if (id < 1 || id > layout.records || !payload.equals(payloadFor(layout, id))) wrong.push(id)
+  }
+  const quarantined = new Set<number>()
+  for (const e of d.dropped) {
+    if (e.reason !== 'corruption' || e.firstId === undefined) continue
+    for (let id = e.firstId; id <= (e.lastId ?? e.firstId); id++) quarantined.add(id)
+  }
+  const missing: number[] = []
+  for (let id = 1; id <= layout.records; id++) if (!d.delivered.has(id) && !quarantined.has(id)) missing.push(id)
+  return { wrong, quarantined, missing }
+}
+
+function ranges (ids: readonly number[]): string {
+  const out: string[] = []
+  for (let i = 0; i < ids.length;) {
+    let j = i
+    while (j + 1 < ids.length && ids[j + 1] === ids[j]! + 1) j++
+    out.push(i === j ? `${ids[i]}` : `${ids[i]}..${ids[j]}`)
+    i = j + 1
+  }
+  return out.join(',') || 'none'
+}
+
+function tally (layout: Layout, a: Accounting, explained: boolean): void {
+  damagedDirs++
+  checkedRecords += layout.records
+  lostRecords += a.wrong.length + (explained ? 0 : a.missing.length)
+}
+
+/**
+ * Damage evaq can see (a record or segment failing its checksum, a block LevelDB cannot read):
+ * the consumer finishes, never gets a wrong payload, every error is an EvaqError EVAQ_CORRUPTION,
+ * every record is delivered or quarantined, and the counters agree.
+ */
+function assertDetected (t: ExecutionContext, layout: Layout, d: Drain, mode: string): Accounting {
+  const a = account(layout, d)
+  tally(layout, a, false)
+  const where = `${mode}: ${d.delivered.size} delivered, quarantined ${ranges([...a.quarantined].sort((x, y) => x - y))}, errors: ${summarize(d.errors)}`
+  t.is(d.openError, undefined, `${mode}: Evaq.open rejected: ${describeError(d.openError)}`)
+  t.deepEqual(a.wrong, [], `${mode}: payloads differ from what was pushed`)
+  t.true(d.finished, `${mode}: the consumer did not get past the damage within ${d.maxCalls} calls (${where})`)
+  t.deepEqual(ranges(a.missing), 'none', `${mode}: records neither delivered nor quarantined (${where})`)
+  t.true(d.errors.length >= 1, `${mode}: the damage was met without an error (${where})`)
+  for (const err of d.errors) {
+    t.true(err instanceof EvaqError, `${mode}: rejected with ${describeError(err)}`)
+    t.is((err as EvaqError).code, 'EVAQ_CORRUPTION')
+  }
+  t.true(d.errors.length <= layout.records / layout.perSegment, `${mode}: at most one failure per segment (${where})`)
+  t.is(d.statsError, undefined, `${mode}: stats() rejected: ${describeError(d.statsError)}`)
+  const corrupt = d.dropped.filter(e => e.reason === 'corruption').reduce((n, e) => n + e.records, 0)
+  t.is(d.stats!.quarantined, corrupt, `${mode}: stats().quarantined counts what the dropped events reported`)
+  t.is(d.stats!.quarantined, a.quarantined.size, `${mode}: stats().quarantined counts the quarantined records`)
+  t.is(d.stats!.count, d.delivered.size, `${mode}: stats().count counts what is left`)
+  return a
+}
+
+/**
+ * LevelDB dropped batches while recovering its log: the loss is reported in openReport, and
+ * whatever is delivered is intact.
+ */
+function assertEngineDrop (t: ExecutionContext, layout: Layout, d: Drain, mode: string): Accounting {
+  const a = account(layout, d)
+  const explained = (d.openReport?.corruption.length ?? 0) > 0
+  tally(layout, a, explained)
+  t.is(d.openError, undefined, `${mode}: Evaq.open rejected: ${describeError(d.openError)}`)
+  t.deepEqual(a.wrong, [], `${mode}: payloads differ from what was pushed`)
+  t.true(d.finished, `${mode}: the consumer did not finish within ${d.maxCalls} calls (errors: ${summarize(d.errors)})`)
+  t.true(explained, `${mode}: records ${ranges(a.missing)} are gone and openReport.corruption is empty`)
+  t.true(a.missing.length > 0, `${mode}: LevelDB dropped nothing: the damage missed`)
+  for (const err of d.errors) t.true(err instanceof EvaqError, `${mode}: rejected with ${describeError(err)}`)
+  if (d.stats !== undefined && d.stats.count !== d.delivered.size) {
+    notes.add('after LevelDB drops log batches, stats().count keeps counting the lost records until `evaq repair` (check reports the inconsistency)')
+  }
+  return a
+}
+
+// ---- the command line on damaged copies -------------------------------------------------------
+
+function parseJson<T> (t: ExecutionContext, run: CliResult, what: string): T {
+  try {
+    return JSON.parse(run.stdout) as T
+  } catch {
+    t.fail(`${what}: stdout is not JSON (exit ${String(run.code)}); stdout: ${run.stdout.slice(0, 500)} stderr: ${run.stderr.slice(0, 500)}`)
+    throw new Error('unreachable')
+  }
+}
+
+/** `evaq check` on a damaged copy: exit 1, damaged, and what `counts` expects. */
+function assertCheckDamaged (t: ExecutionContext, run: CliResult, counts: (c: CheckJson) => void): CheckJson {
+  const c = parseJson<CheckJson>(t, run, 'evaq check')
+  t.is(run.code, 1, `evaq check exits 1 on damage: ${run.stdout.slice(0, 800)}`)
+  t.true(c.damaged)
+  counts(c)
+  return c
+}
+
+/**
+ * After `evaq repair`: the backup equals the damaged original, the repair reports records after,
+ * `evaq check` is clean, the queue opens, every record is intact and new IDs continue above
+ * `idFloor` (the highest ID that must never be issued again).
+ */
+async function assertRepaired (t: ExecutionContext, layout: Layout, run: CliResult, dirs: Dirs, idFloor: 'pushed' | 'surviving'): Promise<{ repaired: RepairJson, survivors: number[] }> {
+  const repaired = parseJson<RepairJson>(t, run, 'evaq repair')
+  t.deepEqual(await diffTrees(dirs.reference, dirs.backup), [], 'the backup equals the damaged directory byte for byte')
+  t.is(repaired.backup, dirs.backup)
+  t.is(typeof repaired.after.logs.wal?.records, 'number', 'repair reports the records after')
+  t.false(repaired.after.damaged, `the repaired directory checks clean: ${JSON.stringify(repaired.after)}`)
+  t.is(run.code, 0, `evaq repair exits 0 once the directory is clean (stderr: ${run.stderr.slice(0, 300)})`)
+  if (repaired.before.opened) t.is(typeof repaired.before.logs.wal?.records, 'number', 'repair reports the records before')
+  const again = await runCli(['check', '--data', dirs.repair, '--json'])
+  const c = parseJson<CheckJson>(t, again, 'evaq check after repair')
+  t.is(again.code, 0, `evaq check is clean after repair: ${again.stdout.slice(0, 800)}`)
+  t.false(c.damaged)
+  t.is(c.logs.wal!.records, repaired.after.logs.wal!.records)
+
+  const q = await Evaq.open(dirs.repair, OPTIONS)
+  t.teardown(() => q.close().catch(() => {}))
+  t.deepEqual(q.openReport.corruption, [])
+  const survivors: number[] = []
+  for (let from = 0; ;) {
+    const page = await q.wal.read({ from, maxCount: 100 })
+    if (page.length === 0) break
+    for (const r of page) {
+      t.true(r.payload.equals(payloadFor(layout, r.id)), `record ${r.id} is intact after repair`)
+      survivors.push(r.id)
+    }
+    from = page[page.length - 1]!.id + 1
+  }
+  const stats = await q.wal.stats()
+  t.is(stats.count, survivors.length, 'the counters agree with the records after repair')
+  t.is(survivors.length, repaired.after.logs.wal!.records, 'repair reported the records that are there')
+  const highest = survivors.length === 0 ? 0 : survivors[survivors.length - 1]!
+  const id = await q.pushWal('after repair')
+  t.true(id > highest, `a new push got ${id}, above the surviving ${highest}`)
+  if (idFloor === 'pushed') t.true(id > layout.records, `a new push got ${id}, above every ID pushed (${layout.records})`)
+  else if (id <= layout.records) notes.add(`after LevelDB lost the tail of its log, IDs ${id}..${layout.records} were issued again (they were acknowledged, then lost)`)
+  await closeWithin(q)
+  checkedRecords += survivors.length
+  return { repaired, survivors }
+}
+
+// ---- scenarios ------------------------------------------------------------------------------------------
+
+interface Dirs {
+  damaged: string
+  reference: string
+  subscriber: string
+  reader: string
+  check: string
+  repair: string
+  backup: string
+}
+
+/** Copy the pristine layout, damage it, and copy the damaged directory for each check. */
+async function prepare (t: ExecutionContext, kind: LayoutKind, damage: (dir: string, layout: Layout) => Promise<void>): Promise<{ layout: Layout, dirs: Dirs }> {
+  const root = await tmpDir(t, 'evaq-corrupt-')
+  const layout = pristine.get(kind)!
+  const dirs: Dirs = {
+    damaged: join(root, 'damaged'),
+    reference: join(root, 'reference'),
+    subscriber: join(root, 'subscriber'),
+    reader: join(root, 'reader'),
+    check: join(root, 'check'),
+    repair: join(root, 'repair'),
+    backup: join(root, 'backup'),
+  }
+  await copyDir(layout.dir, dirs.damaged)
+  await damage(dirs.damaged, layout)
+  await Promise.all([dirs.reference, dirs.subscriber, dirs.reader, dirs.check, dirs.repair].map(d => copyDir(dirs.damaged, d)))
+  return { layout, dirs }
+}
+
+interface Scenario {
+  readonly title: string
+  readonly layout: LayoutKind
+  damage (dir: string, layout: Layout): Promise<void>
+  /** 'quarantine': evaq sees the damage; 'engine': LevelDB drops log batches while recovering. */
+  readonly kind: 'quarantine' | 'engine'
+  /** Exactly these IDs must be quarantined, when known. */
+  readonly quarantined?: (layout: Layout) => number[]
+  /** What `evaq check` must count. */
+  counts (t: ExecutionContext, c: CheckJson, layout: Layout): void
+  readonly idFloor: 'pushed' | 'surviving'
+  /** A known, open defect: the consumer tests of this scenario are declared test.failing. */
+  readonly knownFailing?: boolean
+}
+
+function span (from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i)
+}
+
+const SCENARIOS: Scenario[] = [
+  {
+    title: 'table: a flipped payload byte',
+    layout: 'table',
+    kind: 'quarantine',
+    async damage (dir, layout) {
+      const file = join(dir, tableOf(layout, 56))
+      await flipByte(file, payloadOffset(await readFile(file), 56) + 40)
+    },
+    quarantined: () => [56],
+    counts (t, c, layout) {
+      t.is(c.logs.wal!.badRecords, 1, 'one record fails its checksum')
+      t.is(c.logs.wal!.badSegments, 0)
+      t.is(c.logs.wal!.records, layout.records - 1, 'the others are counted as intact')
+      t.is(c.logs.wal!.counted.records, layout.records)
+    },
+    idFloor: 'pushed',
+  },
+  {
+    title: 'table: a flipped segment header byte',
+    layout: 'table',
+    kind: 'quarantine',
+    async damage (dir, layout) {
+      const file = join(dir, tableOf(layout, 51))
+      const { start } = segmentSpan(await readFile(file), layout, 51, layout.perSegment)
+      await flipByte(file, start + 10) // the push time, under the header CRC
+    },
+    quarantined: () => span(51, 60),
+    counts (t, c, layout) {
+      t.is(c.logs.wal!.badSegments, 1, 'one segment header fails its checksum')
+      t.is(c.logs.wal!.records, layout.records - layout.perSegment)
+    },
+    idFloor: 'pushed',
+  },
+  {
+    title: 'table: a flipped record length in a segment index',
+    layout: 'table',
+    kind: 'quarantine',
+    async damage (dir, layout) {
+      const file = join(dir, tableOf(layout, 71))
+      const { end } = segmentSpan(await readFile(file), layout, 71, layout.perSegment)
+      await flipByte(file, end - 8 * layout.perSegment + 8 * 3 + 3, 0x01) // low byte of record 74's length
+    },
+    quarantined: () => span(71, 80),
+    counts (t, c) {
+      t.is(c.logs.wal!.badSegments, 1, 'the segment index fails the header checksum')
+    },
+    idFloor: 'pushed',
+  },
+  {
+    title: 'table: a LevelDB data block with a bad compression type',
+    layout: 'table',
+    kind: 'quarantine',
+    // Known limitation (issue 4, open): the damaged block stays in the table, and an iterator
+    // over any range that includes it fails again, so consumers do not get past it yet (the
+    // segments in it are quarantined, nothing damaged is returned). Reading around such ranges
+    // needs a persisted list of unreadable ranges; until then these tests are expected to fail.
+    knownFailing: true,
+    async damage (dir, layout) {
+      const file = join(dir, tableOf(layout, 55))
+      const buf = await readFile(file)
+      const block = blockAt(buf, payloadOffset(buf, 55))
+      await flipByte(file, block.offset + block.size) // the block trailer's type byte: 0 (none) becomes 0xff
+    },
+    counts (t, c) {
+      t.true(c.logs.wal!.unreadable, 'LevelDB could not read part of the WAL')
+    },
+    idFloor: 'pushed',
+  },
+  {
+    title: 'tables: a LevelDB data block with a damaged restart array, in the middle table',
+    layout: 'tables',
+    kind: 'quarantine',
+    async damage (dir, layout) {
+      const file = join(dir, tableOf(layout, 195))
+      const buf = await readFile(file)
+      const block = blockAt(buf, payloadOffset(buf, 195))
+      await flipByte(file, block.offset + block.size - 2) // the restart count (last 4 bytes of the block)
+    },
+    counts (t, c) {
+      t.true(c.logs.wal!.unreadable || c.logs.wal!.badSegments > 0, 'check sees the unreadable block')
+    },
+    idFloor: 'pushed',
+  },
+  {
+    title: 'tables: a zero-length table in the middle',
+    layout: 'tables',
+    kind: 'quarantine',
+    async damage (dir, layout) {
+      await truncate(join(dir, middleTable(layout).file), 0)
+    },
+    counts (t, c, layout) {
+      t.true(c.logs.wal!.unreadable, 'LevelDB could not read part of the WAL')
+      t.true(c.logs.wal!.records < layout.records)
+    },
+    idFloor: 'pushed',
+  },
+  {
+    title: 'log: a flipped payload byte (LevelDB drops the rest of the log block)',
+    layout: 'log',
+    kind: 'engine',
+    async damage (dir, layout) {
+      const file = join(dir, layout.log!)
+      await flipByte(file, payloadOffset(await readFile(file), 45) + 100)
+    },
+    counts (t, c, layout) {
+      t.true(c.engine.length > 0, 'check lists what LevelDB logged as corruption')
+      t.true(c.logs.wal!.records < layout.records)
+      t.true(c.logs.wal!.inconsistencies > 0, 'the counters disagree with the records left')
+      t.true(c.logs.wal!.counted.records > c.logs.wal!.records)
+    },
+    idFloor: 'pushed',
+  },
+  {
+    title: 'log: a damaged LevelDB log record header',
+    layout: 'log',
+    kind: 'engine',
+    async damage (dir, layout) {
+      const file = join(dir, layout.log!)
+      const records = logRecords(await readFile(file))
+      if (records.length < 20) throw new Error(`only ${records.length} log records`)
+      await flipByte(file, records[10]!.offset + 6, 0x70) // the record type: 1..4 becomes 0x71..0x74
+    },
+    counts (t, c, layout) {
+      t.true(c.engine.length > 0, 'check lists what LevelDB logged as corruption')
+      t.true(c.logs.wal!.records < layout.records)
+    },
+    idFloor: 'pushed',
+  },
+]
+
+for (const s of SCENARIOS) {
+  for (const mode of ['subscriber', 'read'] as const) {
+    const what = mode === 'subscriber' ? 'a subscriber never gets a damaged record and goes on past the damage' : 'read() never returns a damaged record and goes on past the damage'
+    const declare = s.knownFailing === true ? test.failing : test
+    declare(`${s.title}: ${what}`, async t => {
+      const { layout, dirs } = await prepare(t, s.layout, s.damage)
+      const d = await drain(t, mode === 'subscriber' ? dirs.subscriber : dirs.reader, layout, mode)
+      if (s.kind === 'engine') {
+        assertEngineDrop(t, layout, d, mode)
+        return
+      }
+      const a = assertDetected(t, layout, d, mode)
+      if (s.quarantined !== undefined) {
+        t.deepEqual([...a.quarantined].sort((x, y) => x - y), s.quarantined(layout), 'exactly the damaged records are quarantined')
+        t.deepEqual((d.errors[0] as EvaqError).ids, [s.quarantined(layout)[0]], 'the error names the damaged record or segment')
+      }
+    })
+  }
+
+  test(`${s.title}: evaq check reports it, evaq repair backs up and repairs`, async t => {
+    const { layout, dirs } = await prepare(t, s.layout, s.damage)
+    const [checked, repairedRun] = await Promise.all([
+      runCli(['check', '--data', dirs.check, '--json']),
+      runCli(['repair', '--data', dirs.repair, '--backup', dirs.backup, '--json']),
+    ])
+    assertCheckDamaged(t, checked, c => s.counts(t, c, layout))
+    await assertRepaired(t, layout, repairedRun, dirs, s.idFloor)
+  })
+}
+
+// ---- LevelDB cannot open the directory ------------------------------------------------------------
+
+interface Unopenable {
+  readonly title: string
+  readonly layout: LayoutKind
+  damage (dir: string, layout: Layout): Promise<void>
+  /** The code Evaq.open rejects with (as observed). */
+  readonly code: 'EVAQ_CORRUPTION' | 'EVAQ_IO'
+  /** Records a repair brings back. */
+  readonly survive: (layout: Layout) => number
+}
+
+const UNOPENABLE: Unopenable[] = [
+  {
+    title: 'tables: a missing table',
+    layout: 'tables',
+    async damage (dir, layout) { await rm(join(dir, middleTable(layout).file)) },
+    code: 'EVAQ_CORRUPTION',
+    survive: layout => layout.records - middleTable(layout).ids.length,
+  },
+  {
+    title: 'table: a flipped byte in the MANIFEST',
+    layout: 'table',
+    async damage (dir) {
+      const current = (await readFile(join(dir, 'CURRENT'), 'utf8')).trim()
+      const manifest = join(dir, current)
+      await flipByte(manifest, Math.floor((await readFile(manifest)).byteLength / 2))
+    },
+    code: 'EVAQ_CORRUPTION',
+    survive: layout => layout.records,
+  },
+  {
+    title: 'table: a truncated MANIFEST',
+    layout: 'table',
+    async damage (dir) {
+      const current = (await readFile(join(dir, 'CURRENT'), 'utf8')).trim()
+      const manifest = join(dir, current)
+      await truncate(manifest, Math.floor((await readFile(manifest)).byteLength / 3))
+    },
+    code: 'EVAQ_CORRUPTION',
+    survive: layout => layout.records,
+  },
+  {
+    title: 'table: CURRENT holds garbage',
+    layout: 'table',
+    async damage (dir) { await writeFile(join(dir, 'CURRENT'), 'garbage') },
+    code: 'EVAQ_CORRUPTION',
+    survive: layout => layout.records,
+  },
+  {
+    title: 'table: CURRENT names a MANIFEST that does not exist',
+    layout: 'table',
+    async damage (dir) {
+      const current = (await readFile(join(dir, 'CURRENT'), 'utf8')).trim()
+      await writeFile(join(dir, 'CURRENT'), `${current.replace(/\d$/, d => String((Number(d) + 5) % 10))}\n`)
+    },
+    code: 'EVAQ_IO',
+    survive: layout => layout.records,
+  },
+  {
+    title: 'table: CURRENT is missing',
+    layout: 'table',
+    async damage (dir) { await rm(join(dir, 'CURRENT')) },
+    code: 'EVAQ_CORRUPTION',
+    survive: layout => layout.records,
+  },
+]
+
+for (const s of UNOPENABLE) {
+  test(`${s.title}: Evaq.open rejects with ${s.code}`, async t => {
+    const { layout, dirs } = await prepare(t, s.layout, s.damage)
+    damagedDirs++
+    checkedRecords += layout.records
+    let opened: Evaq | undefined
+    let openError: unknown
+    try {
+      opened = await Evaq.open(dirs.subscriber, OPTIONS)
+    } catch (err) {
+      openError = err
+    }
+    if (opened !== undefined) {
+      const q = opened
+      t.teardown(() => q.close().catch(() => {}))
+      const stats = await q.wal.stats()
+      await closeWithin(q)
+      lostRecords += layout.records - stats.count
+      // What did that open leave for a repair to find?
+      const after = await runCli(['repair', '--data', dirs.subscriber, '--backup', `${dirs.subscriber}.bak`, '--json'])
+      let recovered = '?'
+      try { recovered = String((JSON.parse(after.stdout) as RepairJson).after.logs.wal?.records) } catch {}
+      t.fail(`Evaq.open resolved on a directory LevelDB cannot open as it is: ${stats.count} of ${layout.records} records, next ID ${stats.nextId}, openReport ${JSON.stringify(q.openReport)}; evaq repair afterwards recovers ${recovered} record(s)`)
+    }
+    t.true(openError instanceof EvaqError, `Evaq.open rejected with ${describeError(openError)}`)
+    t.is((openError as EvaqError).code, s.code)
+  })
+
+  test(`${s.title}: evaq check exits 1, evaq repair makes it openable`, async t => {
+    const { layout, dirs } = await prepare(t, s.layout, s.damage)
+    const [checked, repairedRun] = await Promise.all([
+      runCli(['check', '--data', dirs.check, '--json']),
+      runCli(['repair', '--data', dirs.repair, '--backup', dirs.backup, '--json']),
+    ])
+    const c = parseJson<CheckJson>(t, checked, 'evaq check')
+    t.is(checked.code, 1, 'evaq check exits 1')
+    t.true(c.damaged)
+    t.false(c.opened, 'check reports that LevelDB could not open the directory')
+
+    const { survivors } = await assertRepaired(t, layout, repairedRun, dirs, 'pushed')
+    t.is(survivors.length, s.survive(layout), 'repair brings back what LevelDB still has')
+    t.true(c.error?.code === 'EVAQ_CORRUPTION' || c.error?.code === 'EVAQ_IO', `check names why it cannot open with EVAQ_CORRUPTION or EVAQ_IO, got ${c.error?.code}`)
+  })
+}
+
+// ---- a torn log -----------------------------------------------------------------------------------------
+
+test('log: truncated mid-record: the surviving prefix is intact and consistent', async t => {
+  const { layout, dirs } = await prepare(t, 'log', async (dir, l) => {
+    const file = join(dir, l.log!)
+    const size = (await readFile(file)).byteLength
+    await truncate(file, Math.floor(size * 0.45))
+  })
+  const [sub, checked, repairedRun] = await Promise.all([
+    drain(t, dirs.subscriber, layout, 'subscriber'),
+    runCli(['check', '--data', dirs.check, '--json']),
+    runCli(['repair', '--data', dirs.repair, '--backup', dirs.backup, '--json']),
+  ])
+  const a = account(layout, sub)
+  tally(layout, a, true)
+  t.is(sub.openError, undefined)
+  t.deepEqual(a.wrong, [], 'payloads differ from what was pushed')
+  t.true(sub.finished)
+  t.deepEqual(sub.errors, [])
+  const ids = [...sub.delivered.keys()].sort((x, y) => x - y)
+  const k = ids.length
+  t.true(k > 0 && k < layout.records, `the truncation took records away (${k} left)`)
+  t.deepEqual(ids, span(1, k), 'what is left is a prefix: LevelDB stops at the torn record')
+  t.is(sub.stats!.count, k, 'the counters were written with the records: they agree')
+  t.is(sub.stats!.nextId, k + 1)
+  // LevelDB reads a torn tail as a crash during a write: nothing is reported as corruption.
+  if (sub.openReport!.corruption.length === 0) notes.add(`a truncated log loses acknowledged records without a trace (openReport and check see nothing); their IDs are issued again`)
+
+  const c = parseJson<CheckJson>(t, checked, 'evaq check')
+  t.is(c.logs.wal!.records, k, 'check counts the records left')
+  t.is(c.logs.wal!.inconsistencies, 0, 'and finds them consistent')
+  t.is(c.logs.wal!.counted.records, k)
+  t.is(checked.code, c.damaged ? 1 : 0, 'the exit code follows the verdict')
+  const { survivors } = await assertRepaired(t, layout, repairedRun, dirs, 'surviving')
+  t.deepEqual(survivors, ids)
+})
+
+// ---- clean directories ------------------------------------------------------------------------------
+
+for (const kind of ['log', 'table', 'tables'] as const) {
+  test(`${kind}: a clean directory: check exits 0 with every record counted, repair changes nothing`, async t => {
+    const { layout, dirs } = await prepare(t, kind, async () => {})
+    const [checked, repairedRun] = await Promise.all([
+      runCli(['check', '--data', dirs.check, '--json']),
+      runCli(['repair', '--data', dirs.repair, '--backup', dirs.backup, '--json']),
+    ])
+    const c = parseJson<CheckJson>(t, checked, 'evaq check')
+    t.is(checked.code, 0, `check exits 0: ${checked.stdout.slice(0, 800)}`)
+    t.false(c.damaged)
+    t.true(c.opened)
+    t.deepEqual(c.engine, [])
+    t.like(c.logs.wal, { records: layout.records, segments: layout.records / layout.perSegment, badSegments: 0, badRecords: 0, inconsistencies: 0, unreadable: false, quarantined: 0 })
+    t.like(c.logs.wal!.counted, { records: layout.records, bytes: layout.records * layout.payloadBytes })
+    const { repaired, survivors } = await assertRepaired(t, layout, repairedRun, dirs, 'pushed')
+    t.is(repaired.before.logs.wal!.records, layout.records)
+    t.is(repaired.after.logs.wal!.records, layout.records)
+    t.deepEqual(repaired.fixed.wal, { quarantinedSegments: 0, quarantinedRecords: 0, summariesRewritten: 0, orphansRemoved: 0 })
+    t.is(survivors.length, layout.records)
+  })
+}
+
+// ---- random flips ------------------------------------------------------------------------------------------
+
+/** mulberry32: a small seeded generator, so that a failing cycle can be replayed. */
+function random (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = Math.imul(a ^ (a >>> 15), 1 | a)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const SEED = Number(process.env.EVAQ_CORRUPTION_SEED ?? 0x5eed)
+const FLIPS = cycles('EVAQ_CORRUPTION_CYCLES', 8)
+
+test(`random byte flips in segments stored in a table (${FLIPS} cycles, seed ${SEED}): detected, quarantined, never returned`, async t => {
+  const rand = random(SEED)
+  for (let cycle = 0; cycle < FLIPS; cycle++) {
+    const layout = pristine.get('table')!
+    const segments = layout.records / layout.perSegment
+    const first = Math.floor(rand() * segments) * layout.perSegment + 1
+    let where = ''
+    const { dirs } = await prepare(t, 'table', async dir => {
+      const file = join(dir, tableOf(layout, first))
+      const { start, end } = segmentSpan(await readFile(file), layout, first, layout.perSegment)
+      const offset = start + Math.floor(rand() * (end - start))
+      const mask = 1 + Math.floor(rand() * 255)
+      where = `cycle ${cycle}: segment ${first}, byte ${offset - start} of ${end - start}, mask ${mask}`
+      await flipByte(file, offset, mask)
+    })
+    const d = await drain(t, dirs.subscriber, layout, 'subscriber')
+    const a = assertDetected(t, layout, d, `subscriber (${where})`)
+    t.true([...a.quarantined].every(id => id >= first && id < first + layout.perSegment), `${where}: only the damaged segment is touched`)
+    await rm(dirs.damaged, { recursive: true })
+  }
+})
+
+test(`random byte flips anywhere in LevelDB's log (${FLIPS} cycles, seed ${SEED}): what is returned is intact, what is lost is reported`, async t => {
+  const rand = random(SEED + 1)
+  for (let cycle = 0; cycle < FLIPS; cycle++) {
+    const layout = pristine.get('log')!
+    let where = ''
+    const { dirs } = await prepare(t, 'log', async dir => {
+      const file = join(dir, layout.log!)
+      const size = (await readFile(file)).byteLength
+      const offset = Math.floor(rand() * size)
+      const mask = 1 + Math.floor(rand() * 255)
+      where = `cycle ${cycle}: log byte ${offset} of ${size}, mask ${mask}`
+      await flipByte(file, offset, mask)
+    })
+    const d = await drain(t, dirs.subscriber, layout, 'subscriber')
+    const a = account(layout, d)
+    const explained = (d.openReport?.corruption.length ?? 0) > 0
+    tally(layout, a, explained)
+    t.is(d.openError, undefined, `${where}: Evaq.open rejected: ${describeError(d.openError)}`)
+    t.deepEqual(a.wrong, [], `${where}: payloads differ from what was pushed`)
+    t.true(d.finished, `${where}: the consumer did not finish (errors: ${summarize(d.errors)})`)
+    t.true(a.missing.length === 0 || explained, `${where}: records ${ranges(a.missing)} are gone and openReport.corruption is empty`)
+    for (const err of d.errors) t.true(err instanceof EvaqError, `${where}: rejected with ${describeError(err)}`)
+    await rm(dirs.damaged, { recursive: true })
+  }
+})
