@@ -1,0 +1,332 @@
+/**
+ * What every benchmark module shares: the payload, the run configuration, closed-loop and latency
+ * measurement, statistics, machine facts, formatting and the README block writer.
+ */
+import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+export const PAYLOAD_BYTES = 1024
+export const CALLERS = 256
+
+export interface Config {
+  readonly mode: 'full' | 'quick' | 'custom'
+  /** Length of one measurement, after its warm-up. */
+  readonly durationMs: number
+  /** Same workload on the same database before measuring: JIT, LevelDB's log and memtable. */
+  readonly warmupMs: number
+  /** Every round scenario runs once per round; odd rounds run them in reverse order. */
+  readonly rounds: number
+  readonly only: readonly string[] | undefined
+  /** `evaq-head-read`: records pushed and acknowledged before the head is read. */
+  readonly headRecords: number
+  /** `evaq-head-read`: timed head reads per phase (each read and each next). */
+  readonly headIterations: number
+  /** `evaq-rss-backlog`: the backlog to grow to, in payload bytes. */
+  readonly backlogBytes: number
+}
+
+export const PERF_DIR = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
+export const RESULTS_DIR = path.join(PERF_DIR, 'results')
+export const README = path.join(PERF_DIR, '..', 'README.md')
+
+/**
+ * Distinct payloads of random bytes, handed out in turn by `nextPayload()`. LevelDB compresses
+ * with Snappy, which looks for repeats within 64 KiB: one payload written over and over would
+ * repeat inside every evaq segment (256 copies in one value) and inside every 4 KiB block of
+ * single-record puts, and compress ~10× on disk. 1,024 distinct payloads (1 MiB) repeat only
+ * every 1 MiB, so nothing compresses and the disk sees every byte.
+ */
+export const PAYLOAD_POOL = 1024
+const pool = randomBytes(PAYLOAD_POOL * PAYLOAD_BYTES)
+const payloads = Array.from({ length: PAYLOAD_POOL }, (_, i) => pool.subarray(i * PAYLOAD_BYTES, (i + 1) * PAYLOAD_BYTES))
+let turn = 0
+
+/** The next payload: 1 KiB of random bytes, a different one from the previous 1,023 calls. Shared, never modify. */
+export function nextPayload (): Buffer {
+  const p = payloads[turn]!
+  turn = turn === PAYLOAD_POOL - 1 ? 0 : turn + 1
+  return p
+}
+
+/** Describes the payloads in the reports. */
+export const PAYLOAD_NOTE = `${PAYLOAD_POOL} distinct ${PAYLOAD_BYTES} B buffers of random bytes, used in turn (incompressible: no repeat within Snappy's 64 KiB)`
+
+// ---------------------------------------------------------------------------------------------
+// Samples and statistics
+
+export interface ThroughputSample {
+  readonly kind: 'throughput'
+  readonly messages: number
+  readonly elapsedMs: number
+  readonly msgsPerSec: number
+}
+
+export interface LatencySample {
+  readonly kind: 'latency'
+  readonly count: number
+  readonly meanUs: number
+  readonly p50Us: number
+  readonly p90Us: number
+  readonly p99Us: number
+  readonly p999Us: number
+  readonly maxUs: number
+}
+
+/**
+ * `callers` loops, each awaiting `op` until the deadline; every completed op counts `perOp`
+ * messages. Ops started before the deadline finish and count; the elapsed time includes them.
+ */
+export async function closedLoop (callers: number, durationMs: number, perOp: number, op: () => Promise<unknown>): Promise<ThroughputSample> {
+  let messages = 0
+  const start = performance.now()
+  const deadline = start + durationMs
+  const caller = async (): Promise<void> => {
+    while (performance.now() < deadline) {
+      await op()
+      messages += perOp
+    }
+  }
+  await Promise.all(Array.from({ length: callers }, caller))
+  const elapsedMs = performance.now() - start
+  return { kind: 'throughput', messages, elapsedMs, msgsPerSec: messages / elapsedMs * 1000 }
+}
+
+export async function measureThroughput (config: Config, callers: number, perOp: number, op: () => Promise<unknown>): Promise<ThroughputSample> {
+  await closedLoop(callers, config.warmupMs, perOp, op)
+  return closedLoop(callers, config.durationMs, perOp, op)
+}
+
+export async function measureLatency (config: Config, op: () => Promise<unknown>): Promise<LatencySample> {
+  const warmupEnd = performance.now() + config.warmupMs
+  while (performance.now() < warmupEnd) await op()
+  const samples: number[] = []
+  const deadline = performance.now() + config.durationMs
+  for (;;) {
+    const t0 = performance.now()
+    if (t0 >= deadline) break
+    await op()
+    samples.push((performance.now() - t0) * 1000)
+  }
+  return summarize(samples)
+}
+
+export function summarize (samplesUs: readonly number[]): LatencySample {
+  const sorted = Float64Array.from(samplesUs).sort()
+  let sum = 0
+  for (const s of sorted) sum += s
+  return {
+    kind: 'latency',
+    count: sorted.length,
+    meanUs: sorted.length === 0 ? NaN : sum / sorted.length,
+    p50Us: percentile(sorted, 50),
+    p90Us: percentile(sorted, 90),
+    p99Us: percentile(sorted, 99),
+    p999Us: percentile(sorted, 99.9),
+    maxUs: sorted.length === 0 ? NaN : sorted[sorted.length - 1]!,
+  }
+}
+
+/** Nearest-rank percentile of an ascending array. */
+export function percentile (sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN
+  const rank = Math.ceil(p / 100 * sorted.length)
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!
+}
+
+export function median (values: readonly number[]): number {
+  if (values.length === 0) return NaN
+  const s = [...values].sort((a, b) => a - b)
+  const mid = s.length >> 1
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+}
+
+/** Bytes of the files under `dir`. */
+export async function dirBytes (dir: string): Promise<number> {
+  let total = 0
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name)
+    if (entry.isDirectory()) total += await dirBytes(p)
+    else if (entry.isFile()) total += (await stat(p)).size
+  }
+  return total
+}
+
+/** Yield to the event loop once (lets queued I/O callbacks and background tasks run). */
+export const tick = (): Promise<void> => new Promise(resolve => setImmediate(resolve))
+
+// ---------------------------------------------------------------------------------------------
+// Machine facts
+
+export interface Machine {
+  readonly cpuModel: string
+  readonly cpuCount: number
+  readonly totalMemoryBytes: number
+  readonly platform: string
+  readonly arch: string
+  readonly kernel: string
+  readonly node: string
+  readonly tmpdir: string
+  readonly tmpdirFilesystem: { readonly type: string, readonly mountedOn: string } | undefined
+  /** classic-level runs every operation on libuv's pool; its size caps concurrent raw puts. */
+  readonly uvThreadpoolSize: number
+}
+
+export function machine (): Machine {
+  const cpus = os.cpus()
+  return {
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    cpuCount: cpus.length,
+    totalMemoryBytes: os.totalmem(),
+    platform: os.platform(),
+    arch: os.arch(),
+    kernel: os.release(),
+    node: process.version,
+    tmpdir: os.tmpdir(),
+    tmpdirFilesystem: filesystemOf(os.tmpdir()),
+    uvThreadpoolSize: Number(process.env.UV_THREADPOOL_SIZE ?? 4),
+  }
+}
+
+/** The filesystem type of `dir` from `df -PT` (POSIX output: one line per filesystem). */
+function filesystemOf (dir: string): Machine['tmpdirFilesystem'] {
+  try {
+    const lines = execFileSync('df', ['-PT', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')
+    const fields = lines[lines.length - 1]?.split(/\s+/) ?? []
+    if (fields.length < 7) return undefined
+    return { type: fields[1]!, mountedOn: fields.slice(6).join(' ') }
+  } catch {
+    return undefined
+  }
+}
+
+export function gitRevision (): { commit: string, dirty: boolean } | undefined {
+  try {
+    const run = (...args: string[]): string =>
+      execFileSync('git', args, { cwd: PERF_DIR, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    return { commit: run('rev-parse', 'HEAD'), dirty: run('status', '--porcelain', '--', '../src').length > 0 }
+  } catch {
+    return undefined
+  }
+}
+
+export function machineLine (m: Machine): string {
+  const fs = m.tmpdirFilesystem === undefined ? 'unknown fs' : `${m.tmpdirFilesystem.type} (${m.tmpdirFilesystem.mountedOn})`
+  return `${m.cpuCount} × ${m.cpuModel}, ${(m.totalMemoryBytes / 2 ** 30).toFixed(1)} GiB RAM, ` +
+    `${m.platform} ${m.kernel} ${m.arch}, Node ${m.node}, tmpdir on ${fs}` +
+    (m.uvThreadpoolSize === 4 ? '' : `, UV_THREADPOOL_SIZE=${m.uvThreadpoolSize}`)
+}
+
+/**
+ * CPU use while something ran, in CPUs (1.0 = one CPU busy the whole time): this process (all its
+ * threads: JS, libuv's pool, LevelDB's compaction) and everything else on the machine, from
+ * /proc/stat (Linux; undefined elsewhere). `otherCpus` well above 0 means other processes competed
+ * for the CPU during the measurement; `stealCpus`, that the hypervisor did.
+ */
+export interface CpuShare {
+  readonly wallMs: number
+  readonly ownCpus: number
+  readonly otherCpus: number | undefined
+  readonly stealCpus: number | undefined
+  /** 1-minute load average at the end (it includes this process). */
+  readonly load1: number
+}
+
+/** Start measuring; call the result to stop. Not for code that runs child processes. */
+export function cpuMeter (): () => CpuShare {
+  const t0 = performance.now()
+  const u0 = process.cpuUsage()
+  const s0 = systemTicks()
+  return () => {
+    const wallMs = performance.now() - t0
+    const u = process.cpuUsage(u0)
+    const ownCpus = (u.user + u.system) / 1000 / wallMs
+    const s1 = systemTicks()
+    const round = (n: number): number => Math.round(n * 100) / 100
+    if (s0 === undefined || s1 === undefined) return { wallMs, ownCpus: round(ownCpus), otherCpus: undefined, stealCpus: undefined, load1: loadAverage()[0]! }
+    // /proc/stat counts in USER_HZ ticks, 100 per second on Linux.
+    const busy = (s1.busy - s0.busy) * 10 / wallMs
+    return { wallMs, ownCpus: round(ownCpus), otherCpus: round(Math.max(0, busy - ownCpus)), stealCpus: round((s1.steal - s0.steal) * 10 / wallMs), load1: loadAverage()[0]! }
+  }
+}
+
+function systemTicks (): { busy: number, steal: number } | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!
+    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number)
+    if (user === undefined || steal === undefined) return undefined
+    return { busy: user + nice! + system! + irq! + softirq!, steal }
+  } catch {
+    return undefined
+  }
+}
+
+export function formatCpu (c: CpuShare): string {
+  return c.otherCpus === undefined
+    ? `[load ${c.load1}]`
+    : `[CPUs: own ${c.ownCpus.toFixed(2)}, others ${c.otherCpus.toFixed(2)}${c.stealCpus! >= 0.05 ? `, steal ${c.stealCpus!.toFixed(2)}` : ''}; load ${c.load1}]`
+}
+
+/** The 1, 5 and 15 minute load averages, rounded for the record. */
+export function loadAverage (): number[] {
+  return os.loadavg().map(l => Math.round(l * 100) / 100)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting
+
+export const int = (n: number): string => Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a'
+
+export function formatRatio (r: number): string {
+  return Number.isFinite(r) ? `${r.toFixed(r >= 10 ? 1 : 2)}×` : 'n/a'
+}
+
+export function formatMet (met: boolean | undefined): string {
+  return met === undefined ? '—' : met ? 'yes' : 'NO'
+}
+
+export function formatMiB (bytes: number): string {
+  return Number.isFinite(bytes) ? `${(bytes / 2 ** 20).toFixed(bytes >= 100 * 2 ** 20 ? 0 : 1)} MiB` : 'n/a'
+}
+
+export function textTable (header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map(r => r[i]!.length)))
+  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()
+  return [line(header), widths.map(w => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+/** A markdown table; `align` is one of `---`, `---:`, `:---:` per column. */
+export function markdownTable (header: readonly string[], align: readonly string[], rows: readonly (readonly string[])[]): string {
+  const esc = (s: string): string => s.replace(/\|/g, '\\|')
+  return [
+    `| ${header.join(' | ')} |`,
+    `| ${align.join(' | ')} |`,
+    ...rows.map(r => `| ${r.map(esc).join(' | ')} |`),
+  ].join('\n')
+}
+
+export function localDate (d: Date): string {
+  const pad = (n: number): string => String(n).padStart(2, '0')
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`
+}
+
+/** Replace the text between `startMarker` and `endMarker` in the top-level README, if it has them. */
+export async function updateReadme (startMarker: string, endMarker: string, content: string): Promise<boolean> {
+  if (!existsSync(README)) return false
+  const text = await readFile(README, 'utf8')
+  const start = text.indexOf(startMarker)
+  const end = text.indexOf(endMarker, start + startMarker.length)
+  if (start < 0 || end < 0) return false
+  const next = `${text.slice(0, start + startMarker.length)}\n${content}\n${text.slice(end)}`
+  if (next === text) return false
+  await writeFile(README, next)
+  return true
+}

@@ -1,0 +1,544 @@
+/**
+ * Part 1 of the reliability battery: process crashes, at random moments and at the named crash
+ * points inside evaq (src/crash-points.ts).
+ *
+ * One directory lives through every cycle. Each cycle starts one child process on it, either
+ * test/fixtures/crash-writer.ts (64 callers pushing with durability 'sync', 'none' or
+ * { intervalMs }, and removing some of their own records) or test/fixtures/consumer.ts (pushers,
+ * and subscribers `a`/`b` consuming, acking and nacking with ackDurability 'sync' or
+ * { intervalMs }), and SIGKILLs it: either from here at a random moment (sometimes while it is
+ * still opening), or the child kills itself at the Nth pass through a named crash point
+ * (EVAQ_CRASH_POINT=name:N). Both fixtures print a line for each operation once it resolved, so
+ * what this process has read when the child dies is exactly what was acknowledged.
+ *
+ * After each kill this process reopens the directory and checks it against a model:
+ * - the database opens, cleanly (no corruption reported by LevelDB's recovery);
+ * - no acknowledged push is lost or changed (every durability mode: this is a process crash,
+ *   not an OS crash), unless an acknowledged removal took it or every subscriber acknowledged it;
+ *   a record present but never acknowledged must be a whole payload of the killed run;
+ * - IDs are never reused: every ID a run issues is above every ID seen before, and so is nextId;
+ * - subscribers are at-least-once: draining each subscriber (without acking) delivers every
+ *   present record it has not acknowledged, and nothing it acknowledged durably (ackDurability
+ *   'sync', or acks by this process) — acks in flight at the kill, and acks under
+ *   { intervalMs }, may go either way, and the drain settles which;
+ * - at the named points, the kill landed where it says: after a segment write, some
+ *   unacknowledged pushes of the run are stored; before a removal's write, none of the removals in
+ *   flight happened; after it, some did; after a progress write (ackDurability 'sync'), some acks
+ *   in flight at the kill were persisted.
+ * Then this process acknowledges a random share of what it drained (all, some or none, per
+ * subscriber), so the next run starts from a mixed state and cleanup has work to do.
+ *
+ * Short form: 50 cycles (`EVAQ_CRASH_CYCLES`), every other one at a named point, every point
+ * covered. Replay a run with `EVAQ_CRASH_POINTS_SEED`.
+ */
+import test from 'ava'
+import { spawn } from 'node:child_process'
+import { randomInt } from 'node:crypto'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { Evaq, type Log, type QueueRecord } from '../../src/index.js'
+import { SUBSCRIBE_OPTIONS } from '../fixtures/consumer.js'
+import { checkPayload, digest } from '../fixtures/crash-writer.js'
+import { tmpDir } from '../helpers/tmp.js'
+import { cycles, report } from './report.js'
+
+const WRITER = fileURLToPath(new URL('../fixtures/crash-writer.ts', import.meta.url))
+const CONSUMER = fileURLToPath(new URL('../fixtures/consumer.ts', import.meta.url))
+
+const CYCLES = cycles('EVAQ_CRASH_CYCLES', 50)
+const POINTS = [
+  'segment-write:before', 'segment-write:after',
+  'progress-write:before', 'progress-write:after',
+  'cleanup:before', 'cleanup:after',
+  'removal:before', 'removal:after',
+] as const
+type Point = typeof POINTS[number]
+/**
+ * Largest N drawn for `point:N` (N is 1 + floor(u³ · max), mostly small; a third of the segment
+ * and progress writes use N = 1, where the check can be exact): pass counts the fixtures reach
+ * well within FALLBACK_MS and MAX_PUSHES.
+ */
+const MAX_NTH: Record<Point, number> = {
+  'segment-write:before': 400,
+  'segment-write:after': 400,
+  'progress-write:before': 200,
+  'progress-write:after': 200,
+  'cleanup:before': 10,
+  'cleanup:after': 10,
+  // The writer's removals are merged into groups of ~80: N = 12 is ~6,000 pushes in.
+  'removal:before': 12,
+  'removal:after': 12,
+}
+/** A crash-point run that has not killed itself this long after it opened is killed from here. */
+const FALLBACK_MS = 4000
+/** A crash-point run that pushed this many records without reaching its point is killed from here. */
+const MAX_PUSHES = 8000
+/** A run that has not even opened by then is hung. */
+const WATCHDOG_MS = 30_000
+const SUBS = ['a', 'b'] as const
+type SubName = typeof SUBS[number]
+/** How this process opens the directory to check it. */
+const CHECK_OPTIONS = { minFreeDiskBytes: 0, durability: 'sync', ackDurability: 'sync' } as const
+
+/** mulberry32, so that a failing run can be replayed from its seed. */
+function prng (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+async function readAll (log: Log): Promise<QueueRecord[]> {
+  const out: QueueRecord[] = []
+  for (let from = 0; ;) {
+    const page = await log.read({ from, maxBytes: 1024 * 1024, maxCount: 5000 })
+    if (page.length === 0) return out
+    for (const r of page) out.push(r)
+    from = page[page.length - 1]!.id + 1
+  }
+}
+
+interface Plan {
+  fixture: 'writer' | 'consumer'
+  args: string[]
+  /** Push durability ('sync', 'none', 'interval:N'). */
+  durability: string
+  /** Ack durability, for the consumer ('sync', 'interval:N'). */
+  ackDurability: string
+  /** Subscribers the consumer consumes as. */
+  subs: SubName[]
+  point?: Point
+  nth?: number
+  /** Random kill: ms after the spawn (may land while the child still opens)... */
+  killAtMs?: number
+  /** ...or ms after the child reported that it opened. */
+  killAfterOpenMs?: number
+  /** Kill (from here) once the child acknowledged this many pushes: bounds the data per cycle. */
+  maxPushes: number
+}
+
+type Line =
+  | { kind: 'O', next: number }
+  | { kind: 'S', sub: string, floor: number }
+  | { kind: 'A', id: number, sha: string }
+  | { kind: 'r', id: number }
+  | { kind: 'R', id: number }
+  | { kind: 'D', sub: string, id: number, count: number }
+  | { kind: 'k' | 'K' | 'N', sub: string, id: number }
+
+interface Run {
+  lines: Line[]
+  /** Killed from here (a random kill, or the fallback of a crash point that was not reached). */
+  killedByParent: boolean
+  code: number | null
+  signal: NodeJS.Signals | null
+  stderr: string
+  hung: boolean
+}
+
+function parseLine (line: string): Line {
+  const f = line.split('\t')
+  switch (f[0]) {
+    case 'O': return { kind: 'O', next: Number(f[1]) }
+    case 'S': return { kind: 'S', sub: f[1]!, floor: Number(f[2]) }
+    case 'A': return { kind: 'A', id: Number(f[1]), sha: f[2]! }
+    case 'r': return { kind: 'r', id: Number(f[1]) }
+    case 'R': return { kind: 'R', id: Number(f[1]) }
+    case 'D': return { kind: 'D', sub: f[1]!, id: Number(f[2]), count: Number(f[3]) }
+    case 'k': case 'K': case 'N': return { kind: f[0], sub: f[1]!, id: Number(f[2]) }
+    default: throw new Error(`Unexpected line from the child: ${JSON.stringify(line)}`)
+  }
+}
+
+async function runChild (dir: string, plan: Plan): Promise<Run> {
+  const env = { ...process.env }
+  delete env.EVAQ_CRASH_POINT
+  if (plan.point !== undefined) env.EVAQ_CRASH_POINT = `${plan.point}:${plan.nth}`
+  const fixture = plan.fixture === 'writer' ? WRITER : CONSUMER
+  const child = spawn(process.execPath, ['--import', 'tsx', fixture, dir, ...plan.args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+  const run: Run = { lines: [], killedByParent: false, code: null, signal: null, stderr: '', hung: false }
+  const timers: NodeJS.Timeout[] = []
+  const kill = (): void => {
+    if (run.killedByParent || run.signal !== null || run.code !== null) return
+    run.killedByParent = true
+    child.kill('SIGKILL')
+  }
+  timers.push(setTimeout(() => { run.hung = true; kill() }, WATCHDOG_MS))
+  if (plan.killAtMs !== undefined) timers.push(setTimeout(kill, plan.killAtMs))
+  let rest = ''
+  let opened = false
+  let pushes = 0
+  child.stderr.setEncoding('utf8')
+  child.stderr.on('data', (s: string) => { run.stderr += s })
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (chunk: string) => {
+    const lines = (rest + chunk).split('\n')
+    // A line is only complete with its newline; a killed child may leave half of one.
+    rest = lines.pop()!
+    for (const text of lines) {
+      const line = parseLine(text)
+      run.lines.push(line)
+      if (line.kind === 'A' && ++pushes >= plan.maxPushes) kill()
+      if (line.kind === 'O' && !opened) {
+        opened = true
+        if (plan.killAfterOpenMs !== undefined) timers.push(setTimeout(kill, plan.killAfterOpenMs))
+        if (plan.point !== undefined) timers.push(setTimeout(kill, FALLBACK_MS))
+      }
+    }
+  })
+  const [code, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
+  for (const timer of timers) clearTimeout(timer)
+  run.code = code
+  run.signal = signal
+  return run
+}
+
+const DURABILITIES = ['sync', 'sync', 'none', 'interval:1', 'interval:20', 'interval:200'] as const
+const ACK_DURABILITIES = ['sync', 'sync', 'interval:5', 'interval:100'] as const
+const OPTION_SETS: object[] = [{}, { flushWorkers: 1 }, { flushWorkers: 4 }, { maxBatchCount: 7, flushWorkers: 3 }, { maxBatchBytes: 4096 }]
+
+/** The plan of cycle `cycle`: odd cycles kill at a named point (round robin, so the short run covers each at least 3 times). */
+function planCycle (cycle: number, random: () => number): Plan {
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!
+  const tag = `c${cycle}`
+  const options = JSON.stringify({ minFreeDiskBytes: 0, ...pick(OPTION_SETS) })
+  const childSeed = String(Math.floor(random() * 2 ** 31))
+  let point: Point | undefined
+  let fixture: 'writer' | 'consumer'
+  if (cycle % 2 === 1) {
+    point = POINTS[((cycle - 1) / 2) % POINTS.length]!
+    // Removals only happen in the writer; progress writes and cleanup only with subscribers.
+    fixture = point.startsWith('removal') ? 'writer' : point.startsWith('segment') ? pick(['writer', 'consumer'] as const) : 'consumer'
+  } else {
+    fixture = random() < 0.5 ? 'writer' : 'consumer'
+  }
+  const durability = fixture === 'writer' ? pick(DURABILITIES) : 'sync'
+  const ackDurability = fixture === 'consumer' ? pick(ACK_DURABILITIES) : 'sync'
+  const r = random()
+  // Cleanup needs both subscribers to move their floors.
+  const subs: SubName[] = point?.startsWith('cleanup') === true || r < 0.6 ? ['a', 'b'] : r < 0.8 ? ['a'] : ['b']
+  const args = fixture === 'writer'
+    ? [durability, tag, options]
+    : [tag, subs.join(','), ackDurability, childSeed, options]
+  const plan: Plan = { fixture, args, durability, ackDurability, subs, maxPushes: MAX_PUSHES }
+  if (point !== undefined) {
+    plan.point = point
+    const u = random()
+    // Under interval ack durability progress is written once per interval: fewer passes.
+    const max = point.startsWith('progress') && ackDurability !== 'sync' ? 10 : MAX_NTH[point]
+    plan.nth = (point.startsWith('segment') || point.startsWith('progress')) && random() < 1 / 3 ? 1 : 1 + Math.floor(u * u * u * max)
+    return plan
+  }
+  // A random kill: at a random moment, or once a random number of pushes was acknowledged.
+  plan.maxPushes = 1 + Math.floor(random() * random() * 4000)
+  if (random() < 0.15) {
+    // Anywhere from start-up to the first moments after open: kills during Evaq.open too.
+    plan.killAtMs = Math.floor(random() * 900)
+  } else {
+    plan.killAfterOpenMs = Math.floor(random() * random() * 800)
+  }
+  return plan
+}
+
+test('SIGKILL at random moments and at every named crash point: nothing acknowledged lost, IDs never reused, subscribers at-least-once, the database always opens', async t => {
+  t.timeout(Math.max(120_000, CYCLES * 10_000))
+  const seed = process.env.EVAQ_CRASH_POINTS_SEED === undefined ? randomInt(2 ** 31) : Number(process.env.EVAQ_CRASH_POINTS_SEED)
+  t.log(`seed ${seed} (replay with EVAQ_CRASH_POINTS_SEED=${seed}), ${CYCLES} cycles`)
+  const plans = prng(seed)
+  const random = prng(seed ^ 0x5bd1e995)
+  const dir = await tmpDir(t, 'evaq-crash-points-')
+
+  /** Exactly the records present after the last check, with their payload digests. */
+  let live = new Map<number, string>()
+  /** Per subscriber: the live records it acknowledged durably (they must never be delivered again). */
+  const acked: Record<SubName, Set<number>> = { a: new Set(), b: new Set() }
+  let maxId = 0
+
+  // Both subscribers exist before the first push, so each must see every record.
+  {
+    const q = await Evaq.open(dir, CHECK_OPTIONS)
+    for (const s of SUBS) await q.wal.subscribe(s, SUBSCRIBE_OPTIONS)
+    await q.close()
+  }
+
+  const problems: string[] = []
+  let where = ''
+  const problem = (text: string): void => { if (problems.length < 30) problems.push(`${where}: ${text}`) }
+  let lost = 0
+  const totals = { acknowledgedPushes: 0, checkedPresent: 0, removals: 0, subscriberAcks: 0, deliveries: 0, randomKills: 0, earlyKills: 0 }
+  const pointKills: Record<Point, number> = Object.fromEntries(POINTS.map(p => [p, 0])) as Record<Point, number>
+  const pointFallbacks: Record<Point, number> = Object.fromEntries(POINTS.map(p => [p, 0])) as Record<Point, number>
+
+  const finish = async (): Promise<void> => {
+    const note = `kills at named points: ${POINTS.map(p => `${p} ${pointKills[p]}`).join(', ')}; ${totals.randomKills} random kills (${totals.earlyKills} before the child had opened); ` +
+      `${totals.removals} acknowledged removals, ${totals.subscriberAcks} acknowledged subscriber acks, ${totals.deliveries} deliveries checked` +
+      (problems.length > 0 ? `; FAILED: ${problems[0]}` : '')
+    t.log(note)
+    await report({
+      part: 'crash-loop',
+      failure: 'Process crash (SIGKILL) at random moments and at named points inside evaq',
+      guarantee: "No acknowledged push lost (every durability mode), IDs never reused, subscribers at-least-once (nothing acked with ackDurability 'sync' redelivered, nothing unacked missing), the database always opens",
+      test: 'test/reliability/crash-points.test.ts',
+      cycles: CYCLES,
+      acknowledged: totals.acknowledgedPushes,
+      lost,
+      note,
+    })
+  }
+  const stop = async (): Promise<boolean> => {
+    if (problems.length === 0) return false
+    await finish()
+    t.fail(`${problems.length} problem(s):\n${problems.join('\n')}`)
+    return true
+  }
+
+  for (let cycle = 0; cycle < CYCLES; cycle++) {
+    const plan = planCycle(cycle, plans)
+    const tag = `c${cycle}`
+    const ackSync = plan.fixture === 'consumer' && plan.ackDurability === 'sync'
+    where = `cycle ${cycle} (seed ${seed}, ${plan.fixture} ${plan.args.slice(0, -1).join(' ')}` +
+      (plan.point !== undefined ? `, EVAQ_CRASH_POINT=${plan.point}:${plan.nth}` : plan.killAtMs !== undefined ? `, kill ${plan.killAtMs} ms after spawn` : `, kill ${plan.killAfterOpenMs} ms after open`) + ')'
+
+    const run = await runChild(dir, plan)
+    if (run.hung) { problem(`the child did not open within ${WATCHDOG_MS} ms; stderr: ${run.stderr}`); await stop(); return }
+    if (run.signal !== 'SIGKILL') { problem(`the child exited by itself (code ${run.code}, signal ${run.signal}): ${run.stderr}`); await stop(); return }
+    const atPoint = plan.point !== undefined && !run.killedByParent ? plan.point : undefined
+    if (atPoint !== undefined) pointKills[atPoint]++
+    else {
+      totals.randomKills++
+      if (plan.point !== undefined) {
+        pointFallbacks[plan.point]++
+        t.log(`${where}: the point was not reached (${run.lines.filter(l => l.kind === 'A').length} pushes acknowledged); killed from here`)
+      }
+      if (!run.lines.some(l => l.kind === 'O')) totals.earlyKills++
+    }
+
+    // ---- fold the run's report into the model, checking it on the way ------------------------
+    const maxBefore = maxId
+    /** Acknowledged pushes of this run. */
+    const pushed = new Map<number, string>()
+    const removing = new Set<number>()
+    const removed = new Set<number>()
+    /** Per subscriber: acks started in the run (`k`), and those that resolved (`K`). */
+    const ackStarted: Record<SubName, Set<number>> = { a: new Set(), b: new Set() }
+    const ackDone: Record<SubName, Set<number>> = { a: new Set(), b: new Set() }
+    /** IDs delivered in the run: a delivery proves a commit, even without an `A` line. */
+    const delivered = new Set<number>()
+    for (const line of run.lines) {
+      if (line.kind === 'O') {
+        if (line.next <= maxId) problem(`the child opened with next ID ${line.next}, not above ${maxId}`)
+      } else if (line.kind === 'A') {
+        if (line.id <= maxBefore || pushed.has(line.id)) { problem(`ID ${line.id} was issued again`); continue }
+        pushed.set(line.id, line.sha)
+        if (line.id > maxId) maxId = line.id
+      } else if (line.kind === 'r') {
+        if (!pushed.has(line.id)) problem(`the writer removed ID ${line.id}, which it did not push`)
+        removing.add(line.id)
+      } else if (line.kind === 'R') {
+        if (!removing.delete(line.id)) problem(`the writer reported the removal of ID ${line.id}, which it did not start`)
+        removed.add(line.id)
+      } else {
+        const sub = line.sub as SubName
+        if (!plan.subs.includes(sub) || plan.fixture !== 'consumer') { problem(`a line for subscriber ${line.sub}, which this run does not consume: ${JSON.stringify(line)}`); continue }
+        if (line.kind === 'S') {
+          // Every ID below the resumed floor must have been acknowledged by this subscriber.
+          for (const id of live.keys()) {
+            if (id < line.floor && !acked[sub].has(id)) { problem(`${sub} resumed at floor ${line.floor}, above ID ${id} it never acknowledged`); break }
+          }
+        } else if (line.kind === 'D') {
+          totals.deliveries++
+          if (acked[sub].has(line.id)) problem(`${sub} was delivered ID ${line.id} (deliveryCount ${line.count}), which it had acknowledged durably`)
+          if (line.id <= maxBefore && !live.has(line.id)) problem(`${sub} was delivered ID ${line.id}, which was gone before the run`)
+          delivered.add(line.id)
+        } else if (line.kind === 'k') {
+          ackStarted[sub].add(line.id)
+        } else if (line.kind === 'K') {
+          ackDone[sub].add(line.id)
+        }
+      }
+    }
+    totals.acknowledgedPushes += pushed.size
+    totals.removals += removed.size
+    if (ackSync) totals.subscriberAcks += ackDone.a.size + ackDone.b.size
+    if (await stop()) return
+
+    // ---- reopen: what is stored ----------------------------------------------------------------
+    let q: Evaq
+    try {
+      q = await Evaq.open(dir, CHECK_OPTIONS)
+    } catch (err) {
+      problem(`the database does not open: ${String((err as { code?: unknown }).code)} ${String((err as Error).stack ?? err)}`)
+      await stop()
+      return
+    }
+    try {
+      if (q.status !== 'open') problem(`status ${q.status} after open`)
+      if (q.openReport.corruption.length > 0) problem(`LevelDB reported corruption while recovering: ${q.openReport.corruption.join(' | ')}`)
+      const records = await readAll(q.wal)
+      const present = new Map<number, string>()
+      /** Present records of this run that were never acknowledged (committed before the kill). */
+      const unacknowledged: number[] = []
+      let previous = 0
+      for (const rec of records) {
+        if (rec.id <= previous) problem(`read ID ${rec.id} after ${previous}`)
+        previous = rec.id
+        const sha = digest(rec.payload)
+        present.set(rec.id, sha)
+        const expected = live.get(rec.id) ?? pushed.get(rec.id)
+        if (expected !== undefined) {
+          if (sha !== expected) problem(`ID ${rec.id} has a different payload: ${JSON.stringify(rec.payload.subarray(0, 40).toString('latin1'))}`)
+          if (removed.has(rec.id)) problem(`ID ${rec.id} is present, but its removal was acknowledged`)
+          continue
+        }
+        if (rec.id <= maxBefore) { problem(`ID ${rec.id} is present but was gone before the run (or never issued)`); continue }
+        if (checkPayload(rec.payload) !== tag) { problem(`ID ${rec.id} was never acknowledged and is not a whole payload of this run`); continue }
+        unacknowledged.push(rec.id)
+        if (rec.id > maxId) maxId = rec.id
+      }
+      // Acknowledged pushes (earlier ones still live, and this run's) are present unless an
+      // acknowledged (or in-flight) removal took them or every subscriber acknowledged them.
+      const mayBeGone = (id: number): boolean =>
+        removed.has(id) || removing.has(id) || SUBS.every(s => acked[s].has(id) || ackStarted[s].has(id))
+      let checked = 0
+      for (const id of new Set([...live.keys(), ...pushed.keys(), ...delivered])) {
+        if (present.has(id)) { checked++; continue }
+        if (mayBeGone(id)) continue
+        const holder = SUBS.find(s => !acked[s].has(id) && !ackStarted[s].has(id))
+        if (live.has(id) || pushed.has(id)) lost++
+        problem(`acknowledged ID ${id} is missing (subscriber ${String(holder)} never acknowledged it)`)
+      }
+      totals.checkedPresent += checked
+      const stats = await q.wal.stats()
+      if (stats.count !== records.length) problem(`stats().count ${stats.count}, but ${records.length} records were read`)
+      if (stats.nextId <= maxId) problem(`stats().nextId ${stats.nextId} is not above ${maxId}: IDs would be reused`)
+      const dlq = await q.dlq.stats()
+      if (dlq.count !== 0) problem(`${dlq.count} record(s) in the DLQ; nothing may be dead-lettered`)
+
+      // ---- the named points: the kill landed where it says ------------------------------------
+      if (atPoint === 'segment-write:after' && unacknowledged.length === 0) {
+        problem('killed right after a segment write, yet no unacknowledged push of the run is stored')
+      }
+      // At the first pass, exactly: the first segment write of the run never happened, or
+      // happened and acknowledged nothing.
+      if (atPoint === 'segment-write:before' && plan.nth === 1 && (pushed.size > 0 || unacknowledged.length > 0)) {
+        problem(`killed before the run's first segment write, yet ${pushed.size} push(es) were acknowledged and ${unacknowledged.length} unacknowledged one(s) are stored`)
+      }
+      if (atPoint === 'segment-write:after' && plan.nth === 1 && pushed.size > 0) {
+        problem(`killed right after the run's first segment write, yet ${pushed.size} push(es) were acknowledged`)
+      }
+      if (atPoint === 'removal:before') {
+        const done = [...removing].filter(id => !present.has(id))
+        if (done.length > 0) problem(`killed before a removal's write, yet removals in flight took effect: ${done.slice(0, 10).join(', ')}`)
+      }
+      if (atPoint === 'removal:after') {
+        if (removing.size === 0) problem('killed after a removal\'s write, but no removal was in flight')
+        else if ([...removing].every(id => present.has(id))) problem(`killed after a removal's write, yet none of the ${removing.size} removals in flight took effect`)
+      }
+      if (await stop()) return
+
+      // ---- drain every subscriber, without acknowledging ----------------------------------------
+      const drained: Record<SubName, number[]> = { a: [], b: [] }
+      const batches: Record<SubName, Array<{ ack: () => Promise<void>, ids: number[] }>> = { a: [], b: [] }
+      const subscribers = { a: await q.wal.subscribe('a', SUBSCRIBE_OPTIONS), b: await q.wal.subscribe('b', SUBSCRIBE_OPTIONS) }
+      for (const s of SUBS) {
+        const sub = subscribers[s]
+        let last = 0
+        for (;;) {
+          const batch = await sub.next({ maxCount: 2000, maxBytes: 4 * 1024 * 1024 })
+          if (batch === undefined) break
+          for (const r of batch.records) {
+            if (r.id <= last) problem(`drain of ${s}: ID ${r.id} delivered after ${last}`)
+            last = r.id
+            const sha = present.get(r.id)
+            if (sha === undefined) problem(`drain of ${s}: ID ${r.id} delivered, but read() does not return it`)
+            else if (digest(r.payload) !== sha) problem(`drain of ${s}: ID ${r.id} delivered with a payload other than read()'s`)
+            if (acked[s].has(r.id)) problem(`drain of ${s}: ID ${r.id} delivered again, but it was acknowledged durably before the run`)
+            if (ackSync && ackDone[s].has(r.id)) problem(`drain of ${s}: ID ${r.id} delivered again, but its ack (ackDurability 'sync') resolved before the kill`)
+            drained[s].push(r.id)
+          }
+          batches[s].push({ ack: () => batch.ack(), ids: batch.records.map(r => r.id) })
+        }
+        const got = new Set(drained[s])
+        let missing = 0
+        for (const id of present.keys()) {
+          if (got.has(id) || acked[s].has(id) || ackStarted[s].has(id)) continue
+          if (missing++ < 5) problem(`drain of ${s}: ID ${id} is stored and ${s} never acknowledged it, but it was not delivered`)
+        }
+      }
+      // Before the run's first progress write, no ack of the run can have been persisted: every
+      // ack the run started is delivered again, unless its record is gone (cleanup may delete
+      // what every subscriber acknowledged before the progress is written; the check above
+      // made sure that every subscriber did).
+      if (atPoint === 'progress-write:before' && plan.nth === 1) {
+        for (const s of SUBS) {
+          const got = new Set(drained[s])
+          const kept = [...ackStarted[s]].filter(id => present.has(id) && !got.has(id))
+          if (kept.length > 0) problem(`killed before the run's first progress write, yet ${s}'s acks of ${kept.slice(0, 10).join(', ')} were persisted`)
+        }
+      }
+      if (atPoint === 'progress-write:after' && ackSync) {
+        const inFlight = SUBS.flatMap(s => [...ackStarted[s]].filter(id => !ackDone[s].has(id)).map(id => [s, id] as const))
+        if (inFlight.length === 0) problem('killed right after a progress write, but no ack was in flight')
+        else if (inFlight.every(([s, id]) => drained[s].includes(id))) problem(`killed right after a progress write, yet none of the ${inFlight.length} acks in flight was persisted`)
+      }
+      if (await stop()) return
+
+      // ---- settle the model: it is exact again ----------------------------------------------
+      live = present
+      for (const s of SUBS) {
+        const got = new Set(drained[s])
+        acked[s] = new Set([...present.keys()].filter(id => !got.has(id)))
+      }
+
+      // Acknowledge a random share per subscriber: everything, some batches and IDs, or nothing.
+      const last = cycle === CYCLES - 1
+      for (const s of SUBS) {
+        const sub = subscribers[s]
+        const r = random()
+        if (last || r < 0.45) {
+          for (const b of batches[s]) await b.ack()
+          for (const id of drained[s]) acked[s].add(id)
+        } else if (r < 0.8) {
+          const share = random()
+          const pick = drained[s].filter(() => random() < share)
+          for (let i = 0; i < pick.length;) {
+            const part = pick.slice(i, i + 1 + Math.floor(random() * 50))
+            i += part.length
+            await sub.ack(part.length === 1 ? part[0]! : part)
+            for (const id of part) acked[s].add(id)
+          }
+        }
+      }
+    } finally {
+      await q.close()
+    }
+  }
+
+  // Every named point was reached (at least once) in this run (when the run is long enough to
+  // target each: every other cycle targets the next point).
+  const missed = POINTS.filter(p => pointKills[p] === 0)
+  if (missed.length > 0 && CYCLES >= 2 * POINTS.length) {
+    where = 'coverage'
+    problem(`no run died at ${missed.join(', ')} (fallback kills: ${missed.map(p => pointFallbacks[p]).join(', ')})`)
+  }
+  // A last look: the final cycle acknowledged everything, and nothing acked comes back.
+  {
+    const q = await Evaq.open(dir, CHECK_OPTIONS)
+    try {
+      for (const s of SUBS) {
+        const sub = await q.wal.subscribe(s, SUBSCRIBE_OPTIONS)
+        const batch = await sub.next({ maxCount: 10 })
+        if (batch !== undefined) { where = 'final'; problem(`${s} was delivered ${batch.records.map(r => r.id).join(', ')} after acknowledging everything`) }
+      }
+    } finally {
+      await q.close()
+    }
+  }
+  if (await stop()) return
+  await finish()
+  t.pass()
+})
