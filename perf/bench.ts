@@ -18,9 +18,9 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { type Config, cpuMeter, type CpuShare, formatCpu, loadAverage, machine, machineLine, PAYLOAD_BYTES } from './lib/common.js'
+import { type Config, cpuMeter, type CpuShare, formatCpu, loadAverage, machine, machineLine, PAYLOAD_BYTES, type QuietWait, waitForQuiet } from './lib/common.js'
 import {
-  calibrateDrain, CORE_IDS, CORE_ROUND_SCENARIOS, type CoreRoundId, type CoreRoundSample, coreRows,
+  CORE_IDS, CORE_ROUND_SCENARIOS, type CoreRoundId, type CoreRoundSample, coreRows,
   type DrainSample, formatCoreRoundSample, type HeadReadResult, printCore, type PushDrainSample, runHeadRead,
   runRss, type RssResult, writeCore,
 } from './lib/core.js'
@@ -50,17 +50,23 @@ function parseConfig (): Config {
       'head-records': { type: 'string' },
       'head-iterations': { type: 'string' },
       'backlog-mib': { type: 'string' },
+      'quiet-wait': { type: 'string' },
     },
     strict: true,
   })
   const quick = values.quick === true
   const base = quick
-    ? { durationMs: 3_000, warmupMs: 500, rounds: 3, headRecords: 100_000, headIterations: 500, backlogBytes: 200 * MiB }
-    : { durationMs: 10_000, warmupMs: 1_000, rounds: 3, headRecords: 1_000_000, headIterations: 2_000, backlogBytes: 2048 * MiB }
+    ? { durationMs: 3_000, warmupMs: 500, rounds: 3, headRecords: 100_000, headIterations: 500, backlogBytes: 200 * MiB, quietWaitMs: 0 }
+    : { durationMs: 10_000, warmupMs: 1_000, rounds: 3, headRecords: 1_000_000, headIterations: 2_000, backlogBytes: 2048 * MiB, quietWaitMs: 180_000 }
   const number = (name: string, raw: string | undefined, fallback: number): number => {
     if (raw === undefined) return fallback
     const n = Number(raw)
     if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${raw}`)
+    return n
+  }
+  const nonNegative = (name: string, raw: string): number => {
+    const n = Number(raw)
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number >= 0, got ${raw}`)
     return n
   }
   const known = new Set<string>([...ROUND_SCENARIOS.map(s => s.id), ...CORE_IDS])
@@ -80,6 +86,8 @@ function parseConfig (): Config {
     headRecords: Math.round(number('head-records', values['head-records'], base.headRecords)),
     headIterations: Math.round(number('head-iterations', values['head-iterations'], base.headIterations)),
     backlogBytes: Math.round(number('backlog-mib', values['backlog-mib'], base.backlogBytes / MiB) * MiB),
+    // Custom runs (profiling) do not wait unless asked to.
+    quietWaitMs: values['quiet-wait'] !== undefined ? nonNegative('quiet-wait', values['quiet-wait']) * 1000 : custom ? 0 : base.quietWaitMs,
   }
 }
 
@@ -110,27 +118,24 @@ async function main (): Promise<void> {
   const loadDuring: Array<[number, number]> = [[0, loadBefore[0]!]]
   const loadTimer = setInterval(() => loadDuring.push([Math.round((Date.now() - startedAt.getTime()) / 1000), loadAverage()[0]!]), 10_000)
   loadTimer.unref()
-  const cpu: Record<string, CpuShare[]> = {}
+  const cpu: Record<string, Array<CpuShare & { readonly before: QuietWait }>> = {}
+  /** Wait for a quiet machine (see --quiet-wait), then run and record the CPU use. */
   const metered = async <T>(id: string, run: () => Promise<T>): Promise<[T, CpuShare]> => {
+    const before = await waitForQuiet(config.quietWaitMs)
     const stop = cpuMeter()
     const result = await run()
     const share = stop()
     const list = cpu[id] ??= []
-    list.push(share)
+    list.push({ ...share, before })
     return [result, share]
   }
 
   const foundationRuns = new Map<FoundationId, FoundationSample[]>()
   const drain: DrainSample[] = []
   const pushDrain: PushDrainSample[] = []
-  let calibration: number | undefined
   let head: HeadReadResult | undefined
   let rss: RssResult | undefined
   try {
-    if (selected('evaq-drain')) {
-      calibration = await calibrateDrain(root, config)
-      console.log(`drain calibration: ${Math.round(calibration).toLocaleString('en-US')} rec/s`)
-    }
     for (let round = 0; round < config.rounds; round++) {
       const order = round % 2 === 0 ? scenarios : [...scenarios].reverse()
       for (const scenario of order) {
@@ -161,7 +166,11 @@ async function main (): Promise<void> {
       [head, share] = await metered('evaq-head-read', () => runHeadRead(root, config))
       console.log(`evaq-head-read ${formatCpu(share)}`)
     }
-    if (selected('evaq-rss-backlog')) rss = await runRss(root, config)
+    if (selected('evaq-rss-backlog')) {
+      let share: CpuShare
+      [rss, share] = await metered('evaq-rss-backlog', () => runRss(root, config))
+      console.log(`evaq-rss-backlog ${formatCpu(share)} (own includes the child processes)`)
+    }
   } finally {
     clearInterval(loadTimer)
     await rm(root, { recursive: true, force: true })
@@ -179,7 +188,7 @@ async function main (): Promise<void> {
   const info = { config, machine: facts, startedAt, finishedAt: new Date(), loadBefore, loadAfter: loadAverage(), loadDuring, cpu }
   const foundationScenarios = FOUNDATION_SCENARIOS.filter(s => selected(s.id))
   await writeFoundation(info, foundationScenarios, foundationRuns, foundationResults)
-  await writeCore(info, coreInputs, rows, calibration)
+  await writeCore(info, coreInputs, rows)
 }
 
 await main()

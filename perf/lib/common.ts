@@ -32,6 +32,8 @@ export interface Config {
   readonly headIterations: number
   /** `evaq-rss-backlog`: the backlog to grow to, in payload bytes. */
   readonly backlogBytes: number
+  /** Before each measurement, wait at most this long for other processes to go quiet (0: never wait). */
+  readonly quietWaitMs: number
 }
 
 export const PERF_DIR = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
@@ -240,21 +242,77 @@ export interface CpuShare {
   readonly load1: number
 }
 
-/** Start measuring; call the result to stop. Not for code that runs child processes. */
+/** Start measuring; call the result to stop. Counts child processes once they exited. */
 export function cpuMeter (): () => CpuShare {
   const t0 = performance.now()
   const u0 = process.cpuUsage()
+  const c0 = childTicks()
   const s0 = systemTicks()
   return () => {
     const wallMs = performance.now() - t0
     const u = process.cpuUsage(u0)
-    const ownCpus = (u.user + u.system) / 1000 / wallMs
+    const ownCpus = (u.user + u.system) / 1000 / wallMs + (childTicks() - c0) * 10 / wallMs
     const s1 = systemTicks()
     const round = (n: number): number => Math.round(n * 100) / 100
     if (s0 === undefined || s1 === undefined) return { wallMs, ownCpus: round(ownCpus), otherCpus: undefined, stealCpus: undefined, load1: loadAverage()[0]! }
     // /proc/stat counts in USER_HZ ticks, 100 per second on Linux.
     const busy = (s1.busy - s0.busy) * 10 / wallMs
     return { wallMs, ownCpus: round(ownCpus), otherCpus: round(Math.max(0, busy - ownCpus)), stealCpus: round((s1.steal - s0.steal) * 10 / wallMs), load1: loadAverage()[0]! }
+  }
+}
+
+/** CPU ticks of this process's exited children (cutime + cstime of /proc/self/stat), 0 where unknown. */
+function childTicks (): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8')
+    // Fields after the command (which may contain spaces) start at field 3, the state.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return Number(fields[13]) + Number(fields[14])
+  } catch {
+    return 0
+  }
+}
+
+export interface QuietWait {
+  /** How long the run waited for other processes to go quiet before this measurement. */
+  readonly waitedMs: number
+  /** Whether they did (false: it gave up after the maximum wait and measured anyway). */
+  readonly quiet: boolean
+  /** What other processes used in the last second before the measurement, in CPUs. */
+  readonly otherCpus: number | undefined
+}
+
+/**
+ * Wait until other processes used less than `threshold` CPUs in two consecutive one-second
+ * windows, at most `maxWaitMs` (0: do not wait). Call it while this process is idle.
+ */
+export async function waitForQuiet (maxWaitMs: number, threshold = 0.25): Promise<QuietWait> {
+  const t0 = performance.now()
+  const window = async (): Promise<number | undefined> => {
+    const stop = cpuMeter()
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    return stop().otherCpus
+  }
+  if (maxWaitMs <= 0) return { waitedMs: 0, quiet: true, otherCpus: undefined }
+  let calm = 0
+  let told = false
+  for (;;) {
+    const other = await window()
+    if (other === undefined) return { waitedMs: performance.now() - t0, quiet: true, otherCpus: undefined }
+    calm = other < threshold ? calm + 1 : 0
+    const waitedMs = performance.now() - t0
+    if (calm >= 2) {
+      if (told) console.log(`  ... quiet after ${(waitedMs / 1000).toFixed(0)} s`)
+      return { waitedMs, quiet: true, otherCpus: other }
+    }
+    if (waitedMs >= maxWaitMs) {
+      console.log(`  ... still busy after ${(waitedMs / 1000).toFixed(0)} s (others ${other.toFixed(2)} CPUs): measuring anyway`)
+      return { waitedMs, quiet: false, otherCpus: other }
+    }
+    if (!told && other >= threshold) {
+      console.log(`  waiting for other processes to go quiet (they use ${other.toFixed(2)} CPUs) ...`)
+      told = true
+    }
   }
 }
 

@@ -45,7 +45,9 @@ export const CORE_IDS: readonly string[] = ['evaq-drain', 'evaq-push-drain', 'ev
 
 export interface DrainSample {
   readonly kind: 'drain'
-  /** Records pushed before the drain: the estimated drain rate × (warm-up + duration). */
+  /** The drain rate the backlog was sized with: the calibration's (first round) or the previous round's. */
+  readonly rateEstimate: number
+  /** Records pushed before the drain: rateEstimate × (warm-up + duration). */
   readonly backlogRecords: number
   readonly buildMs: number
   readonly buildMsgsPerSec: number
@@ -70,8 +72,10 @@ export interface DrainSample {
   readonly loadAverage: readonly number[]
 }
 
-/** Records per second one subscriber drains; seeds the backlog size (updated every round). */
+/** Records per second one subscriber drains; sizes the next backlog (set by the calibration, then by every round). */
 let drainRateEstimate: number | undefined
+/** The calibration's result, for the report. */
+let drainCalibration: number | undefined
 
 /** Push `total` records with sequential pushWalMany calls of `chunk` records (one segment each). */
 async function build (q: Evaq, total: number, chunk: number): Promise<{ ms: number, msgsPerSec: number }> {
@@ -92,9 +96,11 @@ async function countZero (q: Evaq, since: number): Promise<{ ms: number | undefi
   return { ms: undefined, tries: COUNT_ZERO_TRIES }
 }
 
-/** A short drain of a small backlog, to size the real one at about `durationMs` of draining. */
-export async function calibrateDrain (root: string, config: Config): Promise<number> {
-  const dir = path.join(root, 'drain-calibration')
+/**
+ * A short drain of a small backlog, to size the first real one at about `durationMs` of draining.
+ * Runs inside the first evaq-drain measurement (after its wait for a quiet machine), untimed.
+ */
+async function calibrateDrain (dir: string, config: Config): Promise<number> {
   await mkdir(dir)
   const q = await Evaq.open(dir)
   try {
@@ -103,17 +109,20 @@ export async function calibrateDrain (root: string, config: Config): Promise<num
     await build(q, records, BACKLOG_CHUNK)
     const t0 = performance.now()
     for (let b = await sub.next({ maxCount: FETCH }); b !== undefined; b = await sub.next({ maxCount: FETCH })) await b.ack()
-    drainRateEstimate = records / (performance.now() - t0) * 1000
+    return records / (performance.now() - t0) * 1000
   } finally {
     await q.close()
     await rm(dir, { recursive: true, force: true })
   }
-  return drainRateEstimate
 }
 
 async function runDrain (dir: string, config: Config): Promise<DrainSample> {
   const load = loadAverage()
-  const rate = drainRateEstimate ?? 100_000
+  if (drainRateEstimate === undefined) {
+    drainRateEstimate = drainCalibration = await calibrateDrain(`${dir}-calibration`, config)
+    console.log(`  evaq-drain calibration: ${int(drainCalibration)} rec/s`)
+  }
+  const rate = drainRateEstimate
   const backlogRecords = Math.ceil(rate * (config.warmupMs + config.durationMs) / 1000 / BACKLOG_CHUNK) * BACKLOG_CHUNK
   const q = await Evaq.open(dir)
   try {
@@ -163,10 +172,12 @@ async function runDrain (dir: string, config: Config): Promise<DrainSample> {
       }
     }
     const elapsedMs = lastAckAt - t0
+    drainRateEstimate = messages / elapsedMs * 1000
     const zero = await countZero(q, lastAckAt)
     await sampling
     return {
       kind: 'drain',
+      rateEstimate: rate,
       backlogRecords,
       buildMs: built.ms,
       buildMsgsPerSec: built.msgsPerSec,
@@ -734,7 +745,7 @@ export function printCore (rows: readonly CoreRow[]): void {
 }
 
 /** Write the core report (quick: only quick-core.json; full: JSON, core.md, README). */
-export async function writeCore (info: RunInfo, inputs: CoreInputs, rows: readonly CoreRow[], drainCalibration: number | undefined): Promise<void> {
+export async function writeCore (info: RunInfo, inputs: CoreInputs, rows: readonly CoreRow[]): Promise<void> {
   const { config, machine: facts, startedAt } = info
   if (config.mode === 'custom' || rows.length === 0) return
   const report = {
@@ -754,8 +765,9 @@ export async function writeCore (info: RunInfo, inputs: CoreInputs, rows: readon
       durationMs: config.durationMs,
       warmupMs: config.warmupMs,
       rounds: config.rounds,
+      quietWaitMs: config.quietWaitMs,
       roundOrder: 'evaq-drain and evaq-push-drain run in the foundation rounds (order reversed every other round), so each is paired with evaq-push-256 of its round',
-      drain: { backlogSegmentRecords: BACKLOG_CHUNK, calibratedRecordsPerSec: drainCalibration, backlog: 'calibrated drain rate × (warm-up + duration), updated after every round' },
+      drain: { backlogSegmentRecords: BACKLOG_CHUNK, calibratedRecordsPerSec: drainCalibration, backlog: 'drain rate × (warm-up + duration); the rate comes from a calibration drain of 102,400 records in round 1, then from the previous round' },
       headRead: { records: config.headRecords, chunk: HEAD_CHUNK, iterations: config.headIterations, warmupIterations: HEAD_WARMUP },
       rssBacklog: { requestedBytes: config.backlogBytes, fractions: RSS_FRACTIONS, subscriber: `next({ maxCount: ${FETCH} }) + ack() once a second`, pushers: CALLERS },
       targets: { drainVsPush: '≥ 1.0×', headP99Us: HEAD_P99_TARGET_US, rssBytes: RSS_TARGET_BYTES, rssFlat: `RSS at 100% ≤ ${RSS_FLAT_TARGET}× RSS at 10%`, lagBounded: 'lag trend growth < 1% of the records pushed, every round' },
@@ -765,7 +777,7 @@ export async function writeCore (info: RunInfo, inputs: CoreInputs, rows: readon
       'evaq-push-drain': { title: CORE_ROUND_SCENARIOS[1]!.title, rounds: inputs.pushDrain, cpu: info.cpu['evaq-push-drain'] ?? [] },
       'evaq-push-256 (baseline, same rounds)': { rounds: inputs.push256, cpu: info.cpu['evaq-push-256'] ?? [] },
       'evaq-head-read': { ...inputs.head, cpu: info.cpu['evaq-head-read'] ?? [] },
-      'evaq-rss-backlog': inputs.rss,
+      'evaq-rss-backlog': { ...inputs.rss, cpu: info.cpu['evaq-rss-backlog'] ?? [] },
     },
     rows,
   }

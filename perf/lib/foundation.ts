@@ -8,7 +8,7 @@ import path from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { Evaq } from '../../src/index.js'
 import {
-  CALLERS, type Config, type CpuShare, formatMet, formatRatio, gitRevision, int, type LatencySample, localDate, type Machine,
+  CALLERS, type Config, type CpuShare, formatMet, type QuietWait, formatRatio, gitRevision, int, type LatencySample, localDate, type Machine,
   machineLine, markdownTable, measureLatency, measureThroughput, median, nextPayload, PAYLOAD_BYTES, PAYLOAD_NOTE, RESULTS_DIR,
   textTable, type ThroughputSample, updateReadme,
 } from './common.js'
@@ -268,15 +268,22 @@ export interface RunInfo {
   /** The 1-minute load average every 10 s of the run: [s since the start, load]. */
   readonly loadDuring: ReadonlyArray<readonly [number, number]>
   /** CPU use per measurement (see CpuShare), by scenario, one per round (or one for once-only scenarios). */
-  readonly cpu: Readonly<Record<string, readonly CpuShare[]>>
+  readonly cpu: Readonly<Record<string, ReadonlyArray<CpuShare & { readonly before?: QuietWait }>>>
 }
 
 /** One sentence on how busy the machine was, for the captions. */
 export function loadSentence (info: RunInfo): string {
   const during = Math.max(...info.loadDuring.map(([, l]) => l))
-  const others = Object.values(info.cpu).flat().map(c => c.otherCpus).filter((c): c is number => c !== undefined)
+  const all = Object.values(info.cpu).flat()
+  const others = all.map(c => c.otherCpus).filter((c): c is number => c !== undefined)
+  const waited = all.filter(c => c.before !== undefined && c.before.waitedMs > 2500).length
+  const busy = all.filter(c => c.before?.quiet === false).length
+  const wait = info.config.quietWaitMs <= 0
+    ? ''
+    : ` Before each measurement the run waited (up to ${info.config.quietWaitMs / 1000} s) for other processes to use < 0.25 CPUs: ` +
+      `${waited} of ${all.length} measurements had to wait${busy > 0 ? `, ${busy} gave up waiting` : ''}.`
   return `Load average ${info.loadBefore[0]!.toFixed(2)} at the start, at most ${during.toFixed(2)} during the run (this benchmark alone adds 1 to 2)` +
-    (others.length === 0 ? '.' : `; other processes used ${Math.min(...others).toFixed(2)} to ${Math.max(...others).toFixed(2)} CPUs during the measurements.`)
+    (others.length === 0 ? '.' : `; other processes used ${Math.min(...others).toFixed(2)} to ${Math.max(...others).toFixed(2)} CPUs during the measurements.`) + wait
 }
 
 /** The load record both reports carry. */
@@ -311,6 +318,7 @@ export async function writeFoundation (info: RunInfo, scenarios: readonly Founda
       durationMs: config.durationMs,
       warmupMs: config.warmupMs,
       rounds: config.rounds,
+      quietWaitMs: config.quietWaitMs,
       roundOrder: 'scenario order in even rounds, reversed in odd rounds (the core round scenarios run in the same rounds)',
       evaqOptions: 'defaults',
       rawLevelOptions: "classic-level defaults, keyEncoding/valueEncoding 'buffer', 8-byte big-endian sequence keys",
