@@ -1,51 +1,52 @@
 /**
- * The benchmarks, in one run:
+ * The benchmarks, in one run (see perf/README.md):
  *
- * - foundation (lib/foundation.ts): evaq's durable push against the ways one would write the same
- *   messages to classic-level by hand;
- * - subscriber core (lib/core.ts): draining a backlog (paired with evaq-push-256 of the same
- *   round), push and drain together, reading the head after many acknowledged records, and RSS
- *   with a growing backlog (in child processes, lib/rss-child.ts).
+ * - the comparison (lib/systems.ts, lib/compare.ts): durable push with 256 callers, one sequential
+ *   caller and batches of 1,000; non-durable push; drain. evaq against the disk's limit (Node's fs
+ *   with one fdatasync per group), raw classic-level, better-sqlite3 and BullMQ on a private
+ *   redis-server, at 100 B, 1 KiB and 16 KiB, in alternating rounds;
+ * - push-drain (lib/push-drain.ts): pushing and draining together for a minute;
+ * - backlog (lib/backlog.ts): open time and RSS from 10^4 to 10^7 records;
+ * - the subscriber core's once-only scenarios (lib/core.ts): head reads after a million acks, RSS
+ *   while a 2 GiB backlog grows;
+ * - HTTP: pending until `evaq serve` exists.
  *
- * See perf/README.md for what each scenario measures.
- *
- *   npm run bench            full run (~10 s per measurement, 3 rounds); writes perf/results/ and README.md
- *   npm run bench:quick      quick run (~3 s per measurement, smaller sizes); writes quick-*.json
- *   tsx perf/bench.ts --only evaq-drain --rounds 1     some scenarios, stdout only (for profiling)
+ *   npm run bench            full run (~30 min); writes perf/results/ and README.md
+ *   npm run bench:quick      quick run (~2 min, 1 KiB only); prints the tables, writes quick-* files
+ *   tsx perf/bench.ts --only push-256 --rounds 1     some scenarios, stdout only (for profiling)
  */
-import { rmSync } from 'node:fs'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { existsSync, rmSync } from 'node:fs'
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { type Config, cpuMeter, type CpuShare, formatCpu, loadAverage, machine, machineLine, PAYLOAD_BYTES, type QuietWait, waitForQuiet } from './lib/common.js'
+import { runBacklog, type BacklogResult } from './lib/backlog.js'
 import {
-  CORE_IDS, CORE_ROUND_SCENARIOS, type CoreRoundId, type CoreRoundSample, coreRows,
-  type DrainSample, formatCoreRoundSample, type HeadReadResult, printCore, type PushDrainSample, runHeadRead,
-  runRss, type RssResult, writeCore,
-} from './lib/core.js'
-import {
-  compareFoundation, FOUNDATION_SCENARIOS, type FoundationId, type FoundationSample, formatFoundationSample,
-  printFoundation, writeFoundation,
-} from './lib/foundation.js'
-
-type RoundScenario =
-  | { readonly group: 'foundation', readonly id: FoundationId, run (dir: string, config: Config): Promise<FoundationSample> }
-  | { readonly group: 'core', readonly id: CoreRoundId, run (dir: string, config: Config): Promise<CoreRoundSample> }
-
-const ROUND_SCENARIOS: readonly RoundScenario[] = [
-  ...FOUNDATION_SCENARIOS.map(s => ({ group: 'foundation' as const, id: s.id, run: s.run })),
-  ...CORE_ROUND_SCENARIOS.map(s => ({ group: 'core' as const, id: s.id, run: s.run })),
-]
+  type Config, cpuMeter, type CpuShare, formatCpu, loadAverage, machine, machineLine, PERF_DIR, type QuietWait, type RunInfo, waitForQuiet,
+} from './lib/common.js'
+import { matrixRatios, newMatrixState, runMatrixRound, selectedWorkloads, writeMatrixJson } from './lib/compare.js'
+import { CORE_IDS, coreRows, type HeadReadResult, printCore, runHeadRead, runRss, type RssResult, writeCore } from './lib/core.js'
+import { formatPushDrain, type PushDrainResult, runPushDrain } from './lib/push-drain.js'
+import { type RedisServer, redisVersion, startRedis } from './lib/redis-server.js'
+import { printReport, type Results, writeReport } from './lib/report.js'
+import { WORKLOADS } from './lib/systems.js'
 
 const MiB = 2 ** 20
+const ONCE_IDS = ['push-drain', 'backlog', ...CORE_IDS]
 
-function parseConfig (): Config {
+interface BenchConfig extends Config {
+  readonly pushDrainMs: number
+  /** Head reads and the 2 GiB RSS backlog (lib/core.ts): in the full run, or when named in --only. */
+  readonly core: boolean
+}
+
+function parseConfig (): BenchConfig {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
       rounds: { type: 'string' },
       seconds: { type: 'string' },
+      'push-drain-seconds': { type: 'string' },
       only: { type: 'string', multiple: true },
       'head-records': { type: 'string' },
       'head-iterations': { type: 'string' },
@@ -56,8 +57,8 @@ function parseConfig (): Config {
   })
   const quick = values.quick === true
   const base = quick
-    ? { durationMs: 3_000, warmupMs: 500, rounds: 3, headRecords: 100_000, headIterations: 500, backlogBytes: 200 * MiB, quietWaitMs: 0 }
-    : { durationMs: 10_000, warmupMs: 1_000, rounds: 3, headRecords: 1_000_000, headIterations: 2_000, backlogBytes: 2048 * MiB, quietWaitMs: 180_000 }
+    ? { durationMs: 1_500, warmupMs: 500, rounds: 1, pushDrainMs: 5_000, headRecords: 100_000, headIterations: 500, backlogBytes: 200 * MiB, quietWaitMs: 0 }
+    : { durationMs: 4_000, warmupMs: 1_000, rounds: 3, pushDrainMs: 60_000, headRecords: 1_000_000, headIterations: 2_000, backlogBytes: 2048 * MiB, quietWaitMs: 180_000 }
   const number = (name: string, raw: string | undefined, fallback: number): number => {
     if (raw === undefined) return fallback
     const n = Number(raw)
@@ -69,12 +70,12 @@ function parseConfig (): Config {
     if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number >= 0, got ${raw}`)
     return n
   }
-  const known = new Set<string>([...ROUND_SCENARIOS.map(s => s.id), ...CORE_IDS])
+  const known = new Set<string>(['compare', ...WORKLOADS.map(w => w.id), ...ONCE_IDS])
   const only = values.only?.flatMap(v => v.split(',')).map(v => {
     if (!known.has(v)) throw new Error(`Unknown scenario ${v}; expected one of ${[...known].join(', ')}`)
     return v
   })
-  const custom = values.rounds !== undefined || values.seconds !== undefined || only !== undefined ||
+  const custom = values.rounds !== undefined || values.seconds !== undefined || only !== undefined || values['push-drain-seconds'] !== undefined ||
     values['head-records'] !== undefined || values['head-iterations'] !== undefined || values['backlog-mib'] !== undefined
   const durationMs = number('seconds', values.seconds, base.durationMs / 1000) * 1000
   return {
@@ -83,6 +84,8 @@ function parseConfig (): Config {
     warmupMs: Math.min(base.warmupMs, durationMs / 4),
     rounds: Math.round(number('rounds', values.rounds, base.rounds)),
     only,
+    pushDrainMs: number('push-drain-seconds', values['push-drain-seconds'], base.pushDrainMs / 1000) * 1000,
+    core: only === undefined ? !quick : only.some(o => CORE_IDS.includes(o)),
     headRecords: Math.round(number('head-records', values['head-records'], base.headRecords)),
     headIterations: Math.round(number('head-iterations', values['head-iterations'], base.headIterations)),
     backlogBytes: Math.round(number('backlog-mib', values['backlog-mib'], base.backlogBytes / MiB) * MiB),
@@ -91,35 +94,62 @@ function parseConfig (): Config {
   }
 }
 
+async function packageVersion (name: string): Promise<string | undefined> {
+  try {
+    return (JSON.parse(await readFile(path.join(PERF_DIR, '..', 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version
+  } catch {
+    return undefined
+  }
+}
+
 async function main (): Promise<void> {
   const config = parseConfig()
   const selected = (id: string): boolean => config.only === undefined || config.only.includes(id)
-  const scenarios = ROUND_SCENARIOS.filter(s => selected(s.id))
   const facts = machine()
   const startedAt = new Date()
   const loadBefore = loadAverage()
+  const workloads = selectedWorkloads(config)
+  const needsRedis = workloads.some(w => w.workload.systems.some(s => s.needsRedis === true))
 
-  console.log(`evaq benchmark (${config.mode}): ${PAYLOAD_BYTES} B payloads, ` +
-    `${config.durationMs / 1000} s per measurement after ${config.warmupMs / 1000} s warm-up, ${config.rounds} round(s)`)
-  console.log(machineLine(facts))
+  console.log(`evaq benchmark (${config.mode}): ${config.durationMs / 1000} s per measurement after ${config.warmupMs / 1000} s warm-up, ` +
+    `${config.rounds} round(s); payloads ${config.mode === 'quick' ? '1 KiB' : '100 B, 1 KiB and 16 KiB'}`)
+  console.log(machineLine(facts) + (facts.disk === undefined ? '' : `, disk ${facts.disk}`))
   console.log(`load average ${loadBefore.join(', ')}`)
-  const perCpu = loadBefore[0]! / facts.cpuCount
-  if (perCpu > 0.75) console.log(`WARNING: the 1-minute load average is ${loadBefore[0]} on ${facts.cpuCount} CPUs; the numbers will be noisy`)
-  console.log()
+  if (loadBefore[0]! / facts.cpuCount > 0.75) console.log(`WARNING: the 1-minute load average is ${loadBefore[0]} on ${facts.cpuCount} CPUs; the numbers will be noisy`)
 
   const root = await mkdtemp(path.join(os.tmpdir(), 'evaq-bench-'))
+  let redis: RedisServer | undefined
   const onSignal = (): void => {
+    if (redis !== undefined) process.kill(redis.pid, 'SIGKILL')
     rmSync(root, { recursive: true, force: true })
     process.exit(130)
   }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
 
+  const state = newMatrixState()
+  const pending: string[] = []
+  if (!existsSync(path.join(PERF_DIR, '..', 'src', 'server'))) {
+    pending.push('http: pending — `evaq serve` does not exist yet; autocannon against it (single-record and NDJSON batch POSTs) beside a no-op server on the same framework will run here once it does.')
+  }
+  if (needsRedis) {
+    if (redisVersion() === undefined) {
+      const line = 'bullmq: skipped — redis-server is not installed (Debian: apt-get install -y redis-server); the other baselines run.'
+      console.log(line)
+      pending.push(line)
+      state.skipped.set('bullmq', 'redis-server not installed')
+    } else {
+      redis = await startRedis(root)
+      console.log(`redis-server ${redis.version} on 127.0.0.1:${redis.port} (pid ${redis.pid}, its own config and directory in ${root})`)
+    }
+  }
+  console.log()
+
   const loadDuring: Array<[number, number]> = [[0, loadBefore[0]!]]
   const loadTimer = setInterval(() => loadDuring.push([Math.round((Date.now() - startedAt.getTime()) / 1000), loadAverage()[0]!]), 10_000)
   loadTimer.unref()
   const cpu: Record<string, Array<CpuShare & { readonly before: QuietWait }>> = {}
-  /** Wait for a quiet machine (see --quiet-wait), then run and record the CPU use. */
+  /** Wait for a quiet machine (see --quiet-wait), then run and record the CPU use (redis-server's counts as ours). */
   const metered = async <T>(id: string, run: () => Promise<T>): Promise<[T, CpuShare]> => {
     const before = await waitForQuiet(config.quietWaitMs)
     const stop = cpuMeter()
@@ -127,68 +157,78 @@ async function main (): Promise<void> {
     const share = stop()
     const list = cpu[id] ??= []
     list.push({ ...share, before })
-    return [result, share]
+    return [result as T, { ...share, before } as CpuShare]
   }
+  const makeDir = async (name: string): Promise<string> => {
+    const dir = path.join(root, name)
+    await mkdir(dir)
+    return dir
+  }
+  const removeDir = (dir: string): Promise<void> => rm(dir, { recursive: true, force: true })
 
-  const foundationRuns = new Map<FoundationId, FoundationSample[]>()
-  const drain: DrainSample[] = []
-  const pushDrain: PushDrainSample[] = []
+  let pushDrain: PushDrainResult | undefined
+  let backlog: BacklogResult | undefined
   let head: HeadReadResult | undefined
   let rss: RssResult | undefined
   try {
-    for (let round = 0; round < config.rounds; round++) {
-      const order = round % 2 === 0 ? scenarios : [...scenarios].reverse()
-      for (const scenario of order) {
-        const dir = path.join(root, `${scenario.id}-${round}`)
-        await mkdir(dir)
-        let line: string
-        let share: CpuShare
-        if (scenario.group === 'foundation') {
-          let sample: FoundationSample
-          [sample, share] = await metered(scenario.id, () => scenario.run(dir, config))
-          const list = foundationRuns.get(scenario.id) ?? []
-          list.push(sample)
-          foundationRuns.set(scenario.id, list)
-          line = formatFoundationSample(sample)
-        } else {
-          let sample: CoreRoundSample
-          [sample, share] = await metered(scenario.id, () => scenario.run(dir, config))
-          if (sample.kind === 'drain') drain.push(sample)
-          else pushDrain.push(sample)
-          line = formatCoreRoundSample(sample)
-        }
-        await rm(dir, { recursive: true, force: true })
-        console.log(`round ${round + 1}/${config.rounds}  ${scenario.id.padEnd(18)} ${line} ${formatCpu(share)}`)
-      }
+    if (workloads.length > 0) {
+      for (let round = 0; round < config.rounds; round++) await runMatrixRound(round, config, state, metered, makeDir, removeDir, redis)
     }
-    if (selected('evaq-head-read')) {
+    if (redis !== undefined) {
+      await redis.stop()
+      redis = undefined
+    }
+    if (selected('push-drain')) {
+      const dir = await makeDir('push-drain')
+      let share: CpuShare
+      [pushDrain, share] = await metered('push-drain', () => runPushDrain(dir, config, config.pushDrainMs))
+      await removeDir(dir)
+      console.log(`push-drain ${formatPushDrain(pushDrain)} ${formatCpu(share)}`)
+    }
+    if (selected('backlog')) {
+      const dir = await makeDir('backlog')
+      let share: CpuShare
+      [backlog, share] = await metered('backlog', () => runBacklog(dir, config))
+      await removeDir(dir)
+      console.log(`backlog ${formatCpu(share)} (own includes the child processes)`)
+    }
+    if (config.core && selected('evaq-head-read')) {
       let share: CpuShare
       [head, share] = await metered('evaq-head-read', () => runHeadRead(root, config))
       console.log(`evaq-head-read ${formatCpu(share)}`)
     }
-    if (selected('evaq-rss-backlog')) {
+    if (config.core && selected('evaq-rss-backlog')) {
       let share: CpuShare
       [rss, share] = await metered('evaq-rss-backlog', () => runRss(root, config))
       console.log(`evaq-rss-backlog ${formatCpu(share)} (own includes the child processes)`)
     }
   } finally {
     clearInterval(loadTimer)
+    if (redis !== undefined) await redis.stop().catch(() => process.kill(redis!.pid, 'SIGKILL'))
     await rm(root, { recursive: true, force: true })
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
   }
 
-  const foundationResults = compareFoundation(foundationRuns)
-  printFoundation(foundationResults)
-  const coreInputs = { drain, pushDrain, push256: foundationRuns.get('evaq-push-256') ?? [], head, rss }
-  const rows = coreRows(coreInputs)
+  const versions = {
+    node: process.version,
+    classicLevel: await packageVersion('classic-level'),
+    betterSqlite3: await packageVersion('better-sqlite3'),
+    bullmq: await packageVersion('bullmq'),
+    ioredis: await packageVersion('ioredis'),
+    redisServer: redisVersion(),
+  }
+  const results: Results = { state, ratios: matrixRatios(state), pushDrain, backlog, pending, versions }
+  printReport(results)
+  const rows = coreRows({ head, rss })
   printCore(rows)
   console.log()
 
-  const info = { config, machine: facts, startedAt, finishedAt: new Date(), loadBefore, loadAfter: loadAverage(), loadDuring, cpu }
-  const foundationScenarios = FOUNDATION_SCENARIOS.filter(s => selected(s.id))
-  await writeFoundation(info, foundationScenarios, foundationRuns, foundationResults)
-  await writeCore(info, coreInputs, rows)
+  const info: RunInfo = { config, machine: facts, startedAt, finishedAt: new Date(), loadBefore, loadAfter: loadAverage(), loadDuring, cpu }
+  const files = await writeMatrixJson(info, state, results.ratios, versions)
+  if (files.length > 0) console.log(`wrote ${files.map(f => path.relative(process.cwd(), f)).join(', ')}`)
+  await writeReport(info, results)
+  await writeCore(info, { head, rss }, rows)
 }
 
 await main()

@@ -59,6 +59,30 @@ export function nextPayload (): Buffer {
   return p
 }
 
+const sources = new Map<number, () => Buffer>()
+
+/**
+ * Like `nextPayload()` for any size: PAYLOAD_POOL distinct buffers of `bytes` random bytes, handed
+ * out in turn (one source per size, shared by every scenario of that size). For 100 B payloads the
+ * pool spans 100 KiB, still more than Snappy's 64 KiB window.
+ */
+export function payloadSource (bytes: number): () => Buffer {
+  if (bytes === PAYLOAD_BYTES) return nextPayload
+  let source = sources.get(bytes)
+  if (source === undefined) {
+    const buf = randomBytes(PAYLOAD_POOL * bytes)
+    const list = Array.from({ length: PAYLOAD_POOL }, (_, i) => buf.subarray(i * bytes, (i + 1) * bytes))
+    let i = 0
+    source = () => {
+      const p = list[i]!
+      i = i === PAYLOAD_POOL - 1 ? 0 : i + 1
+      return p
+    }
+    sources.set(bytes, source)
+  }
+  return source
+}
+
 /** Describes the payloads in the reports. */
 export const PAYLOAD_NOTE = `${PAYLOAD_POOL} distinct ${PAYLOAD_BYTES} B buffers of random bytes, used in turn (incompressible: no repeat within Snappy's 64 KiB)`
 
@@ -177,7 +201,9 @@ export interface Machine {
   readonly kernel: string
   readonly node: string
   readonly tmpdir: string
-  readonly tmpdirFilesystem: { readonly type: string, readonly mountedOn: string } | undefined
+  readonly tmpdirFilesystem: { readonly type: string, readonly mountedOn: string, readonly device?: string } | undefined
+  /** The block device under tmpdir, from /sys/block: size, rotational, write cache, scheduler. */
+  readonly disk: string | undefined
   /** classic-level runs every operation on libuv's pool; its size caps concurrent raw puts. */
   readonly uvThreadpoolSize: number
 }
@@ -194,6 +220,7 @@ export function machine (): Machine {
     node: process.version,
     tmpdir: os.tmpdir(),
     tmpdirFilesystem: filesystemOf(os.tmpdir()),
+    disk: diskOf(filesystemOf(os.tmpdir())?.device),
     uvThreadpoolSize: Number(process.env.UV_THREADPOOL_SIZE ?? 4),
   }
 }
@@ -204,10 +231,30 @@ function filesystemOf (dir: string): Machine['tmpdirFilesystem'] {
     const lines = execFileSync('df', ['-PT', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')
     const fields = lines[lines.length - 1]?.split(/\s+/) ?? []
     if (fields.length < 7) return undefined
-    return { type: fields[1]!, mountedOn: fields.slice(6).join(' ') }
+    return { type: fields[1]!, mountedOn: fields.slice(6).join(' '), device: fields[0]! }
   } catch {
     return undefined
   }
+}
+
+function diskOf (device: string | undefined): string | undefined {
+  const name = device === undefined ? undefined : /^\/dev\/([a-z]+)/.exec(device)?.[1]
+  if (name === undefined) return undefined
+  const read = (f: string): string | undefined => {
+    try {
+      return readFileSync(`/sys/block/${name}/${f}`, 'utf8').trim()
+    } catch {
+      return undefined
+    }
+  }
+  const sectors = Number(read('size'))
+  const parts = [
+    `${name}${Number.isFinite(sectors) ? ` ${(sectors * 512 / 1e9).toFixed(0)} GB` : ''}`,
+    read('device/model'),
+    read('queue/rotational') === '0' ? 'non-rotational' : read('queue/rotational') === '1' ? 'rotational' : undefined,
+    read('queue/write_cache') === undefined ? undefined : `write cache: ${read('queue/write_cache')}`,
+  ]
+  return parts.filter(p => p !== undefined && p !== '').join(', ')
 }
 
 export function gitRevision (): { commit: string, dirty: boolean } | undefined {
@@ -242,22 +289,48 @@ export interface CpuShare {
   readonly load1: number
 }
 
-/** Start measuring; call the result to stop. Counts child processes once they exited. */
-export function cpuMeter (): () => CpuShare {
+/**
+ * Start measuring; call the result to stop. Counts child processes once they exited, and the
+ * running processes `servers()` names (the harness's redis-server) as this run's own.
+ */
+export function cpuMeter (servers: () => readonly number[] = runningServers): () => CpuShare {
   const t0 = performance.now()
   const u0 = process.cpuUsage()
   const c0 = childTicks()
+  const pids = servers()
+  const p0 = pids.map(processTicks)
   const s0 = systemTicks()
   return () => {
     const wallMs = performance.now() - t0
     const u = process.cpuUsage(u0)
-    const ownCpus = (u.user + u.system) / 1000 / wallMs + (childTicks() - c0) * 10 / wallMs
+    const serverTicks = pids.reduce((sum, pid, i) => sum + Math.max(0, processTicks(pid) - p0[i]!), 0)
+    const ownCpus = (u.user + u.system) / 1000 / wallMs + (childTicks() - c0 + serverTicks) * 10 / wallMs
     const s1 = systemTicks()
     const round = (n: number): number => Math.round(n * 100) / 100
     if (s0 === undefined || s1 === undefined) return { wallMs, ownCpus: round(ownCpus), otherCpus: undefined, stealCpus: undefined, load1: loadAverage()[0]! }
     // /proc/stat counts in USER_HZ ticks, 100 per second on Linux.
     const busy = (s1.busy - s0.busy) * 10 / wallMs
     return { wallMs, ownCpus: round(ownCpus), otherCpus: round(Math.max(0, busy - ownCpus)), stealCpus: round((s1.steal - s0.steal) * 10 / wallMs), load1: loadAverage()[0]! }
+  }
+}
+
+const servers = new Set<number>()
+const runningServers = (): number[] => [...servers]
+
+/** Count a server process this run started (redis-server) as its own CPU use, until `forget`. */
+export function trackServer (pid: number): { forget (): void } {
+  servers.add(pid)
+  return { forget: () => servers.delete(pid) }
+}
+
+/** utime + stime of a running process, in ticks (0 where unknown). */
+function processTicks (pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return Number(fields[11]) + Number(fields[12])
+  } catch {
+    return 0
   }
 }
 
@@ -336,6 +409,73 @@ export function formatCpu (c: CpuShare): string {
 /** The 1, 5 and 15 minute load averages, rounded for the record. */
 export function loadAverage (): number[] {
   return os.loadavg().map(l => Math.round(l * 100) / 100)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+/**
+ * RSS split into anonymous memory (heaps, buffers, LevelDB's memtables and caches) and
+ * file-backed pages (the Node binary, and the table files LevelDB maps with mmap to read them),
+ * from /proc/self/status; undefined where that does not exist.
+ */
+export interface RssSplit {
+  readonly rssAnon: number
+  readonly rssFile: number
+}
+
+export function rssSplit (): RssSplit | undefined {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8')
+    const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024
+    const split = { rssAnon: kb('RssAnon'), rssFile: kb('RssFile') }
+    return Number.isFinite(split.rssAnon) && Number.isFinite(split.rssFile) ? split : undefined
+  } catch {
+    return undefined
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run, for the reports
+
+export interface RunInfo {
+  readonly config: Config
+  readonly machine: Machine
+  readonly startedAt: Date
+  readonly finishedAt: Date
+  readonly loadBefore: readonly number[]
+  readonly loadAfter: readonly number[]
+  /** The 1-minute load average every 10 s of the run: [s since the start, load]. */
+  readonly loadDuring: ReadonlyArray<readonly [number, number]>
+  /** CPU use per measurement (see CpuShare), by scenario, one per round (or one for once-only scenarios). */
+  readonly cpu: Readonly<Record<string, ReadonlyArray<CpuShare & { readonly before?: QuietWait }>>>
+}
+
+/** One sentence on how busy the machine was, for the captions. */
+export function loadSentence (info: RunInfo): string {
+  const during = Math.max(...info.loadDuring.map(([, l]) => l))
+  const all = Object.values(info.cpu).flat()
+  const others = all.map(c => c.otherCpus).filter((c): c is number => c !== undefined)
+  const waited = all.filter(c => c.before !== undefined && c.before.waitedMs > 2500).length
+  const busy = all.filter(c => c.before?.quiet === false).length
+  const wait = info.config.quietWaitMs <= 0
+    ? ''
+    : ` Before each measurement the run waited (up to ${info.config.quietWaitMs / 1000} s) for other processes to use < 0.25 CPUs: ` +
+      `${waited} of ${all.length} measurements had to wait${busy > 0 ? `, ${busy} gave up waiting` : ''}.`
+  return `Load average ${info.loadBefore[0]!.toFixed(2)} at the start, at most ${during.toFixed(2)} during the run (this benchmark alone adds 1 to 2)` +
+    (others.length === 0 ? '.' : `; other processes used ${Math.min(...others).toFixed(2)} to ${Math.max(...others).toFixed(2)} CPUs during the measurements.`) + wait
+}
+
+/** The load record both reports carry. */
+export function loadRecord (info: RunInfo): object {
+  const during = info.loadDuring.map(([, l]) => l)
+  return {
+    before: info.loadBefore,
+    after: info.loadAfter,
+    max1mDuring: during.length === 0 ? undefined : Math.max(...during),
+    during: info.loadDuring,
+    note: 'the 1-minute load includes this benchmark (1 to 2 on its own); cpu[scenario].otherCpus is what other processes used during each measurement',
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

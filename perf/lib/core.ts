@@ -1,7 +1,8 @@
 /**
- * The subscriber-core scenarios: draining a backlog (alone, and while 256 callers push), reading
- * the head of a log after a million acknowledged records, and the memory a growing backlog costs
- * (in a child process, see rss-child.ts). See perf/README.md for what each one measures.
+ * The subscriber-core scenarios that run once: reading the head of a log after a million
+ * acknowledged records, and the memory a growing backlog costs (in a child process, see
+ * rss-child.ts). Draining and pushing while draining are part of the comparison (systems.ts,
+ * push-drain.ts). See perf/README.md for what each one measures.
  */
 import { fork } from 'node:child_process'
 import { mkdir, rm, statfs, writeFile } from 'node:fs/promises'
@@ -10,11 +11,10 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { Evaq, type EvaqOptions } from '../../src/index.js'
 import {
-  CALLERS, type Config, dirBytes, formatMet, formatRatio, gitRevision, int, type LatencySample, loadAverage, localDate,
+  CALLERS, type Config, loadRecord, loadSentence, type RunInfo, dirBytes, formatMet, formatRatio, gitRevision, int, type LatencySample, loadAverage, localDate,
   machineLine, markdownTable, median, nextPayload, PAYLOAD_BYTES, PAYLOAD_NOTE, PERF_DIR, RESULTS_DIR, summarize, textTable,
   tick, updateReadme,
 } from './common.js'
-import { type FoundationSample, loadRecord, loadSentence, type RunInfo } from './foundation.js'
 import type { RssChildArgs, RssGrowResult, RssReopenResult, RssSplit } from './rss-child.js'
 
 const README_START = '<!-- bench:core:start -->'
@@ -22,8 +22,6 @@ const README_END = '<!-- bench:core:end -->'
 
 /** Records per `next()` in every drain loop. 1,000 × 1 KiB fits next()'s default 1 MiB maxBytes. */
 const FETCH = 1000
-/** The drain backlog is written in 256-record segments, the shape `evaq-push-256` writes. */
-const BACKLOG_CHUNK = CALLERS
 /** `evaq-head-read` builds its history with pushWalMany calls of this many records. */
 const HEAD_CHUNK = 1000
 /** Untimed head-read iterations before the first timed phase (JIT). */
@@ -36,46 +34,11 @@ const RSS_TARGET_BYTES = 200e6
 const RSS_FLAT_TARGET = 1.25
 const RSS_FRACTIONS = [0.1, 0.25, 0.5, 0.75, 1] as const
 
-export type CoreRoundId = 'evaq-drain' | 'evaq-push-drain'
 export type CoreOnceId = 'evaq-head-read' | 'evaq-rss-backlog'
-export const CORE_IDS: readonly string[] = ['evaq-drain', 'evaq-push-drain', 'evaq-head-read', 'evaq-rss-backlog']
+export const CORE_IDS: readonly string[] = ['evaq-head-read', 'evaq-rss-backlog']
 
 // ---------------------------------------------------------------------------------------------
-// evaq-drain
-
-export interface DrainSample {
-  readonly kind: 'drain'
-  /** The drain rate the backlog was sized with: the calibration's (first round) or the previous round's. */
-  readonly rateEstimate: number
-  /** Records pushed before the drain: rateEstimate × (warm-up + duration). */
-  readonly backlogRecords: number
-  readonly buildMs: number
-  readonly buildMsgsPerSec: number
-  /** Records drained during the warm-up (untimed), from the same backlog. */
-  readonly warmupRecords: number
-  /** Records drained in the timed part, and the time from its first next() to its last ack. */
-  readonly messages: number
-  readonly elapsedMs: number
-  readonly msgsPerSec: number
-  readonly batches: number
-  /** Time spent awaiting next() and ack() in the timed part. */
-  readonly nextMs: number
-  readonly ackMs: number
-  /** From the last ack's resolution until `stats().count` was 0 (undefined: not within the tries). */
-  readonly countZeroMs: number | undefined
-  readonly countZeroTries: number
-  /** Most records acknowledged but not yet deleted by cleanup, sampled about once a second. */
-  readonly cleanupLagMax: number
-  readonly cleanupSamples: number
-  /** Background compactions of deleted ranges during the scenario. */
-  readonly compactions: number
-  readonly loadAverage: readonly number[]
-}
-
-/** Records per second one subscriber drains; sizes the next backlog (set by the calibration, then by every round). */
-let drainRateEstimate: number | undefined
-/** The calibration's result, for the report. */
-let drainCalibration: number | undefined
+// Helpers
 
 /** Push `total` records with sequential pushWalMany calls of `chunk` records (one segment each). */
 async function build (q: Evaq, total: number, chunk: number): Promise<{ ms: number, msgsPerSec: number }> {
@@ -94,257 +57,6 @@ async function countZero (q: Evaq, since: number): Promise<{ ms: number | undefi
     await tick()
   }
   return { ms: undefined, tries: COUNT_ZERO_TRIES }
-}
-
-/**
- * A short drain of a small backlog, to size the first real one at about `durationMs` of draining.
- * Runs inside the first evaq-drain measurement (after its wait for a quiet machine), untimed.
- */
-async function calibrateDrain (dir: string, config: Config): Promise<number> {
-  await mkdir(dir)
-  const q = await Evaq.open(dir)
-  try {
-    const sub = await q.wal.subscribe('drain')
-    const records = config.mode === 'quick' ? 51_200 : 102_400
-    await build(q, records, BACKLOG_CHUNK)
-    const t0 = performance.now()
-    for (let b = await sub.next({ maxCount: FETCH }); b !== undefined; b = await sub.next({ maxCount: FETCH })) await b.ack()
-    return records / (performance.now() - t0) * 1000
-  } finally {
-    await q.close()
-    await rm(dir, { recursive: true, force: true })
-  }
-}
-
-async function runDrain (dir: string, config: Config): Promise<DrainSample> {
-  const load = loadAverage()
-  if (drainRateEstimate === undefined) {
-    drainRateEstimate = drainCalibration = await calibrateDrain(`${dir}-calibration`, config)
-    console.log(`  evaq-drain calibration: ${int(drainCalibration)} rec/s`)
-  }
-  const rate = drainRateEstimate
-  const backlogRecords = Math.ceil(rate * (config.warmupMs + config.durationMs) / 1000 / BACKLOG_CHUNK) * BACKLOG_CHUNK
-  const q = await Evaq.open(dir)
-  try {
-    const sub = await q.wal.subscribe('drain')
-    const built = await build(q, backlogRecords, BACKLOG_CHUNK)
-
-    // Warm-up: drain the first part of the same backlog, untimed (at most half of it).
-    let warmupRecords = 0
-    const warmEnd = performance.now() + config.warmupMs
-    while (performance.now() < warmEnd && warmupRecords < backlogRecords / 2) {
-      const b = await sub.next({ maxCount: FETCH })
-      if (b === undefined) break
-      await b.ack()
-      warmupRecords += b.records.length
-    }
-
-    let messages = 0
-    let batches = 0
-    let nextMs = 0
-    let ackMs = 0
-    let cleanupLagMax = 0
-    let cleanupSamples = 0
-    let sampling: Promise<void> | undefined
-    let nextSampleAt = performance.now() + 1000
-    const t0 = performance.now()
-    let lastAckAt = t0
-    for (;;) {
-      const a = performance.now()
-      const b = await sub.next({ maxCount: FETCH })
-      const c = performance.now()
-      nextMs += c - a
-      if (b === undefined) break
-      await b.ack()
-      lastAckAt = performance.now()
-      ackMs += lastAckAt - c
-      messages += b.records.length
-      batches++
-      if (lastAckAt >= nextSampleAt && sampling === undefined) {
-        // Acknowledged but not yet deleted: live records minus those the subscriber has not
-        // acknowledged. stats() reads its counters before its first await, so both are read now.
-        nextSampleAt = lastAckAt + 1000
-        const lag = q.wal.subscribers()[0]!.lagRecords
-        sampling = q.wal.stats().then(s => {
-          cleanupLagMax = Math.max(cleanupLagMax, s.count - lag)
-          cleanupSamples++
-        }).finally(() => { sampling = undefined })
-      }
-    }
-    const elapsedMs = lastAckAt - t0
-    drainRateEstimate = messages / elapsedMs * 1000
-    const zero = await countZero(q, lastAckAt)
-    await sampling
-    return {
-      kind: 'drain',
-      rateEstimate: rate,
-      backlogRecords,
-      buildMs: built.ms,
-      buildMsgsPerSec: built.msgsPerSec,
-      warmupRecords,
-      messages,
-      elapsedMs,
-      msgsPerSec: messages / elapsedMs * 1000,
-      batches,
-      nextMs,
-      ackMs,
-      countZeroMs: zero.ms,
-      countZeroTries: zero.tries,
-      cleanupLagMax,
-      cleanupSamples,
-      compactions: q.wal.compactions,
-      loadAverage: load,
-    }
-  } finally {
-    await q.close()
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// evaq-push-drain
-
-export interface PushDrainSample {
-  readonly kind: 'push-drain'
-  readonly elapsedMs: number
-  readonly pushMessages: number
-  readonly pushMsgsPerSec: number
-  readonly drainMessages: number
-  readonly drainMsgsPerSec: number
-  /** Records committed and not acknowledged by the subscriber, sampled every 100 ms. */
-  readonly lagStart: number
-  readonly lagEnd: number
-  readonly lagMax: number
-  readonly lagMean: number
-  /** Least-squares trend of the lag over the measurement, records per second. */
-  readonly lagTrendPerSec: number
-  /** lagTrendPerSec × the measurement's length: how much the lag grew along its trend. */
-  readonly lagTrendGrowth: number
-  /** The trend grew by less than 1% of the records pushed. */
-  readonly bounded: boolean
-  readonly lagSamples: number
-  /** The lag about every second: [ms since the measurement started, records]. */
-  readonly lagSeries: ReadonlyArray<readonly [number, number]>
-  readonly loadAverage: readonly number[]
-}
-
-async function runPushDrain (dir: string, config: Config): Promise<PushDrainSample> {
-  const load = loadAverage()
-  const q = await Evaq.open(dir)
-  try {
-    const sub = await q.wal.subscribe('drain')
-    let pushed = 0
-    let acked = 0
-    let stopConsumer = false
-    const start = performance.now()
-    const warmEnd = start + config.warmupMs
-    const deadline = warmEnd + config.durationMs
-    let t0: number | undefined
-    let pushed0 = 0
-    let acked0 = 0
-    const lags: Array<[number, number]> = []
-    const lag = (): number => q.wal.subscribers()[0]!.lagRecords
-    const sampler = setInterval(() => {
-      const now = performance.now()
-      if (t0 === undefined && now >= warmEnd) { t0 = now; pushed0 = pushed; acked0 = acked }
-      if (t0 !== undefined && now < deadline) lags.push([now - t0, lag()])
-    }, 100)
-    const pusher = async (): Promise<void> => {
-      while (performance.now() < deadline) {
-        await q.pushWal(nextPayload())
-        pushed++
-      }
-    }
-    const consumer = async (): Promise<void> => {
-      while (!stopConsumer) {
-        const b = await sub.next({ maxCount: FETCH, waitMs: 100 })
-        if (b === undefined) continue
-        await b.ack()
-        acked += b.records.length
-      }
-    }
-    const consuming = consumer()
-    await Promise.all(Array.from({ length: CALLERS }, pusher))
-    const end = performance.now()
-    const lagEnd = lag()
-    const pushedEnd = pushed
-    const ackedEnd = acked
-    clearInterval(sampler)
-    stopConsumer = true
-    await consuming
-    if (t0 === undefined) throw new Error('evaq-push-drain: the sampler never ran after the warm-up')
-    const elapsedMs = end - t0
-    lags.push([elapsedMs, lagEnd])
-    const pushMessages = pushedEnd - pushed0
-    const drainMessages = ackedEnd - acked0
-    const trend = slope(lags)
-    const lagTrendGrowth = trend * elapsedMs / 1000
-    let max = 0
-    let sum = 0
-    for (const [, l] of lags) { max = Math.max(max, l); sum += l }
-    const series: Array<[number, number]> = []
-    for (const [t, l] of lags) if (series.length === 0 || t - series[series.length - 1]![0] >= 1000) series.push([Math.round(t), l])
-    return {
-      kind: 'push-drain',
-      elapsedMs,
-      pushMessages,
-      pushMsgsPerSec: pushMessages / elapsedMs * 1000,
-      drainMessages,
-      drainMsgsPerSec: drainMessages / elapsedMs * 1000,
-      lagStart: lags[0]![1],
-      lagEnd,
-      lagMax: max,
-      lagMean: sum / lags.length,
-      lagTrendPerSec: trend,
-      lagTrendGrowth,
-      bounded: lagTrendGrowth < 0.01 * pushMessages,
-      lagSamples: lags.length,
-      lagSeries: series,
-      loadAverage: load,
-    }
-  } finally {
-    await q.close()
-  }
-}
-
-/** Least-squares slope of [ms, value] points, in value per second. */
-function slope (points: ReadonlyArray<readonly [number, number]>): number {
-  const n = points.length
-  if (n < 2) return 0
-  let sx = 0; let sy = 0; let sxx = 0; let sxy = 0
-  for (const [ms, y] of points) { const x = ms / 1000; sx += x; sy += y; sxx += x * x; sxy += x * y }
-  const d = n * sxx - sx * sx
-  return d === 0 ? 0 : (n * sxy - sx * sy) / d
-}
-
-export type CoreRoundSample = DrainSample | PushDrainSample
-
-export interface CoreRoundScenario {
-  readonly id: CoreRoundId
-  readonly title: string
-  run (dir: string, config: Config): Promise<CoreRoundSample>
-}
-
-export const CORE_ROUND_SCENARIOS: readonly CoreRoundScenario[] = [
-  {
-    id: 'evaq-drain',
-    title: `one subscriber drains a backlog of 256-record segments: next({ maxCount: ${FETCH} }) + ack() until empty (ackDurability 'sync')`,
-    run: runDrain,
-  },
-  {
-    id: 'evaq-push-drain',
-    title: `${CALLERS} callers pushWal (durability 'sync') while one subscriber drains: next({ maxCount: ${FETCH}, waitMs: 100 }) + ack()`,
-    run: runPushDrain,
-  },
-]
-
-export function formatCoreRoundSample (s: CoreRoundSample): string {
-  if (s.kind === 'drain') {
-    return `${int(s.msgsPerSec)} rec/s (${int(s.messages)} in ${(s.elapsedMs / 1000).toFixed(2)} s; next ${int(s.nextMs)} ms, ack ${int(s.ackMs)} ms; ` +
-      `backlog ${int(s.backlogRecords)} built at ${int(s.buildMsgsPerSec)}/s; count 0 after ${s.countZeroMs === undefined ? 'never' : `${s.countZeroMs.toFixed(1)} ms`}; ` +
-      `acked-not-deleted max ${int(s.cleanupLagMax)})`
-  }
-  return `push ${int(s.pushMsgsPerSec)} msg/s, drain ${int(s.drainMsgsPerSec)} rec/s; lag end ${int(s.lagEnd)}, max ${int(s.lagMax)}, ` +
-    `trend ${int(s.lagTrendPerSec)}/s → ${s.bounded ? 'bounded' : 'GROWING'}`
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -554,10 +266,6 @@ export interface CoreRow {
 }
 
 export interface CoreInputs {
-  readonly drain: readonly DrainSample[]
-  readonly pushDrain: readonly PushDrainSample[]
-  /** `evaq-push-256` of the same rounds, index for index. */
-  readonly push256: readonly FoundationSample[]
   readonly head: HeadReadResult | undefined
   readonly rss: RssResult | undefined
 }
@@ -570,68 +278,6 @@ const us = (v: number): string => `${int(v)} µs`
 
 export function coreRows (x: CoreInputs): CoreRow[] {
   const rows: CoreRow[] = []
-  const push256 = x.push256.map(s => s.kind === 'throughput' ? s.msgsPerSec : NaN)
-
-  if (x.drain.length > 0) {
-    const drain = x.drain.map(s => s.msgsPerSec)
-    const ratios = push256.length === drain.length ? drain.map((d, i) => d / push256[i]!) : []
-    const ratio = ratios.length > 0 ? median(ratios) : undefined
-    rows.push({
-      id: 'drain-vs-push-256',
-      scenario: '`evaq-drain`: one subscriber drains a backlog vs `evaq-push-256` (same round)',
-      value: median(drain), valueText: `${int(median(drain))} rec/s`,
-      baseline: median(push256), baselineText: push256.length > 0 ? `${int(median(push256))} msg/s` : '—',
-      ratio, ratiosPerRound: ratios, target: '≥ 1.0×', met: ratio === undefined ? undefined : ratio >= 1,
-    })
-    const zeros = x.drain.map(s => s.countZeroMs ?? Infinity)
-    const zero = median(zeros)
-    rows.push({
-      id: 'drain-count-zero',
-      scenario: '`evaq-drain`: from the last ack until `stats().count` is 0',
-      value: zero, valueText: Number.isFinite(zero) ? `${zero.toFixed(1)} ms` : 'never',
-      baseline: undefined, baselineText: '—', ratio: undefined, target: '—', met: undefined,
-    })
-    const lagMax = median(x.drain.map(s => s.cleanupLagMax))
-    rows.push({
-      id: 'drain-cleanup-lag',
-      scenario: '`evaq-drain`: records acknowledged but not yet deleted (max of ~1 s samples)',
-      value: lagMax, valueText: `${int(lagMax)} records`,
-      baseline: undefined, baselineText: '—', ratio: undefined, target: '—', met: undefined,
-    })
-  }
-
-  if (x.pushDrain.length > 0) {
-    const pushes = x.pushDrain.map(s => s.pushMsgsPerSec)
-    const pushRatios = push256.length === pushes.length ? pushes.map((p, i) => p / push256[i]!) : []
-    rows.push({
-      id: 'push-drain-push',
-      scenario: '`evaq-push-drain`: push rate while one subscriber drains vs `evaq-push-256` alone',
-      value: median(pushes), valueText: `${int(median(pushes))} msg/s`,
-      baseline: median(push256), baselineText: push256.length > 0 ? `${int(median(push256))} msg/s` : '—',
-      ratio: pushRatios.length > 0 ? median(pushRatios) : undefined, ratiosPerRound: pushRatios, target: '—', met: undefined,
-    })
-    const drains = x.pushDrain.map(s => s.drainMsgsPerSec)
-    const drainRatios = x.pushDrain.map(s => s.drainMsgsPerSec / s.pushMsgsPerSec)
-    rows.push({
-      id: 'push-drain-drain',
-      scenario: '`evaq-push-drain`: drain rate vs push rate of the same run',
-      value: median(drains), valueText: `${int(median(drains))} rec/s`,
-      baseline: median(pushes), baselineText: `${int(median(pushes))} msg/s`,
-      ratio: median(drainRatios), ratiosPerRound: drainRatios, target: '—', met: undefined,
-    })
-    const bounded = x.pushDrain.every(s => s.bounded)
-    const end = median(x.pushDrain.map(s => s.lagEnd))
-    const max = median(x.pushDrain.map(s => s.lagMax))
-    rows.push({
-      id: 'push-drain-lag',
-      scenario: '`evaq-push-drain`: lag (records not acknowledged) at the end vs its max',
-      value: end, valueText: `${int(end)} records`,
-      baseline: max, baselineText: `${int(max)} records (max)`,
-      ratio: max > 0 ? end / max : undefined, ratiosPerRound: x.pushDrain.map(s => s.lagMax > 0 ? s.lagEnd / s.lagMax : NaN),
-      target: 'bounded in every round', met: bounded,
-    })
-  }
-
   if (x.head !== undefined) {
     for (const v of x.head.variants) {
       const fresh = v.phases.find(p => p.phase === 'fresh')!
@@ -766,16 +412,11 @@ export async function writeCore (info: RunInfo, inputs: CoreInputs, rows: readon
       warmupMs: config.warmupMs,
       rounds: config.rounds,
       quietWaitMs: config.quietWaitMs,
-      roundOrder: 'evaq-drain and evaq-push-drain run in the foundation rounds (order reversed every other round), so each is paired with evaq-push-256 of its round',
-      drain: { backlogSegmentRecords: BACKLOG_CHUNK, calibratedRecordsPerSec: drainCalibration, backlog: 'drain rate × (warm-up + duration); the rate comes from a calibration drain of 102,400 records in round 1, then from the previous round' },
       headRead: { records: config.headRecords, chunk: HEAD_CHUNK, iterations: config.headIterations, warmupIterations: HEAD_WARMUP },
       rssBacklog: { requestedBytes: config.backlogBytes, fractions: RSS_FRACTIONS, subscriber: `next({ maxCount: ${FETCH} }) + ack() once a second`, pushers: CALLERS },
-      targets: { drainVsPush: '≥ 1.0×', headP99Us: HEAD_P99_TARGET_US, rssBytes: RSS_TARGET_BYTES, rssFlat: `RSS at 100% ≤ ${RSS_FLAT_TARGET}× RSS at 10%`, lagBounded: 'lag trend growth < 1% of the records pushed, every round' },
+      targets: { headP99Us: HEAD_P99_TARGET_US, rssBytes: RSS_TARGET_BYTES, rssFlat: `RSS at 100% ≤ ${RSS_FLAT_TARGET}× RSS at 10%` },
     },
     scenarios: {
-      'evaq-drain': { title: CORE_ROUND_SCENARIOS[0]!.title, rounds: inputs.drain, cpu: info.cpu['evaq-drain'] ?? [] },
-      'evaq-push-drain': { title: CORE_ROUND_SCENARIOS[1]!.title, rounds: inputs.pushDrain, cpu: info.cpu['evaq-push-drain'] ?? [] },
-      'evaq-push-256 (baseline, same rounds)': { rounds: inputs.push256, cpu: info.cpu['evaq-push-256'] ?? [] },
       'evaq-head-read': { ...inputs.head, cpu: info.cpu['evaq-head-read'] ?? [] },
       'evaq-rss-backlog': { ...inputs.rss, cpu: info.cpu['evaq-rss-backlog'] ?? [] },
     },
@@ -795,7 +436,6 @@ export async function writeCore (info: RunInfo, inputs: CoreInputs, rows: readon
   const table = markdownTable(TABLE_HEADER, ['---', '---:', '---:', '---:', ':---:', ':---:'], tableRows(rows))
   const backlog = inputs.rss === undefined ? '' : ` The RSS backlog was ${(inputs.rss.backlogBytes / 2 ** 30).toFixed(2)} GiB${inputs.rss.note === undefined ? '' : ` (${inputs.rss.note})`}.`
   const caption = `Measured ${date} on ${machineLine(facts)}. ${loadSentence(info)} ` +
-    `Round scenarios: medians of ${config.rounds} rounds of ${config.durationMs / 1000} s, ratios are medians of per-round ratios; ` +
     `${PAYLOAD_BYTES} B payloads, durable defaults.${backlog} See perf/README.md.`
   const md = [
     '# Subscriber-core benchmark',
@@ -808,9 +448,7 @@ export async function writeCore (info: RunInfo, inputs: CoreInputs, rows: readon
     '',
     table,
     '',
-    `Round scenarios (\`evaq-drain\`, \`evaq-push-drain\`) ran in the same ${config.rounds} rounds as \`evaq-push-256\` ` +
-      `(${config.durationMs / 1000} s per measurement after ${config.warmupMs / 1000} s of warm-up); their value and baseline columns are medians ` +
-      'and the ratio is the median of the per-round ratios. `evaq-head-read` and `evaq-rss-backlog` ran once; latencies are nearest-rank ' +
+    '`evaq-head-read` and `evaq-rss-backlog` ran once; latencies are nearest-rank ' +
       `percentiles of ${int(config.headIterations)} calls per phase. RSS in MB of 10^6 bytes, measured in child processes.${backlog} ` +
       `Raw numbers: [${path.basename(jsonFile)}](./${path.basename(jsonFile)}).`,
     '',

@@ -7,36 +7,16 @@
  *
  * The result goes to the parent over IPC. Usage: node --import tsx rss-child.ts '<RssChildArgs JSON>'
  */
-import { readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { Evaq } from '../../src/index.js'
-import { CALLERS, dirBytes, loadAverage, nextPayload, PAYLOAD_BYTES } from './common.js'
+import { CALLERS, dirBytes, loadAverage, nextPayload, PAYLOAD_BYTES, rssSplit, type RssSplit } from './common.js'
+
+export type { RssSplit }
 
 export interface RssChildArgs {
   readonly phase: 'grow' | 'reopen'
   readonly dir: string
   readonly backlogBytes: number
-}
-
-/**
- * RSS split into anonymous memory (heaps, buffers, LevelDB's memtables and caches) and
- * file-backed pages (the Node binary, and the table files LevelDB maps with mmap to read them),
- * from /proc/self/status; undefined where that does not exist.
- */
-export interface RssSplit {
-  readonly rssAnon: number
-  readonly rssFile: number
-}
-
-export function rssSplit (): RssSplit | undefined {
-  try {
-    const status = readFileSync('/proc/self/status', 'utf8')
-    const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024
-    const split = { rssAnon: kb('RssAnon'), rssFile: kb('RssFile') }
-    return Number.isFinite(split.rssAnon) && Number.isFinite(split.rssFile) ? split : undefined
-  } catch {
-    return undefined
-  }
 }
 
 export interface MemorySample {
