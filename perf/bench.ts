@@ -7,8 +7,8 @@
  *   redis-server, at 100 B, 1 KiB and 16 KiB, in alternating rounds;
  * - push-drain (lib/push-drain.ts): pushing and draining together for a minute;
  * - backlog (lib/backlog.ts): open time and RSS from 10^4 to 10^7 records;
- * - the subscriber core's once-only scenarios (lib/core.ts): head reads after a million acks, RSS
- *   while a 2 GiB backlog grows;
+ * - with --core (or --only evaq-head-read,evaq-rss-backlog), the subscriber core's once-only scenarios
+ *   (lib/core.ts): head reads after a million acks, RSS while a 2 GiB backlog grows;
  * - HTTP: pending until `evaq serve` exists.
  *
  *   npm run bench            full run (~30 min); writes perf/results/ and README.md
@@ -36,7 +36,7 @@ const ONCE_IDS = ['push-drain', 'backlog', ...CORE_IDS]
 
 interface BenchConfig extends Config {
   readonly pushDrainMs: number
-  /** Head reads and the 2 GiB RSS backlog (lib/core.ts): in the full run, or when named in --only. */
+  /** Head reads and the 2 GiB RSS backlog (lib/core.ts): with --core, or when named in --only (they add ~6 min). */
   readonly core: boolean
 }
 
@@ -44,6 +44,7 @@ function parseConfig (): BenchConfig {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
+      core: { type: 'boolean', default: false },
       rounds: { type: 'string' },
       seconds: { type: 'string' },
       'push-drain-seconds': { type: 'string' },
@@ -58,7 +59,7 @@ function parseConfig (): BenchConfig {
   const quick = values.quick === true
   const base = quick
     ? { durationMs: 1_500, warmupMs: 500, rounds: 1, pushDrainMs: 5_000, headRecords: 100_000, headIterations: 500, backlogBytes: 200 * MiB, quietWaitMs: 0 }
-    : { durationMs: 4_000, warmupMs: 1_000, rounds: 3, pushDrainMs: 60_000, headRecords: 1_000_000, headIterations: 2_000, backlogBytes: 2048 * MiB, quietWaitMs: 180_000 }
+    : { durationMs: 3_000, warmupMs: 750, rounds: 3, pushDrainMs: 60_000, headRecords: 1_000_000, headIterations: 2_000, backlogBytes: 2048 * MiB, quietWaitMs: 60_000 }
   const number = (name: string, raw: string | undefined, fallback: number): number => {
     if (raw === undefined) return fallback
     const n = Number(raw)
@@ -85,7 +86,7 @@ function parseConfig (): BenchConfig {
     rounds: Math.round(number('rounds', values.rounds, base.rounds)),
     only,
     pushDrainMs: number('push-drain-seconds', values['push-drain-seconds'], base.pushDrainMs / 1000) * 1000,
-    core: only === undefined ? !quick : only.some(o => CORE_IDS.includes(o)),
+    core: values.core === true || (only !== undefined && only.some(o => CORE_IDS.includes(o))),
     headRecords: Math.round(number('head-records', values['head-records'], base.headRecords)),
     headIterations: Math.round(number('head-iterations', values['head-iterations'], base.headIterations)),
     backlogBytes: Math.round(number('backlog-mib', values['backlog-mib'], base.backlogBytes / MiB) * MiB),
