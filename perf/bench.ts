@@ -59,7 +59,7 @@ function parseConfig (): BenchConfig {
   const quick = values.quick === true
   const base = quick
     ? { durationMs: 1_500, warmupMs: 500, rounds: 1, pushDrainMs: 5_000, headRecords: 100_000, headIterations: 500, backlogBytes: 200 * MiB, quietWaitMs: 0 }
-    : { durationMs: 3_000, warmupMs: 750, rounds: 2, pushDrainMs: 60_000, headRecords: 1_000_000, headIterations: 2_000, backlogBytes: 2048 * MiB, quietWaitMs: 15_000 }
+    : { durationMs: 3_000, warmupMs: 750, rounds: 3, pushDrainMs: 60_000, headRecords: 1_000_000, headIterations: 2_000, backlogBytes: 2048 * MiB, quietWaitMs: 15_000 }
   const number = (name: string, raw: string | undefined, fallback: number): number => {
     if (raw === undefined) return fallback
     const n = Number(raw)
