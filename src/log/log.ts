@@ -5,7 +5,7 @@ import {
   copyRemovalSet, decodeHeader, decodeKey, decodeRemovalSet, decodeSummary, encodeKey, encodeRemovalSet,
   encodeSummary, isRemoved, markRemoved, payloadAt, type RemovalSet, type SegmentHeader, type SegmentSummary,
 } from '../store/codec.js'
-import { Keyspace, type Delta, type LogCounters, type Store, type Sublevel } from '../store/store.js'
+import { Keyspace, type ChainedBatch, type Delta, type LogCounters, type Store, type Sublevel } from '../store/store.js'
 import { crashPoint } from '../crash-points.js'
 import { GroupCommit, type PendingSegment } from '../write/group-commit.js'
 import {
@@ -323,6 +323,7 @@ export class Log {
       if (this.extraKeys !== undefined) {
         for (const [id, x] of s.extras) this.extraKeys.put(batch, id, x)
       }
+      this.stageCommit(batch, s, now)
       count += builder.count
       bytes += builder.payloadBytes
       written.push(new Segment(builder.firstId, value))
@@ -464,6 +465,7 @@ export class Log {
     if (this.extraKeys !== undefined) {
       for (const req of accepted) for (const id of req.ids) this.extraKeys.del(batch, id)
     }
+    await this.stageRemoval(batch, accepted.flatMap(req => req.ids))
     let quarantined = 0
     for (const req of accepted) {
       if (req.quarantine !== true) continue
@@ -501,6 +503,32 @@ export class Log {
     this.indexKeys.del(batch, first)
     this.removalKeys.del(batch, first)
     if (this.extraKeys !== undefined) for (let id = first; id < first + count; id++) this.extraKeys.del(batch, id)
+    this.stageSegmentDeletion(batch, first, count)
+  }
+
+  // ---- hooks for logs that keep more per record (the DLQ's retry state) ---------------------
+
+  /** Add what belongs to the records of `segment` to the batch that commits it. */
+  protected stageCommit (_batch: ChainedBatch, _segment: PendingSegment, _pushedAt: number): void {}
+
+  /** Add what goes with the removal of `ids` (explicitly removed or quarantined) to its batch. */
+  protected async stageRemoval (_batch: ChainedBatch, _ids: readonly number[]): Promise<void> {}
+
+  /** Add what goes with the deletion of the whole segment [first, first + count) to its batch. */
+  protected stageSegmentDeletion (_batch: ChainedBatch, _first: number, _count: number): void {}
+
+  /**
+   * Write a batch of a subclass's own keys, with a commit snapshot and this log's durability, so
+   * that a failure degrades the queue like any other write.
+   */
+  protected async writeOwn (batch: ChainedBatch, what: string): Promise<void> {
+    this.ctx.assertWritable()
+    await this.write(batch, {}, this.sync, what)
+  }
+
+  /** Payload bytes pushed and not yet committed (buffered or being written). */
+  get bufferedBytes (): number {
+    return this.writer.bufferedBytes
   }
 
   private forget (first: number): void {

@@ -71,6 +71,11 @@ export class GroupCommit {
     this.workers = new PQueue({ concurrency: options.flushWorkers })
   }
 
+  /** Payload bytes buffered or being written. */
+  get bufferedBytes (): number {
+    return this.heldBytes
+  }
+
   /** The next ID this buffer will issue. */
   get next (): number {
     return this.nextId
