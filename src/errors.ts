@@ -82,6 +82,11 @@ export function fromLevel (err: unknown, what: string): EvaqError {
   return new EvaqError('EVAQ_IO', `${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
 }
 
+/** Whether `err` or one of its causes carries `code` (e.g. `LEVEL_CORRUPTION`). */
+export function hasCode (err: unknown, code: string): boolean {
+  return levelCodes(err).includes(code)
+}
+
 function levelCodes (err: unknown): string[] {
   const out: string[] = []
   for (let e = err as { code?: unknown, cause?: unknown } | undefined, depth = 0; e != null && depth < 8; e = e.cause as typeof e, depth++) {

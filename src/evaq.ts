@@ -1,10 +1,12 @@
 import { EventEmitter } from 'node:events'
 import { LRUCache } from 'lru-cache'
-import { EvaqError, fromLevel, invalid } from './errors.js'
+import { EvaqError, fromLevel, hasCode, invalid } from './errors.js'
 import { DiskBudget, levelLogBytes, type FullEvent } from './log/budget.js'
 import { encodeError, Log, type DropEvent, type LogContext, type LogStats, type PushOptions, type QueueRecord, type Segment } from './log/log.js'
 import type { Subscriber } from './log/subscriber.js'
 import { resolveOptions, type EvaqOptions, type ResolvedOptions } from './options.js'
+import { ID_FILE } from './store/id-floor.js'
+import { repairInPlace, type RepairFixes } from './store/repair.js'
 import { openStore, type Store } from './store/store.js'
 
 /**
@@ -132,7 +134,13 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     const evaq = new Evaq(dir, store, resolved)
     try {
       evaq.openReport.keysRead = store.journal.loadedKeys + await evaq.wal.load() + await evaq.dlq.load()
-      evaq.openReport.corruption = store.corruption
+      const lost: string[] = []
+      for (const log of [evaq.wal, evaq.dlq]) {
+        const gap = store.ids.lost(log.name, store.journal.counters(log.name).next)
+        if (gap !== undefined) lost.push(`${log.name}: LevelDB lost records it had acknowledged before the last clean close: its counters end at ID ${gap.found - 1}, they ended at ${gap.expected - 1}`)
+      }
+      if (store.ids.problem !== undefined) lost.push(store.ids.problem)
+      evaq.openReport.corruption = [...store.corruption, ...lost]
       if (evaq.budget.limited) await evaq.budget.measure()
     } catch (err) {
       await store.db.close().catch(() => {})
@@ -294,6 +302,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     this.recoveryTimer = undefined
     if (this._status !== 'degraded') return
     const retry = (): void => this.scheduleRecovery(Math.min(RECOVERY_MAX_MS, lastDelayMs * 2))
+    let repaired: RepairFixes | undefined
     try {
       // Let the writes already under way fail first.
       await Promise.all([this.wal.drain(), this.dlq.drain()]).catch(() => {})
@@ -302,7 +311,14 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       await this.budget.measure()
       const needed = (await levelLogBytes(this.location)) + RECOVERY_ROOM_BYTES
       if (this.budget.freeBytes < Math.max(this.options.minFreeDiskBytes, needed)) { retry(); return }
-      this.recovering = this.store.reopen()
+      // A write fails with LEVEL_CORRUPTION when LevelDB met damage in its own files, typically a
+      // compaction reading a data block that cannot be read. That error is sticky too, and every
+      // compaction of that table would set it again: reopening alone would only flap. So repair
+      // while the database is closed: LevelDB rewrites the damaged table without the blocks it
+      // cannot read (reads already quarantined and reported them), and evaq's counters are
+      // rebuilt from what survived, IDs kept above every ID issued.
+      const repair = hasCode(this.degradedBy, 'LEVEL_CORRUPTION')
+      this.recovering = this.store.reopen(repair ? async () => { repaired = await repairInPlace(this.location) } : undefined)
       await this.recovering
     } catch (err) {
       this.reportError(err)
@@ -315,6 +331,13 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     if (this._status !== 'degraded') return
     this.wal.forgetCaches()
     this.dlq.forgetCaches()
+    if (repaired !== undefined) {
+      for (const [log, f] of Object.entries(repaired)) {
+        const records = f.quarantinedRecords + f.lostRecords
+        if (f.quarantinedSegments + records > 0) this.emit('dropped', { log, reason: 'corruption', records, bytes: 0 })
+      }
+      this.reportError(new EvaqError('EVAQ_CORRUPTION', `LevelDB met damaged data in ${this.location}; evaq repaired it while reopening (LevelDB keeps the replaced files in lost/): ${JSON.stringify(repaired)}`))
+    }
     if (this.store.corruption.length > this.openReport.corruption.length) {
       this.openReport.corruption = this.store.corruption
       this.reportError(new EvaqError('EVAQ_CORRUPTION', `LevelDB dropped damaged data while reopening ${this.location}: ${this.store.corruption.at(-1) ?? ''}`))
@@ -366,9 +389,15 @@ export class Evaq extends EventEmitter<EvaqEvents> {
         if (this.syncing !== undefined) await this.syncing.catch(() => {})
         if (this.dirty && this.options.durability !== 'none') await this.syncNow()
       } finally {
-        await this.store.db.close().catch(err => { throw fromLevel(err, 'Closing the database failed') })
-        this._status = 'closed'
-        this.emit('closed')
+        try {
+          await this.store.db.close().catch(err => { throw fromLevel(err, 'Closing the database failed') })
+          const ids: Record<string, { next: number, committed: number }> = {}
+          for (const log of [this.wal, this.dlq]) ids[log.name] = { next: log.nextId, committed: this.store.journal.counters(log.name).next }
+          await this.store.ids.close(ids).catch(err => { throw new EvaqError('EVAQ_IO', `Writing ${ID_FILE} failed`, { cause: err }) })
+        } finally {
+          this._status = 'closed'
+          this.emit('closed')
+        }
       }
     })()
     return this.closing

@@ -596,3 +596,32 @@ test('concurrent next() calls on one subscriber share out the records, each deli
   t.deepEqual([...ids(a!.records), ...ids(b!.records)], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
   t.true([...a!.records, ...b!.records].every(r => r.deliveryCount === 1))
 })
+
+test('an empty read does not move the cursor past records committed while it ran (a gap of IDs, then new records)', async t => {
+  // A host whose log holds records 100..102 only; the watermark is 50 when next() starts and moves
+  // to 102 while the read runs, as when flushes complete during the read.
+  const { Subscriber } = await import('../src/log/subscriber.js')
+  let watermark = 50
+  const records = [100, 101, 102].map(id => ({ id, payload: Buffer.from(`r${id}`), pushedAt: 0 }))
+  const host = {
+    logName: 'wal',
+    now: () => 0,
+    assertOpen: () => {},
+    head: () => 1,
+    watermark: () => watermark,
+    read: async (from: number, _maxBytes: number, maxCount: number) => {
+      const seen = watermark
+      await Promise.resolve()
+      watermark = 102
+      return records.filter(r => r.id >= from && r.id <= seen).slice(0, maxCount)
+    },
+    onCommitted: () => () => {},
+    persist: async () => {},
+    deadLetter: async () => false,
+    meanRecordBytes: () => 0,
+  }
+  const sub = new Subscriber(host, 'a', { v: 1, start: 1, floor: 1, acked: [], leaseMs: 1000, maxDeliveries: 10, createdAt: 0, lastActiveAt: 0 })
+  t.is(await sub.next({ waitMs: 0 }), undefined, 'nothing was visible when the read started')
+  const batch = await sub.next({ waitMs: 0 })
+  t.deepEqual(batch?.records.map(r => r.id), [100, 101, 102], 'the records committed during the first read are delivered')
+})

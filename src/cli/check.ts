@@ -1,11 +1,10 @@
 import { cp, readdir, stat } from 'node:fs/promises'
 import { ClassicLevel } from 'classic-level'
 import { EvaqError, fromLevel } from '../errors.js'
-import {
-  decodeHeader, decodeKey, decodeRemovalSet, decodeSummary, encodeKey, encodeRemovalSet, encodeSummary,
-  isRemoved, markRemoved, newRemovalSet, payloadAt, type RemovalSet,
-} from '../store/codec.js'
-import { assertNotOrphaned, engineCorruption, FORMAT_VERSION, Journal, Keyspace, type Db, type Sublevel } from '../store/store.js'
+import { decodeHeader, isRemoved, payloadAt } from '../store/codec.js'
+import { ENC, LOGS, openRaw, repairInPlace, walk, type RepairFixes } from '../store/repair.js'
+import { IdFloor } from '../store/id-floor.js'
+import { engineCorruption, FORMAT_VERSION, Journal, type Db } from '../store/store.js'
 
 /**
  * `evaq check` and `evaq repair`: the only code that reads every record of a directory. They
@@ -39,13 +38,14 @@ export interface CheckReport {
   logs: Record<string, LogCheck>
   subscribers: { ok: number, bad: number }
   /** What LevelDB reported as corruption while opening (a dropped log record loses its batch). */
+  /**
+   * What LevelDB reported as corruption while opening (a dropped log record loses its batch), and
+   * records lost that LevelDB did not report (its counters end below what a clean close left).
+   */
   engine: string[]
   /** Damage found: the command exits non-zero. */
   damaged: boolean
 }
-
-const LOGS = ['wal', 'dlq'] as const
-const ENC = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
 
 function describeError (err: unknown): { code: string, message: string } {
   const e = err instanceof EvaqError ? err : fromLevel(err, 'LevelDB failed')
@@ -53,17 +53,6 @@ function describeError (err: unknown): { code: string, message: string } {
   const codes = [e.code]
   for (let i = 0; cause != null && i < 4; i++, cause = (cause as { cause?: { code?: unknown } }).cause) if (typeof cause.code === 'string') codes.push(cause.code as never)
   return { code: e.code, message: `${e.message} (${codes.join(' <- ')})` }
-}
-
-async function openRaw (dir: string): Promise<Db> {
-  await assertNotOrphaned(dir)
-  const db: Db = new ClassicLevel<Buffer, Buffer>(dir, { ...ENC, createIfMissing: false })
-  try {
-    await db.open()
-  } catch (err) {
-    throw fromLevel(err, `Cannot open ${dir}`)
-  }
-  return db
 }
 
 export async function check (dir: string, onProgress?: (done: number) => void): Promise<CheckReport> {
@@ -91,6 +80,12 @@ export async function check (dir: string, onProgress?: (done: number) => void): 
       return report
     }
     const journal = await Journal.load(db.sublevel<Buffer, Buffer>('snap', ENC))
+    const ids = await IdFloor.load(dir)
+    if (ids.problem !== undefined) report.engine.push(ids.problem)
+    for (const log of LOGS) {
+      const gap = ids.lost(log, journal.counters(log).next)
+      if (gap !== undefined) report.engine.push(`${log}: LevelDB lost records it had acknowledged before the last clean close: its counters end at ID ${gap.found - 1}, they ended at ${gap.expected - 1}`)
+    }
     let done = 0
     for (const log of LOGS) {
       const c = journal.counters(log)
@@ -146,45 +141,6 @@ export async function check (dir: string, onProgress?: (done: number) => void): 
   return report
 }
 
-interface Visitor {
-  segment (first: number, value: Buffer, summary: ReturnType<typeof decodeSummary> | undefined, removal: RemovalSet | undefined): void | Promise<void>
-  orphanSummary (first: number): void
-  badRemovalSet (first: number): void
-  unreadable (err: unknown): void
-}
-
-/** Every segment of `log` with its summary and removal set, in ID order. */
-async function walk (db: Db, log: string, visit: Visitor): Promise<void> {
-  const segs = db.sublevel<Buffer, Buffer>(log, ENC)
-  const index = db.sublevel<Buffer, Buffer>(`${log}-index`, ENC)
-  const removals = db.sublevel<Buffer, Buffer>(`${log}-removed`, ENC)
-  const summaries = new Map<number, ReturnType<typeof decodeSummary> | null>()
-  try {
-    for await (const [key, value] of index.iterator()) {
-      const first = decodeKey(key)
-      try { summaries.set(first, decodeSummary(first, value)) } catch { summaries.set(first, null) }
-    }
-    for await (const [key, value] of segs.iterator({ highWaterMarkBytes: 1 << 20 } as object)) {
-      const first = decodeKey(key)
-      const summary = summaries.get(first) ?? undefined
-      summaries.delete(first)
-      let removal: RemovalSet | undefined
-      const raw = await removals.get(encodeKey(first))
-      if (raw !== undefined) {
-        try {
-          removal = decodeRemovalSet(first, summary?.count ?? decodeHeader(first, value).count, raw)
-        } catch {
-          visit.badRemovalSet(first)
-        }
-      }
-      await visit.segment(first, value, summary, removal)
-    }
-  } catch (err) {
-    visit.unreadable(err)
-  }
-  for (const first of summaries.keys()) visit.orphanSummary(first)
-}
-
 async function assertUnlocked (dir: string): Promise<void> {
   await stat(dir).catch((err: unknown) => { throw new EvaqError('EVAQ_NOT_FOUND', `${dir}: ${(err as Error).message}`, { cause: err }) })
   const db: Db = new ClassicLevel<Buffer, Buffer>(dir, { ...ENC, createIfMissing: false })
@@ -203,7 +159,7 @@ export interface RepairReport {
   before: CheckReport
   after: CheckReport
   /** What repair did per log. */
-  fixed: Record<string, { quarantinedSegments: number, quarantinedRecords: number, summariesRewritten: number, orphansRemoved: number }>
+  fixed: RepairFixes
 }
 
 /**
@@ -224,99 +180,11 @@ export async function repair (dir: string, backup: string): Promise<RepairReport
   // (after the copy, which must be the directory exactly as it was).
   await assertUnlocked(dir)
   const before = await check(dir)
+  let fixed: RepairFixes
   try {
-    await ClassicLevel.repair(dir)
+    fixed = await repairInPlace(dir)
   } catch (err) {
     throw fromLevel(err, `LevelDB could not repair ${dir}`)
-  }
-  const db = await openRaw(dir)
-  const fixed: RepairReport['fixed'] = {}
-  try {
-    const snaps = db.sublevel<Buffer, Buffer>('snap', ENC)
-    let journal: Journal
-    try {
-      journal = await Journal.load(snaps)
-    } catch {
-      await db.clear({ gte: Buffer.from('!snap!'), lt: Buffer.from('!snap"') })
-      journal = await Journal.load(snaps)
-    }
-    const counters: Record<string, { next: number, count: number, bytes: number, floor: number, quarantined: number }> = {}
-    for (const log of LOGS) {
-      const c = journal.counters(log)
-      const f = { quarantinedSegments: 0, quarantinedRecords: 0, summariesRewritten: 0, orphansRemoved: 0 }
-      fixed[log] = f
-      const segKeys = new Keyspace(db.sublevel<Buffer, Buffer>(log, ENC) as unknown as Sublevel)
-      const indexKeys = new Keyspace(db.sublevel<Buffer, Buffer>(`${log}-index`, ENC) as unknown as Sublevel)
-      const removalKeys = new Keyspace(db.sublevel<Buffer, Buffer>(`${log}-removed`, ENC) as unknown as Sublevel)
-      const quarantine = new Keyspace(db.sublevel<Buffer, Buffer>(`${log}-quarantine`, ENC) as unknown as Sublevel)
-      const n = { next: c.next, count: 0, bytes: 0, floor: Infinity, quarantined: c.quarantinedCount }
-      counters[log] = n
-      const batch = db.batch()
-      await walk(db, log, {
-        segment: (first, value, summary, removal) => {
-          let header
-          try {
-            header = decodeHeader(first, value)
-          } catch {
-            quarantine.put(batch, first, value)
-            segKeys.del(batch, first)
-            indexKeys.del(batch, first)
-            removalKeys.del(batch, first)
-            f.quarantinedSegments++
-            return
-          }
-          let set = removal
-          for (let i = 0; i < header.count; i++) {
-            if (isRemoved(set, i)) continue
-            try {
-              payloadAt(header, value, i)
-            } catch {
-              set ??= newRemovalSet(header.count)
-              markRemoved(set, i, header.lengths[i]!)
-              const start = header.offsets[i]!
-              quarantine.put(batch, first + i, Buffer.from(value.subarray(start, start + header.lengths[i]!)))
-              f.quarantinedRecords++
-              n.quarantined++
-            }
-          }
-          if (set !== undefined && set.removed === header.count) {
-            segKeys.del(batch, first)
-            indexKeys.del(batch, first)
-            removalKeys.del(batch, first)
-          } else {
-            if (set !== removal && set !== undefined) removalKeys.put(batch, first, encodeRemovalSet(set))
-            if (summary === undefined || summary.count !== header.count || summary.payloadBytes !== header.payloadBytes) {
-              indexKeys.put(batch, first, encodeSummary(header.count, header.payloadBytes, header.pushedAt))
-              f.summariesRewritten++
-            }
-            n.count += header.count - (set?.removed ?? 0)
-            n.bytes += header.payloadBytes - (set?.removedBytes ?? 0)
-            n.floor = Math.min(n.floor, first)
-          }
-          n.next = Math.max(n.next, first + header.count)
-        },
-        orphanSummary: (first) => { indexKeys.del(batch, first); f.orphansRemoved++ },
-        badRemovalSet: (first) => { removalKeys.del(batch, first) },
-        unreadable: () => {},
-      })
-      await batch.write({ sync: true })
-    }
-    // One fresh commit snapshot with the recounted counters replaces all others.
-    const snapKeys: Buffer[] = []
-    for await (const key of snaps.keys()) snapKeys.push(key)
-    const seq = snapKeys.length === 0 ? 1 : decodeKey(snapKeys[snapKeys.length - 1]!) + 1
-    const logs: Record<string, object> = {}
-    for (const log of LOGS) {
-      const n = counters[log]!
-      const old = journal.counters(log)
-      logs[log] = { ...old, next: n.next, count: n.count, bytes: n.bytes, floor: Number.isFinite(n.floor) ? n.floor : n.next, quarantinedCount: n.quarantined }
-    }
-    const batch = db.batch()
-    for (const key of snapKeys) batch.del(key, { sublevel: snaps })
-    batch.put(encodeKey(seq), Buffer.from(JSON.stringify({ seq, logs, pending: [] })), { sublevel: snaps })
-    await batch.write({ sync: true })
-  } finally {
-    await db.close().catch(() => {})
   }
   const after = await check(dir)
   return { backup, before, after, fixed }

@@ -214,7 +214,7 @@ export class Log {
     this.ackSync = options.ackDurability === 'sync'
     this.removedSets = new LRUCache({ max: 4096 })
     this.host = this.makeHost()
-    this.writer = new GroupCommit(options, store.journal.counters(name).next, segments => this.commit(segments), () => {
+    this.writer = new GroupCommit(options, Math.max(store.journal.counters(name).next, store.ids.floor(name)), segments => this.commit(segments), () => {
       for (const listener of this.committedListeners) listener()
     })
   }
@@ -329,7 +329,17 @@ export class Log {
       written.push(new Segment(builder.firstId, value))
     }
     const last = segments[segments.length - 1]!.builder
-    const delta: Delta = { [this.name]: { next: last.firstId + last.count, count, bytes } }
+    const next = last.firstId + last.count
+    if (!store.ids.covers(this.name, next)) {
+      try {
+        await store.ids.reserve(this.name, next)
+      } catch (cause) {
+        const err = new EvaqError('EVAQ_IO', `Reserving IDs for ${this.name} failed; ${count} record(s) were not written`, { cause })
+        this.ctx.ioFailed(err)
+        throw err
+      }
+    }
+    const delta: Delta = { [this.name]: { next, count, bytes } }
     crashPoint('segment-write:before')
     await this.write(batch, delta, this.sync, `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`)
     crashPoint('segment-write:after')
@@ -555,10 +565,24 @@ export class Log {
     return touched
   }
 
-  /** First ID of the last segment starting at or below `id`. */
+  /**
+   * First ID of the live segment holding `id`, or of the last live one below it, or undefined.
+   *
+   * Found through the summaries (one per segment, written and deleted with it in the same
+   * batches), not the segments, and never by a reverse seek into deleted keys: LevelDB skips
+   * deleted entries inside the seek, past any bound, so a reverse seek from `id` with nothing live
+   * below it walks back over every tombstone of the log's head and into the segments' keyspace
+   * (slow, and failing outright where a data block there cannot be read). A forward seek from the
+   * head first finds the lowest live summary; the reverse seek then stops at or above it.
+   */
   private async segmentStart (id: number): Promise<number | undefined> {
+    const exact = await this.index.keys({ gte: encodeKey(id), lte: encodeKey(id), limit: 1 }).all()
+    if (exact.length > 0) return id
     const floor = this.counters.floor
-    const keys = await this.segs.keys({ lte: encodeKey(id), gte: encodeKey(floor > id ? id : floor), reverse: true, limit: 1 }).all()
+    if (floor >= id) return undefined
+    const lowest = await this.index.keys({ gte: encodeKey(floor), lte: encodeKey(id), limit: 1 }).all()
+    if (lowest.length === 0) return undefined
+    const keys = await this.index.keys({ lte: encodeKey(id), gte: lowest[0]!, reverse: true, limit: 1 }).all()
     return keys.length === 0 ? undefined : decodeKey(keys[0]!)
   }
 
@@ -931,15 +955,16 @@ export class Log {
     const it = this.segs.iterator({ gte: encodeKey(iterFrom), lte: encodeKey(watermark), highWaterMarkBytes: ITERATOR_BYTES } as { gte: Buffer, lte: Buffer })
     const seen: number[] = []
     let covered = watermark
+    let unreadable = false
     try {
       outer: for (;;) {
         let entries: Array<[Buffer, Buffer]>
         try {
           entries = await it.nextv(256)
         } catch (err) {
-          // LevelDB could not read a block: find the segment it belongs to one by one.
-          if (levelCorruption(err) || levelIoError(err)) await this.findUnreadable(start, watermark)
-          throw err
+          if (!levelCorruption(err) && !levelIoError(err)) throw err
+          unreadable = true
+          break
         }
         if (entries.length === 0) break
         for (const [key, value] of entries) {
@@ -954,8 +979,51 @@ export class Log {
     } finally {
       await it.close().catch(() => {})
     }
-    await this.crossCheck(iterFrom, covered, seen)
+    if (unreadable) {
+      await this.readAround(start, watermark, take)
+    } else {
+      await this.crossCheck(iterFrom, covered, seen)
+    }
     return this.withExtras(out)
+  }
+
+  /**
+   * LevelDB could not read a data block in the range: an iterator fails whenever it reaches that
+   * block, and it stays in its table until a repair or a compaction that cannot happen (the
+   * compaction would have to read it). So read this range segment by segment instead, led by the
+   * summaries, which live in other blocks: a point read of a segment touches only its own block.
+   * Segments that cannot be read are quarantined, and the read fails with EVAQ_CORRUPTION naming
+   * them; the next read skips them, so a consumer gets past the damage.
+   */
+  private async readAround (start: number, watermark: number, take: (segment: Segment) => Promise<boolean>): Promise<void> {
+    const bad: number[] = []
+    let from = await this.segmentStart(start) ?? start
+    outer: while (from <= watermark) {
+      const keys = await this.index.keys({ gte: encodeKey(from), lte: encodeKey(watermark), limit: 64 }).all()
+      if (keys.length === 0) break
+      for (const key of keys) {
+        const id = decodeKey(key)
+        from = id + 1
+        let segment = this.ctx.segments.get(this.cacheKey(id))
+        if (segment === undefined) {
+          let value: Buffer | undefined
+          try {
+            value = await this.segs.get(encodeKey(id))
+          } catch (err) {
+            if (!levelCorruption(err) && !levelIoError(err)) throw err
+          }
+          if (value === undefined) {
+            bad.push(id)
+            continue
+          }
+          segment = new Segment(id, value)
+        }
+        if (!await take(segment)) break outer
+      }
+    }
+    if (bad.length === 0) return
+    for (const id of bad) await this.quarantineSegment(id, undefined)
+    throw new EvaqError('EVAQ_CORRUPTION', `LevelDB could not read ${bad.length} segment(s) of ${this.name} starting at ${bad.slice(0, 5).join(', ')}; they were quarantined`, { ids: bad })
   }
 
   /**
@@ -1027,21 +1095,6 @@ export class Log {
     }).catch(err => this.ctx.error(err))
   }
 
-  /** After an iterator failed: read the segments of [start, watermark] one at a time, quarantining the unreadable one. */
-  private async findUnreadable (start: number, watermark: number): Promise<void> {
-    const first = await this.segmentStart(start).catch(() => undefined)
-    const keys = await this.index.keys({ gte: encodeKey(first ?? start), lte: encodeKey(watermark), limit: DELETE_PASS }).all().catch(() => [])
-    for (const key of keys) {
-      const id = decodeKey(key)
-      try {
-        await this.segs.get(encodeKey(id))
-      } catch (err) {
-        if (!levelCorruption(err) && !levelIoError(err)) throw err
-        await this.quarantineSegment(id, undefined)
-      }
-    }
-  }
-
   private async withExtras (out: Array<{ id: number, payload: Buffer, pushedAt: number, error?: RecordError }>): Promise<QueueRecord[]> {
     if (this.extraLevel !== undefined && out.length > 0) {
       const extras = await this.extraLevel.getMany(out.map(r => encodeKey(r.id)))
@@ -1053,6 +1106,21 @@ export class Log {
     return out
   }
 
+  /**
+   * The first live record at or after `from`, for stats: damage met on the way is quarantined
+   * (and reported by the `dropped` event) rather than failing the call.
+   */
+  private async firstFrom (from: number): Promise<QueueRecord | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const [record] = await this.readSafely(from, 0, 1)
+        return record
+      } catch (err) {
+        if (!(err instanceof EvaqError) || err.code !== 'EVAQ_CORRUPTION' || attempt >= 3) throw err
+      }
+    }
+  }
+
   async stats (): Promise<LogStats> {
     this.ctx.assertOpen()
     const { count, bytes, floor, droppedCount, droppedBytes, expiredSubscribers, quarantinedCount } = this.counters
@@ -1061,12 +1129,11 @@ export class Log {
     let lastId: number | undefined
     let head: QueueRecord | undefined
     if (count > 0) {
-      [head] = await this.readRange(floor, 0, 1)
+      head = await this.firstFrom(floor)
       firstId = head?.id
-      const keys = await this.segs.keys({ lte: encodeKey(this.watermark), gte: encodeKey(floor), reverse: true, limit: 1 }).all()
-      if (keys.length > 0) {
-        const segFirst = decodeKey(keys[0]!)
-        const segment = await this.segment(segFirst)
+      const segFirst = await this.segmentStart(this.watermark).catch(err => { throw fromLevel(err, `Reading ${this.name} failed`) })
+      if (segFirst !== undefined) {
+        const segment = await this.segment(segFirst).catch(() => undefined)
         if (segment !== undefined) {
           const set = await this.removedSet(segFirst, segment.header.count)
           for (let i = segment.header.count - 1; i >= 0; i--) {
@@ -1078,7 +1145,7 @@ export class Log {
     const mean = count === 0 ? 0 : bytes / count
     const subscribers: SubscriberInfo[] = []
     for (const sub of this.subs.values()) {
-      const [oldest] = sub.floor <= this.watermark ? await this.readRange(sub.floor, 0, 1) : []
+      const oldest = sub.floor <= this.watermark ? await this.firstFrom(sub.floor) : undefined
       subscribers.push(sub.info(mean, oldest?.pushedAt))
     }
     return {

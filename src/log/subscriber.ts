@@ -265,9 +265,12 @@ export class Subscriber {
     }
     while (out.length < maxCount && (out.length === 0 || bytes < maxBytes)) {
       const from = Math.max(this.cursor, this.host.head())
-      if (from > this.host.watermark()) break
+      // The watermark as the read starts: it moves on while the read runs, and an empty read
+      // only proves that nothing lies between `from` and the watermark the read saw.
+      const watermark = this.host.watermark()
+      if (from > watermark) break
       const fresh = await this.host.read(from, out.length === 0 ? maxBytes : maxBytes - bytes, maxCount - out.length)
-      if (fresh.length === 0) { this.cursor = Math.max(this.cursor, this.host.watermark() + 1); break }
+      if (fresh.length === 0) { this.cursor = Math.max(this.cursor, watermark + 1); break }
       let taken = 0
       for (const r of fresh) {
         if (out.length > 0 && bytes + r.payload.byteLength > maxBytes) break

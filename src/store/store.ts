@@ -5,6 +5,7 @@ import { ClassicLevel } from 'classic-level'
 import { EvaqError, fromLevel } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import { decodeKey, encodeKey } from './codec.js'
+import { IdFloor } from './id-floor.js'
 
 /** The only module that opens classic-level. One database per data directory. */
 
@@ -206,6 +207,8 @@ export interface Store {
   journal: Journal
   /** What LevelDB reported as corruption while it opened (see engineCorruption). */
   corruption: readonly string[]
+  /** IDs reserved ahead, outside LevelDB (see IdFloor). */
+  readonly ids: IdFloor
   /**
    * The first write that failed since the database was opened. Nothing more is written until
    * reopen(): after a failed write(2) LevelDB's log is no longer safe to append to.
@@ -215,8 +218,9 @@ export interface Store {
   /**
    * Close and open the database again, and reload the counters from disk. LevelDB's write errors
    * are sticky (after a failed fsync every later write fails until the database is reopened).
+   * `whileClosed` runs between the close and the open (a repair).
    */
-  reopen (): Promise<void>
+  reopen (whileClosed?: () => Promise<void>): Promise<void>
 }
 
 /**
@@ -286,6 +290,7 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
       }
     }
     const journal = await Journal.load(db.sublevel<Bytes, Bytes>('snap', ENC))
+    const ids = await IdFloor.load(dir)
 
     const snaps = db.sublevel<Bytes, Bytes>('snap', ENC)
     // Closing a database closes its sublevels, and opening it again does not reopen them.
@@ -294,15 +299,20 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
       db,
       journal,
       corruption: await engineCorruption(dir),
+      ids,
       failed: undefined,
       sublevel: (name: string) => {
         const sub = db.sublevel<Bytes, Bytes>(name, ENC)
         sublevels.push(sub)
         return sub
       },
-      reopen: async () => {
+      reopen: async (whileClosed) => {
         await db.close()
-        await db.open()
+        try {
+          await whileClosed?.()
+        } finally {
+          await db.open()
+        }
         await Promise.all(sublevels.map(sub => sub.open()))
         store.journal = await Journal.load(snaps)
         store.corruption = [...store.corruption, ...await engineCorruption(dir)]

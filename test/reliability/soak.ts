@@ -86,8 +86,14 @@ const CATALOG: Row[] = [
   {
     part: 'corruption',
     failure: 'Flipped bytes, truncated log, missing or empty table, damaged MANIFEST and CURRENT',
-    guarantee: 'No record failing its CRC returned; damaged records quarantined and counted; consumers do not hang; evaq check reports, evaq repair backs up and repairs',
+    guarantee: 'No record failing its CRC returned; damaged records quarantined and counted; consumers get past unreadable blocks; a compaction meeting one is repaired by evaq itself; a lost log tail is reported and its IDs never issued again; evaq check reports, evaq repair backs up and repairs',
     test: 'test/reliability/corruption.test.ts',
+  },
+  {
+    part: 'model-crash',
+    failure: 'Process crash at moments fast-check picks while producers, removers and consumers run concurrently in scheduler-chosen orders',
+    guarantee: 'Acknowledged pushes, removals and acks survive; in-flight ones are whole or absent; IDs never reused; subscribers at-least-once, never a record twice under one lease',
+    test: 'test/reliability/model-crash.test.ts',
   },
   {
     part: 'leaks',
