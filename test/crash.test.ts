@@ -3,36 +3,16 @@ import { spawn } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { Evaq, type Log, type QueueRecord } from '../src/index.js'
+import { Evaq } from '../src/index.js'
 import { checkPayload, digest, payloadFor } from './fixtures/crash-writer.js'
 import { tmpDir } from './helpers/tmp.js'
+import { prng } from './helpers/prng.js'
+import { readAll } from './helpers/read-all.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/crash-writer.ts', import.meta.url))
 const CYCLES = 20
 /** A run that has not reached its kill threshold by then is hung. */
 const CYCLE_WATCHDOG_MS = 30_000
-
-/** mulberry32, so that a failing run can be replayed with EVAQ_CRASH_SEED. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-async function readAll (log: Log): Promise<QueueRecord[]> {
-  const out: QueueRecord[] = []
-  for (let from = 0; ;) {
-    const page = await log.read({ from, maxBytes: 256 * 1024, maxCount: 1000 })
-    if (page.length === 0) return out
-    for (const r of page) out.push(r)
-    from = page[page.length - 1]!.id + 1
-  }
-}
 
 interface RunReport {
   acks: Array<[id: number, sha: string]>
@@ -138,7 +118,7 @@ test('SIGKILL at random moments: acknowledged pushes and removals survive, nothi
     // Check the directory against the model.
     const evaq = await Evaq.open(dir)
     try {
-      const records = await readAll(evaq.wal)
+      const records = await readAll(evaq.wal, 256 * 1024, 1000)
       const seen = new Set<number>()
       let previous = 0
       let bytes = 0
@@ -202,7 +182,7 @@ test('SIGKILL at random moments: acknowledged pushes and removals survive, nothi
   // A last look after the final cycle's own writes.
   const evaq = await Evaq.open(dir)
   try {
-    const records = await readAll(evaq.wal)
+    const records = await readAll(evaq.wal, 256 * 1024, 1000)
     t.deepEqual(records.map(r => r.id), [...live.keys()].sort((a, b) => a - b))
     t.true(records.every(r => live.get(r.id) === digest(r.payload)))
     t.is((await evaq.wal.stats()).count, live.size)

@@ -31,6 +31,7 @@ import {
   runCli, segmentSpan, tableOf, type CheckJson, type CliResult, type Layout, type LayoutKind, type RepairJson,
 } from './fixtures/corrupt-files.js'
 import { cycles, report } from './report.js'
+import { prng } from '../helpers/prng.js'
 
 /** Leases never expire and nothing ages: records are delivered once, unacknowledged. */
 const NOW = 1_800_000_000_000
@@ -764,22 +765,11 @@ for (const kind of ['log', 'table', 'tables'] as const) {
 
 // ---- random flips ------------------------------------------------------------------------------------------
 
-/** mulberry32: a small seeded generator, so that a failing cycle can be replayed. */
-function random (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 const SEED = Number(process.env.EVAQ_CORRUPTION_SEED ?? 0x5eed)
 const FLIPS = cycles('EVAQ_CORRUPTION_CYCLES', 8)
 
 test(`random byte flips in segments stored in a table (${FLIPS} cycles, seed ${SEED}): detected, quarantined, never returned`, async t => {
-  const rand = random(SEED)
+  const rand = prng(SEED)
   for (let cycle = 0; cycle < FLIPS; cycle++) {
     const layout = pristine.get('table')!
     const segments = layout.records / layout.perSegment
@@ -801,7 +791,7 @@ test(`random byte flips in segments stored in a table (${FLIPS} cycles, seed ${S
 })
 
 test(`random byte flips anywhere in LevelDB's log (${FLIPS} cycles, seed ${SEED}): what is returned is intact, what is lost is reported`, async t => {
-  const rand = random(SEED + 1)
+  const rand = prng(SEED + 1)
   for (let cycle = 0; cycle < FLIPS; cycle++) {
     const layout = pristine.get('log')!
     let where = ''

@@ -36,11 +36,13 @@ import { spawn } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { Evaq, type Log, type QueueRecord } from '../../src/index.js'
+import { Evaq } from '../../src/index.js'
 import { SUBSCRIBE_OPTIONS } from '../fixtures/consumer.js'
 import { checkPayload, digest } from '../fixtures/crash-writer.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { cycles, report } from './report.js'
+import { prng } from '../helpers/prng.js'
+import { readAll } from '../helpers/read-all.js'
 
 const WRITER = fileURLToPath(new URL('../fixtures/crash-writer.ts', import.meta.url))
 const CONSUMER = fileURLToPath(new URL('../fixtures/consumer.ts', import.meta.url))
@@ -79,28 +81,6 @@ const SUBS = ['a', 'b'] as const
 type SubName = typeof SUBS[number]
 /** How this process opens the directory to check it. */
 const CHECK_OPTIONS = { minFreeDiskBytes: 0, durability: 'sync', ackDurability: 'sync' } as const
-
-/** mulberry32, so that a failing run can be replayed from its seed. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-async function readAll (log: Log): Promise<QueueRecord[]> {
-  const out: QueueRecord[] = []
-  for (let from = 0; ;) {
-    const page = await log.read({ from, maxBytes: 1024 * 1024, maxCount: 5000 })
-    if (page.length === 0) return out
-    for (const r of page) out.push(r)
-    from = page[page.length - 1]!.id + 1
-  }
-}
 
 interface Plan {
   fixture: 'writer' | 'consumer'

@@ -20,12 +20,14 @@ import test, { type ExecutionContext } from 'ava'
 import { randomInt } from 'node:crypto'
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Evaq, type Log, type QueueRecord } from '../../src/index.js'
+import { Evaq } from '../../src/index.js'
 import { checkPayload, digest, payloadFor } from '../fixtures/crash-writer.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { holdWriteback, loopUnavailable, Mounts, run } from './fixtures/disk-images.js'
 import { PowerWriter, type WriterReport } from './fixtures/power-writer.js'
 import { cycles, report } from './report.js'
+import { prng } from '../helpers/prng.js'
+import { readAll } from '../helpers/read-all.js'
 
 const CYCLES = cycles('EVAQ_POWER_CYCLES', 3)
 const IMAGE_BYTES = 256 * 1024 * 1024
@@ -37,28 +39,6 @@ const WATCHDOG_MS = 30_000
  * rewrite its MANIFEST while the writer runs, so cuts also land in the middle of those.
  */
 const OPTION_SETS: object[] = [{}, { writeBufferSize: 64 * 1024 }, { writeBufferSize: 256 * 1024, flushWorkers: 4 }, { maxBatchCount: 7, flushWorkers: 3 }]
-
-/** mulberry32, so that a failing run can be replayed with EVAQ_POWER_SEED. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-async function readAll (log: Log): Promise<QueueRecord[]> {
-  const out: QueueRecord[] = []
-  for (let from = 0; ;) {
-    const page = await log.read({ from, maxBytes: 256 * 1024, maxCount: 1000 })
-    if (page.length === 0) return out
-    for (const r of page) out.push(r)
-    from = page[page.length - 1]!.id + 1
-  }
-}
 
 interface Cut {
   readonly writer: WriterReport
@@ -141,7 +121,7 @@ maybe(skip === undefined ? TITLE : `${TITLE} (skipped: ${skip})`, async t => {
       live = new Map(writer.acks.filter(([id]) => !removing.has(id)))
       const q = await Evaq.open(dir, { minFreeDiskBytes: 0 })
       try {
-        const present = new Map((await readAll(q.wal)).map(r => [r.id, digest(r.payload)]))
+        const present = new Map((await readAll(q.wal, 256 * 1024, 1000)).map(r => [r.id, digest(r.payload)]))
         processCrashLost = [...live].filter(([id, sha]) => present.get(id) !== sha).length
       } finally {
         await q.close()
@@ -152,7 +132,7 @@ maybe(skip === undefined ? TITLE : `${TITLE} (skipped: ${skip})`, async t => {
     controlAcked = live.size
     const problems: string[] = []
     await onImage(mounts, copy, join(base, 'control-cut-mnt'), async q => {
-      const records = await readAll(q.wal)
+      const records = await readAll(q.wal, 256 * 1024, 1000)
       const present = new Map(records.map(r => [r.id, r]))
       for (const r of records) {
         if (checkPayload(r.payload) !== 'ctl') problems.push(`ID ${r.id} is not a whole payload of the writer`)
@@ -216,7 +196,7 @@ maybe(skip === undefined ? TITLE : `${TITLE} (skipped: ${skip})`, async t => {
 
     const problems = await onImage(mounts, image, join(base, `sync-${cycle}-cut-mnt`), async q => {
       const problems: string[] = []
-      const records = await readAll(q.wal)
+      const records = await readAll(q.wal, 256 * 1024, 1000)
       const seen = new Set<number>()
       for (const r of records) {
         seen.add(r.id)
