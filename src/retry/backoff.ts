@@ -16,6 +16,8 @@ export interface BackoffOptions {
 
 /** The largest wait before attempt `attempt` (1-based), in ms. */
 export function backoffCeiling (attempt: number, backoff: BackoffOptions): number {
+  // 0 · Infinity would be NaN: no initial wait means no wait at all.
+  if (backoff.initialMs === 0) return 0
   const exponent = Math.max(0, attempt - 1)
   const bound = backoff.initialMs * Math.pow(backoff.multiplier, exponent)
   // Math.pow overflows to Infinity long before attempts run out; the cap keeps it finite.
