@@ -4,7 +4,9 @@
  * `name`, `name:N` at the Nth. Read once at load; when unset a pass costs one comparison.
  *
  * Points: segment-write:before, segment-write:after, progress-write:before,
- * progress-write:after, cleanup:before, cleanup:after, removal:before, removal:after.
+ * progress-write:after, cleanup:before, cleanup:after, removal:before, removal:after; the retry
+ * daemon's retry:counted (an attempt's count is written, the handler not yet called), and the
+ * steps of a move between the DLQ and parked: move:intent, move:pushed, move:removed.
  */
 const spec = process.env.EVAQ_CRASH_POINT
 const [target, nth] = spec === undefined ? [undefined, 0] : parse(spec)

@@ -58,8 +58,12 @@ export interface EvaqOptions {
   minFreeDiskBytes?: number
   /** What a push does when a disk budget is exhausted. @defaultValue `'backpressure'` */
   onFull?: FullPolicy
-  /** Retention per log: records older than `maxAgeMs` are dropped (counted, reported). @defaultValue none */
-  retention?: { readonly wal?: Retention, readonly dlq?: Retention }
+  /**
+   * Retention per log: records older than `maxAgeMs` are dropped, and `maxBytes` caps the log's
+   * live payload bytes under an `onFull` policy of its own (drops are counted and reported).
+   * @defaultValue none
+   */
+  retention?: RetentionOptions
   /** How often budgets, retention and subscriber TTLs are checked, in ms. @defaultValue 1000 */
   maintenanceIntervalMs?: number
   /** The clock used for record timestamps, leases, retention and TTLs. @defaultValue `Date.now` */
@@ -76,9 +80,27 @@ export interface EvaqOptions {
 export type FullPolicy = 'backpressure' | 'reject' | 'drop-oldest'
 
 export interface Retention {
-  /** Records older than this are dropped, in ms. */
+  /** Records older than this are dropped, in ms. @defaultValue none */
   readonly maxAgeMs?: number
+  /**
+   * Upper bound on the log's live payload bytes (plus those pushed and not yet committed). A push
+   * that would pass it waits, fails with `EVAQ_AT_CAPACITY` or drops the log's oldest segments,
+   * per `onFull`. @defaultValue none
+   */
+  readonly maxBytes?: number
+  /** What a push does at `maxBytes`. @defaultValue the queue's `onFull` */
+  readonly onFull?: FullPolicy
 }
+
+/** Retention of each log: the WAL, the DLQ and the parked records. */
+export interface RetentionOptions {
+  readonly wal?: Retention
+  readonly dlq?: Retention
+  readonly parked?: Retention
+}
+
+/** The logs of a queue. */
+export type LogName = keyof RetentionOptions
 
 export interface ResolvedOptions {
   readonly durability: Durability
@@ -97,7 +119,7 @@ export interface ResolvedOptions {
   readonly maxDiskBytes: number | undefined
   readonly minFreeDiskBytes: number
   readonly onFull: FullPolicy
-  readonly retention: { readonly wal?: Retention, readonly dlq?: Retention }
+  readonly retention: RetentionOptions
   readonly maintenanceIntervalMs: number
   readonly clock: Clock
 }
@@ -183,15 +205,26 @@ export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptio
   return Object.freeze(o)
 }
 
+const LOG_NAMES: readonly LogName[] = ['wal', 'dlq', 'parked']
+
 function checkRetention (value: unknown): ResolvedOptions['retention'] {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid('retention', 'an object like { wal: { maxAgeMs } }', value)
-  const out: { wal?: Retention, dlq?: Retention } = {}
+  const out: { -readonly [K in LogName]?: Retention } = {}
   for (const [log, r] of Object.entries(value)) {
-    if (log !== 'wal' && log !== 'dlq') throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown log \`${log}\` in \`retention\`; expected wal or dlq`)
-    if (r === null || typeof r !== 'object' || Array.isArray(r)) throw invalid(`retention.${log}`, 'an object like { maxAgeMs }', r)
-    const { maxAgeMs, ...rest } = r as Record<string, unknown>
-    if (Object.keys(rest).length > 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown option \`${Object.keys(rest)[0]}\` in \`retention.${log}\`; expected maxAgeMs`)
-    out[log] = Object.freeze(maxAgeMs === undefined ? {} : { maxAgeMs: integer(`retention.${log}.maxAgeMs`, maxAgeMs, 1) })
+    if (!LOG_NAMES.includes(log as LogName)) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown log \`${log}\` in \`retention\`; expected wal, dlq or parked`)
+    if (r === null || typeof r !== 'object' || Array.isArray(r)) throw invalid(`retention.${log}`, 'an object like { maxAgeMs, maxBytes }', r)
+    const { maxAgeMs, maxBytes, onFull, ...rest } = r as Record<string, unknown>
+    const unknown = Object.keys(rest)[0]
+    if (unknown !== undefined) {
+      const hint = closest(unknown, ['maxAgeMs', 'maxBytes', 'onFull'])
+      throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown option \`${unknown}\` in \`retention.${log}\`${hint === undefined ? '; expected maxAgeMs, maxBytes or onFull' : `; did you mean \`${hint}\`?`}`)
+    }
+    if (onFull !== undefined && !POLICIES.includes(onFull as FullPolicy)) throw invalid(`retention.${log}.onFull`, "'backpressure', 'reject' or 'drop-oldest'", onFull)
+    out[log as LogName] = Object.freeze({
+      ...(maxAgeMs === undefined ? {} : { maxAgeMs: integer(`retention.${log}.maxAgeMs`, maxAgeMs, 1) }),
+      ...(maxBytes === undefined ? {} : { maxBytes: integer(`retention.${log}.maxBytes`, maxBytes, 1) }),
+      ...(onFull === undefined ? {} : { onFull: onFull as FullPolicy }),
+    })
   }
   return Object.freeze(out)
 }
@@ -215,7 +248,7 @@ export function integer (name: string, value: unknown, min: number, max = Number
   return value
 }
 
-function closest (word: string, candidates: string[]): string | undefined {
+export function closest (word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined
   let bestDistance = 4
   for (const c of candidates) {
