@@ -1,10 +1,17 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { EventEmitter } from 'node:events'
 import { LRUCache } from 'lru-cache'
 import { EvaqError, fromLevel, hasCode, invalid } from './errors.js'
 import { DiskBudget, levelLogBytes, type FullEvent } from './log/budget.js'
-import { encodeError, Log, type DropEvent, type LogContext, type LogStats, type PushOptions, type QueueRecord, type Segment } from './log/log.js'
+import { ByteCap } from './log/byte-cap.js'
+import { checkId, checkIds, encodeError, Log, type Admission, type DropEvent, type LogContext, type LogStats, type PushOptions, type QueueRecord, type RecordError, type Segment } from './log/log.js'
 import type { Subscriber } from './log/subscriber.js'
-import { resolveOptions, type EvaqOptions, type ResolvedOptions } from './options.js'
+import { resolveOptions, type EvaqOptions, type LogName, type ResolvedOptions } from './options.js'
+import { Moves } from './retry/moves.js'
+import { RetryDaemon, type RetryHandler } from './retry/retry-daemon.js'
+import { DeadLetterLog, ParkedLog, type DeadLetterRecord, type ParkedRecord, type RetryLog } from './retry/retry-log.js'
+import { resolveRetryOptions, type RetryOptions } from './retry/retry-options.js'
+import type { RecordSource, RetryState } from './retry/retry-state.js'
 import { ID_FILE } from './store/id-floor.js'
 import { repairInPlace, type RepairFixes } from './store/repair.js'
 import { openStore, type Store } from './store/store.js'
@@ -18,11 +25,19 @@ export type EvaqStatus = 'opening' | 'open' | 'degraded' | 'closing' | 'closed'
 export interface RetryItemOptions extends PushOptions {
   /** Why the record failed: an Error (its `code` and `message` are kept), a string, or `{ code?, message }`. */
   error?: unknown
+  /**
+   * Delivery attempts already made (they count towards the retry daemon's `maxAttempts`).
+   * @defaultValue 0
+   */
+  attempts?: number
+  /** Where the record came from, for example `{ log: 'wal', id }`. @defaultValue none */
+  source?: RecordSource
 }
 
 export interface EvaqStats {
   readonly wal: LogStats
   readonly dlq: LogStats
+  readonly parked: LogStats
   readonly disk: {
     /** Bytes the data directory occupies (last measurement plus what was admitted since); 0 without a budget. */
     readonly usedBytes: number
@@ -58,6 +73,14 @@ const RECOVERY_FIRST_MS = 100
 const RECOVERY_MAX_MS = 5000
 /** Free space a reopen needs beyond the size of LevelDB's log, which it turns into a table. */
 const RECOVERY_ROOM_BYTES = 1024 * 1024
+/** Records a requeue moves at once, and records a purge of everything reads per round. */
+const REQUEUE_CONCURRENCY = 16
+const PURGE_PAGE = 10_000
+/**
+ * Work the queue finishes while it closes (retry daemons stopping, a requeue or purge under way)
+ * runs in this context: its writes are let through after `close()` turned the status to closing.
+ */
+const finishing = new AsyncLocalStorage<Evaq>()
 
 /**
  * The evacuation queue: a write-ahead log (`wal`) of messages on their way to a downstream and a
@@ -66,8 +89,10 @@ const RECOVERY_ROOM_BYTES = 1024 * 1024
 export class Evaq extends EventEmitter<EvaqEvents> {
   /** Messages persisted before they are handed to a downstream. */
   readonly wal: Log
-  /** Messages whose delivery failed, waiting to be retried. */
-  readonly dlq: Log
+  /** Messages whose delivery failed, waiting to be retried; reads return their retry state. */
+  readonly dlq: DeadLetterLog
+  /** Messages the retry daemon gave up on, with their history; see `requeueParked` and `purgeParked`. */
+  readonly parked: ParkedLog
   readonly location: string
   readonly options: ResolvedOptions
   /**
@@ -89,6 +114,13 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   private recovering: Promise<void> | undefined
   private maintainNext: Promise<void> | undefined
   private closing: Promise<void> | undefined
+  private readonly moves: Moves
+  private readonly caps = new Map<LogName, ByteCap>()
+  private readonly daemons = new Set<RetryDaemon>()
+  /** Requeues and purges, one at a time. */
+  private parkedLane: Promise<unknown> = Promise.resolve()
+  /** While close() lets daemons and parked-record work finish. */
+  private finishingWork = false
 
   private constructor (location: string, store: Store, options: ResolvedOptions) {
     super()
@@ -99,17 +131,25 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       maxSize: Math.max(1, options.segmentCacheBytes),
       sizeCalculation: s => Math.max(1, s.value.byteLength),
     })
-    this.budget = new DiskBudget(location, options, () => [this.wal, this.dlq], {
+    this.budget = new DiskBudget(location, options, () => [this.wal, this.dlq, this.parked], {
       full: e => this.emit('full', e),
       drain: () => this.emit('drain'),
     })
-    const context = (name: 'wal' | 'dlq'): LogContext => ({
+    const admission = (name: LogName): Admission => {
+      const retention = options.retention[name]
+      if (retention?.maxBytes === undefined) return this.budget
+      const cap = new ByteCap(() => this.log(name), retention.maxBytes, retention.onFull ?? options.onFull, this.budget)
+      this.caps.set(name, cap)
+      return cap
+    }
+    const context = (name: LogName): LogContext => ({
       store,
       options,
       segments,
-      extras: name === 'dlq',
+      // The DLQ and parked logs keep each record's error beside it.
+      extras: name !== 'wal',
       maxAgeMs: options.retention[name]?.maxAgeMs,
-      admission: this.budget,
+      admission: admission(name),
       assertOpen: () => this.assertOpen(),
       assertWritable: () => this.assertWritable(),
       isOpen: () => this._status === 'open',
@@ -122,8 +162,22 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       dropped: e => this.emit('dropped', e),
       error: err => this.reportError(err),
     })
+    this.moves = new Moves(store)
     this.wal = new Log('wal', context('wal'))
-    this.dlq = new Log('dlq', context('dlq'))
+    this.dlq = new DeadLetterLog('dlq', context('dlq'), this.moves)
+    this.parked = new ParkedLog('parked', context('parked'), this.moves)
+  }
+
+  private log (name: LogName): Log {
+    return name === 'wal' ? this.wal : name === 'dlq' ? this.dlq : this.parked
+  }
+
+  private get logs (): readonly Log[] {
+    return [this.wal, this.dlq, this.parked]
+  }
+
+  private get retryLogs (): ReadonlyMap<string, RetryLog> {
+    return new Map<string, RetryLog>([[this.dlq.name, this.dlq], [this.parked.name, this.parked]])
   }
 
   /** Open (creating if needed) the queue stored in directory `dir`. */
@@ -133,9 +187,9 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     const store = await openStore(dir, resolved)
     const evaq = new Evaq(dir, store, resolved)
     try {
-      evaq.openReport.keysRead = store.journal.loadedKeys + await evaq.wal.load() + await evaq.dlq.load()
+      evaq.openReport.keysRead = store.journal.loadedKeys + await evaq.wal.load() + await evaq.dlq.load() + await evaq.parked.load() + await evaq.moves.load()
       const lost: string[] = []
-      for (const log of [evaq.wal, evaq.dlq]) {
+      for (const log of evaq.logs) {
         const gap = store.ids.lost(log.name, store.journal.counters(log.name).next)
         if (gap !== undefined) lost.push(`${log.name}: LevelDB lost records it had acknowledged before the last clean close: its counters end at ID ${gap.found - 1}, they ended at ${gap.expected - 1}`)
       }
@@ -147,6 +201,13 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       throw fromLevel(err, `Cannot open ${dir}`)
     }
     evaq._status = 'open'
+    try {
+      // Moves between the DLQ and parked that a crash interrupted (one intent per move in flight).
+      await evaq.moves.recover(evaq.retryLogs)
+    } catch (err) {
+      await evaq.close().catch(() => {})
+      throw err
+    }
     evaq.startTimers()
     await evaq.maintain()
     return evaq
@@ -183,12 +244,13 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     }
     this.maintaining = (async () => {
       try {
-        for (const log of [this.wal, this.dlq]) {
+        for (const log of this.logs) {
           await log.expire()
           if (this.options.subscriberTtlMs !== undefined) await log.expireSubscribers(this.options.subscriberTtlMs)
           await log.compact()
         }
         await this.budget.tick()
+        for (const cap of this.caps.values()) await cap.recheck()
       } finally {
         this.maintaining = undefined
       }
@@ -230,31 +292,167 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   /** Remove one or many records from the WAL, atomically (EVAQ_NOT_FOUND removes nothing). */
   async removeWal (ids: number | readonly number[]): Promise<void> {
     await this.wal.remove(ids)
+    await this.caps.get('wal')?.recheck()
   }
 
-  /** Park a failed message in the DLQ, with the error that sent it there. */
+  /**
+   * Put a failed message in the DLQ, with the error that sent it there. Its retry state starts
+   * with `attempts` (default 0) and is due at once; the record and its state are one write.
+   */
   async pushRetryItem (payload: Buffer | Uint8Array | string, options: RetryItemOptions = {}): Promise<number> {
     this.assertOpen()
     if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
-    const { error, ...rest } = options
-    return this.dlq.push(payload, rest, encodeError(error))
+    const { error, attempts, source, ...rest } = options
+    const encoded = encodeError(error)
+    const state: Partial<RetryState> = {}
+    if (attempts !== undefined) {
+      if (typeof attempts !== 'number' || !Number.isSafeInteger(attempts) || attempts < 0) throw invalid('attempts', 'an integer >= 0', attempts)
+      Object.assign(state, { attempts })
+    }
+    if (source !== undefined) {
+      if (source === null || typeof source !== 'object' || typeof source.log !== 'string' || source.log.length === 0) {
+        throw invalid('source', 'an object like { log, id }', source)
+      }
+      Object.assign(state, { source: { log: source.log, id: checkId(source.id, 'source.id') } })
+    }
+    return this.dlq.pushRecord(payload, {
+      ...(encoded === undefined ? {} : { error: JSON.parse(encoded.toString('utf8')) as RecordError }),
+      state,
+    }, rest)
   }
 
   /**
    * Remove retried records from the DLQ, atomically. Resolves with the highest ID removed, or
    * `undefined` for an empty list.
    */
-  doneRetryItems (ids: readonly number[]): Promise<number | undefined> {
-    if (!Array.isArray(ids)) return Promise.reject(invalid('ids', 'an array of IDs', ids))
-    return this.dlq.remove(ids)
+  async doneRetryItems (ids: readonly number[]): Promise<number | undefined> {
+    if (!Array.isArray(ids)) throw invalid('ids', 'an array of IDs', ids)
+    const highest = await this.dlq.remove(ids)
+    await this.caps.get('dlq')?.recheck()
+    return highest
   }
 
   /**
    * DLQ records with `id >= offset` in ID order, whole records, at most `maxBytes` of payload in all,
-   * but always at least one record when one exists.
+   * but always at least one record when one exists. Each carries its retry state (`retry`).
    */
-  firstNBytesFromDeadLetterQueue (offset: number, maxBytes: number): Promise<QueueRecord[]> {
+  firstNBytesFromDeadLetterQueue (offset: number, maxBytes: number): Promise<DeadLetterRecord[]> {
     return this.dlq.read({ from: offset, maxBytes, maxCount: Infinity })
+  }
+
+  /**
+   * Start a retry daemon that drains the DLQ through `handler`: resolving removes the record,
+   * throwing reschedules it with backoff, or parks it after `maxAttempts` or a permanent error.
+   * See {@link RetryOptions}. `close()` stops running daemons first.
+   */
+  retry (handler: RetryHandler, options?: RetryOptions): RetryDaemon {
+    this.assertWritable()
+    const resolved = resolveRetryOptions(options, this.options.clock)
+    const daemon = new RetryDaemon({
+      dlq: this.dlq,
+      parked: this.parked,
+      moves: this.moves,
+      assertOpen: () => this.assertWritable(),
+      error: err => this.reportError(err),
+      run: task => finishing.run(this, task),
+    }, handler, resolved)
+    this.daemons.add(daemon)
+    daemon.once('stopped', () => this.daemons.delete(daemon))
+    if (resolved.autoStart) daemon.start()
+    return daemon
+  }
+
+  /**
+   * Put parked records back in the DLQ, due at once, with `attempts` reset to 0 (the rest of
+   * their history is kept, and `source` names the parked record). `ids` must all be parked
+   * (EVAQ_NOT_FOUND otherwise, and nothing is requeued), or `'all'`. Resolves with their new DLQ
+   * IDs, in the order of the parked IDs. Each record is moved crash-safely (see Guarantees).
+   */
+  requeueParked (ids: readonly number[] | 'all'): Promise<number[]> {
+    return this.parkedWork(ids, async list => {
+      const out: number[] = []
+      const move = async (records: ParkedRecord[]): Promise<void> => {
+        const now = this.options.clock.now()
+        const ids = new Array<number | undefined>(records.length)
+        let next = 0
+        const worker = async (): Promise<void> => {
+          for (let i = next++; i < records.length; i = next++) ids[i] = await this.requeueOne(records[i]!, now)
+        }
+        await Promise.all(Array.from({ length: Math.min(REQUEUE_CONCURRENCY, records.length) }, worker))
+        for (const id of ids) if (id !== undefined) out.push(id)
+      }
+      if (list === 'all') {
+        for (let from = 0; ;) {
+          const page = await this.parked.read({ from, maxBytes: 4 * 1024 * 1024, maxCount: 1000 })
+          if (page.length === 0) break
+          await move(page)
+          from = page[page.length - 1]!.id + 1
+        }
+      } else {
+        const records = await Promise.all(list.map(id => this.parked.get(id)))
+        const missing = list.filter((_, i) => records[i] === undefined)
+        if (missing.length > 0) throw new EvaqError('EVAQ_NOT_FOUND', `No parked record with ID ${missing.slice(0, 10).join(', ')}; nothing was requeued`, { ids: missing })
+        await move(records as ParkedRecord[])
+      }
+      return out
+    })
+  }
+
+  private requeueOne (record: ParkedRecord, now: number): Promise<number | undefined> {
+    const h = record.retry
+    const source = { log: this.parked.name, id: record.id }
+    const state: Partial<RetryState> = {
+      attempts: 0,
+      firstFailedAt: h.firstFailedAt,
+      lastFailedAt: h.lastFailedAt,
+      ...(h.lastError === undefined ? {} : { lastError: h.lastError }),
+      nextAttemptAt: now,
+      source,
+    }
+    const error = h.lastError === undefined ? undefined : { ...h.lastError, source }
+    return this.moves.move(this.parked, this.dlq, record.id, record.payload, { ...(error === undefined ? {} : { error }), state })
+  }
+
+  /**
+   * Delete parked records for good: `ids` atomically (EVAQ_NOT_FOUND if one is not parked, and
+   * nothing is deleted), or `'all'`. Resolves with the number deleted.
+   */
+  purgeParked (ids: readonly number[] | 'all'): Promise<number> {
+    return this.parkedWork(ids, async list => {
+      if (list !== 'all') {
+        await this.parked.remove(list)
+        return list.length
+      }
+      let purged = 0
+      for (;;) {
+        const page = await this.parked.read({ maxBytes: 16 * 1024 * 1024, maxCount: PURGE_PAGE })
+        if (page.length === 0) return purged
+        purged += (await this.parked.removeExisting(page.map(r => r.id))).length
+      }
+    })
+  }
+
+  /** Run a requeue or purge in the parked lane, one at a time, and let close() wait for it. */
+  private parkedWork<T> (ids: unknown, task: (list: number[] | 'all') => Promise<T>): Promise<T> {
+    let list: number[] | 'all'
+    try {
+      this.assertWritable()
+      list = ids === 'all' ? 'all' : checkIds(ids, 'ids')
+      if (typeof ids === 'number') throw invalid('ids', "an array of IDs or 'all'", ids)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const run = this.parkedLane.then(() => finishing.run(this, async () => {
+      this.assertWritable()
+      try {
+        return await task(list)
+      } finally {
+        await this.caps.get('parked')?.recheck()
+        await this.caps.get('dlq')?.recheck()
+      }
+    }))
+    this.parkedLane = run.catch(() => {})
+    return run
   }
 
   /** Counters of both logs, their subscribers, and the disk budget. */
@@ -263,11 +461,13 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     return {
       wal: await this.wal.stats(),
       dlq: await this.dlq.stats(),
+      parked: await this.parked.stats(),
       disk: { usedBytes: this.budget.usedBytes, maxDiskBytes: this.options.maxDiskBytes, full: this.budget.isFull },
     }
   }
 
   assertOpen (): void {
+    if (this._status === 'closing' && this.finishingWork && finishing.getStore() === this) return
     if (this._status !== 'open' && this._status !== 'degraded') {
       throw new EvaqError('EVAQ_CLOSED', `The queue at ${this.location} is ${this._status}`)
     }
@@ -305,7 +505,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     let repaired: RepairFixes | undefined
     try {
       // Let the writes already under way fail first.
-      await Promise.all([this.wal.drain(), this.dlq.drain()]).catch(() => {})
+      await Promise.all(this.logs.map(log => log.drain())).catch(() => {})
       // Reopening closes the database first, and LevelDB cannot open again without room to flush
       // its log: closing it on a full disk would take the reads down with the writes.
       await this.budget.measure()
@@ -329,8 +529,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       this.recovering = undefined
     }
     if (this._status !== 'degraded') return
-    this.wal.forgetCaches()
-    this.dlq.forgetCaches()
+    for (const log of this.logs) log.forgetCaches()
     if (repaired !== undefined) {
       for (const [log, f] of Object.entries(repaired)) {
         const records = f.quarantinedRecords + f.lostRecords
@@ -344,6 +543,8 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     }
     this._status = 'open'
     this.degradedBy = undefined
+    // A move that failed with the write may have left its intent: settle it now.
+    this.moves.recover(this.retryLogs).catch(err => this.reportError(err))
     this.emit('recovered')
   }
 
@@ -375,16 +576,22 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     this.closing = (async () => {
       this._status = 'closing'
       this.emit('closing')
+      // Retry daemons stop (their handlers get stopTimeoutMs), and a requeue or purge under way
+      // finishes: their writes are let through, everybody else's are refused.
+      this.finishingWork = true
+      await Promise.all([...this.daemons].map(d => d.stop().catch(() => {})))
+      await this.parkedLane.catch(() => {})
+      this.finishingWork = false
       for (const timer of this.timers) clearInterval(timer)
       if (this.recoveryTimer !== undefined) clearTimeout(this.recoveryTimer)
       await this.recovering?.catch(() => {})
       const closed = new EvaqError('EVAQ_CLOSED', `The queue at ${this.location} is closing`)
       this.budget.rejectAll(closed)
-      this.wal.wakeSubscribers()
-      this.dlq.wakeSubscribers()
+      for (const cap of this.caps.values()) cap.rejectAll(closed)
+      for (const log of this.logs) log.wakeSubscribers()
       await this.maintainNext?.catch(() => {})
       await this.maintaining?.catch(() => {})
-      await Promise.all([this.wal.drain(), this.dlq.drain()])
+      await Promise.all(this.logs.map(log => log.drain()))
       try {
         if (this.syncing !== undefined) await this.syncing.catch(() => {})
         if (this.dirty && this.options.durability !== 'none') await this.syncNow()
@@ -392,7 +599,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
         try {
           await this.store.db.close().catch(err => { throw fromLevel(err, 'Closing the database failed') })
           const ids: Record<string, { next: number, committed: number }> = {}
-          for (const log of [this.wal, this.dlq]) ids[log.name] = { next: log.nextId, committed: this.store.journal.counters(log.name).next }
+          for (const log of this.logs) ids[log.name] = { next: log.nextId, committed: this.store.journal.counters(log.name).next }
           await this.store.ids.close(ids).catch(err => { throw new EvaqError('EVAQ_IO', `Writing ${ID_FILE} failed`, { cause: err }) })
         } finally {
           this._status = 'closed'

@@ -9,4 +9,14 @@ export {
 } from './log/subscriber.js'
 export type { FullEvent } from './log/budget.js'
 export { EvaqError, ERROR_CODES, isEvaqError, type EvaqErrorCode } from './errors.js'
-export { DEFAULTS, type EvaqOptions, type Durability, type Clock, type FullPolicy, type Retention } from './options.js'
+export {
+  DEFAULTS, type EvaqOptions, type Durability, type Clock, type FullPolicy, type Retention, type RetentionOptions, type LogName,
+} from './options.js'
+export {
+  RetryDaemon, type RetryHandler, type RetryContext, type RetryDaemonEvents, type RetryDaemonStats, type RetriedEvent,
+  type SucceededEvent, type RescheduledEvent, type ParkedEvent,
+} from './retry/retry-daemon.js'
+export { RetryLog, DeadLetterLog, ParkedLog, type DeadLetterRecord, type ParkedRecord } from './retry/retry-log.js'
+export { defaultClassify, RETRY_DEFAULTS, type RetryOptions, type RateLimit, type ErrorClass } from './retry/retry-options.js'
+export type { BackoffOptions } from './retry/backoff.js'
+export type { RetryState, ParkedState, ParkReason, AttemptError, RecordSource } from './retry/retry-state.js'

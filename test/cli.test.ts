@@ -119,11 +119,11 @@ test('bad usage exits 2: unknown command, unknown option, missing --data, peek w
 
 // ---- stats and peek --------------------------------------------------------------------------------
 
-test('stats --json: counts, bytes, ID ranges and subscribers of both logs', async t => {
+test('stats --json: counts, bytes, ID ranges and subscribers of every log', async t => {
   const dir = await fixture(t)
   const run = await runCli(['stats', '--data', dir, '--json'])
   t.is(run.code, 0, run.stderr)
-  const stats = json<{ wal: Record<string, unknown>, dlq: Record<string, unknown> }>(t, run)
+  const stats = json<{ wal: Record<string, unknown>, dlq: Record<string, unknown>, parked: Record<string, unknown> }>(t, run)
   t.like(stats.wal, {
     count: 4,
     bytes: WAL.reduce((n, [, p]) => n + p.byteLength, 0),
@@ -137,10 +137,11 @@ test('stats --json: counts, bytes, ID ranges and subscribers of both logs', asyn
   t.is(subs.length, 1)
   t.like(subs[0], { name: 'reader', ackFloor: 4, inFlight: 0 })
   t.like(stats.dlq, { count: 2, bytes: 'retry me'.length + 3, firstId: 1, lastId: 2, nextId: 3 })
+  t.like(stats.parked, { count: 0, bytes: 0, nextId: 1 })
 
   const text = await runCli(['stats', '--data', dir])
   t.is(text.code, 0)
-  t.deepEqual(text.stdout.trim().split('\n').map(l => l.split('\t')[0]), ['wal', 'dlq'])
+  t.deepEqual(text.stdout.trim().split('\n').map(l => l.split('\t')[0]), ['wal', 'dlq', 'parked'])
 })
 
 test('peek wal --json: one JSON line per record, payloads in base64, bounded by --from, --max-count and --max-bytes', async t => {
@@ -172,6 +173,29 @@ test('peek dlq --json: records carry the stored error', async t => {
   const text = await runCli(['peek', 'dlq', '--data', dir])
   t.is(text.code, 0)
   t.deepEqual(text.stdout.trim().split('\n').map(l => Number(l.split('\t')[0])), [1, 2])
+})
+
+test('peek dlq and peek parked --json carry the retry state; stats --json counts parked records', async t => {
+  const dir = join(await tmpDir(t, 'evaq-cli-'), 'q')
+  const q = await Evaq.open(dir, OPTIONS)
+  try {
+    await q.pushRetryItem('poison', { error: DLQ_ERROR, attempts: 2 })
+    await q.pushRetryItem('later')
+    const d = q.retry(record => {
+      throw record.payload.toString() === 'poison' ? Object.assign(new Error('rejected'), { retriable: false }) : new Error('unavailable')
+    }, { autoStart: false })
+    await d.tick()
+  } finally {
+    await q.close()
+  }
+  type RetryLine = PeekLine & { retry: { attempts: number, reason?: string, dlqId?: number } }
+  const parked = lines(t, await runCli(['peek', 'parked', '--data', dir, '--json'])) as RetryLine[]
+  t.is(parked.length, 1)
+  t.is(Buffer.from(parked[0]!.payload, 'base64').toString(), 'poison')
+  t.like(parked[0]!.retry, { attempts: 3, reason: 'permanent', dlqId: 1 })
+  const dlq = lines(t, await runCli(['peek', 'dlq', '--data', dir, '--json'])) as RetryLine[]
+  t.deepEqual(dlq.map(r => [r.id, r.retry.attempts]), [[2, 1]])
+  t.is(json<{ parked: { count: number } }>(t, await runCli(['stats', '--data', dir, '--json'])).parked.count, 1)
 })
 
 test('peek with a bad --from, --max-count or --max-bytes: EVAQ_INVALID_ARGUMENT, exit 2', async t => {

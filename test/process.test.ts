@@ -161,6 +161,13 @@ function everyMethod (evaq: Evaq, walId: number, dlqId: number, sub: Subscriber)
     ['dlq.remove', () => evaq.dlq.remove([dlqId])],
     ['dlq.read', () => evaq.dlq.read()],
     ['dlq.stats', () => evaq.dlq.stats()],
+    ['pushRetryItem with attempts and source', () => evaq.pushRetryItem('x', { attempts: 2, source: { log: 'wal', id: walId } })],
+    ['parked.read', () => evaq.parked.read()],
+    ['parked.stats', () => evaq.parked.stats()],
+    ['requeueParked', () => evaq.requeueParked('all')],
+    ['purgeParked', () => evaq.purgeParked([1])],
+    // retry() returns the daemon itself, so it throws rather than rejects.
+    ['retry', async () => evaq.retry(() => {})],
   ]
 }
 

@@ -14,7 +14,7 @@ const USAGE = `Usage: evaq <command> [options]
 Commands:
   stats --data DIR [--json]                          counts, bytes and ID range of the WAL and DLQ
   peek LOG --data DIR [--from ID] [--max-bytes N] [--max-count N] [--json]
-                                                     print records of LOG (wal or dlq) without removing them
+                                                     print records of LOG (wal, dlq or parked) without removing them
   check --data DIR [--json]                          verify every record's checksum and evaq's metadata;
                                                      exits 1 when anything is damaged
   repair --data DIR --backup OUT [--json]            copy DIR to OUT, run LevelDB's repair, quarantine damaged
@@ -24,7 +24,7 @@ Options:
   --help, -h      this text
   --version, -v   the evaq version`
 
-const LOGS = ['wal', 'dlq'] as const
+const LOGS = ['wal', 'dlq', 'parked'] as const
 
 async function main (argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -59,7 +59,7 @@ async function main (argv: string[]): Promise<number> {
     case 'stats': {
       const evaq = await Evaq.open(values.data)
       try {
-        const stats = { wal: await evaq.wal.stats(), dlq: await evaq.dlq.stats() }
+        const stats = { wal: await evaq.wal.stats(), dlq: await evaq.dlq.stats(), parked: await evaq.parked.stats() }
         if (values.json) console.log(JSON.stringify(stats))
         else {
           for (const log of LOGS) {
@@ -74,7 +74,7 @@ async function main (argv: string[]): Promise<number> {
     }
     case 'peek': {
       const log = rest[0]
-      if (log !== 'wal' && log !== 'dlq') return usage('peek takes a log name: wal or dlq')
+      if (log !== 'wal' && log !== 'dlq' && log !== 'parked') return usage('peek takes a log name: wal, dlq or parked')
       const evaq = await Evaq.open(values.data)
       try {
         const records = await evaq[log].read({
@@ -83,8 +83,9 @@ async function main (argv: string[]): Promise<number> {
           maxCount: number(values['max-count'], '--max-count', 100),
         })
         for (const r of records) {
-          if (values.json) console.log(JSON.stringify({ id: r.id, pushedAt: r.pushedAt, payload: r.payload.toString('base64'), ...(r.error === undefined ? {} : { error: r.error }) }))
-          else console.log(`${r.id}\t${new Date(r.pushedAt).toISOString()}\t${JSON.stringify(r.payload.toString('utf8'))}${r.error === undefined ? '' : `\t${r.error.code ?? ''} ${r.error.message}`}`)
+          const retry = 'retry' in r ? r.retry as { attempts: number } : undefined
+          if (values.json) console.log(JSON.stringify({ id: r.id, pushedAt: r.pushedAt, payload: r.payload.toString('base64'), ...(r.error === undefined ? {} : { error: r.error }), ...(retry === undefined ? {} : { retry }) }))
+          else console.log(`${r.id}\t${new Date(r.pushedAt).toISOString()}\t${JSON.stringify(r.payload.toString('utf8'))}${r.error === undefined ? '' : `\t${r.error.code ?? ''} ${r.error.message}`}${retry === undefined ? '' : `\tattempts ${retry.attempts}`}`)
         }
       } finally {
         await evaq.close()

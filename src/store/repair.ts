@@ -14,7 +14,7 @@ import { assertNotOrphaned, Journal, Keyspace, type Db, type Sublevel } from './
  */
 
 /** The logs a directory holds. */
-export const LOGS = ['wal', 'dlq'] as const
+export const LOGS = ['wal', 'dlq', 'parked'] as const
 
 export const ENC = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
 
