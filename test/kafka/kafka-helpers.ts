@@ -1,0 +1,77 @@
+import type { ExecutionContext } from 'ava'
+import { Kafka, logLevel, type KafkaConfig } from 'kafkajs'
+import { EVAQ_ID_HEADER } from '../../src/index.js'
+import { MockCluster, type MockClusterOptions } from './mock-cluster.js'
+
+/** kafkajs settings for a broker on this machine: fail fast, so that outages show within a test's time. */
+export function kafka (brokers: string[], overrides: Partial<KafkaConfig> = {}): Kafka {
+  return new Kafka({
+    clientId: 'evaq-test',
+    brokers,
+    logLevel: logLevel.NOTHING,
+    connectionTimeout: 300,
+    requestTimeout: 5000,
+    retry: { retries: 2, initialRetryTime: 30, maxRetryTime: 200 },
+    ...overrides,
+  })
+}
+
+/** A mock cluster stopped when the test ends. */
+export async function cluster (t: ExecutionContext, options?: MockClusterOptions): Promise<MockCluster> {
+  const c = await MockCluster.start(options)
+  t.teardown(() => c.stop())
+  return c
+}
+
+export interface Consumed {
+  readonly topic: string
+  readonly partition: number
+  readonly offset: string
+  readonly key: string | undefined
+  readonly value: Buffer | null
+  readonly evaqId: string | undefined
+  readonly headers: Record<string, Buffer | Buffer[] | undefined>
+}
+
+/**
+ * Read `topics` from the beginning with a kafkajs consumer group until `done(messages)` holds.
+ * Rejects after `timeoutMs` (a hang guard, not a measurement) with what was read.
+ */
+export async function consume (brokers: string[], topics: string[], done: (messages: readonly Consumed[]) => boolean, timeoutMs = 60_000): Promise<Consumed[]> {
+  const consumer = kafka(brokers).consumer({ groupId: `evaq-test-${process.pid}-${Math.random().toString(36).slice(2)}`, maxWaitTimeInMs: 50 })
+  const messages: Consumed[] = []
+  await consumer.connect()
+  try {
+    for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: true })
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`consume: ${messages.length} messages after ${timeoutMs} ms and not done`)), timeoutMs)
+      consumer.run({
+        autoCommit: false,
+        eachBatch: async ({ batch }) => {
+          for (const m of batch.messages) {
+            const id = m.headers?.[EVAQ_ID_HEADER]
+            messages.push({
+              topic: batch.topic,
+              partition: batch.partition,
+              offset: m.offset,
+              key: m.key?.toString('utf8'),
+              value: m.value,
+              evaqId: id === undefined ? undefined : Array.isArray(id) ? String(id[0]) : String(id),
+              headers: (m.headers ?? {}) as Record<string, Buffer | Buffer[] | undefined>,
+            })
+          }
+          if (done(messages)) { clearTimeout(timer); resolve() }
+        },
+      }).catch(err => { clearTimeout(timer); reject(err) })
+      if (done(messages)) { clearTimeout(timer); resolve() }
+    })
+  } finally {
+    await consumer.disconnect()
+  }
+  return messages
+}
+
+/** The set of distinct evaq-ids read. */
+export function distinctIds (messages: readonly Consumed[]): Set<string> {
+  return new Set(messages.map(m => m.evaqId).filter((id): id is string => id !== undefined))
+}
