@@ -206,3 +206,41 @@ test('one producer per queue; a WAL record the producer did not write goes to th
   t.true(isEvaqError(await t.throwsAsync(stuck), 'EVAQ_CLOSED'))
   t.is((await evaq.wal.stats()).count, 1)
 })
+
+test('backpressure: when the WAL\'s budget is full, send() rejects with EVAQ_AT_CAPACITY (onFull: reject) or waits until the broker took messages (backpressure)', async t => {
+  const c = await cluster(t)
+  await c.createTopic('full', 2)
+  await c.down(-1)
+  const value = 'x'.repeat(100)
+  const batch = Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value }))
+
+  const rejecting = await openEvaq(t, { retention: { wal: { maxBytes: 20_000, onFull: 'reject' } } })
+  const r = new EvacuatingProducer({ evaq: rejecting, producer: kafka(c.brokers).producer(), topic: 'full', backoff: { initialMs: 10, maxMs: 50 } })
+  t.teardown(() => r.stop())
+  await r.start()
+  let error: unknown
+  for (let i = 0; i < 100 && error === undefined; i++) await r.send({ messages: batch }).catch(err => { error = err })
+  t.true(isEvaqError(error, 'EVAQ_AT_CAPACITY'))
+  const stuck = (await r.stats()).inWal
+  t.true(stuck > 0 && (await rejecting.wal.stats()).bytes <= 20_000)
+
+  const waiting = await openEvaq(t, { retention: { wal: { maxBytes: 20_000, onFull: 'backpressure' } } })
+  const w = new EvacuatingProducer({ evaq: waiting, producer: kafka(c.brokers).producer(), topic: 'full', backoff: { initialMs: 10, maxMs: 50 } })
+  t.teardown(() => w.stop())
+  await w.start()
+  const one = (await w.send({ messages: batch })).ids.length
+  const perBatch = (await waiting.wal.stats()).bytes
+  t.is(one, 10)
+  while ((await waiting.wal.stats()).bytes + perBatch <= 20_000) await w.send({ messages: batch })
+  let resolved = false
+  const blocked = w.send({ messages: batch }).then(result => { resolved = true; return result })
+  // The drainer fails again (the brokers are still down) and the send is still waiting.
+  await new Promise<void>(resolve => w.once('retrying', () => resolve()))
+  t.false(resolved)
+  await c.up(-1)
+  t.is((await blocked).ids.length, 10)
+  await w.flush({ timeoutMs: 30_000 })
+  await r.flush({ timeoutMs: 30_000 })
+  t.is((await r.send({ messages: batch })).ids.length, 10)
+  t.like(await w.stats(), { inWal: 0, deadLettered: 0 })
+})
