@@ -1,0 +1,238 @@
+import { statfs } from 'node:fs/promises'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Evaq } from './evaq.js'
+import type { DropEvent, Log, LogStats } from './log/log.js'
+import type { Delivery } from './log/subscriber.js'
+import type { ParkedEvent, RetryDaemon } from './retry/retry-daemon.js'
+
+/**
+ * Prometheus metrics of one queue (prom-client), every name prefixed `evaq_`. Gauges are read from
+ * `evaq.stats()` when scraped; counters of what went through the service (pushes, acks, removals,
+ * deliveries) are counted by the service, and drops and degradations from the queue's events.
+ */
+export interface EvaqMetricsOptions {
+  /** The registry to register in. @defaultValue a new `Registry` */
+  registry?: Registry
+  /**
+   * Also collect Node's process metrics (CPU, memory, event-loop delay, GC) as `evaq_process_*`
+   * and `evaq_nodejs_*`. @defaultValue true
+   */
+  processMetrics?: boolean
+}
+
+/** Upper bounds of the write-latency histogram, in seconds (100 µs to 2.5 s). */
+const WRITE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+const STATUSES = ['opening', 'open', 'degraded', 'closing', 'closed'] as const
+
+export class EvaqMetrics {
+  /** The registry holding evaq's metrics; serve `registry.metrics()` or call {@link metrics}. */
+  readonly registry: Registry
+  private readonly records: Gauge<'log'>
+  private readonly bytes: Gauge<'log'>
+  private readonly oldestAge: Gauge<'log'>
+  private readonly nextId: Gauge<'log'>
+  private readonly quarantined: Gauge<'log'>
+  private readonly lagRecords: Gauge<'log' | 'subscriber'>
+  private readonly lagBytes: Gauge<'log' | 'subscriber'>
+  private readonly inFlight: Gauge<'log' | 'subscriber'>
+  private readonly unackedAge: Gauge<'log' | 'subscriber'>
+  private readonly status: Gauge<'status'>
+  private readonly diskFree: Gauge
+  private readonly diskUsed: Gauge
+  private readonly diskMax: Gauge
+  private readonly compactions: Counter<'log'>
+  private readonly pushes: Counter<'log'>
+  private readonly writeSeconds: Histogram<'log'>
+  private readonly removals: Counter<'log'>
+  private readonly deliveries: Counter<'log' | 'subscriber'>
+  private readonly redeliveries: Counter<'log' | 'subscriber'>
+  private readonly acks: Counter<'log' | 'subscriber'>
+  private readonly nacks: Counter<'log' | 'subscriber'>
+  private readonly requeues: Counter<'from'>
+  private readonly drops: Counter<'log' | 'reason'>
+  private readonly degradations: Counter
+  private readonly errors: Counter
+  private readonly responses: Counter<'method' | 'route' | 'status'>
+  private readonly retries: Counter<'outcome'>
+  private readonly parkedRecords: Counter<'reason'>
+  private readonly detach: () => void
+
+  /**
+   * @param evaq - the queue to observe; its `dropped`, `degraded` and `error` events are counted
+   *   until {@link close}.
+   */
+  constructor (private readonly evaq: Evaq, options: EvaqMetricsOptions = {}) {
+    const registers = [this.registry = options.registry ?? new Registry()]
+    const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> =>
+      new Gauge({ name: `evaq_${name}`, help, labelNames, registers })
+    const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> =>
+      new Counter({ name: `evaq_${name}`, help, labelNames, registers })
+    this.records = gauge('records', 'Live records (depth) of each log.', ['log'])
+    this.bytes = gauge('bytes', 'Live payload bytes of each log.', ['log'])
+    this.oldestAge = gauge('oldest_record_age_seconds', 'Age of the oldest live record of each log (0 when empty).', ['log'])
+    this.nextId = gauge('next_id', 'The ID the next push to each log gets.', ['log'])
+    this.quarantined = gauge('quarantined_records', 'Records taken out of each log because they failed their checksum (persisted).', ['log'])
+    this.lagRecords = gauge('subscriber_lag_records', 'Records a subscriber has not acknowledged yet.', ['log', 'subscriber'])
+    this.lagBytes = gauge('subscriber_lag_bytes', 'Payload bytes a subscriber has not acknowledged yet (estimated from the mean record size).', ['log', 'subscriber'])
+    this.inFlight = gauge('subscriber_in_flight_records', 'Records delivered to a subscriber and leased, not yet acknowledged.', ['log', 'subscriber'])
+    this.unackedAge = gauge('subscriber_oldest_unacked_age_seconds', 'Age of the oldest record a subscriber has not acknowledged.', ['log', 'subscriber'])
+    this.status = gauge('status', 'The queue\'s status: 1 for the current one.', ['status'])
+    this.diskFree = gauge('disk_free_bytes', 'Free bytes on the filesystem of the data directory (available to this user).')
+    this.diskUsed = gauge('disk_used_bytes', 'Bytes the data directory occupies, as the disk budget counts them (0 without maxDiskBytes).')
+    this.diskMax = gauge('disk_max_bytes', 'The disk budget maxDiskBytes (0 without one).')
+    this.compactions = counter('compactions_total', 'Compactions of deleted ranges in this process.', ['log'])
+    this.pushes = counter('pushes_total', 'Records pushed through the service.', ['log'])
+    this.writeSeconds = new Histogram({
+      name: 'evaq_push_duration_seconds',
+      help: 'Time from a push request to its records being durable (per the durability setting), in seconds.',
+      labelNames: ['log'],
+      buckets: WRITE_BUCKETS,
+      registers,
+    })
+    this.removals = counter('removals_total', 'Records removed by ID through the service.', ['log'])
+    this.deliveries = counter('deliveries_total', 'Records delivered to subscribers through the service.', ['log', 'subscriber'])
+    this.redeliveries = counter('redeliveries_total', 'Deliveries of a record delivered before (lease expired or nacked): retries of consumers.', ['log', 'subscriber'])
+    this.acks = counter('acks_total', 'Records acknowledged by subscribers through the service.', ['log', 'subscriber'])
+    this.nacks = counter('nacks_total', 'Records given back by subscribers through the service.', ['log', 'subscriber'])
+    this.requeues = counter('requeued_total', 'Records requeued (DLQ to WAL, parked to DLQ) through the service.', ['from'])
+    this.drops = counter('dropped_records_total', 'Records dropped by retention, drop-oldest, corruption, in this process.', ['log', 'reason'])
+    this.degradations = counter('degraded_total', 'Times the queue became degraded after a failed write, in this process.')
+    this.errors = counter('errors_total', 'Background errors the queue reported, in this process.')
+    this.retries = counter('retry_attempts_total', 'Attempts of watched retry daemons, by outcome (succeeded, rescheduled, parked).', ['outcome'])
+    this.parkedRecords = counter('parked_total', 'Records watched retry daemons parked, by reason (max-attempts, permanent).', ['reason'])
+    this.responses = counter('http_responses_total', 'Responses of the HTTP service by route pattern and status.', ['method', 'route', 'status'])
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'evaq_' })
+
+    const onDropped = (e: DropEvent): void => { if (e.records > 0) this.drops.inc({ log: e.log, reason: e.reason }, e.records) }
+    const onDegraded = (): void => { this.degradations.inc() }
+    const onError = (): void => { this.errors.inc() }
+    evaq.on('dropped', onDropped)
+    evaq.on('degraded', onDegraded)
+    evaq.on('error', onError)
+    this.detach = () => {
+      evaq.off('dropped', onDropped)
+      evaq.off('degraded', onDegraded)
+      evaq.off('error', onError)
+    }
+  }
+
+  /** Count a push of `records` to `log` that took `seconds` until durable. */
+  pushed (log: string, records: number, seconds: number): void {
+    this.pushes.inc({ log }, records)
+    this.writeSeconds.observe({ log }, seconds)
+  }
+
+  /** Count records removed by ID. */
+  removed (log: string, records: number): void {
+    this.removals.inc({ log }, records)
+  }
+
+  /** Count records delivered to a subscriber, and those among them delivered before. */
+  delivered (log: string, subscriber: string, records: readonly Delivery[]): void {
+    this.deliveries.inc({ log, subscriber }, records.length)
+    let again = 0
+    for (const r of records) if (r.deliveryCount > 1) again++
+    if (again > 0) this.redeliveries.inc({ log, subscriber }, again)
+  }
+
+  /** Count acknowledged records. */
+  acked (log: string, subscriber: string, records: number): void {
+    this.acks.inc({ log, subscriber }, records)
+  }
+
+  /** Count records given back. */
+  nacked (log: string, subscriber: string, records: number): void {
+    this.nacks.inc({ log, subscriber }, records)
+  }
+
+  /** Count records requeued out of `from` (`'dlq'` or `'parked'`). */
+  requeued (from: string, records: number): void {
+    this.requeues.inc({ from }, records)
+  }
+
+  /**
+   * Count the attempts of a retry daemon (`evaq.retry(...)`) by outcome, and the records it
+   * parked, until it stops. Returns a function that stops counting earlier.
+   */
+  watchRetryDaemon (daemon: RetryDaemon): () => void {
+    const onSucceeded = (): void => { this.retries.inc({ outcome: 'succeeded' }) }
+    const onRescheduled = (): void => { this.retries.inc({ outcome: 'rescheduled' }) }
+    const onParked = (e: ParkedEvent): void => {
+      this.retries.inc({ outcome: 'parked' })
+      this.parkedRecords.inc({ reason: e.reason })
+    }
+    const stop = (): void => {
+      daemon.off('succeeded', onSucceeded)
+      daemon.off('rescheduled', onRescheduled)
+      daemon.off('parked', onParked)
+      daemon.off('stopped', stop)
+    }
+    daemon.on('succeeded', onSucceeded)
+    daemon.on('rescheduled', onRescheduled)
+    daemon.on('parked', onParked)
+    daemon.on('stopped', stop)
+    return stop
+  }
+
+  /** Count an HTTP response of the service (`route` is the route's pattern, not the URL). */
+  httpResponse (method: string, route: string, status: number): void {
+    this.responses.inc({ method, route, status: String(status) })
+  }
+
+  /** Refresh the gauges from the queue, then render every metric in Prometheus' text format. */
+  async metrics (): Promise<string> {
+    await this.refresh()
+    return this.registry.metrics()
+  }
+
+  /** The Content-Type of {@link metrics}' output. */
+  get contentType (): string {
+    return this.registry.contentType
+  }
+
+  /** Stop counting the queue's events. */
+  close (): void {
+    this.detach()
+  }
+
+  private async refresh (): Promise<void> {
+    const evaq = this.evaq
+    const stats = await evaq.stats()
+    const now = evaq.options.clock.now()
+    this.lagRecords.reset()
+    this.lagBytes.reset()
+    this.inFlight.reset()
+    this.unackedAge.reset()
+    this.compactions.reset()
+    const logs: Array<[string, Log, LogStats]> = [['wal', evaq.wal, stats.wal], ['dlq', evaq.dlq, stats.dlq], ['parked', evaq.parked, stats.parked]]
+    for (const [name, log, l] of logs) {
+      this.records.set({ log: name }, l.count)
+      this.bytes.set({ log: name }, l.bytes)
+      this.nextId.set({ log: name }, l.nextId)
+      this.quarantined.set({ log: name }, l.quarantined)
+      let age = 0
+      if (l.firstId !== undefined) {
+        const [first] = await log.read({ from: l.firstId, maxBytes: 0, maxCount: 1 })
+        if (first !== undefined) age = Math.max(0, now - first.pushedAt) / 1000
+      }
+      this.oldestAge.set({ log: name }, age)
+      this.compactions.inc({ log: name }, log.compactions)
+      for (const sub of l.subscribers) {
+        const labels = { log: name, subscriber: sub.name }
+        this.lagRecords.set(labels, sub.lagRecords)
+        this.lagBytes.set(labels, sub.lagBytes)
+        this.inFlight.set(labels, sub.inFlight)
+        this.unackedAge.set(labels, sub.oldestUnackedAgeMs / 1000)
+      }
+    }
+    for (const s of STATUSES) this.status.set({ status: s }, evaq.status === s ? 1 : 0)
+    this.diskUsed.set(stats.disk.usedBytes)
+    this.diskMax.set(stats.disk.maxDiskBytes ?? 0)
+    try {
+      const fs = await statfs(evaq.location)
+      this.diskFree.set(fs.bavail * fs.bsize)
+    } catch {
+      // The directory vanished under us: keep the last value rather than fail the scrape.
+    }
+  }
+}

@@ -1,0 +1,374 @@
+import type { Socket } from 'node:net'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { EvaqError } from '../errors.js'
+import type { QueueRecord } from '../log/log.js'
+import type { Delivery } from '../log/subscriber.js'
+import { EvaqMetrics } from '../metrics.js'
+import { bearerCheck } from './auth.js'
+import { base64Payloads, NDJSON_TYPE, ndjsonPayloads, RAW_TYPES } from './bodies.js'
+import { errorReply } from './http-errors.js'
+import { LOG_NAME_PATTERN, parseUint, READ_DEFAULTS, READ_LIMITS, SUBSCRIBER_NAME_PATTERN, UINT_PATTERN } from './params.js'
+import type { QueueService } from './queue-service.js'
+
+/** Options of {@link createApp}. */
+export interface AppOptions {
+  /**
+   * Bearer token that every route but `/healthz` and `/readyz` requires
+   * (`Authorization: Bearer <token>`), compared in constant time. @defaultValue none: no auth
+   */
+  token?: string
+  /**
+   * Largest request body in bytes. A larger one is answered 413 (`EVAQ_TOO_LARGE`) without being
+   * buffered: at once when its Content-Length says so, else as soon as it grows past the limit.
+   * @defaultValue the queue's `maxPayloadBytes`
+   */
+  bodyLimit?: number
+  /** A pino logger for start, stop, errors and (with `logRequests`) requests. @defaultValue none: silent */
+  logger?: FastifyBaseLogger
+  /** Log every request and response. @defaultValue false */
+  logRequests?: boolean
+  /** The metrics `/metrics` serves. @defaultValue `new EvaqMetrics(service.evaq)` */
+  metrics?: EvaqMetrics
+}
+
+/** Payloads a content-type parser of the push route produced (a JSON body arrives as plain JSON). */
+class Payloads {
+  constructor (readonly list: Buffer[]) {}
+}
+
+const MAX_IDS = 100_000
+const ID = { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER } as const
+const UINT = { type: 'string', pattern: UINT_PATTERN } as const
+const LOG_PARAMS = {
+  type: 'object',
+  properties: { log: { type: 'string', pattern: LOG_NAME_PATTERN } },
+  required: ['log'],
+  additionalProperties: false,
+} as const
+const SUB_PARAMS = {
+  type: 'object',
+  properties: { log: { type: 'string', pattern: LOG_NAME_PATTERN }, name: { type: 'string', pattern: SUBSCRIBER_NAME_PATTERN } },
+  required: ['log', 'name'],
+  additionalProperties: false,
+} as const
+const READ_QUERY = {
+  type: 'object',
+  properties: { from: UINT, maxBytes: UINT, maxCount: UINT, waitMs: UINT },
+  additionalProperties: false,
+} as const
+const IDS_BODY = {
+  type: 'object',
+  properties: { ids: { type: 'array', items: ID, maxItems: MAX_IDS } },
+  required: ['ids'],
+  additionalProperties: false,
+} as const
+const SELECTION_BODY = {
+  type: 'object',
+  properties: { ids: { type: 'array', items: ID, maxItems: MAX_IDS }, all: { const: true } },
+  additionalProperties: false,
+} as const
+const ANY_OBJECT = { type: 'object', additionalProperties: true } as const
+const RECORD = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    payload: { type: 'string', description: 'base64' },
+    pushedAt: { type: 'integer' },
+    deliveryCount: { type: 'integer' },
+    error: ANY_OBJECT,
+    retry: ANY_OBJECT,
+  },
+  required: ['id', 'payload', 'pushedAt'],
+} as const
+const RECORDS = { type: 'object', properties: { records: { type: 'array', items: RECORD } }, required: ['records'] } as const
+const IDS_REPLY = { type: 'object', properties: { ids: { type: 'array', items: { type: 'integer' } } }, required: ['ids'] } as const
+const COUNT_REPLY = (name: string): object => ({ type: 'object', properties: { [name]: { type: 'integer' } }, required: [name] })
+const SUBSCRIBER = {
+  type: 'object',
+  properties: {
+    log: { type: 'string' },
+    name: { type: 'string' },
+    ackFloor: { type: 'integer' },
+    cursor: { type: 'integer' },
+    inFlight: { type: 'integer' },
+    lagRecords: { type: 'integer' },
+    lagBytes: { type: 'integer' },
+    oldestUnackedAgeMs: { type: 'number' },
+    leaseMs: { type: 'integer' },
+    maxDeliveries: { type: 'integer' },
+    lastActiveAt: { type: 'integer' },
+  },
+} as const
+const NEXT_BODY = {
+  type: ['object', 'null'],
+  properties: {
+    maxBytes: { type: 'integer', minimum: 0, maximum: READ_LIMITS.maxBytes },
+    maxCount: { type: 'integer', minimum: 1, maximum: READ_LIMITS.maxCount },
+    waitMs: { type: 'integer', minimum: 0, maximum: READ_LIMITS.waitMs },
+  },
+  additionalProperties: false,
+} as const
+const SUBSCRIBE_BODY = {
+  type: ['object', 'null'],
+  properties: {
+    start: { anyOf: [{ enum: ['earliest', 'latest'] }, { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER }] },
+    leaseMs: { type: 'integer', minimum: 1, maximum: 7 * 24 * 3_600_000 },
+    maxDeliveries: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+  },
+  additionalProperties: false,
+} as const
+const NACK_BODY = {
+  type: 'object',
+  properties: { ids: { type: 'array', items: ID, maxItems: MAX_IDS }, delayMs: { type: 'integer', minimum: 0, maximum: 7 * 24 * 3_600_000 } },
+  required: ['ids'],
+  additionalProperties: false,
+} as const
+
+interface LogParams { log: string }
+interface SubParams { log: string, name: string }
+interface ReadQuery { from?: string, maxBytes?: string, maxCount?: string, waitMs?: string }
+
+/** A record as JSON: the payload in base64, and what the log knows beside it. */
+export function recordJson (r: QueueRecord | Delivery): Record<string, unknown> {
+  const out: Record<string, unknown> = { id: r.id, payload: r.payload.toString('base64'), pushedAt: r.pushedAt }
+  if ('deliveryCount' in r) out.deliveryCount = r.deliveryCount
+  if (r.error !== undefined) out.error = r.error
+  const retry = (r as { retry?: unknown }).retry
+  if (retry !== undefined) out.retry = retry
+  return out
+}
+
+/** Aborted when the client goes away before its response was sent. */
+function clientGone (reply: FastifyReply): AbortSignal {
+  const controller = new AbortController()
+  reply.raw.once('close', () => { if (!reply.raw.writableFinished) controller.abort() })
+  return controller.signal
+}
+
+function readOptions (q: ReadQuery): { from: number, maxBytes: number, maxCount: number, waitMs: number } {
+  return {
+    from: parseUint(q.from, 'from', 0),
+    maxBytes: parseUint(q.maxBytes, 'maxBytes', READ_DEFAULTS.maxBytes, 0, READ_LIMITS.maxBytes),
+    maxCount: parseUint(q.maxCount, 'maxCount', READ_DEFAULTS.maxCount, 1, READ_LIMITS.maxCount),
+    waitMs: parseUint(q.waitMs, 'waitMs', 0, 0, READ_LIMITS.waitMs),
+  }
+}
+
+function selection (body: { ids?: number[], all?: true }): number[] | 'all' {
+  if ((body.ids === undefined) === (body.all === undefined)) {
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', 'Expected a body with either `ids` (an array of IDs) or `all: true`')
+  }
+  return body.all === true ? 'all' : body.ids!
+}
+
+/** Answer a malformed HTTP request (one the framework never saw) with a JSON error, then close. */
+function clientError (err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
+  const code = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'EVAQ_ABORTED' : 'EVAQ_INVALID_ARGUMENT'
+  const status = code === 'EVAQ_ABORTED' ? '408 Request Timeout' : '400 Bad Request'
+  const body = JSON.stringify({ code, message: `Malformed HTTP request (${err.code ?? 'unknown'})` })
+  socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+}
+
+/**
+ * The HTTP API of one queue, as a fastify instance that is not listening yet (`listen()` it, or
+ * `inject()` requests). Closing it ends long polls; it does not close the queue.
+ */
+export async function createApp (service: QueueService, options: AppOptions = {}): Promise<FastifyInstance> {
+  const evaq = service.evaq
+  const metrics = options.metrics ?? new EvaqMetrics(evaq)
+  const app = Fastify({
+    ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
+    logController: new LogController({ disableRequestLogging: options.logRequests !== true }),
+    bodyLimit: options.bodyLimit ?? evaq.options.maxPayloadBytes,
+    routerOptions: { maxParamLength: 200 },
+    return503OnClosing: false,
+    clientErrorHandler: clientError,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, useDefaults: false } },
+  }) as unknown as FastifyInstance
+  app.removeContentTypeParser('text/plain')
+
+  const authorized = options.token === undefined ? undefined : bearerCheck(options.token)
+  app.addHook('onRequest', async (request, reply) => {
+    const open = (request.routeOptions.config as { public?: boolean } | undefined)?.public === true
+    if (!open && authorized !== undefined && !authorized(request.headers.authorization)) {
+      reply.header('www-authenticate', 'Bearer realm="evaq"')
+      throw new EvaqError('EVAQ_UNAUTHORIZED', 'Missing or wrong bearer token (Authorization: Bearer <token>)')
+    }
+    if (service.stopSignal.aborted && !open) {
+      reply.header('connection', 'close')
+      throw new EvaqError('EVAQ_CLOSED', 'The service is shutting down')
+    }
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.httpResponse(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode)
+  })
+  app.addHook('preClose', async () => { service.stop() })
+
+  app.setErrorHandler((err, request, reply) => {
+    const { status, body, internal } = errorReply(err)
+    if (internal) request.log.error({ err }, 'request failed')
+    else if (status >= 500) request.log.warn({ code: body.code, msg: body.message }, 'request failed')
+    // The rest of an oversized body is not read: close the connection instead of draining it.
+    if (status === 413) reply.header('connection', 'close')
+    void reply.code(status).send(body)
+  })
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send({ code: 'EVAQ_NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}` })
+  })
+
+  // ---- records ----------------------------------------------------------------------------------
+
+  await app.register(async scope => {
+    scope.addContentTypeParser([...RAW_TYPES], { parseAs: 'buffer' }, (_req, body, done) => { done(null, new Payloads([body as Buffer])) })
+    scope.addContentTypeParser(NDJSON_TYPE, { parseAs: 'buffer' }, (_req, body, done) => {
+      try {
+        done(null, new Payloads(ndjsonPayloads(body as Buffer)))
+      } catch (err) {
+        done(err as Error, undefined)
+      }
+    })
+    scope.post<{ Params: LogParams }>('/v1/logs/:log/records', {
+      schema: {
+        params: LOG_PARAMS,
+        response: { 201: IDS_REPLY },
+      },
+    }, async (request, reply) => {
+      const body = request.body
+      let payloads: Buffer[]
+      if (body instanceof Payloads) payloads = body.list
+      else if (body === undefined || body === null) {
+        throw new EvaqError('EVAQ_UNSUPPORTED_MEDIA_TYPE', `Send records as ${RAW_TYPES.join(', ')}, ${NDJSON_TYPE} or application/json (an array of base64 strings)`)
+      } else payloads = base64Payloads(body)
+      const ids = await service.push(request.params.log, payloads, clientGone(reply))
+      return reply.code(201).send({ ids })
+    })
+  })
+
+  app.get<{ Params: LogParams, Querystring: ReadQuery }>('/v1/logs/:log/records', {
+    schema: {
+      params: LOG_PARAMS,
+      querystring: READ_QUERY,
+      response: { 200: RECORDS },
+    },
+  }, async (request, reply) => {
+    const records = await service.read(request.params.log, { ...readOptions(request.query), signal: clientGone(reply) })
+    return { records: records.map(recordJson) }
+  })
+
+  app.delete<{ Params: LogParams, Body: { ids: number[] } }>('/v1/logs/:log/records', {
+    schema: {
+      params: LOG_PARAMS,
+      body: IDS_BODY,
+      response: { 200: COUNT_REPLY('removed') },
+    },
+  }, async request => ({ removed: await service.remove(request.params.log, request.body.ids) }))
+
+  // ---- subscribers ------------------------------------------------------------------------------
+
+  app.get('/v1/subscribers', {
+    schema: { response: { 200: { type: 'object', properties: { subscribers: { type: 'array', items: SUBSCRIBER } } } } },
+  }, async () => ({ subscribers: await service.subscribers() }))
+
+  app.get<{ Params: LogParams }>('/v1/logs/:log/subscribers', {
+    schema: { params: LOG_PARAMS, response: { 200: { type: 'object', properties: { subscribers: { type: 'array', items: SUBSCRIBER } } } } },
+  }, async request => ({ subscribers: await service.subscribers(request.params.log) }))
+
+  app.put<{ Params: SubParams, Body: { start?: 'earliest' | 'latest' | number, leaseMs?: number, maxDeliveries?: number } | null }>('/v1/logs/:log/subscribers/:name', {
+    schema: {
+      params: SUB_PARAMS,
+      body: SUBSCRIBE_BODY,
+      response: { 200: SUBSCRIBER, 201: SUBSCRIBER },
+    },
+  }, async (request, reply) => {
+    const { created, info } = await service.subscribe(request.params.log, request.params.name, request.body ?? {})
+    return reply.code(created ? 201 : 200).send(info)
+  })
+
+  app.delete<{ Params: SubParams }>('/v1/logs/:log/subscribers/:name', {
+    schema: { params: SUB_PARAMS },
+  }, async (request, reply) => {
+    await service.unsubscribe(request.params.log, request.params.name)
+    return reply.code(204).send()
+  })
+
+  app.post<{ Params: SubParams, Body: { maxBytes?: number, maxCount?: number, waitMs?: number } | null }>('/v1/logs/:log/subscribers/:name/next', {
+    schema: {
+      params: SUB_PARAMS,
+      body: NEXT_BODY,
+      response: { 200: RECORDS },
+    },
+  }, async (request, reply) => {
+    const records = await service.next(request.params.log, request.params.name, { ...request.body, signal: clientGone(reply) })
+    return { records: records.map(recordJson) }
+  })
+
+  app.post<{ Params: SubParams, Body: { ids: number[] } }>('/v1/logs/:log/subscribers/:name/ack', {
+    schema: { params: SUB_PARAMS, body: IDS_BODY, response: { 200: COUNT_REPLY('acked') } },
+  }, async request => ({ acked: await service.ack(request.params.log, request.params.name, request.body.ids) }))
+
+  app.post<{ Params: SubParams, Body: { ids: number[], delayMs?: number } }>('/v1/logs/:log/subscribers/:name/nack', {
+    schema: { params: SUB_PARAMS, body: NACK_BODY, response: { 200: COUNT_REPLY('nacked') } },
+  }, async request => ({ nacked: await service.nack(request.params.log, request.params.name, request.body.ids, request.body.delayMs) }))
+
+  // ---- the DLQ ----------------------------------------------------------------------------------
+
+  app.get<{ Querystring: ReadQuery }>('/v1/dlq', {
+    schema: { querystring: READ_QUERY, response: { 200: RECORDS } },
+  }, async (request, reply) => {
+    const records = await service.read('dlq', { ...readOptions(request.query), signal: clientGone(reply) })
+    return { records: records.map(recordJson) }
+  })
+
+  app.post<{ Body: { ids?: number[], all?: true } }>('/v1/dlq/requeue', {
+    schema: { body: SELECTION_BODY, response: { 200: IDS_REPLY } },
+  }, async request => ({ ids: await service.requeueDeadLetters(selection(request.body)) }))
+
+  app.post<{ Body: { ids?: number[], all?: true } }>('/v1/dlq/purge', {
+    schema: { body: SELECTION_BODY, response: { 200: COUNT_REPLY('purged') } },
+  }, async request => ({ purged: await service.purgeDeadLetters(selection(request.body)) }))
+
+  // ---- parked records ---------------------------------------------------------------------------
+
+  app.get<{ Querystring: ReadQuery }>('/v1/parked', {
+    schema: { querystring: READ_QUERY, response: { 200: RECORDS } },
+  }, async (request, reply) => {
+    const records = await service.read('parked', { ...readOptions(request.query), signal: clientGone(reply) })
+    return { records: records.map(recordJson) }
+  })
+
+  app.post<{ Body: { ids?: number[], all?: true } }>('/v1/parked/requeue', {
+    schema: { body: SELECTION_BODY, response: { 200: IDS_REPLY } },
+  }, async request => ({ ids: await service.requeueParked(selection(request.body)) }))
+
+  app.post<{ Body: { ids?: number[], all?: true } }>('/v1/parked/purge', {
+    schema: { body: SELECTION_BODY, response: { 200: COUNT_REPLY('purged') } },
+  }, async request => ({ purged: await service.purgeParked(selection(request.body)) }))
+
+  // ---- operations -------------------------------------------------------------------------------
+
+  app.get('/v1/stats', {
+    schema: { response: { 200: ANY_OBJECT } },
+  }, async () => service.stats())
+
+  app.get('/metrics', {
+    schema: { response: { 200: { type: 'string' } } },
+  }, async (_request, reply) => reply.type(metrics.contentType).send(await metrics.metrics()))
+
+  app.get('/healthz', {
+    config: { public: true },
+    schema: { response: { 200: ANY_OBJECT } },
+  }, async () => ({ status: 'ok' }))
+
+  app.get('/readyz', {
+    config: { public: true },
+    schema: { response: { 200: ANY_OBJECT, 503: ANY_OBJECT } },
+  }, async (_request, reply) => {
+    const status = evaq.status
+    if (status === 'open' && !service.stopSignal.aborted) return { status }
+    const code = status === 'degraded' ? 'EVAQ_IO' : 'EVAQ_CLOSED'
+    return reply.code(503).send({ code, message: `The queue is ${service.stopSignal.aborted ? 'shutting down' : status}`, status })
+  })
+
+  return app
+}

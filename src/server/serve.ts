@@ -1,0 +1,121 @@
+import type { FastifyInstance } from 'fastify'
+import { pino, type Logger, type LevelWithSilent } from 'pino'
+import { EvaqError } from '../errors.js'
+import { Evaq } from '../evaq.js'
+import { EvaqMetrics } from '../metrics.js'
+import type { EvaqOptions } from '../options.js'
+import { createApp } from './app.js'
+import { bindsLoopbackOnly } from './auth.js'
+import { QueueService } from './queue-service.js'
+
+/** Options of {@link serve}. */
+export interface ServeOptions {
+  /** The data directory; created if needed. LevelDB lets one process hold it. */
+  dir: string
+  /** Address to bind. Anything but loopback needs a `token`. @defaultValue `'127.0.0.1'` */
+  host?: string
+  /** Port to bind; 0 picks a free one (see `Service.url`). @defaultValue 7070 */
+  port?: number
+  /** Bearer token every route but `/healthz` and `/readyz` requires. @defaultValue none */
+  token?: string
+  /** Largest request body in bytes (413 beyond). @defaultValue the queue's `maxPayloadBytes` */
+  bodyLimit?: number
+  /** Log every request. @defaultValue false */
+  logRequests?: boolean
+  /** pino level of the service's logs (JSON lines on stdout). @defaultValue `'info'` */
+  logLevel?: LevelWithSilent
+  /** A logger of your own instead (`logLevel` is then ignored). */
+  logger?: Logger
+  /** Options of `Evaq.open`. @defaultValue evaq's defaults */
+  evaq?: EvaqOptions
+  /** Stop gracefully on SIGTERM and SIGINT, then exit with 0 (1 if closing failed). @defaultValue false */
+  exitOnSignal?: boolean
+}
+
+/** A running service. */
+export interface Service {
+  /** Where it listens, for example `http://127.0.0.1:7070`. */
+  readonly url: string
+  readonly app: FastifyInstance
+  readonly evaq: Evaq
+  readonly logger: Logger
+  /**
+   * Stop: refuse new connections and requests, end long polls, finish the requests in flight,
+   * then flush and close the queue. Calling it again returns the same promise.
+   */
+  close (): Promise<void>
+}
+
+export const SERVE_DEFAULTS = Object.freeze({ host: '127.0.0.1', port: 7070 })
+
+/** Open the queue in `options.dir` and serve its HTTP API. */
+export async function serve (options: ServeOptions): Promise<Service> {
+  const host = options.host ?? SERVE_DEFAULTS.host
+  const port = options.port ?? SERVE_DEFAULTS.port
+  if (options.token !== undefined && options.token.length === 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', 'Expected `token` to be a non-empty string')
+  if (options.token === undefined && !await bindsLoopbackOnly(host)) {
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Refusing to serve on ${host} without a token: anyone who can reach it could read and delete the queue. Set --token (or EVAQ_TOKEN), or bind to 127.0.0.1`)
+  }
+  const logger = options.logger ?? pino({ level: options.logLevel ?? 'info', base: { pid: process.pid }, name: 'evaq' })
+  const evaq = await Evaq.open(options.dir, options.evaq)
+  const metrics = new EvaqMetrics(evaq)
+  const service = new QueueService(evaq, metrics)
+  evaq.on('degraded', err => logger.error({ code: err.code, err }, 'evaq degraded: a write failed; writes are refused until the queue recovers'))
+  evaq.on('recovered', () => logger.info('evaq recovered: writes are accepted again'))
+  evaq.on('error', err => logger.error({ code: err.code, err }, 'evaq background error'))
+  evaq.on('dropped', e => logger.warn({ dropped: e }, 'evaq dropped records'))
+  evaq.on('full', e => logger.warn({ full: e }, 'evaq is full'))
+  evaq.on('drain', () => logger.info('evaq has room again'))
+
+  let app: FastifyInstance
+  let address: string
+  try {
+    app = await createApp(service, {
+      logger,
+      metrics,
+      ...(options.token === undefined ? {} : { token: options.token }),
+      ...(options.bodyLimit === undefined ? {} : { bodyLimit: options.bodyLimit }),
+      ...(options.logRequests === undefined ? {} : { logRequests: options.logRequests }),
+    })
+    address = await app.listen({ host, port, listenTextResolver: a => `listening at ${a}` })
+  } catch (err) {
+    metrics.close()
+    await evaq.close().catch(() => {})
+    throw err instanceof EvaqError ? err : new EvaqError('EVAQ_INVALID_ARGUMENT', `Cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err })
+  }
+  const url = address
+  logger.info({ url, dir: options.dir, auth: options.token !== undefined }, 'evaq listening')
+
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      logger.info('evaq stopping: finishing requests in flight')
+      try {
+        await app.close()
+      } finally {
+        metrics.close()
+        await evaq.close()
+        logger.info({ dir: options.dir }, 'evaq stopped: queue flushed and closed')
+      }
+    })()
+    return closing
+  }
+
+  if (options.exitOnSignal === true) {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (closing !== undefined) {
+        logger.info({ signal }, 'evaq is already stopping')
+        return
+      }
+      logger.info({ signal }, 'evaq received a signal')
+      close().then(() => { logger.flush(); process.exit(0) }, err => {
+        logger.error({ err }, 'evaq failed to stop cleanly')
+        logger.flush()
+        process.exit(1)
+      })
+    }
+    process.on('SIGTERM', onSignal)
+    process.on('SIGINT', onSignal)
+  }
+  return { url, app, evaq, logger, close }
+}
