@@ -2,8 +2,8 @@
  * The evacuation pattern in a few lines: persist before sending, remove once the downstream took
  * it, dead-letter what failed; then close, reopen and see what survived.
  *
- *   npm start                # data in ./data
- *   EVAQ_DATA=/tmp/q npm start
+ *   npx tsx examples/quickstart.ts                  # data in ./data
+ *   EVAQ_DATA=/tmp/q npx tsx examples/quickstart.ts
  */
 import { Evaq } from '../src/index.js'
 

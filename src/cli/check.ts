@@ -167,7 +167,7 @@ export interface RepairReport {
  * agree with what survived: damaged segments and records go to the quarantine, summaries and
  * counters are rebuilt from the segments, and IDs stay above every ID the counters ever issued.
  */
-export async function repair (dir: string, backup: string): Promise<RepairReport> {
+export async function repair (dir: string, backup: string, onProgress?: (done: number) => void): Promise<RepairReport> {
   try {
     const entries = await readdir(backup)
     if (entries.length > 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `The backup directory ${backup} is not empty`)
@@ -179,13 +179,13 @@ export async function repair (dir: string, backup: string): Promise<RepairReport
   // LevelDB's repair takes no lock: make sure no process holds the directory before touching it
   // (after the copy, which must be the directory exactly as it was).
   await assertUnlocked(dir)
-  const before = await check(dir)
+  const before = await check(dir, onProgress)
   let fixed: RepairFixes
   try {
     fixed = await repairInPlace(dir)
   } catch (err) {
     throw fromLevel(err, `LevelDB could not repair ${dir}`)
   }
-  const after = await check(dir)
+  const after = await check(dir, onProgress)
   return { backup, before, after, fixed }
 }

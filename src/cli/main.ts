@@ -1,111 +1,172 @@
 #!/usr/bin/env node
-import { existsSync, readFileSync } from 'node:fs'
-import { parseArgs } from 'node:util'
-import { Evaq } from '../evaq.js'
+import { readFileSync } from 'node:fs'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { EvaqError, isEvaqError } from '../errors.js'
+import type { LogStats } from '../log/log.js'
+import type { ServiceStats } from '../server/queue-service.js'
+import { openLocal, openRemote, type Backend } from './backend.js'
 import { check, repair, type CheckReport } from './check.js'
+import { recordLine, recordText, writeOut } from './output.js'
+import { progress } from './progress.js'
+import { exportLog, importLog } from './transfer.js'
+import { idArgs, intFlag, USAGE, UsageError } from './usage.js'
 
 /**
- * The `evaq` command. Exit codes: 0 success, 1 an evaq error (its code is printed), 2 bad usage.
+ * The `evaq` command. Exit codes: 0 success, 1 an evaq error (its code is printed) or damage
+ * found, 2 bad usage (EVAQ_INVALID_ARGUMENT included).
  */
 
-const USAGE = `Usage: evaq <command> [options]
+type Options = NonNullable<ParseArgsConfig['options']>
+type Values = Record<string, string | boolean | undefined>
 
-Commands:
-  stats --data DIR [--json]                          counts, bytes and ID range of the WAL and DLQ
-  peek LOG --data DIR [--from ID] [--max-bytes N] [--max-count N] [--json]
-                                                     print records of LOG (wal, dlq or parked) without removing them
-  check --data DIR [--json]                          verify every record's checksum and evaq's metadata;
-                                                     exits 1 when anything is damaged
-  repair --data DIR --backup OUT [--json]            copy DIR to OUT, run LevelDB's repair, quarantine damaged
-                                                     records, rebuild counters; reports records before and after
+const HELP: Options = { help: { type: 'boolean', short: 'h' } }
+const TARGET: Options = { data: { type: 'string' }, url: { type: 'string' }, token: { type: 'string' } }
+const JSON_FLAG: Options = { json: { type: 'boolean' } }
+const READ: Options = { from: { type: 'string' }, 'max-bytes': { type: 'string' }, 'max-count': { type: 'string' } }
 
-Options:
-  --help, -h      this text
-  --version, -v   the evaq version`
+interface Command {
+  readonly options: Options
+  run (values: Values, args: string[]): Promise<number>
+}
 
-const LOGS = ['wal', 'dlq', 'parked'] as const
-
-async function main (argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
+const COMMANDS: Record<string, Command> = {
+  serve: {
     options: {
       data: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      from: { type: 'string' },
-      'max-bytes': { type: 'string' },
-      'max-count': { type: 'string' },
-      backup: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-      version: { type: 'boolean', short: 'v', default: false },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      token: { type: 'string' },
+      'body-limit': { type: 'string' },
+      durability: { type: 'string' },
+      'max-disk-bytes': { type: 'string' },
+      'log-level': { type: 'string' },
+      'log-requests': { type: 'boolean' },
     },
-  })
-  if (values.version) {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-    console.log(pkg.version)
-    return 0
-  }
-  const [command, ...rest] = positionals
-  if (values.help || command === undefined) {
-    console.log(USAGE)
-    return values.help ? 0 : 2
-  }
-  if (values.data === undefined) return usage('--data DIR is required')
-  if ((command === 'stats' || command === 'peek') && !existsSync(values.data)) {
-    throw new EvaqError('EVAQ_NOT_FOUND', `There is no queue at ${values.data}`)
-  }
-  switch (command) {
-    case 'stats': {
-      const evaq = await Evaq.open(values.data)
-      try {
-        const stats = { wal: await evaq.wal.stats(), dlq: await evaq.dlq.stats(), parked: await evaq.parked.stats() }
-        if (values.json) console.log(JSON.stringify(stats))
-        else {
-          for (const log of LOGS) {
-            const s = stats[log]
-            console.log(`${log}\t${s.count} record(s)\t${s.bytes} bytes\tIDs ${s.firstId ?? '-'}..${s.lastId ?? '-'}\tnext ${s.nextId}`)
+    run: (values, args) => {
+      noArgs(args)
+      // fastify and pino load only for this command.
+      return import('./serve.js').then(m => m.serveCommand(values))
+    },
+  },
+  stats: {
+    options: { ...TARGET, ...JSON_FLAG },
+    run: (values, args) => withTarget(values, async q => {
+      noArgs(args)
+      const stats = await q.stats()
+      if (values.json === true) {
+        await writeOut(`${JSON.stringify(stats)}\n`)
+        return 0
+      }
+      let out = ''
+      for (const log of q.logNames) {
+        const s = logStats(stats, log)
+        out += `${log}\t${s.count} record(s)\t${s.bytes} bytes\tIDs ${s.firstId ?? '-'}..${s.lastId ?? '-'}\tnext ${s.nextId}\n`
+      }
+      await writeOut(out)
+      return 0
+    }),
+  },
+  peek: {
+    options: { ...TARGET, ...READ, ...JSON_FLAG },
+    run: (values, args) => {
+      const log = logArg(args, 'peek')
+      return withTarget(values, async q => {
+        await printRecords(q, log, values)
+        return 0
+      })
+    },
+  },
+  tail: {
+    options: { ...TARGET, from: { type: 'string' }, count: { type: 'string' }, ...JSON_FLAG },
+    run: (values, args) => {
+      const log = logArg(args, 'tail')
+      const count = intFlag(values.count as string | undefined, '--count', Number.MAX_SAFE_INTEGER, 1)
+      return withTarget(values, async q => {
+        const stop = new AbortController()
+        const onSignal = (): void => stop.abort()
+        process.once('SIGINT', onSignal)
+        process.once('SIGTERM', onSignal)
+        try {
+          let from = values.from === undefined ? logStats(await q.stats(), log).nextId : intFlag(values.from as string, '--from', 0)
+          let printed = 0
+          while (printed < count && !stop.signal.aborted) {
+            let records
+            try {
+              records = await q.read(log, { from, maxBytes: 1024 * 1024, maxCount: Math.min(1000, count - printed), waitMs: 30_000, signal: stop.signal })
+            } catch (err) {
+              if (stop.signal.aborted && isEvaqError(err, 'EVAQ_ABORTED')) break
+              throw err
+            }
+            if (records.length === 0) continue
+            await writeOut(records.map(r => values.json === true ? recordLine(r) : recordText(r)).join('\n') + '\n')
+            printed += records.length
+            from = records[records.length - 1]!.id + 1
           }
+        } finally {
+          process.off('SIGINT', onSignal)
+          process.off('SIGTERM', onSignal)
         }
-      } finally {
-        await evaq.close()
-      }
-      return 0
-    }
-    case 'peek': {
-      const log = rest[0]
-      if (log !== 'wal' && log !== 'dlq' && log !== 'parked') return usage('peek takes a log name: wal, dlq or parked')
-      const evaq = await Evaq.open(values.data)
-      try {
-        const records = await evaq[log].read({
-          from: number(values.from, '--from', 0),
-          maxBytes: number(values['max-bytes'], '--max-bytes', 64 * 1024),
-          maxCount: number(values['max-count'], '--max-count', 100),
-        })
-        for (const r of records) {
-          const retry = 'retry' in r ? r.retry as { attempts: number } : undefined
-          if (values.json) console.log(JSON.stringify({ id: r.id, pushedAt: r.pushedAt, payload: r.payload.toString('base64'), ...(r.error === undefined ? {} : { error: r.error }), ...(retry === undefined ? {} : { retry }) }))
-          else console.log(`${r.id}\t${new Date(r.pushedAt).toISOString()}\t${JSON.stringify(r.payload.toString('utf8'))}${r.error === undefined ? '' : `\t${r.error.code ?? ''} ${r.error.message}`}${retry === undefined ? '' : `\tattempts ${retry.attempts}`}`)
+        return 0
+      })
+    },
+  },
+  subscribers: {
+    options: { ...TARGET, ...JSON_FLAG },
+    run: (values, args) => {
+      if (args.length > 1) throw new UsageError('subscribers takes at most one log name')
+      return withTarget(values, async q => {
+        const subs = await q.subscribers(args[0])
+        if (values.json === true) await writeOut(`${JSON.stringify(subs)}\n`)
+        else {
+          await writeOut(subs.map(s => `${s.log}\t${s.name}\tacked below ${s.ackFloor}\tlag ${s.lagRecords} record(s), ${s.lagBytes} bytes\tin flight ${s.inFlight}\tlease ${s.leaseMs} ms\tlast active ${new Date(s.lastActiveAt).toISOString()}\n`).join(''))
         }
-      } finally {
-        await evaq.close()
-      }
-      return 0
-    }
-    case 'check': {
-      const report = await check(values.data, progress('checked', 'segments'))
-      endProgress()
-      if (values.json) console.log(JSON.stringify(report))
+        return 0
+      })
+    },
+  },
+  dlq: retryLogCommand('dlq', 'the WAL'),
+  parked: retryLogCommand('parked', 'the DLQ'),
+  export: {
+    options: { ...TARGET, out: { type: 'string' }, from: { type: 'string' }, format: { type: 'string' } },
+    run: (values, args) => {
+      const log = logArg(args, 'export')
+      format(values)
+      return withTarget(values, q => exportLog(q, log, { out: values.out as string | undefined, from: intFlag(values.from as string | undefined, '--from', 0) }))
+    },
+  },
+  import: {
+    options: { ...TARGET, in: { type: 'string' }, format: { type: 'string' }, ...JSON_FLAG },
+    run: (values, args) => {
+      const log = logArg(args, 'import')
+      format(values)
+      return withTarget(values, q => importLog(q, log, { in: values.in as string | undefined, json: values.json === true }), { create: true })
+    },
+  },
+  check: {
+    options: { data: { type: 'string' }, ...JSON_FLAG },
+    run: async (values, args) => {
+      noArgs(args)
+      const bar = progress(process.stdout, 'checked', 'segments')
+      const report = await check(dataFlag(values), n => bar.update(n))
+      bar.done()
+      if (values.json === true) console.log(JSON.stringify(report))
       else printCheck(report)
       return report.damaged ? 1 : 0
-    }
-    case 'repair': {
-      if (values.backup === undefined) return usage('repair needs --backup OUT: the directory is copied there first')
-      const report = await repair(values.data, values.backup)
-      if (values.json) console.log(JSON.stringify(report))
+    },
+  },
+  repair: {
+    options: { data: { type: 'string' }, backup: { type: 'string' }, ...JSON_FLAG },
+    run: async (values, args) => {
+      noArgs(args)
+      const dir = dataFlag(values)
+      if (values.backup === undefined) throw new UsageError('repair needs --backup OUT: the directory is copied there first')
+      const bar = progress(process.stdout, 'repair: checked', 'segments')
+      const report = await repair(dir, values.backup as string, n => bar.update(n))
+      bar.done()
+      if (values.json === true) console.log(JSON.stringify(report))
       else {
         console.log(`backup: ${report.backup}`)
-        for (const log of LOGS) {
+        for (const log of Object.keys(report.fixed)) {
           const b = report.before.logs[log]
           const a = report.after.logs[log]
           const f = report.fixed[log]!
@@ -114,10 +175,128 @@ async function main (argv: string[]): Promise<number> {
         console.log(report.after.damaged ? 'still damaged: see `evaq check`' : 'ok')
       }
       return report.after.damaged ? 1 : 0
-    }
-    default:
-      return usage(`unknown command \`${command}\``)
+    },
+  },
+  bench: {
+    options: { dir: { type: 'string' }, seconds: { type: 'string' }, concurrency: { type: 'string' }, size: { type: 'string' }, durability: { type: 'string' }, ...JSON_FLAG },
+    run: (values, args) => {
+      noArgs(args)
+      return import('./bench.js').then(m => m.bench(values))
+    },
+  },
+}
+
+/** `dlq` and `parked`: list, requeue (one level up: DLQ to WAL, parked to DLQ), purge. */
+function retryLogCommand (log: 'dlq' | 'parked', target: string): Command {
+  return {
+    options: { ...TARGET, ...READ, all: { type: 'boolean' }, ...JSON_FLAG },
+    run: (values, args) => {
+      const [action, ...ids] = args
+      switch (action) {
+        case 'list':
+          noArgs(ids)
+          return withTarget(values, async q => { await printRecords(q, log, values); return 0 })
+        case 'requeue':
+        case 'purge': {
+          const selection = select(values, ids, `${log} ${action}`)
+          return withTarget(values, async q => {
+            if (action === 'requeue') {
+              const newIds = await q.requeue(log, selection)
+              await writeOut(values.json === true ? `${JSON.stringify({ ids: newIds })}\n` : `requeued ${newIds.length} record(s) to ${target}${newIds.length > 0 ? `: IDs ${newIds.join(', ')}` : ''}\n`)
+            } else {
+              const purged = await q.purge(log, selection)
+              await writeOut(values.json === true ? `${JSON.stringify({ purged })}\n` : `purged ${purged} record(s)\n`)
+            }
+            return 0
+          })
+        }
+        default:
+          throw new UsageError(`${log} takes list, requeue or purge`)
+      }
+    },
   }
+}
+
+async function main (argv: string[]): Promise<number> {
+  const first = argv[0]
+  if (first === undefined || first.startsWith('-')) {
+    const { values } = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } }, allowPositionals: true })
+    if (values.version === true) {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+      console.log(pkg.version)
+      return 0
+    }
+    console.log(USAGE)
+    return values.help === true ? 0 : 2
+  }
+  const command = COMMANDS[first]
+  if (command === undefined || !Object.hasOwn(COMMANDS, first)) throw new UsageError(`unknown command \`${first}\``)
+  const { values, positionals } = parseArgs({ args: argv.slice(1), options: { ...HELP, ...command.options }, allowPositionals: true, strict: true })
+  if (values.help === true) {
+    console.log(USAGE)
+    return 0
+  }
+  return command.run(values as Values, positionals)
+}
+
+function logStats (stats: ServiceStats, log: string): LogStats {
+  const s = (stats as unknown as Record<string, LogStats | undefined>)[log]
+  if (s === undefined) throw new EvaqError('EVAQ_NOT_FOUND', `There is no log \`${log}\``)
+  return s
+}
+
+function noArgs (args: readonly string[]): void {
+  if (args.length > 0) throw new UsageError(`unexpected argument \`${args[0]}\``)
+}
+
+function logArg (args: readonly string[], command: string): string {
+  if (args.length !== 1) throw new UsageError(`${command} takes a log name: wal, dlq or parked`)
+  const log = args[0]!
+  if (log !== 'wal' && log !== 'dlq' && log !== 'parked') throw new UsageError(`${command} takes a log name: wal, dlq or parked, got \`${log}\``)
+  return log
+}
+
+function format (values: Values): void {
+  if (values.format !== undefined && values.format !== 'ndjson') throw new UsageError(`the only --format is ndjson, got \`${String(values.format)}\``)
+}
+
+function dataFlag (values: Values): string {
+  if (values.url !== undefined) throw new UsageError('this command works on the directory itself (--data DIR), not through a service')
+  if (typeof values.data !== 'string') throw new UsageError('--data DIR is required')
+  return values.data
+}
+
+function select (values: Values, ids: readonly string[], command: string): number[] | 'all' {
+  if (values.all === true && ids.length > 0) throw new UsageError(`${command} takes IDs or --all, not both`)
+  if (values.all === true) return 'all'
+  if (ids.length === 0) throw new UsageError(`${command} needs IDs or --all`)
+  return idArgs(ids)
+}
+
+/** Run `task` on the queue of --data DIR (opened here) or on the service at --url. */
+async function withTarget (values: Values, task: (q: Backend) => Promise<number>, options: { create?: boolean } = {}): Promise<number> {
+  const { data, url } = values
+  if (data !== undefined && url !== undefined) throw new UsageError('give --data DIR or --url URL, not both')
+  let q: Backend
+  if (typeof url === 'string') q = openRemote(url, typeof values.token === 'string' ? values.token : process.env.EVAQ_TOKEN)
+  else if (typeof data === 'string') {
+    if (values.token !== undefined) throw new UsageError('--token goes with --url')
+    q = await openLocal(data, options)
+  } else throw new UsageError('--data DIR (or --url URL of a running service) is required')
+  try {
+    return await task(q)
+  } finally {
+    await q.close()
+  }
+}
+
+async function printRecords (q: Backend, log: string, values: Values): Promise<void> {
+  const records = await q.read(log, {
+    from: intFlag(values.from as string | undefined, '--from', 0),
+    maxBytes: intFlag(values['max-bytes'] as string | undefined, '--max-bytes', 64 * 1024),
+    maxCount: intFlag(values['max-count'] as string | undefined, '--max-count', 100, 1, 10_000),
+  })
+  if (records.length > 0) await writeOut(records.map(r => values.json === true ? recordLine(r) : recordText(r)).join('\n') + '\n')
 }
 
 function printCheck (report: CheckReport): void {
@@ -132,38 +311,15 @@ function printCheck (report: CheckReport): void {
   console.log(report.damaged ? 'DAMAGED' : 'ok')
 }
 
-/** A one-line progress counter on a TTY; nothing when stdout is a file or a pipe. */
-function progress (verb: string, unit: string): ((n: number) => void) | undefined {
-  if (process.stdout.isTTY !== true) return undefined
-  let last = 0
-  return n => {
-    const now = Date.now()
-    if (now - last < 100) return
-    last = now
-    process.stdout.write(`\r${verb} ${n} ${unit}`)
-  }
-}
-
-function endProgress (): void {
-  if (process.stdout.isTTY === true) process.stdout.write('\r\x1b[K')
-}
-
-function number (value: string | undefined, name: string, fallback: number): number {
-  if (value === undefined) return fallback
-  const n = Number(value)
-  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0) {
-    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`${name}\` to be a non-negative integer, got \`${value}\``)
-  }
-  return n
-}
-
 function usage (message: string): number {
   console.error(`evaq: ${message}\n\n${USAGE}`)
   return 2
 }
 
 main(process.argv.slice(2)).then(code => { process.exitCode = code }, (err: unknown) => {
-  if (isEvaqError(err)) {
+  if (err instanceof UsageError) {
+    process.exitCode = usage(err.message)
+  } else if (isEvaqError(err)) {
     console.error(`evaq: ${err.code}: ${err.message}`)
     process.exitCode = err.code === 'EVAQ_INVALID_ARGUMENT' ? 2 : 1
   } else if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {

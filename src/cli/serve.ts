@@ -1,0 +1,36 @@
+import type { LevelWithSilent } from 'pino'
+import { EvaqError } from '../errors.js'
+import type { EvaqOptions } from '../options.js'
+import { serve, SERVE_DEFAULTS } from '../server/serve.js'
+import { durabilityFlag, intFlag, UsageError } from './usage.js'
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+/**
+ * `evaq serve`: the service in the foreground until SIGTERM or SIGINT, then a graceful stop and
+ * exit 0. Logs are JSON lines (pino) on stdout.
+ */
+export async function serveCommand (values: Record<string, string | boolean | undefined>): Promise<number> {
+  if (typeof values.data !== 'string') throw new UsageError('serve needs --data DIR')
+  const level = (values['log-level'] as string | undefined) ?? 'info'
+  if (!LEVELS.includes(level)) throw new UsageError(`--log-level is one of ${LEVELS.join(', ')}, got \`${level}\``)
+  const token = typeof values.token === 'string' ? values.token : process.env.EVAQ_TOKEN
+  if (token !== undefined && token.length === 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', 'Expected the token to be non-empty')
+  const evaq: EvaqOptions = {}
+  const durability = durabilityFlag(values.durability as string | undefined)
+  if (durability !== undefined) evaq.durability = durability
+  if (values['max-disk-bytes'] !== undefined) evaq.maxDiskBytes = intFlag(values['max-disk-bytes'] as string, '--max-disk-bytes', 0, 1)
+  await serve({
+    dir: values.data,
+    host: (values.host as string | undefined) ?? SERVE_DEFAULTS.host,
+    port: intFlag(values.port as string | undefined, '--port', SERVE_DEFAULTS.port, 0, 65535),
+    ...(token === undefined ? {} : { token }),
+    ...(values['body-limit'] === undefined ? {} : { bodyLimit: intFlag(values['body-limit'] as string, '--body-limit', 0, 1) }),
+    logRequests: values['log-requests'] === true,
+    logLevel: level as LevelWithSilent,
+    evaq,
+    exitOnSignal: true,
+  })
+  // Runs until a signal: serve() exits the process once it stopped.
+  return new Promise<number>(() => {})
+}
