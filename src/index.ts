@@ -26,3 +26,5 @@ export {
   type SendOptions, type SendResult, type DeadLetteredMessage, type SentEvent, type RetryingEvent, type KafkaProducerLike, type KafkaErrorClass,
   type KafkaMessage, type KafkaHeaders, type KafkaRecord,
 } from './kafka/index.js'
+// The HTTP service and the metrics load fastify, pino and prom-client: their code is in 'evaq/server'.
+export type { AppOptions, ServeOptions, Service, ServiceReadOptions, ServiceStats, LogSubscriberInfo, ErrorBody, EvaqMetricsOptions } from './server/index.js'

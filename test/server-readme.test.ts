@@ -1,0 +1,75 @@
+/**
+ * The README's "Run it as a service" examples are run as written: every `curl` line of its
+ * tested block goes to a fresh `evaq serve` (the host and port swapped for the test's), and its
+ * output must be the comment lines that follow it. Times and messages are not compared (they
+ * change from run to run; codes and data are).
+ */
+import test from 'ava'
+import { execFile } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { serveInBackground } from './fixtures/cli.js'
+import { tmpDir } from './helpers/tmp.js'
+
+interface Example { command: string, expected: string }
+
+/** The curl lines of the first `sh` block after the "tested" note, each with the comment lines right after it. */
+async function examples (): Promise<Example[]> {
+  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+  const section = readme.slice(readme.indexOf('## Run it as a service'))
+  const note = section.indexOf('test/server-readme.test.ts')
+  if (note === -1) throw new Error('README: the "Run it as a service" section has no block marked as tested')
+  const start = section.indexOf('```sh\n', note) + '```sh\n'.length
+  const block = section.slice(start, section.indexOf('\n```', start))
+  const out: Example[] = []
+  let current: Example | undefined
+  for (const line of block.split('\n')) {
+    if (/^(printf .*\| )?curl /.test(line)) {
+      current = { command: line, expected: '' }
+      out.push(current)
+    } else if (current !== undefined && line.startsWith('# ')) {
+      current.expected += (current.expected === '' ? '' : '\n') + line.slice(2)
+    } else {
+      current = undefined
+    }
+  }
+  return out
+}
+
+const VARIABLE = new Set(['pushedAt', 'lastActiveAt', 'oldestUnackedAgeMs', 'firstFailedAt', 'lastFailedAt', 'nextAttemptAt', 'message'])
+
+function normalize (value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(normalize)
+  if (value === null || typeof value !== 'object') return value
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, VARIABLE.has(k) ? typeof v : normalize(v)]))
+}
+
+function sh (command: string): Promise<{ code: number, stdout: string, stderr: string }> {
+  return new Promise(resolve => {
+    execFile('/bin/sh', ['-c', command], { encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr })
+    })
+  })
+}
+
+test('every curl example of "Run it as a service" gives the output the README shows', async t => {
+  const list = await examples()
+  t.true(list.length >= 10, `the block has ${list.length} curl examples`)
+  const service = await serveInBackground(t, ['--data', join(await tmpDir(t, 'evaq-readme-'), 'data')])
+  const hostPort = new URL(service.url).host
+  for (const { command, expected } of list) {
+    t.true(command.includes('localhost:7070'), `${command}: aims at the default address`)
+    const run = await sh(command.replaceAll('localhost:7070', hostPort))
+    t.is(run.code, 0, `${command}: ${run.stderr}`)
+    const got = run.stdout.trimEnd()
+    let want: unknown
+    try {
+      want = JSON.parse(expected)
+    } catch {
+      t.is(got, expected, command)
+      continue
+    }
+    t.deepEqual(normalize(JSON.parse(got)), normalize(want), command)
+  }
+  t.is((await service.stop()).code, 0)
+})
