@@ -56,6 +56,8 @@ export class EvaqMetrics {
   private readonly retries: Counter<'outcome'>
   private readonly parkedRecords: Counter<'reason'>
   private readonly detach: () => void
+  private readonly pushChildren = new Map<string, { pushes: { inc (n: number): void }, seconds: { observe (s: number): void } }>()
+  private readonly responseChildren = new Map<string, { inc (): void }>()
 
   /**
    * @param evaq - the queue to observe; its `dropped`, `degraded` and `error` events are counted
@@ -118,8 +120,13 @@ export class EvaqMetrics {
 
   /** Count a push of `records` to `log` that took `seconds` until durable. */
   pushed (log: string, records: number, seconds: number): void {
-    this.pushes.inc({ log }, records)
-    this.writeSeconds.observe({ log }, seconds)
+    let child = this.pushChildren.get(log)
+    if (child === undefined) {
+      child = { pushes: this.pushes.labels({ log }), seconds: this.writeSeconds.labels({ log }) }
+      this.pushChildren.set(log, child)
+    }
+    child.pushes.inc(records)
+    child.seconds.observe(seconds)
   }
 
   /** Count records removed by ID. */
@@ -176,7 +183,14 @@ export class EvaqMetrics {
 
   /** Count an HTTP response of the service (`route` is the route's pattern, not the URL). */
   httpResponse (method: string, route: string, status: number): void {
-    this.responses.inc({ method, route, status: String(status) })
+    // Per-request path: look the labelled child up by one string instead of hashing the labels.
+    const key = `${method} ${status} ${route}`
+    let child = this.responseChildren.get(key)
+    if (child === undefined) {
+      child = this.responses.labels({ method, route, status: String(status) })
+      this.responseChildren.set(key, child)
+    }
+    child.inc()
   }
 
   /** Refresh the gauges from the queue, then render every metric in Prometheus' text format. */

@@ -231,6 +231,40 @@ test('SIGTERM and SIGINT: serve finishes, flushes, closes and exits 0; a restart
   t.deepEqual(await service.stop('SIGTERM'), { code: 0, signal: null })
 })
 
+test('SIGTERM under load: requests in flight finish, later ones are refused, and every acknowledged push is there after a restart', async t => {
+  const dir = join(await tmpDir(t, 'evaq-cli-svc-'), 'q')
+  let service = await serveInBackground(t, ['--data', dir])
+  const acknowledged: number[] = []
+  const outcomes = new Map<string, number>()
+  let signal: () => void = () => {}
+  const fifty = new Promise<void>(resolve => { signal = resolve })
+  const pushes = Array.from({ length: 400 }, (_, i) => send(service.url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'text/plain' }, body: `p${i}` }).then(r => {
+    const key = r.status === 201 ? '201' : `${r.status} ${String(r.json?.code)}`
+    outcomes.set(key, (outcomes.get(key) ?? 0) + 1)
+    if (r.status === 201) acknowledged.push(...r.json.ids as number[])
+    if (acknowledged.length >= 50) signal()
+  }, (err: NodeJS.ErrnoException) => {
+    const key = `connection ${err.code ?? err.message}`
+    outcomes.set(key, (outcomes.get(key) ?? 0) + 1)
+  }))
+  await fifty
+  const stopped = service.stop('SIGTERM')
+  await Promise.all(pushes)
+  t.deepEqual(await stopped, { code: 0, signal: null })
+  t.log(Object.fromEntries(outcomes))
+  for (const key of outcomes.keys()) t.true(key === '201' || key === '503 EVAQ_CLOSED' || /^connection (ECONNREFUSED|ECONNRESET|socket hang up)$/.test(key), `an answer a client can act on: ${key}`)
+  service = await serveInBackground(t, ['--data', dir])
+  const stored = new Set<number>()
+  for (let from = 0; ;) {
+    const page = (await send(service.url, 'GET', `/v1/logs/wal/records?from=${from}&maxCount=10000`)).json.records as Array<{ id: number }>
+    if (page.length === 0) break
+    for (const r of page) stored.add(r.id)
+    from = page[page.length - 1]!.id + 1
+  }
+  t.deepEqual(acknowledged.filter(id => !stored.has(id)), [], 'every acknowledged push survived the stop')
+  t.is((await service.stop()).code, 0)
+})
+
 test('bench: pushes to a fresh temporary queue and prints the rate and latency; bad flags exit 2', async t => {
   const parent = await tmpDir(t, 'evaq-cli-svc-')
   const run = await evaq(['bench', '--dir', parent, '--seconds', '1', '--concurrency', '8', '--size', '100', '--json'])
