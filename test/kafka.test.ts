@@ -28,6 +28,8 @@ test('send() persists, the broker gets every field and an evaq-id header; with a
   })
   t.deepEqual(result.evaqIds, result.ids.map(id => `${identity}:${id}`))
   t.deepEqual(result.deadLettered, [])
+  // The removal from the WAL follows the broker's ack; flush() waits for it.
+  await ep.flush()
   t.is((await evaq.wal.stats()).count, 0)
 
   const read = await consume(c.brokers, ['basic'], m => m.length >= 3)
@@ -93,6 +95,7 @@ test('a message over the broker\'s message.max.bytes goes to the DLQ with MESSAG
   t.is(record.topic, 'sized')
   t.deepEqual(record.message.value, big.value)
   t.is(String(record.message.headers[EVAQ_ID_HEADER]), result.evaqIds[20]!)
+  await ep.flush()
   t.is((await evaq.wal.stats()).count, 0)
 
   const read = await consume(c.brokers, ['sized'], m => distinctIds(m).size >= 40)
@@ -131,8 +134,8 @@ test('retriable broker errors (not leader, timeouts, not enough replicas) keep t
   const c = await cluster(t)
   await c.createTopic('flaky', 3)
   const evaq = await openEvaq(t)
-  // No internal retries in kafkajs, so that every refusal reaches the producer.
-  const ep = new EvacuatingProducer({ evaq, producer: kafka(c.brokers, { retry: { retries: 0 } }).producer(), await: 'broker', topic: 'flaky', backoff: { initialMs: 5, maxMs: 20 } })
+  // kafka() gives kafkajs no retries of its own, so every refusal reaches the producer.
+  const ep = new EvacuatingProducer({ evaq, producer: kafka(c.brokers).producer(), await: 'broker', topic: 'flaky', backoff: { initialMs: 5, maxMs: 20 } })
   t.teardown(() => ep.stop())
   const retrying: RetryingEvent[] = []
   ep.on('retrying', e => retrying.push(e))
@@ -141,6 +144,7 @@ test('retriable broker errors (not leader, timeouts, not enough replicas) keep t
   await c.pushErrors(API.Produce, [NOT_LEADER_FOR_PARTITION, REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS, LEADER_NOT_AVAILABLE])
   const result = await ep.send({ messages: Array.from({ length: 30 }, (_, i) => ({ key: `k${i % 3}`, value: `v${i}` })) })
   t.deepEqual(result.deadLettered, [])
+  await ep.flush()
   t.true(retrying.length >= 1)
   t.true(retrying.every(e => e.count > 0 && e.delayMs >= 0))
   const stats = await ep.stats()

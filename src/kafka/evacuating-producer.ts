@@ -39,7 +39,8 @@ export interface EvacuatingProducerOptions {
   producer: KafkaProducerLike
   /**
    * `'local'`: `send()` resolves once the messages are durable in the WAL (per the queue's
-   * `durability`). `'broker'`: once the broker acknowledged every message (or it went to the DLQ).
+   * `durability`). `'broker'`: once the broker acknowledged every message (or it went to the DLQ);
+   * their removal from the WAL follows (`flush()` waits for it).
    * @defaultValue `'local'`
    */
   await?: AwaitMode
@@ -171,6 +172,8 @@ export const NOT_A_KAFKA_RECORD = 'EVAQ_NOT_A_KAFKA_RECORD'
 const KNOWN = ['evaq', 'producer', 'await', 'topic', 'acks', 'timeoutMs', 'compression', 'maxBatchCount', 'maxBatchBytes', 'backoff', 'classify', 'subscriber']
 /** A lease no drainer holds for that long (the subscriber's upper bound): the drainer never gives records back by expiry. */
 const LEASE_MS = 7 * 24 * 3_600_000
+/** Removals of acknowledged runs in flight behind the sends. */
+const MAX_REMOVALS = 4
 /** How long one wait of the drainer for new records lasts before it looks again. */
 const IDLE_WAIT_MS = 1000
 /** One producer per queue: two would both drain the same WAL. */
@@ -239,6 +242,7 @@ export class EvacuatingProducer extends EventEmitter<EvacuatingProducerEvents> {
   private readonly early = new Map<number, Outcome>()
   private readonly settledListeners = new Set<() => void>()
   private readonly pushes = new Set<Promise<unknown>>()
+  private readonly removals = new Set<Promise<void>>()
   private readonly onDropped = (e: DropEvent): void => this.dropped(e)
 
   constructor (options: EvacuatingProducerOptions) {
@@ -501,9 +505,12 @@ export class EvacuatingProducer extends EventEmitter<EvacuatingProducerEvents> {
         continue
       }
       if (this.held.length === 0) continue
+      // Removals run behind the sends, a few at most.
+      while (this.removals.size >= MAX_REMOVALS) await Promise.race(this.removals)
       const run = this.takeRun()
       await this.deliver(run, signal)
     }
+    await Promise.all(this.removals)
   }
 
   /** Take delivered records from the subscriber: wait for some when none are held, else only what is ready. */
@@ -577,7 +584,7 @@ export class EvacuatingProducer extends EventEmitter<EvacuatingProducerEvents> {
         this.inFlight = 0
       }
       if (error === undefined) {
-        await this.settle(run, signal)
+        this.settle(run, signal)
         return
       }
       let verdict: KafkaErrorClass
@@ -629,16 +636,24 @@ export class EvacuatingProducer extends EventEmitter<EvacuatingProducerEvents> {
     }
   }
 
-  /** The broker acknowledged `run`: remove it from the WAL. */
-  private async settle (run: Pending[], signal: AbortSignal): Promise<void> {
-    await this.remove(run.map(p => p.id), signal)
+  /**
+   * The broker acknowledged `run`: count it, resolve its `send()` calls, and remove it from the WAL
+   * in the background, so that the next produce call does not wait for that write (the log merges
+   * concurrent removals into one batch). A crash before the removal is durable sends the run
+   * again after the restart: a duplicate with the same `evaq-id`.
+   */
+  private settle (run: Pending[], signal: AbortSignal): void {
     let resent = 0
     for (const p of run) if (p.again || p.attempts > 0) resent++
     this.counters.sent += run.length
     this.counters.resent += resent
     for (const p of run) this.outcome(p.id, { kind: 'sent' })
     this.emit('sent', { count: run.length, resent, firstId: run[0]!.id, lastId: run[run.length - 1]!.id })
-    this.notifySettled()
+    const removal: Promise<void> = this.remove(run.map(p => p.id), signal).finally(() => {
+      this.removals.delete(removal)
+      this.notifySettled()
+    })
+    this.removals.add(removal)
   }
 
   /**

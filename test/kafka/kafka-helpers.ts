@@ -3,7 +3,10 @@ import { Kafka, logLevel, type KafkaConfig } from 'kafkajs'
 import { EVAQ_ID_HEADER } from '../../src/index.js'
 import { MockCluster, type MockClusterOptions } from './mock-cluster.js'
 
-/** kafkajs settings for a broker on this machine: fail fast, so that outages show within a test's time. */
+/**
+ * kafkajs settings for a broker on this machine: fail fast, so that outages show within a test's
+ * time, and no retries inside kafkajs, as the README recommends (evaq retries).
+ */
 export function kafka (brokers: string[], overrides: Partial<KafkaConfig> = {}): Kafka {
   return new Kafka({
     clientId: 'evaq-test',
@@ -11,7 +14,7 @@ export function kafka (brokers: string[], overrides: Partial<KafkaConfig> = {}):
     logLevel: logLevel.NOTHING,
     connectionTimeout: 300,
     requestTimeout: 5000,
-    retry: { retries: 2, initialRetryTime: 30, maxRetryTime: 200 },
+    retry: { retries: 0 },
     ...overrides,
   })
 }
@@ -38,7 +41,8 @@ export interface Consumed {
  * Rejects after `timeoutMs` (a hang guard, not a measurement) with what was read.
  */
 export async function consume (brokers: string[], topics: string[], done: (messages: readonly Consumed[]) => boolean, timeoutMs = 60_000): Promise<Consumed[]> {
-  const consumer = kafka(brokers).consumer({ groupId: `evaq-test-${process.pid}-${Math.random().toString(36).slice(2)}`, maxWaitTimeInMs: 50 })
+  // The consumer keeps kafkajs's retries: joining a group meets transient coordinator errors.
+  const consumer = kafka(brokers, { retry: { retries: 8, initialRetryTime: 50, maxRetryTime: 1000 } }).consumer({ groupId: `evaq-test-${process.pid}-${Math.random().toString(36).slice(2)}`, maxWaitTimeInMs: 50 })
   const messages: Consumed[] = []
   await consumer.connect()
   try {
