@@ -13,7 +13,7 @@ import { DeadLetterLog, ParkedLog, type DeadLetterRecord, type ParkedRecord, typ
 import { resolveRetryOptions, type RetryOptions } from './retry/retry-options.js'
 import type { RecordSource, RetryState } from './retry/retry-state.js'
 import { ID_FILE } from './store/id-floor.js'
-import { repairInPlace, type RepairFixes } from './store/repair.js'
+import { reconcile, repairInPlace, type RepairFixes } from './store/repair.js'
 import { openStore, type Store } from './store/store.js'
 
 /**
@@ -195,6 +195,14 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       }
       if (store.ids.problem !== undefined) lost.push(store.ids.problem)
       evaq.openReport.corruption = [...store.corruption, ...lost]
+      // LevelDB dropped damaged records of its log while opening: batches after them were
+      // replayed, with counter snapshots that still count what was dropped. Recount once, now
+      // (a scan, but only after such damage), so that stats and budgets tell the truth.
+      if (store.corruption.some(line => line.includes('dropping'))) {
+        let fixed: RepairFixes | undefined
+        await store.reopen(async () => { fixed = await reconcile(dir) })
+        evaq.reportRepair(fixed!)
+      }
       if (evaq.budget.limited) await evaq.budget.measure()
     } catch (err) {
       await store.db.close().catch(() => {})
@@ -267,6 +275,14 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       deliveries,
     }
     await this.dlq.push(record.payload, undefined, Buffer.from(JSON.stringify(error)))
+  }
+
+  /** What a repair or recount found gone: `dropped` events with reason 'corruption'. */
+  private reportRepair (fixed: RepairFixes): void {
+    for (const [log, f] of Object.entries(fixed)) {
+      const records = f.quarantinedRecords + f.lostRecords
+      if (f.quarantinedSegments + records > 0) this.emit('dropped', { log, reason: 'corruption', records, bytes: 0 })
+    }
   }
 
   private reportError (err: unknown): void {
@@ -531,10 +547,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     if (this._status !== 'degraded') return
     for (const log of this.logs) log.forgetCaches()
     if (repaired !== undefined) {
-      for (const [log, f] of Object.entries(repaired)) {
-        const records = f.quarantinedRecords + f.lostRecords
-        if (f.quarantinedSegments + records > 0) this.emit('dropped', { log, reason: 'corruption', records, bytes: 0 })
-      }
+      this.reportRepair(repaired)
       this.reportError(new EvaqError('EVAQ_CORRUPTION', `LevelDB met damaged data in ${this.location}; evaq repaired it while reopening (LevelDB keeps the replaced files in lost/): ${JSON.stringify(repaired)}`))
     }
     if (this.store.corruption.length > this.openReport.corruption.length) {

@@ -95,6 +95,16 @@ export async function walk (db: Db, log: string, visit: Visitor): Promise<void> 
  */
 export async function repairInPlace (dir: string): Promise<RepairFixes> {
   await ClassicLevel.repair(dir)
+  return reconcile(dir)
+}
+
+/**
+ * The second half of a repair, alone: rebuild summaries and counters from the segments of `dir`
+ * (no process may hold it). Needed whenever LevelDB lost batches without the counters knowing,
+ * for example when it dropped a damaged record of its log while opening: the batches after it
+ * are replayed, and their counter snapshots still count what was dropped.
+ */
+export async function reconcile (dir: string): Promise<RepairFixes> {
   const ids = await IdFloor.load(dir)
   const db = await openRaw(dir)
   const fixed: RepairFixes = {}
