@@ -4,7 +4,8 @@
  * `bench:http` block. `--quick`: one short round, written to perf/results/quick-http.json only.
  *
  * Knobs: EVAQ_HTTP_SECONDS, EVAQ_HTTP_WARMUP_SECONDS, EVAQ_HTTP_ROUNDS, EVAQ_HTTP_CONNECTIONS,
- * EVAQ_HTTP_PAYLOAD_BYTES, EVAQ_HTTP_BATCH_RECORDS, EVAQ_HTTP_LINE_BYTES.
+ * EVAQ_HTTP_PAYLOAD_BYTES, EVAQ_HTTP_BATCH_RECORDS, EVAQ_HTTP_LINE_BYTES, EVAQ_HTTP_QUIET_WAIT_SECONDS
+ * (0: never wait for a quiet machine).
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
@@ -27,6 +28,7 @@ const options: Partial<HttpBenchOptions> = {
   payloadBytes: env('EVAQ_HTTP_PAYLOAD_BYTES', HTTP_DEFAULTS.payloadBytes),
   batchRecords: env('EVAQ_HTTP_BATCH_RECORDS', HTTP_DEFAULTS.batchRecords),
   lineBytes: env('EVAQ_HTTP_LINE_BYTES', HTTP_DEFAULTS.lineBytes),
+  quietWaitSeconds: process.env.EVAQ_HTTP_QUIET_WAIT_SECONDS === '0' ? 0 : env('EVAQ_HTTP_QUIET_WAIT_SECONDS', quick ? 5 : HTTP_DEFAULTS.quietWaitSeconds),
   log: line => console.error(line),
 }
 

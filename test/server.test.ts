@@ -103,6 +103,7 @@ test('POST records: malformed bodies are 400, unknown content types 415, and not
       ['["aGk=", "not base64!"]', 'a non-base64 item'],
       ['["aGk"]', 'unpadded base64'],
       ['"aGk="', 'a bare string'],
+      ['null', 'null'],
       ['{"__proto__": {"x": 1}}', 'prototype poisoning'],
       ['', 'an empty JSON body'],
     ] as const) {

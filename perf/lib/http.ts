@@ -35,6 +35,11 @@ export interface HttpBenchOptions {
   batchRecords: number
   /** Bytes of one NDJSON line (a JSON object with random text). @defaultValue 256 */
   lineBytes: number
+  /**
+   * Before each measurement, wait at most this long (seconds) for the machine to go quiet (other
+   * processes using < 0.3 CPUs over 1 s); 0 never waits. Linux only. @defaultValue 60
+   */
+  quietWaitSeconds: number
   /** Progress lines. @defaultValue none */
   log?: (line: string) => void
 }
@@ -47,7 +52,11 @@ export const HTTP_DEFAULTS: Readonly<Omit<HttpBenchOptions, 'log'>> = Object.fre
   payloadBytes: 1024,
   batchRecords: 100,
   lineBytes: 256,
+  quietWaitSeconds: 60,
 })
+
+/** Busy below this many CPUs (everything on the machine but idle and iowait) counts as quiet. */
+const QUIET_CPUS = 0.3
 
 export type ScenarioName = 'noop-single' | 'evaq-single' | 'noop-ndjson' | 'evaq-ndjson'
 const SCENARIOS: readonly ScenarioName[] = ['noop-single', 'evaq-single', 'noop-ndjson', 'evaq-ndjson']
@@ -66,6 +75,8 @@ export interface ScenarioResult {
    */
   readonly stored?: number
   readonly acknowledged?: number
+  /** How long the measurement waited for a quiet machine, and how busy the machine was then (CPUs). */
+  readonly quiet?: { readonly waitedMs: number, readonly busyCpus: number }
 }
 
 export interface HttpTarget {
@@ -185,6 +196,43 @@ async function noopServer (bodyLimit: number): Promise<void> {
   process.once('SIGTERM', () => { void app.close().then(() => process.exit(0)) })
 }
 
+// ---- a quiet machine ----------------------------------------------------------------------------
+
+async function cpuTimes (): Promise<{ busy: number, total: number } | undefined> {
+  try {
+    const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!
+    const v = line.trim().split(/\s+/).slice(1).map(Number)
+    const total = v.slice(0, 8).reduce((a, b) => a + b, 0)
+    return { busy: total - v[3]! - v[4]!, total }
+  } catch {
+    return undefined
+  }
+}
+
+/** CPUs busy on the whole machine over the next second (undefined where /proc/stat is missing). */
+async function machineBusy (): Promise<number | undefined> {
+  const a = await cpuTimes()
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  const b = await cpuTimes()
+  if (a === undefined || b === undefined || b.total === a.total) return undefined
+  return (b.busy - a.busy) / (b.total - a.total) * os.cpus().length
+}
+
+/**
+ * Wait until the machine is quiet (this harness and its idle server use next to nothing while it
+ * waits), at most `maxSeconds`. Absolute numbers on a shared machine drift with other load; ratios
+ * measured side by side hold better, and waiting keeps both sides of a ratio comparable.
+ */
+async function waitQuiet (maxSeconds: number): Promise<{ waitedMs: number, busyCpus: number }> {
+  const started = performance.now()
+  let busy = 0
+  for (;;) {
+    busy = (await machineBusy()) ?? 0
+    if (busy < QUIET_CPUS || performance.now() - started >= maxSeconds * 1000) break
+  }
+  return { waitedMs: Math.round(performance.now() - started), busyCpus: Number(busy.toFixed(2)) }
+}
+
 // ---- measurement --------------------------------------------------------------------------------
 
 function cannon (url: string, options: HttpBenchOptions, seconds: number, type: string, body: () => Buffer): Promise<autocannon.Result> {
@@ -210,6 +258,7 @@ async function scenario (name: ScenarioName, options: HttpBenchOptions): Promise
   const dir = name.startsWith('evaq') ? await mkdtemp(path.join(os.tmpdir(), 'evaq-bench-http-')) : undefined
   const server = dir === undefined ? await startNoop(bodyLimit) : await startEvaq(dir, bodyLimit)
   try {
+    const quiet = options.quietWaitSeconds > 0 ? await waitQuiet(options.quietWaitSeconds) : undefined
     const warm = await cannon(server.url, options, options.warmupSeconds, type, body)
     const r = await cannon(server.url, options, options.seconds, type, body)
     let stored: number | undefined
@@ -227,6 +276,7 @@ async function scenario (name: ScenarioName, options: HttpBenchOptions): Promise
       timeouts: r.timeouts,
       non2xx: r.non2xx,
       ...(stored === undefined ? {} : { stored, acknowledged: (warm['2xx'] + r['2xx']) * perRequest }),
+      ...(quiet === undefined ? {} : { quiet }),
     }
   } finally {
     await server.stop()
@@ -264,7 +314,7 @@ export async function runHttpBench (partial: Partial<HttpBenchOptions> = {}): Pr
     for (const name of order) {
       const r = await scenario(name, options)
       results[name] = r
-      log(`round ${round + 1}/${options.rounds} ${name}: ${r.requestsPerSecond.toLocaleString('en-US')} req/s, ${r.recordsPerSecond.toLocaleString('en-US')} rec/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}${r.stored === undefined ? '' : `, stored ${r.stored} of ${r.acknowledged} acknowledged`}`)
+      log(`round ${round + 1}/${options.rounds} ${name}${r.quiet === undefined ? '' : ` (waited ${(r.quiet.waitedMs / 1000).toFixed(0)} s for < ${QUIET_CPUS} busy CPUs: ${r.quiet.busyCpus})`}: ${r.requestsPerSecond.toLocaleString('en-US')} req/s, ${r.recordsPerSecond.toLocaleString('en-US')} rec/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}${r.stored === undefined ? '' : `, stored ${r.stored} of ${r.acknowledged} acknowledged`}`)
       // Requests in flight when autocannon stops (one per connection, per run) are stored but not counted.
       const inFlight = 2 * options.connections * (name.endsWith('ndjson') ? options.batchRecords : 1)
       if (r.stored !== undefined && (r.stored < r.acknowledged! || r.stored > r.acknowledged! + inFlight)) {
@@ -303,7 +353,7 @@ export async function runHttpBench (partial: Partial<HttpBenchOptions> = {}): Pr
       node: process.version,
       tmpdir: os.tmpdir(),
     },
-    options: { seconds: options.seconds, warmupSeconds: options.warmupSeconds, rounds: options.rounds, connections: options.connections, payloadBytes: options.payloadBytes, batchRecords: options.batchRecords, lineBytes: options.lineBytes },
+    options: { seconds: options.seconds, warmupSeconds: options.warmupSeconds, rounds: options.rounds, connections: options.connections, payloadBytes: options.payloadBytes, batchRecords: options.batchRecords, lineBytes: options.lineBytes, quietWaitSeconds: options.quietWaitSeconds },
     rounds,
     medians,
     singleRatio,
@@ -336,9 +386,17 @@ export function httpTable (r: HttpBenchResult): string {
     '',
     `Measured ${r.date} with \`npm run bench:http\` on ${r.machine.cpus}, ${r.machine.memory} RAM, ${r.machine.os}, Node ${r.machine.node}, data in ${r.machine.tmpdir}; ` +
     `autocannon with ${o.connections} keep-alive connections in the harness process, each server a child process; medians of ${o.rounds} alternating rounds of ${o.seconds} s after ${o.warmupSeconds} s of warm-up; ` +
-    `durability \`sync\` (every acknowledged request fsynced). Load average ${r.loadAverage.start.toFixed(2)} at the start, ${r.loadAverage.end.toFixed(2)} at the end. The ratio is the median of per-round ratios.`,
+    `durability \`sync\` (every acknowledged request fsynced). Load average ${r.loadAverage.start.toFixed(2)} at the start, ${r.loadAverage.end.toFixed(2)} at the end. ${quietLine(r)}The ratio is the median of per-round ratios.`,
   ]
   return lines.join('\n')
+}
+
+function quietLine (r: HttpBenchResult): string {
+  const all = r.rounds.flatMap(round => Object.values(round)).map(x => x.quiet).filter(q => q !== undefined)
+  if (all.length === 0) return ''
+  const waited = all.filter(q => q.waitedMs > 1500).length
+  const loud = all.filter(q => q.busyCpus >= QUIET_CPUS).length
+  return `Before each measurement the run waited (up to ${r.options.quietWaitSeconds} s) for the machine to use < ${QUIET_CPUS} CPUs: ${waited} of ${all.length} measurements had to wait${loud > 0 ? `, ${loud} started on a busy machine (up to ${Math.max(...all.map(q => q.busyCpus)).toFixed(2)} CPUs)` : ''}. `
 }
 
 const START = '<!-- bench:http:start -->'

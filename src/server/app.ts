@@ -242,7 +242,7 @@ export async function createApp (service: QueueService, options: AppOptions = {}
       const body = request.body
       let payloads: Buffer[]
       if (body instanceof Payloads) payloads = body.list
-      else if (body === undefined || body === null) {
+      else if (body === undefined) {
         throw new EvaqError('EVAQ_UNSUPPORTED_MEDIA_TYPE', `Send records as ${RAW_TYPES.join(', ')}, ${NDJSON_TYPE} or application/json (an array of base64 strings)`)
       } else payloads = base64Payloads(body)
       const ids = await service.push(request.params.log, payloads, clientGone(reply))
@@ -257,7 +257,8 @@ export async function createApp (service: QueueService, options: AppOptions = {}
       response: { 200: RECORDS },
     },
   }, async (request, reply) => {
-    const records = await service.read(request.params.log, { ...readOptions(request.query), signal: clientGone(reply) })
+    const options = readOptions(request.query)
+    const records = await service.read(request.params.log, options.waitMs === 0 ? options : { ...options, signal: clientGone(reply) })
     return { records: records.map(recordJson) }
   })
 
@@ -321,7 +322,8 @@ export async function createApp (service: QueueService, options: AppOptions = {}
   app.get<{ Querystring: ReadQuery }>('/v1/dlq', {
     schema: { querystring: READ_QUERY, response: { 200: RECORDS } },
   }, async (request, reply) => {
-    const records = await service.read('dlq', { ...readOptions(request.query), signal: clientGone(reply) })
+    const options = readOptions(request.query)
+    const records = await service.read('dlq', options.waitMs === 0 ? options : { ...options, signal: clientGone(reply) })
     return { records: records.map(recordJson) }
   })
 
@@ -338,7 +340,8 @@ export async function createApp (service: QueueService, options: AppOptions = {}
   app.get<{ Querystring: ReadQuery }>('/v1/parked', {
     schema: { querystring: READ_QUERY, response: { 200: RECORDS } },
   }, async (request, reply) => {
-    const records = await service.read('parked', { ...readOptions(request.query), signal: clientGone(reply) })
+    const options = readOptions(request.query)
+    const records = await service.read('parked', options.waitMs === 0 ? options : { ...options, signal: clientGone(reply) })
     return { records: records.map(recordJson) }
   })
 
