@@ -14,7 +14,7 @@ import { resolveRetryOptions, type RetryOptions } from './retry/retry-options.js
 import type { RecordSource, RetryState } from './retry/retry-state.js'
 import { ID_FILE } from './store/id-floor.js'
 import { reconcile, repairInPlace, type RepairFixes } from './store/repair.js'
-import { openStore, type Store } from './store/store.js'
+import { openStore, pendingRecount, type Store } from './store/store.js'
 
 /**
  * `degraded`: a write failed (disk full, I/O error). Reads keep working, writes fail fast with
@@ -198,7 +198,9 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       // LevelDB dropped damaged records of its log while opening: batches after them were
       // replayed, with counter snapshots that still count what was dropped. Recount once, now
       // (a scan, but only after such damage), so that stats and budgets tell the truth.
-      if (store.corruption.some(line => line.includes('dropping'))) {
+      const earlier = await pendingRecount(dir)
+      if (earlier.length > 0) evaq.openReport.corruption = [...evaq.openReport.corruption, ...earlier.map(line => `seen at an earlier open: ${line}`)]
+      if (earlier.length > 0 || store.corruption.some(line => line.includes('dropping'))) {
         let fixed: RepairFixes | undefined
         await store.reopen(async () => { fixed = await reconcile(dir) })
         evaq.reportRepair(fixed!)

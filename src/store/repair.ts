@@ -5,7 +5,7 @@ import {
 } from './codec.js'
 import { fromLevel } from '../errors.js'
 import { IdFloor } from './id-floor.js'
-import { assertNotOrphaned, Journal, Keyspace, type Db, type Sublevel } from './store.js'
+import { assertNotOrphaned, clearRecount, Journal, Keyspace, type Db, type Sublevel } from './store.js'
 
 /**
  * Repair below the facade: LevelDB's own repair, then evaq's metadata made to agree with what
@@ -204,5 +204,6 @@ export async function reconcile (dir: string): Promise<RepairFixes> {
   }
   // The counters now hold what survived: what was lost has been reported by this repair.
   await ids.close(nexts)
+  await clearRecount(dir)
   return fixed
 }

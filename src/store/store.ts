@@ -1,5 +1,5 @@
 import type { AbstractSublevel } from 'abstract-level'
-import { readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { EvaqError, fromLevel } from '../errors.js'
@@ -237,6 +237,31 @@ export async function engineCorruption (dir: string): Promise<string[]> {
     return []
   }
   return text.split('\n').filter(line => line.includes('Corruption')).map(line => line.replace(/^\S+ \S+ /, ''))
+}
+
+/**
+ * LevelDB reports a dropped log record only in the info log of the open that dropped it, and
+ * the counters need a recount after it (see Evaq.open). A process that saw it but does not
+ * recount (`evaq check`) leaves this file, so that the next open still does.
+ */
+export const RECOUNT_FILE = 'EVAQ-RECOUNT'
+
+/** What an earlier process saw LevelDB drop, if it left a recount to do. */
+export async function pendingRecount (dir: string): Promise<string[]> {
+  try {
+    return (await readFile(join(dir, RECOUNT_FILE), 'utf8')).split('\n').filter(line => line.length > 0)
+  } catch {
+    return []
+  }
+}
+
+export async function markRecount (dir: string, lines: readonly string[]): Promise<void> {
+  const earlier = await pendingRecount(dir)
+  await writeFile(join(dir, RECOUNT_FILE), [...earlier, ...lines].join('\n') + '\n')
+}
+
+export async function clearRecount (dir: string): Promise<void> {
+  await rm(join(dir, RECOUNT_FILE), { force: true })
 }
 
 /**

@@ -314,6 +314,26 @@ test('table: a LevelDB data block with a bad compression type: acknowledging pas
   await closeWithin(again)
 })
 
+test('log: a flipped payload byte: evaq check consumes what LevelDB reports, and the next Evaq.open still recounts', async t => {
+  const s = SCENARIOS.find(x => x.title.startsWith('log: a flipped payload byte'))!
+  const { layout, dirs } = await prepare(t, s.layout, s.damage)
+  const first = parseJson<CheckJson>(t, await runCli(['check', '--data', dirs.check, '--json']), 'evaq check')
+  t.true(first.engine.length > 0)
+  const second = await runCli(['check', '--data', dirs.check, '--json'])
+  t.is(second.code, 1, 'a second check still reports what the first open of LevelDB dropped')
+  t.true(parseJson<CheckJson>(t, second, 'evaq check').engine.length > 0)
+  const q = await Evaq.open(dirs.check, OPTIONS)
+  t.teardown(() => q.close().catch(() => {}))
+  t.true(q.openReport.corruption.length > 0, 'open reports it too')
+  const records = await q.wal.read({ maxCount: Infinity, maxBytes: Infinity })
+  t.true(records.length < layout.records)
+  for (const r of records) t.true(r.payload.equals(payloadFor(layout, r.id)))
+  t.is((await q.wal.stats()).count, records.length, 'the counters were recounted')
+  await closeWithin(q)
+  const third = await runCli(['check', '--data', dirs.check, '--json'])
+  t.is(third.code, 0, `after the recount the directory checks clean: ${third.stdout.slice(0, 600)}`)
+})
+
 // ---- the command line on damaged copies -------------------------------------------------------
 
 function parseJson<T> (t: ExecutionContext, run: CliResult, what: string): T {
