@@ -403,9 +403,11 @@ test('parked: list with the history, requeue to the DLQ, purge', async t => {
   await daemon.stop()
   stopWatching()
   const list = await s.call('GET', '/v1/parked')
-  t.deepEqual(list.json.records.map((r: { payload: string }) => Buffer.from(r.payload, 'base64').toString()), ['p1', 'p2', 'p3'])
-  t.like(list.json.records[0].retry, { reason: 'permanent', attempts: 1, dlqId: 1 })
-  const ids = list.json.records.map((r: { id: number }) => r.id) as number[]
+  // The daemon works with concurrency: records are parked in any order.
+  const byPayload = new Map<string, { id: number, retry: Record<string, unknown> }>(list.json.records.map((r: { payload: string, id: number, retry: Record<string, unknown> }) => [Buffer.from(r.payload, 'base64').toString(), r]))
+  t.deepEqual([...byPayload.keys()].sort(), ['p1', 'p2', 'p3'])
+  t.like(byPayload.get('p1')!.retry, { reason: 'permanent', attempts: 1, dlqId: 1 })
+  const ids = ['p1', 'p2', 'p3'].map(p => byPayload.get(p)!.id)
 
   await unchanged(t, s, async () => {
     isError(t, await s.json('POST', '/v1/parked/requeue', { ids: [ids[0], 999] }), 404, 'EVAQ_NOT_FOUND', 'requeue of an unknown parked ID')
