@@ -9,14 +9,16 @@
  * - backlog (lib/backlog.ts): open time and RSS from 10^4 to 10^7 records;
  * - with --core (or --only evaq-head-read,evaq-rss-backlog), the subscriber core's once-only scenarios
  *   (lib/core.ts): head reads after a million acks, RSS while a 2 GiB backlog grows;
- * - HTTP: pending until `evaq serve` exists.
+ * - http (lib/http.ts, also `npm run bench:http` on its own): autocannon against `evaq serve`
+ *   (single-record and NDJSON batch POSTs) beside a no-op fastify server; "pending" while the
+ *   service does not exist.
  *
  *   npm run bench            full run (~30 min); writes perf/results/ and README.md
  *   npm run bench:quick      quick run (~2 min, 1 KiB only); prints the tables, writes quick-* files
  *   tsx perf/bench.ts --only push-256 --rounds 1     some scenarios, stdout only (for profiling)
  */
 import { existsSync, rmSync } from 'node:fs'
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
@@ -26,13 +28,14 @@ import {
 } from './lib/common.js'
 import { matrixRatios, newMatrixState, runMatrixRound, selectedWorkloads, writeMatrixJson } from './lib/compare.js'
 import { CORE_IDS, coreRows, type HeadReadResult, printCore, runHeadRead, runRss, type RssResult, writeCore } from './lib/core.js'
+import { httpTable, runHttpBench, writeHttpReadme } from './lib/http.js'
 import { formatPushDrain, type PushDrainResult, runPushDrain } from './lib/push-drain.js'
 import { type RedisServer, redisVersion, startRedis } from './lib/redis-server.js'
 import { printReport, type Results, writeReport } from './lib/report.js'
 import { WORKLOADS } from './lib/systems.js'
 
 const MiB = 2 ** 20
-const ONCE_IDS = ['push-drain', 'backlog', ...CORE_IDS]
+const ONCE_IDS = ['push-drain', 'backlog', 'http', ...CORE_IDS]
 
 interface BenchConfig extends Config {
   readonly pushDrainMs: number
@@ -130,7 +133,8 @@ async function main (): Promise<void> {
 
   const state = newMatrixState()
   const pending: string[] = []
-  if (!existsSync(path.join(PERF_DIR, '..', 'src', 'server'))) {
+  const httpExists = existsSync(path.join(PERF_DIR, 'lib', 'http.ts')) && existsSync(path.join(PERF_DIR, '..', 'src', 'server'))
+  if (!httpExists && selected('http')) {
     pending.push('http: pending — `evaq serve` does not exist yet; autocannon against it (single-record and NDJSON batch POSTs) beside a no-op server on the same framework will run here once it does.')
   }
   if (needsRedis) {
@@ -192,6 +196,23 @@ async function main (): Promise<void> {
       [backlog, share] = await metered('backlog', () => runBacklog(dir, config))
       await removeDir(dir)
       console.log(`backlog ${formatCpu(share)} (own includes the child processes)`)
+    }
+    if (httpExists && selected('http')) {
+      // The service's own harness (lib/http.ts, `npm run bench:http`), run here so that it shares
+      // this run's machine state; it waits for a quiet machine by itself.
+      const quick = config.mode === 'quick'
+      const [result, share] = await metered('http', () => runHttpBench({
+        ...(quick ? { seconds: 3, warmupSeconds: 1, rounds: 1 } : {}),
+        quietWaitSeconds: config.quietWaitMs / 1000,
+        log: line => console.log(`http ${line}`),
+      }))
+      console.log(httpTable(result))
+      console.log(`http ${formatCpu(share)} (own includes the servers, child processes)`)
+      if (config.mode !== 'custom') {
+        const file = path.join(PERF_DIR, 'results', quick ? 'quick-http.json' : `${result.date}-http.json`)
+        await writeFile(file, JSON.stringify(result, null, 2) + '\n')
+        if (!quick && await writeHttpReadme(result)) console.log('updated README.md (http block)')
+      }
     }
     if (config.core && selected('evaq-head-read')) {
       let share: CpuShare
