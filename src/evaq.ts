@@ -39,7 +39,10 @@ export interface EvaqStats {
   readonly dlq: LogStats
   readonly parked: LogStats
   readonly disk: {
-    /** Bytes the data directory occupies (last measurement plus what was admitted since); 0 without a budget. */
+    /**
+     * Bytes the data directory occupies: under `maxDiskBytes` the budget's running figure (last
+     * measurement plus what was admitted since), otherwise measured by this call.
+     */
     readonly usedBytes: number
     readonly maxDiskBytes: number | undefined
     readonly full: boolean
@@ -205,7 +208,6 @@ export class Evaq extends EventEmitter<EvaqEvents> {
         await store.reopen(async () => { fixed = await reconcile(dir) })
         evaq.reportRepair(fixed!)
       }
-      if (evaq.budget.limited) await evaq.budget.measure()
     } catch (err) {
       await store.db.close().catch(() => {})
       throw fromLevel(err, `Cannot open ${dir}`)
@@ -480,7 +482,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       wal: await this.wal.stats(),
       dlq: await this.dlq.stats(),
       parked: await this.parked.stats(),
-      disk: { usedBytes: this.budget.usedBytes, maxDiskBytes: this.options.maxDiskBytes, full: this.budget.isFull },
+      disk: { usedBytes: await this.budget.currentUsedBytes(), maxDiskBytes: this.options.maxDiskBytes, full: this.budget.isFull },
     }
   }
 

@@ -52,9 +52,14 @@ export class DiskBudget implements Admission {
     return this.options.maxDiskBytes !== undefined || this.options.minFreeDiskBytes > 0
   }
 
-  /** Bytes the directory occupies, as last measured plus what was admitted since. */
+  /** Bytes the directory occupies, as last measured plus what was admitted since (under `maxDiskBytes`). */
   get usedBytes (): number {
     return this.measuredBytes + this.admittedSince
+  }
+
+  /** Bytes the directory occupies: the budget's running figure under `maxDiskBytes`, else measured now. */
+  async currentUsedBytes (): Promise<number> {
+    return this.options.maxDiskBytes === undefined ? directoryBytes(this.dir) : this.usedBytes
   }
 
   /** Bytes free on the filesystem, as last measured less what was admitted since. */
@@ -171,10 +176,17 @@ export class DiskBudget implements Admission {
     }
   }
 
+  /**
+   * Measure the filesystem's free space and, under `maxDiskBytes`, the directory's size: the
+   * free-space floor alone needs only `statfs`, not a `stat` of every table file.
+   */
   async measure (): Promise<void> {
     const admitted = this.admittedSince
-    const [used, free] = await Promise.all([directoryBytes(this.dir), freeBytes(this.dir)])
-    this.measuredBytes = used
+    const [used, free] = await Promise.all([
+      this.options.maxDiskBytes === undefined ? undefined : directoryBytes(this.dir),
+      freeBytes(this.dir),
+    ])
+    if (used !== undefined) this.measuredBytes = used
     this._freeBytes = free
     // What was admitted while measuring may or may not be in the measurement: count it.
     this.admittedSince -= admitted
@@ -197,16 +209,12 @@ export async function levelLogBytes (dir: string): Promise<number> {
 }
 
 async function directoryBytes (dir: string): Promise<number> {
-  let total = 0
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    if (!entry.isFile()) continue
-    try {
-      total += (await stat(join(dir, entry.name))).size
-    } catch {
-      // LevelDB deletes obsolete files while we look: a vanished file occupies nothing.
-    }
-  }
-  return total
+  const files = (await readdir(dir, { withFileTypes: true })).filter(entry => entry.isFile())
+  // One stat per file, all at once (libuv's pool runs them in parallel): a large queue has
+  // hundreds of table files.
+  const sizes = await Promise.all(files.map(entry => stat(join(dir, entry.name)).then(s => s.size, () => 0)))
+  // (A file LevelDB deleted while we looked occupies nothing: its size counts as 0.)
+  return sizes.reduce((a, b) => a + b, 0)
 }
 
 async function freeBytes (dir: string): Promise<number> {
