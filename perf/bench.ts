@@ -9,6 +9,8 @@
  * - backlog (lib/backlog.ts): open time and RSS from 10^4 to 10^7 records;
  * - with --core (or --only evaq-head-read,evaq-rss-backlog), the subscriber core's once-only scenarios
  *   (lib/core.ts): head reads after a million acks, RSS while a 2 GiB backlog grows;
+ * - kafka (lib/kafka.ts, also `npm run bench:kafka` on its own): evaq + kafkajs against plain
+ *   kafkajs on librdkafka's mock cluster.
  * - http (lib/http.ts, also `npm run bench:http` on its own): autocannon against `evaq serve`
  *   (single-record and NDJSON batch POSTs) beside a no-op fastify server; "pending" while the
  *   service does not exist.
@@ -29,13 +31,14 @@ import {
 import { matrixRatios, newMatrixState, runMatrixRound, selectedWorkloads, writeMatrixJson } from './lib/compare.js'
 import { CORE_IDS, coreRows, type HeadReadResult, printCore, runHeadRead, runRss, type RssResult, writeCore } from './lib/core.js'
 import { httpTable, runHttpBench, writeHttpReadme } from './lib/http.js'
+import { formatKafka, runKafkaBench, writeKafkaResults } from './lib/kafka.js'
 import { formatPushDrain, type PushDrainResult, runPushDrain } from './lib/push-drain.js'
 import { type RedisServer, redisVersion, startRedis } from './lib/redis-server.js'
 import { printReport, type Results, writeReport } from './lib/report.js'
 import { WORKLOADS } from './lib/systems.js'
 
 const MiB = 2 ** 20
-const ONCE_IDS = ['push-drain', 'backlog', 'http', ...CORE_IDS]
+const ONCE_IDS = ['push-drain', 'backlog', 'http', 'kafka', ...CORE_IDS]
 
 interface BenchConfig extends Config {
   readonly pushDrainMs: number
@@ -212,6 +215,24 @@ async function main (): Promise<void> {
         const file = path.join(PERF_DIR, 'results', quick ? 'quick-http.json' : `${result.date}-http.json`)
         await writeFile(file, JSON.stringify(result, null, 2) + '\n')
         if (!quick && await writeHttpReadme(result)) console.log('updated README.md (http block)')
+      }
+    }
+    if (selected('kafka')) {
+      // evaq + kafkajs against plain kafkajs on librdkafka's mock cluster (lib/kafka.ts, also
+      // `npm run bench:kafka`). Its launcher needs gcc and librdkafka-dev: without them, one line.
+      const quick = config.mode === 'quick'
+      try {
+        const [result, share] = await metered('kafka', () => runKafkaBench({
+          messages: quick ? 5000 : 20_000,
+          rounds: quick ? 1 : 3,
+          latencySamples: quick ? 500 : 2000,
+          log: line => console.log(`kafka ${line}`),
+        }))
+        console.log(formatKafka(result))
+        console.log(`kafka ${formatCpu(share)} (own includes the mock cluster)`)
+        if (config.mode !== 'custom') for (const line of await writeKafkaResults(result, quick)) console.log(`kafka ${line}`)
+      } catch (err) {
+        console.log(`kafka: skipped — ${(err as Error).message.split('\n')[0]} (needs gcc and librdkafka-dev: apt-get install gcc librdkafka-dev)`)
       }
     }
     if (config.core && selected('evaq-head-read')) {

@@ -9,11 +9,8 @@
  * Knobs: EVAQ_KAFKA_MESSAGES, EVAQ_KAFKA_CALLERS, EVAQ_KAFKA_VALUE_BYTES, EVAQ_KAFKA_ROUNDS,
  * EVAQ_KAFKA_LATENCY_SAMPLES.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { formatKafka, runKafkaBench } from './lib/kafka.js'
+import { formatKafka, runKafkaBench, writeKafkaResults } from './lib/kafka.js'
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } })
 const quick = args.quick === true
@@ -24,11 +21,6 @@ const env = (name: string, fallback: number): number => {
   if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${v}`)
   return n
 }
-const PERF = dirname(fileURLToPath(import.meta.url))
-const RESULTS = join(PERF, 'results')
-const README = join(PERF, '..', 'README.md')
-const START = '<!-- bench:kafka:start -->'
-const END = '<!-- bench:kafka:end -->'
 
 const result = await runKafkaBench({
   messages: env('EVAQ_KAFKA_MESSAGES', quick ? 5000 : 20_000),
@@ -38,21 +30,5 @@ const result = await runKafkaBench({
   latencySamples: env('EVAQ_KAFKA_LATENCY_SAMPLES', quick ? 500 : 2000),
   log: line => console.error(line),
 })
-const table = formatKafka(result)
-console.log(table)
-await mkdir(RESULTS, { recursive: true })
-if (quick) {
-  await writeFile(join(RESULTS, 'quick-kafka.json'), JSON.stringify(result, null, 2) + '\n')
-} else {
-  const json = join(RESULTS, `${result.date.slice(0, 10)}-kafka.json`)
-  await writeFile(json, JSON.stringify(result, null, 2) + '\n')
-  await writeFile(join(RESULTS, 'kafka.md'), `# Kafka: evaq + kafkajs vs plain kafkajs\n\n${table}`)
-  console.log(`wrote ${json} and perf/results/kafka.md`)
-  const readme = await readFile(README, 'utf8')
-  const from = readme.indexOf(START)
-  const to = readme.indexOf(END)
-  if (from >= 0 && to > from) {
-    await writeFile(README, `${readme.slice(0, from + START.length)}\n${table}${readme.slice(to)}`)
-    console.log('updated README.md (bench:kafka block)')
-  }
-}
+console.log(formatKafka(result))
+for (const line of await writeKafkaResults(result, quick)) console.log(line)
