@@ -4,7 +4,7 @@ import { LRUCache } from 'lru-cache'
 import { EvaqError, fromLevel, hasCode, invalid } from './errors.js'
 import { DiskBudget, levelLogBytes, type FullEvent } from './log/budget.js'
 import { ByteCap } from './log/byte-cap.js'
-import { checkId, checkIds, encodeError, Log, type Admission, type DropEvent, type LogContext, type LogStats, type PushOptions, type QueueRecord, type RecordError, type Segment } from './log/log.js'
+import { checkId, checkIds, encodeError, Log, type Admission, type DropEvent, type FlushEvent, type LogContext, type LogStats, type PushOptions, type QueueRecord, type RecordError, type Segment } from './log/log.js'
 import type { Subscriber } from './log/subscriber.js'
 import { resolveOptions, type EvaqOptions, type LogName, type ResolvedOptions } from './options.js'
 import { Moves } from './retry/moves.js'
@@ -54,6 +54,7 @@ export interface EvaqStats {
  * - `full` (FullEvent): a disk budget was hit; pushes wait, fail or drop per `onFull`.
  * - `drain` (): the budget has room again.
  * - `dropped` (DropEvent): records left a log by retention or drop-oldest, or a subscriber expired.
+ * - `flush` (FlushEvent): a flush of the write buffer completed: records, bytes, time, synced.
  * - `error` (EvaqError): a background task failed (compaction, periodic fsync, progress write).
  * - `degraded` (EvaqError): a write failed; writes fail fast until `recovered`.
  * - `recovered` (): the database was reopened and takes writes again.
@@ -65,6 +66,7 @@ export interface EvaqEvents {
   full: [FullEvent]
   drain: []
   dropped: [DropEvent]
+  flush: [FlushEvent]
   error: [EvaqError]
   closing: []
   closed: []
@@ -163,6 +165,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       // A WAL record its subscriber cannot process goes to the DLQ; the DLQ has nowhere further.
       deadLetter: name === 'wal' ? (log, sub, record, deliveries) => this.deadLetter(log, sub, record, deliveries) : undefined,
       dropped: e => this.emit('dropped', e),
+      flushed: e => { if (this.listenerCount('flush') > 0) this.emit('flush', e) },
       error: err => this.reportError(err),
     })
     this.moves = new Moves(store)

@@ -1,7 +1,7 @@
 export { Evaq, type EvaqStatus, type RetryItemOptions, type EvaqStats, type EvaqEvents } from './evaq.js'
 export {
   Log, type QueueRecord, type RecordError, type ReadOptions, type PushOptions, type LogStats,
-  type DropEvent, type DropReason,
+  type DropEvent, type DropReason, type FlushEvent,
 } from './log/log.js'
 export {
   Subscriber, type SubscribeOptions, type SubscribeStart, type NextOptions, type Batch, type Delivery,

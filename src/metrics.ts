@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Evaq } from './evaq.js'
-import type { DropEvent, Log, LogStats } from './log/log.js'
+import type { DropEvent, FlushEvent, Log, LogStats } from './log/log.js'
 import type { Delivery } from './log/subscriber.js'
 import type { ParkedEvent, RetryDaemon } from './retry/retry-daemon.js'
 
@@ -21,6 +21,8 @@ export interface EvaqMetricsOptions {
 }
 
 /** Upper bounds of the write-latency histogram, in seconds (100 µs to 2.5 s). */
+/** Records per synced flush: powers of 4 from 1 to 16,384. */
+const BATCH_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384]
 const WRITE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 const STATUSES = ['opening', 'open', 'degraded', 'closing', 'closed'] as const
 
@@ -43,6 +45,8 @@ export class EvaqMetrics {
   private readonly compactions: Counter<'log'>
   private readonly pushes: Counter<'log'>
   private readonly writeSeconds: Histogram<'log'>
+  private readonly flushSeconds: Histogram<'log'>
+  private readonly recordsPerFsync: Histogram<'log'>
   private readonly removals: Counter<'log'>
   private readonly deliveries: Counter<'log' | 'subscriber'>
   private readonly redeliveries: Counter<'log' | 'subscriber'>
@@ -80,7 +84,7 @@ export class EvaqMetrics {
     this.unackedAge = gauge('subscriber_oldest_unacked_age_seconds', 'Age of the oldest record a subscriber has not acknowledged.', ['log', 'subscriber'])
     this.status = gauge('status', 'The queue\'s status: 1 for the current one.', ['status'])
     this.diskFree = gauge('disk_free_bytes', 'Free bytes on the filesystem of the data directory (available to this user).')
-    this.diskUsed = gauge('disk_used_bytes', 'Bytes the data directory occupies, as the disk budget counts them (0 without maxDiskBytes).')
+    this.diskUsed = gauge('disk_used_bytes', 'Bytes the data directory occupies (the disk budget\'s running figure under maxDiskBytes, otherwise measured at each scrape).')
     this.diskMax = gauge('disk_max_bytes', 'The disk budget maxDiskBytes (0 without one).')
     this.compactions = counter('compactions_total', 'Compactions of deleted ranges in this process.', ['log'])
     this.pushes = counter('pushes_total', 'Records pushed through the service.', ['log'])
@@ -89,6 +93,20 @@ export class EvaqMetrics {
       help: 'Time from a push request to its records being durable (per the durability setting), in seconds.',
       labelNames: ['log'],
       buckets: WRITE_BUCKETS,
+      registers,
+    })
+    this.flushSeconds = new Histogram({
+      name: 'evaq_flush_duration_seconds',
+      help: 'Time one flush of the write buffer (one LevelDB batch, with its fsync under durability sync) took, in seconds.',
+      labelNames: ['log'],
+      buckets: WRITE_BUCKETS,
+      registers,
+    })
+    this.recordsPerFsync = new Histogram({
+      name: 'evaq_records_per_fsync',
+      help: 'Records written by each synced flush: how many pushes share one fsync (group commit).',
+      labelNames: ['log'],
+      buckets: BATCH_BUCKETS,
       registers,
     })
     this.removals = counter('removals_total', 'Records removed by ID through the service.', ['log'])
@@ -108,10 +126,16 @@ export class EvaqMetrics {
     const onDropped = (e: DropEvent): void => { if (e.records > 0) this.drops.inc({ log: e.log, reason: e.reason }, e.records) }
     const onDegraded = (): void => { this.degradations.inc() }
     const onError = (): void => { this.errors.inc() }
+    const onFlush = (e: FlushEvent): void => {
+      this.flushSeconds.observe({ log: e.log }, e.durationMs / 1000)
+      if (e.synced) this.recordsPerFsync.observe({ log: e.log }, e.records)
+    }
+    evaq.on('flush', onFlush)
     evaq.on('dropped', onDropped)
     evaq.on('degraded', onDegraded)
     evaq.on('error', onError)
     this.detach = () => {
+      evaq.off('flush', onFlush)
       evaq.off('dropped', onDropped)
       evaq.off('degraded', onDegraded)
       evaq.off('error', onError)

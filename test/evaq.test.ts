@@ -2,7 +2,7 @@ import test from 'ava'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
-import { Evaq, type EvaqError, type QueueRecord } from '../src/index.js'
+import { Evaq, type EvaqError, type FlushEvent, type QueueRecord } from '../src/index.js'
 import { decodeHeader, encodeKey } from '../src/store/codec.js'
 import { tmpDir } from './helpers/tmp.js'
 
@@ -368,4 +368,19 @@ test('counters stay exact when removal sets were evicted from the cache', async 
   // One removal touching every segment evicts sets it read itself before it writes.
   await q.removeWal(got.filter((_, i) => i % 2 === 0 && i > 0))
   t.like(await q.wal.stats(), { count: 0, bytes: 0, firstId: undefined })
+})
+
+test('the flush event reports each flush: records, segments, bytes, time, and whether it was synced', async t => {
+  const dir = await tmpDir(t, 'evaq-flush-')
+  const q = await Evaq.open(dir, { minFreeDiskBytes: 0 })
+  t.teardown(() => q.close())
+  const flushes: FlushEvent[] = []
+  q.on('flush', e => flushes.push(e))
+  await q.pushWalMany(['a', 'bb', 'ccc'])
+  await q.pushRetryItem('d', { error: 'e' })
+  t.deepEqual(flushes.map(f => ({ log: f.log, records: f.records, segments: f.segments, bytes: f.bytes, synced: f.synced })), [
+    { log: 'wal', records: 3, segments: 1, bytes: 6, synced: true },
+    { log: 'dlq', records: 1, segments: 1, bytes: 1, synced: true },
+  ])
+  t.true(flushes.every(f => f.durationMs >= 0))
 })

@@ -72,6 +72,21 @@ export interface LogStats {
 /** Why records left a log without being removed or acknowledged. */
 export type DropReason = 'drop-oldest' | 'retention' | 'corruption'
 
+/** One flush of the write buffer: one LevelDB batch (and one fsync under durability 'sync'). */
+export interface FlushEvent {
+  readonly log: string
+  /** Records written by this flush. */
+  readonly records: number
+  /** Segments written (one per pushMany group or buffer fill). */
+  readonly segments: number
+  /** Payload bytes written. */
+  readonly bytes: number
+  /** Time the LevelDB write took, fsync included when `synced`, in ms. */
+  readonly durationMs: number
+  /** Whether the write was fsynced (durability 'sync'). */
+  readonly synced: boolean
+}
+
 export interface DropEvent {
   readonly log: string
   readonly reason: DropReason | 'subscriber-ttl'
@@ -132,6 +147,8 @@ export interface LogContext {
   /** Move a record a subscriber could not process to the dead-letter queue; undefined: keep redelivering. */
   readonly deadLetter: ((log: Log, sub: Subscriber, record: QueueRecord, deliveries: number) => Promise<void>) | undefined
   dropped (event: DropEvent): void
+  /** A flush completed (for metrics). */
+  flushed? (event: FlushEvent): void
   error (err: unknown): void
 }
 
@@ -343,8 +360,10 @@ export class Log {
     }
     const delta: Delta = { [this.name]: { next, count, bytes } }
     crashPoint('segment-write:before')
+    const t0 = performance.now()
     await this.write(batch, delta, this.sync, `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`)
     crashPoint('segment-write:after')
+    this.ctx.flushed?.({ log: this.name, records: count, segments: segments.length, bytes, durationMs: performance.now() - t0, synced: this.sync })
     for (const s of written) {
       this.removedSets.set(s.firstId, false)
       if (options.segmentCacheBytes > 0) this.ctx.segments.set(this.cacheKey(s.firstId), s)
