@@ -103,7 +103,7 @@ export class EvaqMetrics {
       registers,
     })
     this.recordsPerFsync = new Histogram({
-      name: 'evaq_records_per_fsync',
+      name: 'evaq_fsync_records',
       help: 'Records written by each synced flush: how many pushes share one fsync (group commit).',
       labelNames: ['log'],
       buckets: BATCH_BUCKETS,

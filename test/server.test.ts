@@ -470,7 +470,7 @@ test('GET /v1/stats, /metrics (evaq_ names), /healthz and /readyz', async t => {
   t.is(metricValue(metrics.text, 'evaq_deliveries_total', { log: 'wal', subscriber: 'reader' }), 1)
   t.is(metricValue(metrics.text, 'evaq_subscriber_lag_records', { log: 'wal', subscriber: 'reader' }), 2, 'records 2 and 3')
   t.is(metricValue(metrics.text, 'evaq_push_duration_seconds_count', { log: 'wal' }), 1, 'one push request')
-  t.is(metricValue(metrics.text, 'evaq_records_per_fsync_sum', { log: 'wal' }), 3, 'every WAL record was written by a synced flush')
+  t.is(metricValue(metrics.text, 'evaq_fsync_records_sum', { log: 'wal' }), 3, 'every WAL record was written by a synced flush')
   t.true((metricValue(metrics.text, 'evaq_flush_duration_seconds_count', { log: 'wal' }) ?? 0) >= 1, 'flushes are timed')
   t.is(metricValue(metrics.text, 'evaq_status', { status: 'open' }), 1)
   t.true((metricValue(metrics.text, 'evaq_disk_free_bytes') ?? 0) > 0)
