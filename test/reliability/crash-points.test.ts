@@ -35,6 +35,8 @@ import test from 'ava'
 import { spawn } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { once } from 'node:events'
+import { cp, mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Evaq } from '../../src/index.js'
 import { SUBSCRIBE_OPTIONS } from '../fixtures/consumer.js'
@@ -269,8 +271,19 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
       note,
     })
   }
+  /** The last child run, kept with the directory for diagnosis when a cycle fails. */
+  let lastRun: { cycle: number, plan: Plan, run: Run } | undefined
   const stop = async (): Promise<boolean> => {
     if (problems.length === 0) return false
+    if (lastRun !== undefined) {
+      // test/artifacts/ is not committed: the directory as the check left it, the child's lines
+      // and the problems, to replay the cycle by hand.
+      const keep = fileURLToPath(new URL(`../artifacts/crash-points-${seed}-${lastRun.cycle}/`, import.meta.url))
+      await mkdir(keep, { recursive: true })
+      await cp(dir, join(keep, 'data'), { recursive: true }).catch(() => {})
+      await writeFile(join(keep, 'run.json'), JSON.stringify({ where, problems, plan: lastRun.plan, run: lastRun.run }, null, 1))
+      t.log(`kept the failing cycle's directory and the child's lines in ${keep}`)
+    }
     await finish()
     t.fail(`${problems.length} problem(s):\n${problems.join('\n')}`)
     return true
@@ -284,6 +297,7 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
       (plan.point !== undefined ? `, EVAQ_CRASH_POINT=${plan.point}:${plan.nth}` : plan.killAtMs !== undefined ? `, kill ${plan.killAtMs} ms after spawn` : `, kill ${plan.killAfterOpenMs} ms after open`) + ')'
 
     const run = await runChild(dir, plan)
+    lastRun = { cycle, plan, run }
     if (run.hung) { problem(`the child did not open within ${WATCHDOG_MS} ms; stderr: ${run.stderr}`); await stop(); return }
     if (run.signal !== 'SIGKILL') { problem(`the child exited by itself (code ${run.code}, signal ${run.signal}): ${run.stderr}`); await stop(); return }
     const atPoint = plan.point !== undefined && !run.killedByParent ? plan.point : undefined
