@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { EvaqError } from '../errors.js'
 import type { FullPolicy } from '../options.js'
 import type { Admission, Log } from './log.js'
+import { waitForRoom, type Waiter } from './space-waiters.js'
 
 export interface BudgetOptions {
   readonly maxDiskBytes: number | undefined
@@ -19,11 +20,6 @@ export interface FullEvent {
   readonly freeBytes: number
 }
 
-interface Waiter {
-  readonly bytes: number
-  resolve (): void
-  reject (err: unknown): void
-}
 
 /**
  * The disk budget of one data directory. Usage is what the directory really occupies (the sum of
@@ -111,22 +107,9 @@ export class DiskBudget implements Admission {
   }
 
   private wait (bytes: number, signal: AbortSignal | undefined): Promise<void> {
-    if (signal?.aborted === true) return Promise.reject(aborted(signal))
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        const i = this.waiters.indexOf(waiter)
-        if (i >= 0) this.waiters.splice(i, 1)
-        reject(aborted(signal!))
-      }
-      const waiter: Waiter = {
-        bytes,
-        resolve: () => { signal?.removeEventListener('abort', onAbort); resolve() },
-        reject: (err) => { signal?.removeEventListener('abort', onAbort); reject(err) },
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-      this.waiters.push(waiter)
-      void this.tick()
-    })
+    const waiting = waitForRoom(this.waiters, bytes, signal, 'disk space')
+    if (!signal?.aborted) void this.tick()
+    return waiting
   }
 
   /** Drop the oldest segments of `log` until `bytes` fit (compacting so the disk really frees). */
@@ -222,6 +205,3 @@ async function freeBytes (dir: string): Promise<number> {
   return s.bavail * s.bsize
 }
 
-function aborted (signal: AbortSignal): EvaqError {
-  return new EvaqError('EVAQ_ABORTED', 'The push was aborted while waiting for disk space', { cause: signal.reason })
-}

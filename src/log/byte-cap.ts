@@ -1,12 +1,8 @@
 import { EvaqError } from '../errors.js'
 import type { FullPolicy } from '../options.js'
 import type { Admission, Log } from './log.js'
+import { waitForRoom, type Waiter } from './space-waiters.js'
 
-interface Waiter {
-  readonly bytes: number
-  resolve (): void
-  reject (err: unknown): void
-}
 
 /**
  * The byte cap of one log (`retention.<log>.maxBytes`): live payload bytes plus those pushed and
@@ -53,21 +49,7 @@ export class ByteCap implements Admission {
   }
 
   private wait (bytes: number, signal: AbortSignal | undefined): Promise<void> {
-    if (signal?.aborted === true) return Promise.reject(aborted(signal))
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        const i = this.waiters.indexOf(waiter)
-        if (i >= 0) this.waiters.splice(i, 1)
-        reject(aborted(signal!))
-      }
-      const waiter: Waiter = {
-        bytes,
-        resolve: () => { signal?.removeEventListener('abort', onAbort); resolve() },
-        reject: (err) => { signal?.removeEventListener('abort', onAbort); reject(err) },
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-      this.waiters.push(waiter)
-    })
+    return waitForRoom(this.waiters, bytes, signal, "room under the log's maxBytes")
   }
 
   /**
@@ -96,6 +78,3 @@ export class ByteCap implements Admission {
   }
 }
 
-function aborted (signal: AbortSignal): EvaqError {
-  return new EvaqError('EVAQ_ABORTED', 'The push was aborted while waiting for room under the log\'s maxBytes', { cause: signal.reason })
-}

@@ -188,17 +188,7 @@ export class DeadLetterLog extends RetryLog<RetryState> {
 
   protected initialState (pushedAt: number, init: RecordInit | undefined, error: RecordError | undefined): RetryState {
     const s = (init?.state ?? {}) as Partial<RetryState>
-    const lastError = s.lastError ?? attemptError(error)
-    const source = s.source ?? error?.source
-    return {
-      attempts: s.attempts ?? 0,
-      firstFailedAt: s.firstFailedAt ?? pushedAt,
-      lastFailedAt: s.lastFailedAt ?? pushedAt,
-      ...(s.lastAttemptAt === undefined ? {} : { lastAttemptAt: s.lastAttemptAt }),
-      ...(lastError === undefined ? {} : { lastError }),
-      nextAttemptAt: scheduleTime(s.nextAttemptAt ?? pushedAt),
-      ...(source === undefined ? {} : { source: { log: source.log, id: source.id } }),
-    }
+    return { ...failureHistory(s, pushedAt, error), nextAttemptAt: scheduleTime(s.nextAttemptAt ?? pushedAt) }
   }
 
   protected fallbackState (record: QueueRecord): RetryState {
@@ -260,15 +250,8 @@ export class DeadLetterLog extends RetryLog<RetryState> {
 export class ParkedLog extends RetryLog<ParkedState> {
   protected initialState (pushedAt: number, init: RecordInit | undefined, error: RecordError | undefined): ParkedState {
     const s = (init?.state ?? {}) as Partial<ParkedState>
-    const lastError = s.lastError ?? attemptError(error)
-    const source = s.source ?? error?.source
     return {
-      attempts: s.attempts ?? 0,
-      firstFailedAt: s.firstFailedAt ?? pushedAt,
-      lastFailedAt: s.lastFailedAt ?? pushedAt,
-      ...(s.lastAttemptAt === undefined ? {} : { lastAttemptAt: s.lastAttemptAt }),
-      ...(lastError === undefined ? {} : { lastError }),
-      ...(source === undefined ? {} : { source: { log: source.log, id: source.id } }),
+      ...failureHistory(s, pushedAt, error),
       parkedAt: s.parkedAt ?? pushedAt,
       reason: s.reason ?? 'permanent',
       ...(s.dlqId === undefined ? {} : { dlqId: s.dlqId }),
@@ -277,5 +260,22 @@ export class ParkedLog extends RetryLog<ParkedState> {
 
   protected fallbackState (record: QueueRecord): ParkedState {
     return this.initialState(record.pushedAt, undefined, record.error)
+  }
+}
+
+/**
+ * The failure history both retry states carry (attempts, first and last failure, last error,
+ * source): from what a record was pushed with, else from its stored error and push time.
+ */
+function failureHistory (s: Partial<RetryState> | Partial<ParkedState>, pushedAt: number, error: RecordError | undefined): Omit<RetryState, 'nextAttemptAt'> {
+  const lastError = s.lastError ?? attemptError(error)
+  const source = s.source ?? error?.source
+  return {
+    attempts: s.attempts ?? 0,
+    firstFailedAt: s.firstFailedAt ?? pushedAt,
+    lastFailedAt: s.lastFailedAt ?? pushedAt,
+    ...(s.lastAttemptAt === undefined ? {} : { lastAttemptAt: s.lastAttemptAt }),
+    ...(lastError === undefined ? {} : { lastError }),
+    ...(source === undefined ? {} : { source: { log: source.log, id: source.id } }),
   }
 }
