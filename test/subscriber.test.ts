@@ -625,3 +625,35 @@ test('an empty read does not move the cursor past records committed while it ran
   const batch = await sub.next({ waitMs: 0 })
   t.deepEqual(batch?.records.map(r => r.id), [100, 101, 102], 'the records committed during the first read are delivered')
 })
+
+test('progress writes take turns: a flush and an unsubscribe never write at once, and the unsubscribe stays done', async t => {
+  // Two batches written at once may reach LevelDB in either order (classic-level writes on a
+  // thread pool): an older progress applied last would bring back acknowledged records, or an
+  // unsubscribed subscriber, after a restart. So progress writes never overlap.
+  const { q, dir } = await open(t, { ackDurability: { intervalMs: 3_600_000 } })
+  await q.wal.subscribe('keeper') // holds the record back from cleanup
+  await q.pushWal('x')
+  const db = (q as unknown as { store: { db: { batch: () => { write: (o?: unknown) => Promise<void> } } } }).store.db
+  const batch = db.batch.bind(db)
+  let writing = 0
+  let most = 0
+  db.batch = () => {
+    const b = batch()
+    const write = b.write.bind(b)
+    b.write = async (o?: unknown) => {
+      most = Math.max(most, ++writing)
+      try { await write(o) } finally { writing-- }
+    }
+    return b
+  }
+  for (const name of range(1, 20).map(i => `s${i}`)) {
+    const sub = await q.wal.subscribe(name)
+    const delivered = await sub.next()
+    await delivered!.ack() // dirty: waits for the interval flush
+    await Promise.all([q.wal.writeProgress(), q.wal.unsubscribe(name)])
+  }
+  t.is(most, 1)
+  await q.close()
+  const { q: again } = await open(t, undefined, dir)
+  t.deepEqual((await again.wal.stats()).subscribers.map(s => s.name), ['keeper'])
+})

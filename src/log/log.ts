@@ -862,7 +862,7 @@ export class Log {
     // Interval ack durability: the owner's periodic timer writes it.
     if (!sync) return Promise.resolve()
     if (this.progressWrite === undefined) {
-      this.progressWrite = this.writeProgress().finally(() => { this.progressWrite = undefined })
+      this.progressWrite = this.writeDirtyProgress().finally(() => { this.progressWrite = undefined })
       return this.progressWrite
     }
     // A write is in flight: everything dirty now goes into the next one.
@@ -873,8 +873,17 @@ export class Log {
     return this.progressNext
   }
 
-  /** Write every dirty subscriber's progress (interval ack durability calls this on a timer). */
-  async writeProgress (): Promise<void> {
+  /**
+   * Write every dirty subscriber's progress (interval ack durability calls this on a timer).
+   * Through the one progress lane: LevelDB may apply two batches written at once in either order
+   * (classic-level writes on a thread pool), and an older progress applied last would bring back
+   * acknowledged records, or an unsubscribed subscriber, after a restart.
+   */
+  writeProgress (): Promise<void> {
+    return this.flushProgress(true)
+  }
+
+  private async writeDirtyProgress (): Promise<void> {
     if (this.dirtyProgress.size === 0 && this.pendingExpired === 0) return
     const dirty = [...this.dirtyProgress]
     const expired = this.pendingExpired
