@@ -49,6 +49,15 @@ import { ago, decodeBase64, formatBytes, formatCount, formatDuration, formatRate
  * @property {{ log: string, id: number }} [source]
  */
 /**
+ * @typedef {object} RateSample records pushed and leaving between two polls, and per second
+ * @property {number} push
+ * @property {number} drain
+ * @property {number} pushed
+ * @property {number} left
+ * @property {number} seconds
+ * @property {number} at the service's clock at the later poll
+ */
+/**
  * @typedef {object} RecordPreview
  * @property {number} id
  * @property {number} pushedAt
@@ -65,6 +74,8 @@ const ROW_PREVIEW_BYTES = 256
 const FULL_PREVIEW_BYTES = 64 * 1024
 /** Rate samples a chart keeps. */
 const SAMPLES = 60
+/** The span of the rates shown as numbers, in ms of the service's clock. */
+const RATE_WINDOW_MS = 10_000
 const LABELS = /** @type {const} */ ({ wal: 'WAL', dlq: 'DLQ', parked: 'Parked' })
 const params = new URLSearchParams(location.search)
 /** `?refresh=MS` sets the polling interval (at least 200 ms). */
@@ -83,7 +94,8 @@ const state = {
   clockOffset: 0,
   /** @type {Overview | undefined} */
   overview: undefined,
-  /** @type {Map<string, { last?: { now: number, nextId: number, count: number }, rates: Array<{ push: number, drain: number }> }>} */
+  /** Per log: the last counters, the rate samples, and the records seen pushed and leaving since the page loaded. */
+  /** @type {Map<string, { last?: { now: number, nextId: number, count: number }, rates: RateSample[], pushed: number, drained: number }>} */
   history: new Map(),
   /** @type {Map<string, { card: HTMLElement, fields: Record<string, HTMLElement>, chart: SVGSVGElement }>} */
   cards: new Map(),
@@ -240,18 +252,20 @@ function renderOverview (overview) {
 
   for (const log of overview.logs) {
     const card = cardOf(log.name)
-    const history = state.history.get(log.name) ?? { rates: [] }
+    const history = state.history.get(log.name) ?? { rates: [], pushed: 0, drained: 0 }
     state.history.set(log.name, history)
     const last = history.last
     if (last !== undefined && overview.now > last.now) {
       const seconds = (overview.now - last.now) / 1000
       const pushed = Math.max(0, log.nextId - last.nextId)
       const left = Math.max(0, pushed - (log.count - last.count))
-      history.rates.push({ push: pushed / seconds, drain: left / seconds })
+      history.rates.push({ push: pushed / seconds, drain: left / seconds, pushed, left, seconds, at: overview.now })
+      history.pushed += pushed
+      history.drained += left
       if (history.rates.length > SAMPLES) history.rates.shift()
     }
     history.last = { now: overview.now, nextId: log.nextId, count: log.count }
-    const rate = history.rates[history.rates.length - 1]
+    const rate = recentRate(history.rates, overview.now)
     const f = card.fields
     setText(f.count, formatCount(log.count))
     setText(f.bytes, formatBytes(log.bytes))
@@ -262,11 +276,34 @@ function renderOverview (overview) {
     setText(f.ids, log.firstId === undefined ? `next ID ${log.nextId}` : `IDs ${log.firstId}–${log.lastId}`)
     setText(f.extra, [log.dropped.records > 0 ? `${formatCount(log.dropped.records)} dropped` : '', log.quarantined > 0 ? `${formatCount(log.quarantined)} quarantined` : ''].filter(Boolean).join(' · '))
     drawRates(card.chart, history.rates, SAMPLES)
+    card.card.dataset.pushed = String(history.pushed)
+    card.card.dataset.drained = String(history.drained)
     card.chart.setAttribute('aria-label', `${LABELS[log.name]} push and drain rate over the last ${history.rates.length} samples: now ${formatRate(rate?.push)} pushed, ${formatRate(rate?.drain)} drained`)
     if (log.name !== 'wal') setText(byId(`count-${log.name}`), formatCount(log.count))
   }
   renderSubscribers(overview)
   updateBulkButtons()
+}
+
+/**
+ * The rates shown as numbers: records over the samples of the last {@link RATE_WINDOW_MS} (at
+ * least the latest), so that one quiet poll between two bursts does not read as a stop.
+ * @param {readonly RateSample[]} samples
+ * @param {number} at
+ * @returns {{ push: number, drain: number } | undefined}
+ */
+function recentRate (samples, at) {
+  let pushed = 0
+  let left = 0
+  let seconds = 0
+  for (let i = samples.length - 1; i >= 0; i--) {
+    const s = /** @type {RateSample} */ (samples[i])
+    if (seconds > 0 && at - s.at >= RATE_WINDOW_MS) break
+    pushed += s.pushed
+    left += s.left
+    seconds += s.seconds
+  }
+  return seconds === 0 ? undefined : { push: pushed / seconds, drain: left / seconds }
 }
 
 /** @param {LogName} name */

@@ -55,4 +55,6 @@ export function drawRates (svg, samples, capacity) {
   drain?.setAttribute('points', points(s => s.drain))
   push?.setAttribute('points', points(s => s.push))
   svg.dataset.max = String(max)
+  svg.dataset.maxPush = String(Math.max(0, ...samples.map(s => s.push)))
+  svg.dataset.maxDrain = String(Math.max(0, ...samples.map(s => s.drain)))
 }
