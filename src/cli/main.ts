@@ -5,6 +5,7 @@ import { EvaqError, isEvaqError } from '../errors.js'
 import type { LogStats } from '../log/log.js'
 import type { ServiceStats } from '../server/queue-service.js'
 import { openLocal, openRemote, type Backend } from './backend.js'
+import { backupCommand, restoreCommand } from './backup.js'
 import { check, repair, type CheckReport } from './check.js'
 import { recordLine, recordText, writeOut } from './output.js'
 import { progress } from './progress.js'
@@ -175,6 +176,20 @@ const COMMANDS: Record<string, Command> = {
         console.log(report.after.damaged ? 'still damaged: see `evaq check`' : 'ok')
       }
       return report.after.damaged ? 1 : 0
+    },
+  },
+  backup: {
+    options: { ...TARGET, out: { type: 'string' }, since: { type: 'string' }, ...JSON_FLAG },
+    run: (values, args) => {
+      noArgs(args)
+      return backupCommand(values)
+    },
+  },
+  restore: {
+    options: { from: { type: 'string', multiple: true }, data: { type: 'string' }, url: { type: 'string' }, verify: { type: 'boolean' }, ...JSON_FLAG },
+    run: (values, args) => {
+      noArgs(args)
+      return restoreCommand(values)
     },
   },
   bench: {

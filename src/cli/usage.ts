@@ -32,6 +32,15 @@ Inspect and operate (on --data DIR, or through a running service with --url URL 
                                                      write LOG's records as NDJSON (one JSON line each)
   import LOG [--in FILE] [--format ndjson] [--json]  push records from NDJSON written by export (new IDs)
 
+Back up and restore (backup works on --data DIR, or on a running service with --url URL [--token T]):
+  backup --out FILE [--since FILE] [--json]          write a consistent snapshot of every log, taken while the
+                                                     queue runs, as a verified archive; --since an earlier archive
+                                                     makes an incremental one (what changed since, plus references)
+  restore --from FILE [--from FILE...] --data NEWDIR [--verify] [--json]
+                                                     restore a full archive and the incremental ones built on it
+                                                     (oldest first) into a new or empty directory; --verify reads it
+                                                     back and checks every record; IDs continue above the backup's
+
 Need the directory to themselves (stop the service first):
   check --data DIR [--json]                          verify every record's checksum and evaq's metadata;
                                                      exits 1 when anything is damaged

@@ -1,0 +1,187 @@
+import { existsSync } from 'node:fs'
+import { Readable } from 'node:stream'
+import { assertNewFile, saveArchive } from '../backup/archive-file.js'
+import { readManifest } from '../backup/archive-reader.js'
+import type { BackupManifest, BackupSummary } from '../backup/manifest.js'
+import type { RestorePhase } from '../backup/restore.js'
+import { ERROR_CODES, EvaqError, isEvaqError, type EvaqErrorCode } from '../errors.js'
+import { Evaq } from '../evaq.js'
+import { check } from './check.js'
+import { progress, type Progress } from './progress.js'
+import { UsageError } from './usage.js'
+
+/**
+ * `evaq backup` and `evaq restore`. A backup of a directory no service holds opens it here; one
+ * of a running service (`--url`) asks the service, which holds the directory's lock, to take the
+ * snapshot and stream it. Either way the archive is written under a temporary name, read back
+ * whole, and only then named FILE.
+ */
+
+type Values = Record<string, string | boolean | string[] | undefined>
+
+interface BackupDone {
+  file: string
+  bytes: number
+  manifest: BackupManifest
+  summary: BackupSummary
+}
+
+function printBackup (done: BackupDone, json: boolean): void {
+  if (json) {
+    console.log(JSON.stringify(done))
+    return
+  }
+  const { manifest: m, summary: s } = done
+  const marks = Object.entries(m.logs).map(([log, mark]) => `${log} ${mark.highWater}`).join(', ')
+  console.log(`${m.kind} backup ${m.id}${m.base === undefined ? '' : ` (on ${m.base.id})`} written to ${done.file}: ${done.bytes} bytes, ${s.entries} entries, ${s.references} of them by reference to the base`)
+  console.log(`high-water IDs: ${marks}`)
+}
+
+/** `--since FILE`: the manifest of an earlier archive (only its head is read). */
+async function sinceFlag (values: Values): Promise<BackupManifest | undefined> {
+  if (values.since === undefined) return undefined
+  return readManifest(values.since as string)
+}
+
+function backupBar (total: number | undefined): { done: () => void, onProgress: (phase: 'write' | 'verify', bytes: number, total?: number) => void } {
+  let phase: 'write' | 'verify' = 'write'
+  let bar = progress(process.stdout, 'backup', 'bytes', total)
+  return {
+    done: () => bar.done(),
+    onProgress: (p, bytes, t) => {
+      if (p !== phase) {
+        bar.done()
+        phase = p
+        bar = progress(process.stdout, 'backup: verify', 'bytes', t)
+      }
+      // The total is the queue's live bytes: the archive differs by removed records and metadata.
+      bar.update(total === undefined || p === 'verify' ? bytes : Math.min(bytes, total), t)
+    },
+  }
+}
+
+export async function backupCommand (values: Values): Promise<number> {
+  const { data, url } = values
+  if (typeof values.out !== 'string') throw new UsageError('backup needs --out FILE')
+  const out = values.out
+  if (data !== undefined && url !== undefined) throw new UsageError('give --data DIR or --url URL, not both')
+  if (typeof data !== 'string' && typeof url !== 'string') throw new UsageError('--data DIR (or --url URL of a running service) is required')
+  if (typeof data === 'string' && values.token !== undefined) throw new UsageError('--token goes with --url')
+  await assertNewFile(out)
+  const since = await sinceFlag(values)
+  const done = typeof url === 'string'
+    ? await remoteBackup(url, typeof values.token === 'string' ? values.token : process.env.EVAQ_TOKEN, out, since)
+    : await localBackup(data as string, out, since)
+  printBackup(done, values.json === true)
+  return 0
+}
+
+async function localBackup (dir: string, out: string, since: BackupManifest | undefined): Promise<BackupDone> {
+  if (!existsSync(dir)) throw new EvaqError('EVAQ_NOT_FOUND', `There is no queue at ${dir}`)
+  let evaq: Evaq
+  try {
+    evaq = await Evaq.open(dir)
+  } catch (err) {
+    if (isEvaqError(err, 'EVAQ_LOCKED')) {
+      throw new EvaqError('EVAQ_LOCKED', `The data directory ${dir} is in use by another process (a running \`evaq serve\`?). Back it up through that service: --url http://HOST:PORT (and --token)`, { cause: err })
+    }
+    throw err
+  }
+  try {
+    const stats = await evaq.stats()
+    const bar = backupBar(stats.wal.bytes + stats.dlq.bytes + stats.parked.bytes)
+    try {
+      const stream = await evaq.backup(since === undefined ? {} : { since })
+      const saved = await saveArchive(stream, out, bar.onProgress)
+      return { file: out, ...saved }
+    } finally {
+      bar.done()
+    }
+  } finally {
+    await evaq.close()
+  }
+}
+
+async function remoteBackup (url: string, token: string | undefined, out: string, since: BackupManifest | undefined): Promise<BackupDone> {
+  let base: URL
+  try {
+    base = new URL(url)
+  } catch {
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`--url\` to be a URL like http://127.0.0.1:7070, got \`${url}\``)
+  }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected an http(s) URL, got \`${url}\``)
+  const headers: Record<string, string> = {}
+  if (token !== undefined) headers.authorization = `Bearer ${token}`
+  let res: Response
+  try {
+    res = await fetch(new URL('/v1/backup', base), {
+      method: 'POST',
+      headers: since === undefined ? headers : { ...headers, 'content-type': 'application/json' },
+      ...(since === undefined ? {} : { body: JSON.stringify({ since }) }),
+    })
+  } catch (err) {
+    throw new EvaqError('EVAQ_IO', `Cannot reach the evaq service at ${base.origin}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}`, { cause: err })
+  }
+  if (!res.ok || res.body === null) {
+    let e: { code?: string, message?: string } | undefined
+    try { e = await res.json() as typeof e } catch { e = undefined }
+    const code = typeof e?.code === 'string' && e.code in ERROR_CODES ? e.code as EvaqErrorCode : 'EVAQ_IO'
+    throw new EvaqError(code, `${e?.message ?? `HTTP ${res.status}`} (HTTP ${res.status} from ${base.origin})`)
+  }
+  const bar = backupBar(undefined)
+  try {
+    const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>)
+    const saved = await saveArchive(body, out, bar.onProgress).catch((err: unknown) => {
+      if (err instanceof EvaqError) throw err
+      throw new EvaqError('EVAQ_IO', `The service at ${base.origin} ended the backup early (${(err as Error).message}); nothing was written to ${out}`, { cause: err })
+    })
+    return { file: out, ...saved }
+  } finally {
+    bar.done()
+  }
+}
+
+const PHASE_LABEL: Record<RestorePhase, [string, string]> = {
+  verify: ['restore: verify', 'bytes'],
+  restore: ['restore', 'bytes'],
+  'read-back': ['restore: read back', 'entries'],
+}
+
+export async function restoreCommand (values: Values): Promise<number> {
+  if (values.url !== undefined) throw new UsageError('restore writes a new directory (--data NEWDIR); it does not go through a service')
+  if (typeof values.data !== 'string') throw new UsageError('restore needs --data NEWDIR: a new or empty directory')
+  const from = values.from as string[] | undefined
+  if (from === undefined || from.length === 0) throw new UsageError('restore needs --from FILE: a full backup, then --from for each incremental one built on it, oldest first')
+  const dir = values.data
+  const verify = values.verify === true
+  let phase: RestorePhase | undefined
+  let bar: Progress = progress({ isTTY: false, write: () => true }, '', '')
+  const result = await Evaq.restore(from, dir, {
+    verify,
+    onProgress: (p, done, total) => {
+      if (p !== phase) {
+        bar.done()
+        phase = p
+        bar = progress(process.stdout, ...PHASE_LABEL[p], total)
+      }
+      bar.update(done, total)
+    },
+  }).finally(() => bar.done())
+  let damaged = false
+  let report
+  if (verify) {
+    const checked = progress(process.stdout, 'restore: check', 'segments')
+    report = await check(dir, n => checked.update(n))
+    checked.done()
+    damaged = report.damaged
+  }
+  const m = result.manifest
+  if (values.json === true) {
+    console.log(JSON.stringify({ dir, archives: from.length, entries: result.entries, nextIds: result.nextIds, manifest: m, verified: verify ? !damaged : undefined, check: report }))
+  } else {
+    console.log(`restored ${result.entries} entries from ${from.length} archive(s) into ${dir}: the queue as of ${new Date(m.createdAt).toISOString()} (${m.kind} backup ${m.id})`)
+    console.log(`next IDs: ${Object.entries(result.nextIds).map(([log, next]) => `${log} ${next}`).join(', ')}`)
+    if (verify) console.log(damaged ? 'DAMAGED: the restored directory fails `evaq check`' : 'verified: every entry read back and matched, every record passed its checksum')
+  }
+  return damaged ? 1 : 0
+}
