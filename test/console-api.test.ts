@@ -4,9 +4,12 @@
  * the token like the rest of `/v1`), with their bad input answered 4xx and nothing changed.
  */
 import test, { type ExecutionContext } from 'ava'
-import { readdir } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { ERROR_CODES } from '../src/index.js'
-import { snapshot, startServer, type Reply, type TestServer } from './fixtures/http.js'
+import { background, serveInBackground } from './fixtures/cli.js'
+import { send, snapshot, startServer, type Reply, type TestServer } from './fixtures/http.js'
+import { tmpDir } from './helpers/tmp.js'
 
 const b64 = (s: string | Buffer): string => Buffer.from(s).toString('base64')
 
@@ -151,4 +154,21 @@ test('GET /v1/logs/:log/previews: bad bounds and names are 400 or 404, and nothi
     isError(t, await s.call('GET', '/v1/overview?x=1'), 400, 'EVAQ_INVALID_ARGUMENT', 'a query on /v1/overview')
   })
   t.is((await s.call('GET', '/v1/logs/dlq/previews?maxCount=1000&previewBytes=65536')).status, 200, 'the limits themselves are fine')
+})
+
+test('the console\'s files are served the same from the built binary (dist/, copied by the build) and from src/ through tsx (npm start)', async t => {
+  const dir = new URL('../src/server/console/', import.meta.url)
+  const files = await readdir(dir)
+  const root = await tmpDir(t, 'evaq-console-bin-')
+  const built = await serveInBackground(t, ['--data', join(root, 'built')])
+  const source = await background(t, process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--port', '0', '--data', join(root, 'source')])
+  for (const service of [built, source]) {
+    for (const file of files) {
+      const r = await send(service.url, 'GET', file === 'index.html' ? '/' : `/console/${file}`)
+      t.is(r.status, 200, `${service.url} ${file}`)
+      t.is(r.text, await readFile(new URL(file, dir), 'utf8'), `${file} as in src/server/console`)
+    }
+  }
+  t.is((await built.stop()).code, 0)
+  t.is((await source.stop()).code, 0)
 })

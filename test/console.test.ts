@@ -99,12 +99,17 @@ test('pages through the DLQ: 20 records a page, Next and Previous (with the keyb
   t.deepEqual(await rowIds(page), [41, 42, 43, 44, 45])
   t.true(await page.locator('#next').isDisabled())
   // Live updates keep the page: a new record shows up on it, and Next comes back when it overflows.
-  await loadsAfter(page)
-  t.deepEqual(await rowIds(page), [41, 42, 43, 44, 45])
+  await s.evaq.pushRetryItem('{"order":46}')
+  await shows(page, '[data-testid=page]', 'Page 3 · IDs 41–46 · 46 in the DLQ')
+  t.deepEqual(await rowIds(page), [41, 42, 43, 44, 45, 46])
+  t.true(await page.locator('#next').isDisabled())
+  for (let i = 47; i <= 61; i++) await s.evaq.pushRetryItem(JSON.stringify({ order: i }))
+  await shows(page, '[data-testid=page]', 'Page 3 · IDs 41–60 · 61 in the DLQ')
+  t.true(await page.locator('#next').isEnabled())
   await page.locator('#prev').click()
-  await shows(page, '[data-testid=page]', 'Page 2 · IDs 21–40 · 45 in the DLQ')
+  await shows(page, '[data-testid=page]', 'Page 2 · IDs 21–40 · 61 in the DLQ')
   await page.locator('#prev').click()
-  await shows(page, '[data-testid=page]', 'Page 1 · IDs 1–20 · 45 in the DLQ')
+  await shows(page, '[data-testid=page]', 'Page 1 · IDs 1–20 · 61 in the DLQ')
   t.true(await page.locator('#prev').isDisabled())
 })
 
@@ -143,6 +148,29 @@ test('requeue one DLQ record: Escape and Cancel change nothing; OK moves it to t
   // The keyboard stays in the table: on the same button of the row that took its place.
   await page.locator('[data-key="requeue:4"]:focus').waitFor()
   await screenshot(page, 'requeued')
+})
+
+test('an action on a record someone else removed meanwhile reports the error code and shows the DLQ as it is (live updates paused)', async t => {
+  const s = await startService(t)
+  for (let i = 1; i <= 3; i++) await s.evaq.pushRetryItem(`r${i}`)
+  const page = await newPage(t, browser())
+  await page.goto(consoleUrl(s))
+  await page.locator('tr[data-id="2"]').waitFor()
+  await page.locator('#live').click()
+  await page.locator('#live[aria-pressed="false"]').waitFor()
+  await page.locator('main:not([aria-busy])').waitFor()
+  const loads = await page.locator('body').getAttribute('data-loads')
+  await s.evaq.doneRetryItems([2])
+  // Paused: no poll, so the row is still there to click.
+  t.is(await page.locator('body').getAttribute('data-loads'), loads)
+  await page.locator('tr[data-id="2"] [data-action=requeue]').click()
+  await page.locator('#confirm-ok').click()
+  await page.getByTestId('banner').filter({ hasText: 'EVAQ_NOT_FOUND' }).waitFor()
+  await page.locator('tr[data-id="2"]').waitFor({ state: 'detached' })
+  t.deepEqual(await rowIds(page), [1, 3])
+  t.deepEqual(await dlqIds(s), [1, 3], 'nothing else moved')
+  t.is((await s.evaq.wal.stats()).count, 0)
+  await screenshot(page, 'gone')
 })
 
 test('purge with confirmation: one record with the keyboard, then all; Cancel keeps them', async t => {

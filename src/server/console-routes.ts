@@ -1,5 +1,6 @@
 import { readdirSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { EvaqError } from '../errors.js'
 import type { QueueRecord } from '../log/log.js'
@@ -178,9 +179,17 @@ export function previewJson (r: QueueRecord, previewBytes: number): Record<strin
   return out
 }
 
-/** The files of the console, read once: a fixed list, so that no request names a path. */
+/**
+ * The files of the console, listed once: a fixed set, so that no request names a path. Without
+ * them (a build that ran tsc alone) the API still serves, and `/` says what is missing.
+ */
 function assetNames (): Set<string> {
-  return new Set(readdirSync(ASSETS).filter(name => ASSET_NAME.test(name)))
+  try {
+    return new Set(readdirSync(ASSETS).filter(name => ASSET_NAME.test(name)))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Set()
+    throw err
+  }
 }
 
 async function sendAsset (reply: FastifyReply, cache: Map<string, Buffer>, name: string): Promise<FastifyReply> {
@@ -203,7 +212,10 @@ export async function registerConsole (app: FastifyInstance, service: QueueServi
   const names = assetNames()
   const cache = new Map<string, Buffer>()
 
-  app.get('/', { config: { public: true } }, async (_request, reply) => sendAsset(reply, cache, 'index.html'))
+  app.get('/', { config: { public: true } }, async (_request, reply) => {
+    if (!names.has('index.html')) throw new EvaqError('EVAQ_NOT_FOUND', `The console's files are missing from ${fileURLToPath(ASSETS)} (build with \`npm run build\`, which copies them)`)
+    return sendAsset(reply, cache, 'index.html')
+  })
 
   app.get<{ Params: { file: string } }>('/console/:file', {
     config: { public: true },

@@ -120,7 +120,14 @@ const now = () => Date.now() + state.clockOffset
 
 /** Load the overview and the shown page (one load at a time; a second call joins the first). */
 function refresh () {
-  state.loading ??= load().finally(() => { state.loading = undefined })
+  if (state.loading === undefined) {
+    const main = document.querySelector('main')
+    main?.setAttribute('aria-busy', 'true')
+    state.loading = load().finally(() => {
+      state.loading = undefined
+      main?.removeAttribute('aria-busy')
+    })
+  }
   return state.loading
 }
 
