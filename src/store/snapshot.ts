@@ -58,6 +58,7 @@ export function takeSnapshot (store: Store): StoreSnapshot {
           try {
             page = await it.nextv(READ_COUNT) as Entry[]
           } catch (err) {
+            if (db.status !== 'open') throw new EvaqError('EVAQ_CLOSED', 'The database was closed (the queue closed or reopened) while a backup read it', { cause: err })
             throw fromLevel(err, 'Reading the snapshot failed')
           }
           if (page.length === 0) return
