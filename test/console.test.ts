@@ -15,6 +15,8 @@ import { consoleUrl, loadsAfter, newPage, screenshot, startService, useBrowser }
 import type { Service } from '../src/server/serve.js'
 
 const browser = useBrowser(test)
+// One test at a time: together they take as long in all (the browser and the services share the
+// cores), and alone each wait is short, with room to spare on a loaded CI machine.
 
 /** Wait until the element(s) of `selector` show exactly `text`. */
 async function shows (page: Page, selector: string, text: string): Promise<void> {
@@ -38,7 +40,7 @@ async function dlqIds (s: Service): Promise<number[]> {
   return (await s.evaq.dlq.read({ maxCount: 10_000 })).map(r => r.id)
 }
 
-test('each log\'s depth, bytes and oldest age after pushes; push and drain rates; subscribers with their lag', async t => {
+test.serial('each log\'s depth, bytes and oldest age after pushes; push and drain rates; subscribers with their lag', async t => {
   const s = await startService(t)
   const page = await newPage(t, browser())
   await page.goto(consoleUrl(s))
@@ -79,7 +81,7 @@ test('each log\'s depth, bytes and oldest age after pushes; push and drain rates
   await screenshot(page, 'depths')
 })
 
-test('pages through the DLQ: 20 records a page, Next and Previous (with the keyboard too)', async t => {
+test.serial('pages through the DLQ: 20 records a page, Next and Previous (with the keyboard too)', async t => {
   const s = await startService(t)
   for (let i = 1; i <= 45; i++) await s.evaq.pushRetryItem(JSON.stringify({ order: i }), { error: { code: 'HTTP_503', message: 'upstream unavailable' }, attempts: 1 })
   const page = await newPage(t, browser())
@@ -113,7 +115,7 @@ test('pages through the DLQ: 20 records a page, Next and Previous (with the keyb
   t.true(await page.locator('#prev').isDisabled())
 })
 
-test('requeue one DLQ record: Escape and Cancel change nothing; OK moves it to the WAL and it leaves the page', async t => {
+test.serial('requeue one DLQ record: Escape and Cancel change nothing; OK moves it to the WAL and it leaves the page', async t => {
   const s = await startService(t)
   for (let i = 1; i <= 5; i++) await s.evaq.pushRetryItem(`payload ${i}`, { error: 'timeout' })
   const page = await newPage(t, browser())
@@ -150,7 +152,7 @@ test('requeue one DLQ record: Escape and Cancel change nothing; OK moves it to t
   await screenshot(page, 'requeued')
 })
 
-test('an action on a record someone else removed meanwhile reports the error code and shows the DLQ as it is (live updates paused)', async t => {
+test.serial('an action on a record someone else removed meanwhile reports the error code and shows the DLQ as it is (live updates paused)', async t => {
   const s = await startService(t)
   for (let i = 1; i <= 3; i++) await s.evaq.pushRetryItem(`r${i}`)
   const page = await newPage(t, browser())
@@ -165,15 +167,16 @@ test('an action on a record someone else removed meanwhile reports the error cod
   t.is(await page.locator('body').getAttribute('data-loads'), loads)
   await page.locator('tr[data-id="2"] [data-action=requeue]').click()
   await page.locator('#confirm-ok').click()
-  await page.getByTestId('banner').filter({ hasText: 'EVAQ_NOT_FOUND' }).waitFor()
+  await page.locator('[data-testid=notice][data-kind=error]', { hasText: 'EVAQ_NOT_FOUND' }).waitFor()
   await page.locator('tr[data-id="2"]').waitFor({ state: 'detached' })
   t.deepEqual(await rowIds(page), [1, 3])
   t.deepEqual(await dlqIds(s), [1, 3], 'nothing else moved')
+  t.is(await page.locator('[data-testid=notice][data-kind=error]').count(), 1, 'the error stays after the refresh')
   t.is((await s.evaq.wal.stats()).count, 0)
   await screenshot(page, 'gone')
 })
 
-test('purge with confirmation: one record with the keyboard, then all; Cancel keeps them', async t => {
+test.serial('purge with confirmation: one record with the keyboard, then all; Cancel keeps them', async t => {
   const s = await startService(t)
   for (let i = 1; i <= 4; i++) await s.evaq.pushRetryItem(`p${i}`)
   const page = await newPage(t, browser())
@@ -213,7 +216,7 @@ test('purge with confirmation: one record with the keyboard, then all; Cancel ke
   await screenshot(page, 'purged')
 })
 
-test('parked records: attempts, last error and reason; requeue all parked puts them back in the DLQ', async t => {
+test.serial('parked records: attempts, last error and reason; requeue all parked puts them back in the DLQ', async t => {
   const s = await startService(t)
   for (const p of ['x1', 'x2', 'x3']) await s.evaq.pushRetryItem(p)
   const daemon = s.evaq.retry(() => { throw Object.assign(new Error('schema rejected'), { code: 'E_SCHEMA', retriable: false }) }, { autoStart: false })
@@ -243,7 +246,7 @@ test('parked records: attempts, last error and reason; requeue all parked puts t
   t.deepEqual((await s.evaq.dlq.read()).map(r => [r.payload.toString(), r.retry.attempts]).sort(), [['x1', 0], ['x2', 0], ['x3', 0]])
 })
 
-test('payloads as text, hex and JSON; the record dialog shows the retry state, closes with Escape and gives the focus back', async t => {
+test.serial('payloads as text, hex and JSON; the record dialog shows the retry state, closes with Escape and gives the focus back', async t => {
   const s = await startService(t)
   await s.evaq.pushRetryItem('{"order":42,"sku":"A-1"}', { error: { code: 'HTTP_503', message: 'Service Unavailable' }, attempts: 2 })
   await s.evaq.pushRetryItem(Buffer.from([0, 1, 2, 255, 104, 105]))
@@ -283,7 +286,7 @@ test('payloads as text, hex and JSON; the record dialog shows the retry state, c
   await page.locator('[data-key="view:1"]:focus').waitFor()
 })
 
-test('with a token: a prompt; a wrong token is refused, the right one is accepted and kept for the tab only', async t => {
+test.serial('with a token: a prompt; a wrong token is refused, the right one is accepted and kept for the tab only', async t => {
   const token = 'console-s3cret'
   const s = await startService(t, { token })
   await s.evaq.pushWal('kept')
@@ -327,7 +330,7 @@ test('with a token: a prompt; a wrong token is refused, the right one is accepte
   await dialog.waitFor()
 })
 
-test('on a phone (390×844): one column, no sideways scrolling, every record action reachable', async t => {
+test.serial('on a phone (390×844): one column, no sideways scrolling, every record action reachable', async t => {
   const s = await startService(t)
   for (let i = 1; i <= 3; i++) await s.evaq.pushRetryItem(JSON.stringify({ order: i, note: 'a fairly long payload that would not fit a narrow column' }), { error: { code: 'ECONNRESET', message: 'socket hang up while talking to the downstream service' } })
   await s.evaq.pushWal('w')
@@ -347,7 +350,7 @@ test('on a phone (390×844): one column, no sideways scrolling, every record act
   await page.screenshot({ path: new URL('artifacts/console/phone-full.png', import.meta.url).pathname, fullPage: true })
 })
 
-test('a populated console at 1280×800 (the README\'s screenshot: EVAQ_UPDATE_SCREENSHOT=1 writes docs/console.png)', async t => {
+test.serial('a populated console at 1280×800 (the README\'s screenshot: EVAQ_UPDATE_SCREENSHOT=1 writes docs/console.png)', async t => {
   const s = await startService(t)
   const random = prng(9)
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!

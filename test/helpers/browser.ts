@@ -47,8 +47,9 @@ export interface Viewport { width: number, height: number }
 /** A page in a fresh context (its own sessionStorage), closed when the test ends. */
 export async function newPage (t: ExecutionContext, browser: Browser, viewport: Viewport = { width: 1280, height: 800 }): Promise<Page> {
   const context = await browser.newContext({ viewport, colorScheme: 'light', reducedMotion: 'reduce', locale: 'en-US', timezoneId: 'UTC' })
-  // Locators wait this long at most; a failing test fails in seconds, not at ava's 2 minutes.
-  context.setDefaultTimeout(10_000)
+  // Locators wait this long at most: ample for a page that polls every 200 ms even on a loaded
+  // CI machine, and a failing test still fails well before ava's 2-minute timeout.
+  context.setDefaultTimeout(30_000)
   t.teardown(() => context.close())
   const page = await context.newPage()
   const errors: string[] = []

@@ -88,6 +88,8 @@ const state = {
   timer: undefined,
   /** @type {Promise<void> | undefined} */
   loading: undefined,
+  /** @type {Promise<void> | undefined} */
+  queued: undefined,
   /** Waiting for a token: no polling until one is accepted. */
   locked: false,
   /** The service's clock less ours, from the last overview. */
@@ -118,16 +120,25 @@ const now = () => Date.now() + state.clockOffset
 
 // ---- loading ------------------------------------------------------------------------------------
 
-/** Load the overview and the shown page (one load at a time; a second call joins the first). */
+/**
+ * Load the overview and the shown page, one load at a time: a call during a load gets one more
+ * load after it (what an action changed is in that one), shared by every call meanwhile.
+ * @returns {Promise<void>}
+ */
 function refresh () {
-  if (state.loading === undefined) {
-    const main = document.querySelector('main')
-    main?.setAttribute('aria-busy', 'true')
-    state.loading = load().finally(() => {
-      state.loading = undefined
-      main?.removeAttribute('aria-busy')
+  if (state.loading !== undefined) {
+    state.queued ??= state.loading.then(() => {
+      state.queued = undefined
+      return refresh()
     })
+    return state.queued
   }
+  const main = document.querySelector('main')
+  main?.setAttribute('aria-busy', 'true')
+  state.loading = load().finally(() => {
+    state.loading = undefined
+    main?.removeAttribute('aria-busy')
+  })
   return state.loading
 }
 
@@ -544,16 +555,21 @@ async function run (task) {
     await task()
   } catch (err) {
     if (err instanceof ApiError && err.code === 'EVAQ_UNAUTHORIZED') { lock(); return }
-    const banner = byId('banner')
-    banner.hidden = false
-    setText(banner, err instanceof ApiError ? `Not done: ${err.code}: ${err.message}` : `Not done: ${err instanceof Error ? err.message : String(err)}`)
+    notice(err instanceof ApiError ? `Not done: ${err.code}: ${err.message}` : `Not done: ${err instanceof Error ? err.message : String(err)}`, true)
   }
   await refreshNow()
 }
 
-/** @param {string} text */
-function notice (text) {
-  setText(byId('notice'), text)
+/**
+ * The outcome of the last action, until the next one.
+ * @param {string} text
+ * @param {boolean} [error]
+ */
+function notice (text, error = false) {
+  const el = byId('notice')
+  setText(el, text)
+  if (error) el.dataset.kind = 'error'
+  else delete el.dataset.kind
 }
 
 /**
