@@ -383,8 +383,8 @@ function renderRecords () {
   const first = view.records[0]
   const last = view.records[view.records.length - 1]
   setText(byId('page'), first === undefined || last === undefined
-    ? `${LABELS[view.log]} is empty`
-    : `Page ${view.stack.length} · IDs ${first.id}–${last.id} · ${formatCount(count)} in the ${LABELS[view.log]}`)
+    ? ''
+    : `Page ${view.stack.length} · IDs ${first.id}–${last.id} · ${formatCount(count)} ${view.log === 'dlq' ? 'in the DLQ' : 'parked'}`)
   byIdAs('prev', HTMLButtonElement).disabled = view.stack.length <= 1
   byIdAs('next', HTMLButtonElement).disabled = !view.hasMore
   byId('records-empty').hidden = view.records.length > 0
