@@ -397,3 +397,37 @@ test('a broken chain is refused before anything is written', async t => {
   t.like((missing as ArchiveCorruption).damage, { archive: f('inc1'), log: 'wal', segment: 1, reason: 'reference' })
   t.false(await exists(target))
 })
+
+// ---- the queue around a backup ------------------------------------------------------------------
+
+test('acknowledgements not yet persisted (interval ack durability) are written before the snapshot', async t => {
+  const root = await tmpDir(t, 'evaq-backup-')
+  const q = await open(t, join(root, 'src'), { ...OPTIONS, ackDurability: { intervalMs: 3_600_000 } })
+  await q.pushWalMany(['a', 'b', 'c', 'd'])
+  await q.wal.subscribe('idle')
+  const sub = await q.wal.subscribe('reader')
+  await (await sub.next({ maxCount: 3 }))!.ack()
+  const file = join(root, 'b.evaq')
+  await backupTo(q, file)
+  await Evaq.restore(file, join(root, 'r'))
+  const r = await open(t, join(root, 'r'))
+  t.deepEqual((await r.wal.stats()).subscribers.map(s => [s.name, s.ackFloor]).sort(), [['idle', 1], ['reader', 4]])
+})
+
+test('closing the queue ends a backup: an unread one is released, one being read fails with EVAQ_CLOSED', async t => {
+  const root = await tmpDir(t, 'evaq-backup-')
+  const q = await Evaq.open(join(root, 'a'), OPTIONS)
+  await q.pushWal('x')
+  const unread = await q.backup()
+  await q.close()
+  t.is(unread.summary, undefined)
+
+  const q2 = await Evaq.open(join(root, 'b'), { ...OPTIONS, maxPayloadBytes: 1024 * 1024 })
+  for (let i = 0; i < 40; i++) await q2.pushWal(Buffer.alloc(512 * 1024, i))
+  const reading = await q2.backup()
+  const it = reading[Symbol.asyncIterator]()
+  await it.next()
+  await q2.close()
+  const err = await (async () => { for (;;) if ((await it.next()).done === true) return undefined })().catch((e: unknown) => e)
+  t.true(isEvaqError(err, 'EVAQ_CLOSED'), String(err))
+})

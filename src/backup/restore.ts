@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises'
 import { crc32 } from 'node:zlib'
-import { EvaqError } from '../errors.js'
+import { EvaqError, invalid } from '../errors.js'
 import { placeOf, readStore, StoreLoader } from '../store/snapshot.js'
 import { FORMAT_VERSION } from '../store/store.js'
 import { ArchiveCorruption } from './archive-error.js'
@@ -218,6 +218,7 @@ async function readBack (dir: string, last: string, onProgress: RestoreOptions['
  * when the last snapshot was taken. On any failure the target is left as it was found.
  */
 export async function restoreArchives (files: readonly string[], dir: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+  if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
   const manifests = await checkChain(files)
   await assertEmptyTarget(dir)
   await verifyChain(files, options.onProgress)

@@ -51,15 +51,23 @@ export function takeSnapshot (store: Store): StoreSnapshot {
   }
   return {
     async * entries () {
-      const it = db.iterator({ snapshot, highWaterMarkBytes: READ_AHEAD_BYTES } as object)
+      const failed = (err: unknown): EvaqError => db.status !== 'open'
+        ? new EvaqError('EVAQ_CLOSED', 'The database was closed (the queue closed or reopened) while a backup read it', { cause: err })
+        : fromLevel(err, 'Reading the snapshot failed')
+      let it: ReturnType<Db['iterator']>
+      try {
+        it = db.iterator({ snapshot, highWaterMarkBytes: READ_AHEAD_BYTES } as object)
+      } catch (err) {
+        await close()
+        throw failed(err)
+      }
       try {
         for (;;) {
           let page: Entry[]
           try {
             page = await it.nextv(READ_COUNT) as Entry[]
           } catch (err) {
-            if (db.status !== 'open') throw new EvaqError('EVAQ_CLOSED', 'The database was closed (the queue closed or reopened) while a backup read it', { cause: err })
-            throw fromLevel(err, 'Reading the snapshot failed')
+            throw failed(err)
           }
           if (page.length === 0) return
           yield page
@@ -136,7 +144,8 @@ export class StoreLoader {
     try {
       store = await openStore(dir, resolveOptions({}))
     } catch (err) {
-      await StoreLoader.remove(dir, created)
+      // Locked: another process (another restore) took the directory meanwhile; it is theirs.
+      if (!(err instanceof EvaqError && err.code === 'EVAQ_LOCKED')) await StoreLoader.remove(dir, created)
       throw err
     }
     return new StoreLoader(dir, store.db, created)
