@@ -236,6 +236,15 @@ test.serial('parked records: attempts, last error and reason; requeue all parked
   for (const error of await page.locator('[data-testid=records] [data-field=error] strong').allTextContents()) t.is(error.trim(), 'E_SCHEMA')
   await screenshot(page, 'parked')
 
+  // One, then the rest.
+  const [first] = await rowIds(page)
+  await page.locator(`[data-key="requeue:${first}"]`).click()
+  await page.locator('#confirm-ok').click()
+  await page.locator(`tr[data-id="${first}"]`).waitFor({ state: 'detached' })
+  await shows(page, depth('parked'), '2')
+  await shows(page, depth('dlq'), '1')
+  t.is((await s.evaq.parked.stats()).count, 2)
+
   await page.locator('#requeue-all').click()
   await page.getByTestId('confirm').waitFor()
   await page.locator('#confirm-ok').click()
