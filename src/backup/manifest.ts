@@ -21,9 +21,10 @@ export interface BackupManifest {
 
 export interface BackupLogMark {
   /**
-   * Every record below this ID was committed before the snapshot (or its write failed): the
-   * snapshot holds every segment of the log below it that still exists. An incremental archive
-   * built on this one carries those segments as references.
+   * Every record below this ID was committed before the snapshot: the snapshot holds every segment
+   * of the log below it that still exists (the committed watermark + 1, and after a failed write
+   * no higher than it was at that failure: a failed batch may come back from LevelDB's log). An
+   * incremental archive built on this one lists those segments by reference.
    */
   readonly highWater: number
   /** No ID at or above this had been issued when the snapshot was taken; a restore continues here. */

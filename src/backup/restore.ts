@@ -132,7 +132,7 @@ async function verifyChain (files: readonly string[], onProgress: RestoreOptions
           const found = await base!.seek(frame.key)
           if (found === undefined || found.valueLength !== frame.valueLength || found.valueCrc !== frame.valueCrc) {
             const place = placeOf(frame.key)
-            throw new ArchiveCorruption(`${files[i]} refers to an entry its base ${files[i - 1]} does not hold${place.segment === undefined ? '' : ` (segment ${place.segment} of ${place.log})`}: the archives are not one chain, or the base was taken across a failed write`, {
+            throw new ArchiveCorruption(`${files[i]} refers to an entry its base ${files[i - 1]} does not hold${place.segment === undefined ? '' : ` (segment ${place.segment} of ${place.log})`}: they are not backups of one queue`, {
               archive: files[i]!,
               offset: frame.offset,
               sublevel: place.sublevel,
