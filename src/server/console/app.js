@@ -53,7 +53,7 @@ import { ago, decodeBase64, formatBytes, formatCount, formatDuration, formatRate
  * @property {number} push
  * @property {number} drain
  * @property {number} pushed
- * @property {number} left
+ * @property {number} left records that left (negative when a push in flight at the poll before committed since)
  * @property {number} seconds
  * @property {number} at the service's clock at the later poll
  */
@@ -276,8 +276,11 @@ function renderOverview (overview) {
     if (last !== undefined && overview.now > last.now) {
       const seconds = (overview.now - last.now) / 1000
       const pushed = Math.max(0, log.nextId - last.nextId)
-      const left = Math.max(0, pushed - (log.count - last.count))
-      history.rates.push({ push: pushed / seconds, drain: left / seconds, pushed, left, seconds, at: overview.now })
+      // Signed: a push in flight at a poll has its IDs but is not counted yet, so it reads as
+      // records leaving, and the next poll takes them back. The totals stay exact; what is drawn
+      // and shown is clamped at 0.
+      const left = pushed - (log.count - last.count)
+      history.rates.push({ push: pushed / seconds, drain: Math.max(0, left) / seconds, pushed, left, seconds, at: overview.now })
       history.pushed += pushed
       history.drained += left
       if (history.rates.length > SAMPLES) history.rates.shift()
@@ -321,7 +324,7 @@ function recentRate (samples, at) {
     left += s.left
     seconds += s.seconds
   }
-  return seconds === 0 ? undefined : { push: pushed / seconds, drain: left / seconds }
+  return seconds === 0 ? undefined : { push: pushed / seconds, drain: Math.max(0, left) / seconds }
 }
 
 /** @param {LogName} name */
