@@ -1,6 +1,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { EventEmitter } from 'node:events'
 import { LRUCache } from 'lru-cache'
+import { startBackup, sinceBase, type BackupOptions, type BackupStream } from './backup/backup-stream.js'
+import type { BackupLogMark } from './backup/manifest.js'
+import { restoreArchives, type RestoreOptions, type RestoreResult } from './backup/restore.js'
 import { EvaqError, fromLevel, hasCode, invalid } from './errors.js'
 import { DiskBudget, levelLogBytes, type FullEvent } from './log/budget.js'
 import { ByteCap } from './log/byte-cap.js'
@@ -14,6 +17,7 @@ import { resolveRetryOptions, type RetryOptions } from './retry/retry-options.js
 import type { RecordSource, RetryState } from './retry/retry-state.js'
 import { ID_FILE } from './store/id-floor.js'
 import { reconcile, repairInPlace, type RepairFixes } from './store/repair.js'
+import { takeSnapshot } from './store/snapshot.js'
 import { openStore, pendingRecount, type Store } from './store/store.js'
 
 /**
@@ -115,6 +119,13 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   private syncing: Promise<void> | undefined
   private maintaining: Promise<void> | undefined
   private degradedBy: EvaqError | undefined
+  /**
+   * Each log's high-water ID (watermark + 1) when a write first failed in this process. A batch
+   * whose write failed may still be in LevelDB's log and come back when the database reopens, with
+   * IDs above this: a backup's high-water never goes past it, so that an incremental backup
+   * carries such a batch instead of referring to a base that lacks it.
+   */
+  private failedAt: Map<string, number> | undefined
   private recoveryTimer: NodeJS.Timeout | undefined
   private recovering: Promise<void> | undefined
   private maintainNext: Promise<void> | undefined
@@ -478,6 +489,36 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     return run
   }
 
+  /**
+   * Back up the whole queue while it runs: one LevelDB snapshot of every log, removal, subscriber
+   * progress, retry state and counter, at one instant. Resolves once the snapshot is taken, with
+   * the archive to read once (see docs/backup.md): it holds every push and removal that resolved
+   * before this call, and nothing done after it resolved. Acknowledgements not yet persisted
+   * (`ackDurability` interval) are written first. `since` makes an incremental backup.
+   */
+  async backup (options: BackupOptions = {}): Promise<BackupStream> {
+    this.assertOpen()
+    if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
+    const base = sinceBase(options.since)
+    // A failed progress write leaves the queue degraded; what is on disk is backed up all the same.
+    await Promise.allSettled(this.logs.map(log => log.writeProgress()))
+    this.assertOpen()
+    const marks: Record<string, BackupLogMark> = {}
+    for (const log of this.logs) marks[log.name] = { highWater: Math.min(log.watermark + 1, this.failedAt?.get(log.name) ?? Infinity), nextId: log.nextId }
+    // In the same turn as the marks: every ID below a high-water is in the snapshot.
+    return startBackup(takeSnapshot(this.store), marks, this.options.clock.now(), base)
+  }
+
+  /**
+   * Restore backup archives into `dir`, which must not exist or be empty: a full archive, then the
+   * incremental ones built on it, oldest first. Every archive is verified before anything is
+   * written (a damaged one is refused with EVAQ_CORRUPTION, and the target is left as it was);
+   * IDs of the restored queue continue above every ID the backed-up queue had issued.
+   */
+  static restore (from: string | readonly string[], dir: string, options?: RestoreOptions): Promise<RestoreResult> {
+    return restoreArchives(typeof from === 'string' ? [from] : from, dir, options)
+  }
+
   /** Counters of both logs, their subscribers, and the disk budget. */
   async stats (): Promise<EvaqStats> {
     this.assertOpen()
@@ -507,6 +548,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     if (this._status !== 'open') return
     this._status = 'degraded'
     this.degradedBy = err
+    this.failedAt ??= new Map(this.logs.map(log => [log.name, log.watermark + 1]))
     this.emit('degraded', err)
     this.scheduleRecovery(RECOVERY_FIRST_MS)
   }

@@ -26,5 +26,10 @@ export {
   type SendOptions, type SendResult, type DeadLetteredMessage, type SentEvent, type RetryingEvent, type KafkaProducerLike, type KafkaErrorClass,
   type KafkaMessage, type KafkaHeaders, type KafkaRecord,
 } from './kafka/index.js'
+export { BackupStream, type BackupOptions } from './backup/backup-stream.js'
+export type { BackupManifest, BackupBase, BackupLogMark, BackupSummary } from './backup/manifest.js'
+export type { RestoreOptions, RestoreResult, RestorePhase } from './backup/restore.js'
+export { ArchiveCorruption, type ArchiveDamage } from './backup/archive-error.js'
+export { readManifest, verifyArchive } from './backup/archive-reader.js'
 // The HTTP service and the metrics load fastify, pino and prom-client: their code is in 'evaq/server'.
 export type { AppOptions, ServeOptions, Service, ServiceReadOptions, ServiceStats, LogSubscriberInfo, ErrorBody, EvaqMetricsOptions } from './server/index.js'

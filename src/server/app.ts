@@ -5,7 +5,9 @@ import type { QueueRecord } from '../log/log.js'
 import type { Delivery } from '../log/subscriber.js'
 import { EvaqMetrics } from '../metrics.js'
 import { bearerCheck } from './auth.js'
+import { registerBackupRoute } from './backup-route.js'
 import { base64Payloads, NDJSON_TYPE, ndjsonPayloads, RAW_TYPES } from './bodies.js'
+import { registerConsole } from './console-routes.js'
 import { errorReply } from './http-errors.js'
 import { LOG_NAME_PATTERN, parseUint, READ_DEFAULTS, READ_LIMITS, SUBSCRIBER_NAME_PATTERN, UINT_PATTERN } from './params.js'
 import type { QueueService } from './queue-service.js'
@@ -13,8 +15,9 @@ import type { QueueService } from './queue-service.js'
 /** Options of {@link createApp}. */
 export interface AppOptions {
   /**
-   * Bearer token that every route but `/healthz` and `/readyz` requires
-   * (`Authorization: Bearer <token>`), compared in constant time. @defaultValue none: no auth
+   * Bearer token that every route but `/healthz`, `/readyz` and the console's page and assets
+   * (`/`, `/console/*`: they hold no data) requires (`Authorization: Bearer <token>`), compared in
+   * constant time. @defaultValue none: no auth
    */
   token?: string
   /**
@@ -359,6 +362,8 @@ export async function createApp (service: QueueService, options: AppOptions = {}
     schema: { response: { 200: ANY_OBJECT } },
   }, async () => service.stats())
 
+  registerBackupRoute(app, service)
+
   app.get('/metrics', {
     schema: { response: { 200: { type: 'string' } } },
   }, async (_request, reply) => reply.type(metrics.contentType).send(await metrics.metrics()))
@@ -377,6 +382,10 @@ export async function createApp (service: QueueService, options: AppOptions = {}
     const code = status === 'degraded' ? 'EVAQ_IO' : 'EVAQ_CLOSED'
     return reply.code(503).send({ code, message: `The queue is ${service.stopSignal.aborted ? 'shutting down' : status}`, status })
   })
+
+  // ---- the operator console (GET /) -------------------------------------------------------------
+
+  await registerConsole(app, service)
 
   return app
 }
