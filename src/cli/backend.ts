@@ -74,8 +74,8 @@ interface RecordJson {
   retry?: Record<string, unknown>
 }
 
-/** The service at `url` (for example `http://127.0.0.1:7070`). */
-export function openRemote (url: string, token: string | undefined): Backend {
+/** `--url` as a URL: http or https, else EVAQ_INVALID_ARGUMENT. */
+export function serviceUrl (url: string): URL {
   let base: URL
   try {
     base = new URL(url)
@@ -83,6 +83,12 @@ export function openRemote (url: string, token: string | undefined): Backend {
     throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`--url\` to be a URL like http://127.0.0.1:7070, got \`${url}\``)
   }
   if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected an http(s) URL, got \`${url}\``)
+  return base
+}
+
+/** The service at `url` (for example `http://127.0.0.1:7070`). */
+export function openRemote (url: string, token: string | undefined): Backend {
+  const base = serviceUrl(url)
   const call = async <T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> => {
     const headers: Record<string, string> = {}
     if (token !== undefined) headers.authorization = `Bearer ${token}`

@@ -6,6 +6,7 @@ import type { BackupManifest, BackupSummary } from '../backup/manifest.js'
 import type { RestorePhase } from '../backup/restore.js'
 import { ERROR_CODES, EvaqError, isEvaqError, type EvaqErrorCode } from '../errors.js'
 import { Evaq } from '../evaq.js'
+import { serviceUrl } from './backend.js'
 import { check } from './check.js'
 import { progress, type Progress } from './progress.js'
 import { UsageError } from './usage.js'
@@ -103,13 +104,7 @@ async function localBackup (dir: string, out: string, since: BackupManifest | un
 }
 
 async function remoteBackup (url: string, token: string | undefined, out: string, since: BackupManifest | undefined): Promise<BackupDone> {
-  let base: URL
-  try {
-    base = new URL(url)
-  } catch {
-    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`--url\` to be a URL like http://127.0.0.1:7070, got \`${url}\``)
-  }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected an http(s) URL, got \`${url}\``)
+  const base = serviceUrl(url)
   const headers: Record<string, string> = {}
   if (token !== undefined) headers.authorization = `Bearer ${token}`
   let res: Response

@@ -9,7 +9,7 @@ import { registerBackupRoute } from './backup-route.js'
 import { base64Payloads, NDJSON_TYPE, ndjsonPayloads, RAW_TYPES } from './bodies.js'
 import { registerConsole } from './console-routes.js'
 import { errorReply } from './http-errors.js'
-import { LOG_NAME_PATTERN, parseUint, READ_DEFAULTS, READ_LIMITS, SUBSCRIBER_NAME_PATTERN, UINT_PATTERN } from './params.js'
+import { LOG_NAME_PATTERN, parseUint, READ_DEFAULTS, READ_LIMITS, SUBSCRIBER_NAME_PATTERN, SUBSCRIBER_SCHEMA, UINT_PATTERN } from './params.js'
 import type { QueueService } from './queue-service.js'
 
 /** Options of {@link createApp}. */
@@ -86,22 +86,7 @@ const RECORD = {
 const RECORDS = { type: 'object', properties: { records: { type: 'array', items: RECORD } }, required: ['records'] } as const
 const IDS_REPLY = { type: 'object', properties: { ids: { type: 'array', items: { type: 'integer' } } }, required: ['ids'] } as const
 const COUNT_REPLY = (name: string): object => ({ type: 'object', properties: { [name]: { type: 'integer' } }, required: [name] })
-const SUBSCRIBER = {
-  type: 'object',
-  properties: {
-    log: { type: 'string' },
-    name: { type: 'string' },
-    ackFloor: { type: 'integer' },
-    cursor: { type: 'integer' },
-    inFlight: { type: 'integer' },
-    lagRecords: { type: 'integer' },
-    lagBytes: { type: 'integer' },
-    oldestUnackedAgeMs: { type: 'number' },
-    leaseMs: { type: 'integer' },
-    maxDeliveries: { type: 'integer' },
-    lastActiveAt: { type: 'integer' },
-  },
-} as const
+const SUBSCRIBER = SUBSCRIBER_SCHEMA
 const NEXT_BODY = {
   type: ['object', 'null'],
   properties: {

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { EvaqError } from '../errors.js'
 import type { QueueRecord } from '../log/log.js'
-import { LOG_NAME_PATTERN, parseUint, UINT_PATTERN } from './params.js'
+import { LOG_NAME_PATTERN, parseUint, SUBSCRIBER_SCHEMA, UINT_PATTERN } from './params.js'
 import type { QueueService } from './queue-service.js'
 
 /**
@@ -44,21 +44,7 @@ const PREVIEW_READ_BYTES = 16 * 1024 * 1024 // 16 MiB
 
 const ANY_OBJECT = { type: 'object', additionalProperties: true } as const
 const UINT = { type: 'string', pattern: UINT_PATTERN } as const
-const SUBSCRIBER = {
-  type: 'object',
-  properties: {
-    name: { type: 'string' },
-    ackFloor: { type: 'integer' },
-    cursor: { type: 'integer' },
-    inFlight: { type: 'integer' },
-    lagRecords: { type: 'integer' },
-    lagBytes: { type: 'integer' },
-    oldestUnackedAgeMs: { type: 'number' },
-    leaseMs: { type: 'integer' },
-    maxDeliveries: { type: 'integer' },
-    lastActiveAt: { type: 'integer' },
-  },
-} as const
+const SUBSCRIBER = SUBSCRIBER_SCHEMA
 const LOG_OVERVIEW = {
   type: 'object',
   properties: {

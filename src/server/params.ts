@@ -47,3 +47,21 @@ export function parseUint (value: string | undefined, name: string, fallback: nu
 export function isId (value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 1
 }
+
+/** JSON Schema of a subscriber's info, as the routes answer it (`log` is there when listed across logs). */
+export const SUBSCRIBER_SCHEMA = Object.freeze({
+  type: 'object',
+  properties: {
+    log: { type: 'string' },
+    name: { type: 'string' },
+    ackFloor: { type: 'integer' },
+    cursor: { type: 'integer' },
+    inFlight: { type: 'integer' },
+    lagRecords: { type: 'integer' },
+    lagBytes: { type: 'integer' },
+    oldestUnackedAgeMs: { type: 'number' },
+    leaseMs: { type: 'integer' },
+    maxDeliveries: { type: 'integer' },
+    lastActiveAt: { type: 'integer' },
+  },
+} as const)
