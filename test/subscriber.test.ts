@@ -657,3 +657,13 @@ test('progress writes take turns: a flush and an unsubscribe never write at once
   const { q: again } = await open(t, undefined, dir)
   t.deepEqual((await again.wal.stats()).subscribers.map(s => s.name), ['keeper'])
 })
+
+test('lagRecords never exceeds the live records: removed records are not lag', async t => {
+  const { q } = await open(t)
+  await q.wal.subscribe('idle')
+  const ids = await q.pushWalMany(['a', 'b', 'c', 'd'])
+  t.is(q.wal.subscribers()[0]!.lagRecords, 4)
+  await q.removeWal(ids.slice(1)) // removed records stay in the subscriber's range of IDs
+  t.is(q.wal.subscribers()[0]!.lagRecords, 1)
+  t.is((await q.wal.stats()).subscribers[0]!.lagRecords, 1)
+})

@@ -846,7 +846,7 @@ export class Log {
 
   subscribers (): SubscriberInfo[] {
     const mean = this.host.meanRecordBytes()
-    return [...this.subs.values()].map(s => s.info(mean, undefined))
+    return [...this.subs.values()].map(s => s.info(mean, undefined, this.counters.count))
   }
 
   /** Persist a subscriber's progress: merged with others' into one write (group commit). */
@@ -1192,7 +1192,7 @@ export class Log {
     const subscribers: SubscriberInfo[] = []
     for (const sub of this.subs.values()) {
       const oldest = sub.floor <= this.watermark ? await this.firstFrom(sub.floor) : undefined
-      subscribers.push(sub.info(mean, oldest?.pushedAt))
+      subscribers.push(sub.info(mean, oldest?.pushedAt, count))
     }
     return {
       count,

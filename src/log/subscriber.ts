@@ -48,7 +48,10 @@ export interface SubscriberInfo {
   readonly cursor: number
   /** Records delivered and not acknowledged yet. */
   readonly inFlight: number
-  /** Records committed at or above `ackFloor` and not acknowledged (approximate when records were removed). */
+  /**
+   * Records committed at or above `ackFloor` and not acknowledged: the IDs in that range, at most
+   * the log's live records (an over-count while removed records lie in that range).
+   */
   readonly lagRecords: number
   /** Payload bytes of `lagRecords`, estimated from the log's mean record size. */
   readonly lagBytes: number
@@ -347,9 +350,14 @@ export class Subscriber {
     this.wake()
   }
 
-  info (meanRecordBytes: number, oldestPushedAt: number | undefined): SubscriberInfo {
+  /**
+   * @param liveRecords - the log's live records: lag never exceeds them (IDs of removed records
+   *   and IDs never used lie between the floor and the watermark too, and are not lag).
+   */
+  info (meanRecordBytes: number, oldestPushedAt: number | undefined, liveRecords: number): SubscriberInfo {
     const floor = this.floor
-    const lagRecords = Math.max(0, this.host.watermark() + 1 - Math.max(floor, this.host.head()) - this.acked.size)
+    const span = this.host.watermark() + 1 - Math.max(floor, this.host.head()) - this.acked.size
+    const lagRecords = Math.max(0, Math.min(span, liveRecords))
     return {
       name: this.name,
       ackFloor: floor,
