@@ -31,7 +31,7 @@ const path = fc.oneof(
   fc.tuple(name, name, fc.constantFrom('', '/next', '/ack', '/nack', '/other', '/')).map(([log, sub, suffix]) => `/v1/logs/${log}/subscribers/${sub}${suffix}`),
   fc.tuple(name).map(([log]) => `/v1/logs/${log}/subscribers`),
   fc.tuple(fc.constantFrom('/v1/dlq', '/v1/parked', '/v1/logs/wal/records', '/v1/logs/dlq/records'), query).map(([p, q]) => `${p}${q}`),
-  fc.constantFrom('/v1/dlq/requeue', '/v1/dlq/purge', '/v1/parked/requeue', '/v1/parked/purge', '/v1/stats', '/metrics', '/healthz', '/readyz', '/v1/subscribers', '/', '/v1', '/v1/logs', '//v1//stats', '/v1/logs/wal/records/1'),
+  fc.constantFrom('/v1/dlq/requeue', '/v1/dlq/purge', '/v1/parked/requeue', '/v1/parked/purge', '/v1/stats', '/metrics', '/healthz', '/readyz', '/v1/subscribers', '/', '/v1', '/v1/logs', '//v1//stats', '/v1/logs/wal/records/1', '/v1/backup', '/v1/overview', '/v1/logs/dlq/previews', '/console/app.js', '/console/../package.json'),
   fc.string({ maxLength: 30 }).map(s => `/${encodeURIComponent(s)}`),
 )
 const id = fc.oneof(

@@ -1,4 +1,4 @@
-import { EvaqError } from '../errors.js'
+import { EvaqError, isEvaqError } from '../errors.js'
 import type { StoreSnapshot } from '../store/snapshot.js'
 import { newManifest, writeArchive } from './archive-writer.js'
 import { baseOf, checkBase, parseManifest, type BackupBase, type BackupLogMark, type BackupManifest, type BackupSummary } from './manifest.js'
@@ -18,7 +18,13 @@ export interface BackupOptions {
 export function sinceBase (since: unknown): BackupBase | undefined {
   if (since === undefined) return undefined
   if (since !== null && typeof since === 'object' && (since as { format?: unknown }).format === 'evaq-backup') {
-    return baseOf(parseManifest(Buffer.from(JSON.stringify(since)), '`since`'))
+    try {
+      return baseOf(parseManifest(Buffer.from(JSON.stringify(since)), '`since`'))
+    } catch (err) {
+      // Another version's manifest is a bad argument to this call (over HTTP: 400, not 500).
+      if (isEvaqError(err) && err.code === 'EVAQ_UNSUPPORTED_FORMAT') throw new EvaqError('EVAQ_INVALID_ARGUMENT', err.message, { cause: err })
+      throw err
+    }
   }
   return checkBase(since)
 }
