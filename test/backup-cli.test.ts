@@ -147,12 +147,15 @@ test('backup --url through a running service (full and incremental), a raw POST 
   const f = (name: string): string => join(root, name)
   const service = await serveInBackground(t, ['--data', dir, '--token', TOKEN])
 
-  // The service holds the directory: --data is refused, with a code.
-  const locked = await evaq(['backup', '--data', dir, '--out', f('x.evaq')])
-  t.is(locked.code, 1)
-  t.is(errorCode(locked), 'EVAQ_LOCKED')
+  // The service holds the directory: --data finds it (EVAQ-SERVICE) and goes through it, which
+  // needs the token like --url does.
+  const viaDataNoToken = await evaq(['backup', '--data', dir, '--out', f('x.evaq')])
+  t.is(viaDataNoToken.code, 1)
+  t.is(errorCode(viaDataNoToken), 'EVAQ_UNAUTHORIZED')
   const noToken = await evaq(['backup', '--url', service.url, '--out', f('x.evaq')])
   t.is(errorCode(noToken), 'EVAQ_UNAUTHORIZED')
+  await t.throwsAsync(stat(f('x.evaq')), { code: 'ENOENT' })
+  ok(t, await evaq(['backup', '--data', dir, '--token', TOKEN, '--out', f('via-data.evaq')]), 'backup --data through the service')
 
   ok(t, await evaq(['backup', '--url', service.url, '--out', f('full.evaq')], { env: { EVAQ_TOKEN: TOKEN } }), 'backup --url')
   const push = await fetch(`${service.url}/v1/logs/wal/records`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/octet-stream' }, body: 'after the full backup' })
@@ -173,6 +176,13 @@ test('backup --url through a running service (full and incremental), a raw POST 
   const expected = await view(t, dir)
   ok(t, await evaq(['restore', '--from', f('full.evaq'), '--from', f('inc.evaq'), '--data', f('chain'), '--verify']), 'restore the chain')
   ok(t, await evaq(['restore', '--from', f('raw.evaq'), '--data', f('raw'), '--verify']), 'restore the raw download')
+  ok(t, await evaq(['restore', '--from', f('via-data.evaq'), '--data', f('via-data'), '--verify']), 'restore the backup taken with --data')
   t.deepEqual(await view(t, f('chain')), expected)
   t.deepEqual(await view(t, f('raw')), expected)
+  // Taken before the push: the WAL as it was, without the record pushed after it.
+  const before = await view(t, f('via-data')) as Record<string, unknown>
+  t.notDeepEqual(before.wal, (expected as Record<string, unknown>).wal)
+  // A service that stopped leaves no EVAQ-SERVICE behind, and --data opens the directory itself.
+  t.false((await readdir(dir)).includes('EVAQ-SERVICE'))
+  ok(t, await evaq(['backup', '--data', dir, '--out', f('after-stop.evaq')]), 'backup --data after the service stopped')
 })

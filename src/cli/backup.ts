@@ -6,6 +6,7 @@ import type { BackupManifest, BackupSummary } from '../backup/manifest.js'
 import type { RestorePhase } from '../backup/restore.js'
 import { ERROR_CODES, EvaqError, isEvaqError, type EvaqErrorCode } from '../errors.js'
 import { Evaq } from '../evaq.js'
+import { readServiceFile } from '../server/service-file.js'
 import { serviceUrl } from './backend.js'
 import { check } from './check.js'
 import { progress, type Progress } from './progress.js'
@@ -13,8 +14,8 @@ import { UsageError } from './usage.js'
 
 /**
  * `evaq backup` and `evaq restore`. A backup of a directory no service holds opens it here; one
- * of a running service (`--url`) asks the service, which holds the directory's lock, to take the
- * snapshot and stream it. Either way the archive is written under a temporary name, read back
+ * of a running service (`--url`, or `--data` of the directory it holds, found by its EVAQ-SERVICE
+ * file) asks the service, which holds the directory's lock, to take the snapshot and stream it. Either way the archive is written under a temporary name, read back
  * whole, and only then named FILE.
  */
 
@@ -67,24 +68,30 @@ export async function backupCommand (values: Values): Promise<number> {
   const out = values.out
   if (data !== undefined && url !== undefined) throw new UsageError('give --data DIR or --url URL, not both')
   if (typeof data !== 'string' && typeof url !== 'string') throw new UsageError('--data DIR (or --url URL of a running service) is required')
-  if (typeof data === 'string' && values.token !== undefined) throw new UsageError('--token goes with --url')
   await assertNewFile(out)
   const since = await sinceFlag(values)
+  const token = typeof values.token === 'string' ? values.token : process.env.EVAQ_TOKEN
   const done = typeof url === 'string'
-    ? await remoteBackup(url, typeof values.token === 'string' ? values.token : process.env.EVAQ_TOKEN, out, since)
-    : await localBackup(data as string, out, since)
+    ? await remoteBackup(url, token, out, since)
+    : await localBackup(data as string, token, out, since)
   printBackup(done, values.json === true)
   return 0
 }
 
-async function localBackup (dir: string, out: string, since: BackupManifest | undefined): Promise<BackupDone> {
+async function localBackup (dir: string, token: string | undefined, out: string, since: BackupManifest | undefined): Promise<BackupDone> {
   if (!existsSync(dir)) throw new EvaqError('EVAQ_NOT_FOUND', `There is no queue at ${dir}`)
   let evaq: Evaq
   try {
     evaq = await Evaq.open(dir)
   } catch (err) {
     if (isEvaqError(err, 'EVAQ_LOCKED')) {
-      throw new EvaqError('EVAQ_LOCKED', `The data directory ${dir} is in use by another process (a running \`evaq serve\`?). Back it up through that service: --url http://HOST:PORT (and --token)`, { cause: err })
+      // A running `evaq serve` holds the directory: it takes the snapshot (see service-file.ts).
+      const service = await readServiceFile(dir)
+      if (service !== undefined) {
+        process.stderr.write(`evaq: ${dir} is held by the service at ${service.url} (pid ${service.pid}); backing up through it\n`)
+        return remoteBackup(service.url, token, out, since)
+      }
+      throw new EvaqError('EVAQ_LOCKED', `The data directory ${dir} is in use by another process that is not an \`evaq serve\` this command can find. Back it up through the process that holds it (a service: --url http://HOST:PORT and --token)`, { cause: err })
     }
     throw err
   }

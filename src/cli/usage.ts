@@ -32,7 +32,8 @@ Inspect and operate (on --data DIR, or through a running service with --url URL 
                                                      write LOG's records as NDJSON (one JSON line each)
   import LOG [--in FILE] [--format ndjson] [--json]  push records from NDJSON written by export (new IDs)
 
-Back up and restore (backup works on --data DIR, or on a running service with --url URL [--token T]):
+Back up and restore (backup works on --data DIR, through the service that holds it if one runs,
+or on a running service with --url URL; --token T or EVAQ_TOKEN for a service with a token):
   backup --out FILE [--since FILE] [--json]          write a consistent snapshot of every log, taken while the
                                                      queue runs, as a verified archive; --since an earlier archive
                                                      makes an incremental one (what changed since, plus references)

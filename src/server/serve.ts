@@ -7,16 +7,20 @@ import type { EvaqOptions } from '../options.js'
 import { createApp } from './app.js'
 import { bindsLoopbackOnly } from './auth.js'
 import { QueueService } from './queue-service.js'
+import { removeServiceFile, writeServiceFile } from './service-file.js'
 
 /** Options of {@link serve}. */
 export interface ServeOptions {
-  /** The data directory; created if needed. LevelDB lets one process hold it. */
+  /**
+   * The data directory; created if needed. LevelDB lets one process hold it; while the service
+   * runs, `EVAQ-SERVICE` in it says where it listens (so `evaq backup --data` finds it).
+   */
   dir: string
   /** Address to bind. Anything but loopback needs a `token`. @defaultValue `'127.0.0.1'` */
   host?: string
   /** Port to bind; 0 picks a free one (see `Service.url`). @defaultValue 7070 */
   port?: number
-  /** Bearer token every route but `/healthz` and `/readyz` requires. @defaultValue none */
+  /** Bearer token every route but `/healthz`, `/readyz` and the console's page and files requires. @defaultValue none */
   token?: string
   /** Largest request body in bytes (413 beyond). @defaultValue the queue's `maxPayloadBytes` */
   bodyLimit?: number
@@ -84,6 +88,8 @@ export async function serve (options: ServeOptions): Promise<Service> {
     throw err instanceof EvaqError ? err : new EvaqError('EVAQ_INVALID_ARGUMENT', `Cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err })
   }
   const url = address
+  // So that `evaq backup --data DIR` finds the service that holds DIR (see service-file.ts).
+  await writeServiceFile(options.dir, url).catch(err => logger.warn({ err }, 'cannot write EVAQ-SERVICE: `evaq backup --data` will not find this service'))
   logger.info({ url, dir: options.dir, auth: options.token !== undefined }, 'evaq listening')
 
   let closing: Promise<void> | undefined
@@ -93,6 +99,7 @@ export async function serve (options: ServeOptions): Promise<Service> {
       try {
         await app.close()
       } finally {
+        await removeServiceFile(options.dir).catch(() => {})
         metrics.close()
         await evaq.close()
         logger.info({ dir: options.dir }, 'evaq stopped: queue flushed and closed')
