@@ -15,8 +15,9 @@ import { UsageError } from './usage.js'
 /**
  * `evaq backup` and `evaq restore`. A backup of a directory no service holds opens it here; one
  * of a running service (`--url`, or `--data` of the directory it holds, found by its EVAQ-SERVICE
- * file) asks the service, which holds the directory's lock, to take the snapshot and stream it. Either way the archive is written under a temporary name, read back
- * whole, and only then named FILE.
+ * file) asks the service, which holds the directory's lock, to take the snapshot and stream it.
+ * Either way the archive is written under a temporary name, read back whole, and only then named
+ * FILE.
  */
 
 type Values = Record<string, string | boolean | string[] | undefined>
