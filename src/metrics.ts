@@ -248,12 +248,7 @@ export class EvaqMetrics {
       this.bytes.set({ log: name }, l.bytes)
       this.nextId.set({ log: name }, l.nextId)
       this.quarantined.set({ log: name }, l.quarantined)
-      let age = 0
-      if (l.firstId !== undefined) {
-        const [first] = await log.read({ from: l.firstId, maxBytes: 0, maxCount: 1 })
-        if (first !== undefined) age = Math.max(0, now - first.pushedAt) / 1000
-      }
-      this.oldestAge.set({ log: name }, age)
+      this.oldestAge.set({ log: name }, l.firstPushedAt === undefined ? 0 : Math.max(0, now - l.firstPushedAt) / 1000)
       this.compactions.inc({ log: name }, log.compactions)
       for (const sub of l.subscribers) {
         const labels = { log: name, subscriber: sub.name }

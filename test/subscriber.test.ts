@@ -667,3 +667,16 @@ test('lagRecords never exceeds the live records: removed records are not lag', a
   t.is(q.wal.subscribers()[0]!.lagRecords, 1)
   t.is((await q.wal.stats()).subscribers[0]!.lagRecords, 1)
 })
+
+test('stats(): firstPushedAt is when the oldest live record was pushed, on the queue\'s clock', async t => {
+  const clock = new FakeClock()
+  const { q } = await open(t, { clock })
+  const t0 = clock.t
+  t.is((await q.wal.stats()).firstPushedAt, undefined)
+  const a = await q.pushWal('a')
+  clock.advance(5_000)
+  await q.pushWal('b')
+  t.is((await q.wal.stats()).firstPushedAt, t0)
+  await q.removeWal(a)
+  t.is((await q.wal.stats()).firstPushedAt, t0 + 5_000)
+})

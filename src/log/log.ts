@@ -56,6 +56,8 @@ export interface LogStats {
   readonly bytes: number
   /** Lowest live ID, if any. */
   readonly firstId: number | undefined
+  /** When the record `firstId` was pushed (ms since the epoch, the queue's clock), if any. */
+  readonly firstPushedAt: number | undefined
   /** Highest live ID, if any. */
   readonly lastId: number | undefined
   /** The ID the next push will get. */
@@ -1198,6 +1200,7 @@ export class Log {
       count,
       bytes,
       firstId,
+      firstPushedAt: head?.pushedAt,
       lastId,
       nextId,
       dropped: { records: droppedCount, bytes: droppedBytes },

@@ -133,11 +133,7 @@ export async function overview (service: QueueService): Promise<Overview> {
   const logs: LogOverview[] = []
   for (const name of service.logNames) {
     const l = stats[name as 'wal' | 'dlq' | 'parked']
-    let oldestPushedAt: number | undefined
-    if (l.firstId !== undefined) {
-      const [first] = await service.log(name).read({ from: l.firstId, maxBytes: 0, maxCount: 1 })
-      oldestPushedAt = first?.pushedAt
-    }
+    const oldestPushedAt = l.firstPushedAt
     logs.push({
       name,
       count: l.count,
