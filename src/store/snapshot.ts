@@ -62,18 +62,8 @@ export function takeSnapshot (store: Store): StoreSnapshot {
         throw failed(err)
       }
       try {
-        for (;;) {
-          let page: Entry[]
-          try {
-            page = await it.nextv(READ_COUNT) as Entry[]
-          } catch (err) {
-            throw failed(err)
-          }
-          if (page.length === 0) return
-          yield page
-        }
+        yield * pages(it, failed)
       } finally {
-        await it.close().catch(() => {})
         await close()
       }
     },
@@ -207,22 +197,26 @@ export class StoreLoader {
 export async function * readStore (dir: string): AsyncGenerator<Entry[]> {
   const db = await openRaw(dir)
   try {
-    const it = db.iterator({ highWaterMarkBytes: READ_AHEAD_BYTES } as object)
-    try {
-      for (;;) {
-        let page: Entry[]
-        try {
-          page = await it.nextv(READ_COUNT) as Entry[]
-        } catch (err) {
-          throw fromLevel(err, `Reading ${dir} failed`)
-        }
-        if (page.length === 0) return
-        yield page
-      }
-    } finally {
-      await it.close().catch(() => {})
-    }
+    yield * pages(db.iterator({ highWaterMarkBytes: READ_AHEAD_BYTES } as object), err => fromLevel(err, `Reading ${dir} failed`))
   } finally {
     await db.close().catch(() => {})
+  }
+}
+
+/** An iterator's entries, READ_COUNT at a time, with its errors mapped by `failed`; closes it. */
+async function * pages (it: { nextv: (n: number) => Promise<unknown>, close: () => Promise<void> }, failed: (err: unknown) => Error): AsyncGenerator<Entry[]> {
+  try {
+    for (;;) {
+      let page: Entry[]
+      try {
+        page = await it.nextv(READ_COUNT) as Entry[]
+      } catch (err) {
+        throw failed(err)
+      }
+      if (page.length === 0) return
+      yield page
+    }
+  } finally {
+    await it.close().catch(() => {})
   }
 }
