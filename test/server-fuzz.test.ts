@@ -1,8 +1,8 @@
 /**
  * 2,000 random requests against a running service (fast-check): random methods, routes, log and
- * * subscriber names (some past the router's limit), query strings, content types, tokens, origins,
- * hosts and bodies. None may get a 5xx or crash
- * the server; every error is `{ code, message }` with the status of its code in the error table.
+ * subscriber names (some past the router's limit), query strings, content types, tokens, origins,
+ * hosts and bodies. None may get a 5xx or crash the server; every error is `{ code, message }`
+ * with the status of its code in the error table.
  */
 import test from 'ava'
 import fc from 'fast-check'
