@@ -112,7 +112,7 @@ for (const [kind, name] of [['same-site (another port of 127.0.0.1)', '127.0.0.1
     const port = await attackerServer(t, s.url)
     const page = await newPage(t)
     await page.goto(`http://${name}:${port}/`)
-    await page.waitForFunction(() => document.title === 'done')
+    await page.waitForFunction('document.title === "done"')
     // Every request reached the service (none was blocked by the browser itself) and was refused.
     t.deepEqual([...await responses(s)], [['403', ATTACKS]])
     await untouched(t, s)

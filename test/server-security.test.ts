@@ -87,7 +87,7 @@ test('a request a web page of another origin sent is 403 EVAQ_FORBIDDEN and chan
     { 'Sec-Fetch-Site': 'same-site', 'Sec-Fetch-Mode': 'no-cors' },
     // A form posted cross-site is a navigation, with an Origin.
     { Origin: 'http://evil.example', 'Sec-Fetch-Site': 'cross-site', 'Sec-Fetch-Mode': 'navigate' },
-  ]) {
+  ] as Array<Record<string, string>>) {
     const answers = await attacks(s, headers)
     t.deepEqual(answers, answers.map(() => ({ status: 403, code: 'EVAQ_FORBIDDEN' })), JSON.stringify(headers))
   }
