@@ -40,8 +40,8 @@ export interface AppOptions {
   allowedHosts?: readonly string[]
   /**
    * Web page origins (`scheme://host[:port]`) besides the service's own whose requests are
-   * answered; any other `Origin`, and `Sec-Fetch-Site: cross-site`, is refused (403
-   * `EVAQ_FORBIDDEN`). @defaultValue none
+   * answered; any other `Origin`, or without one `Sec-Fetch-Site: cross-site` or `same-site`
+   * (but for a GET navigation), is refused (403 `EVAQ_FORBIDDEN`). @defaultValue none
    */
   allowedOrigins?: readonly string[]
   /** The metrics `/metrics` serves. @defaultValue `new EvaqMetrics(service.evaq)` */
