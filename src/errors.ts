@@ -16,6 +16,8 @@ export const ERROR_CODES = Object.freeze({
   EVAQ_UNSUPPORTED_FORMAT: { status: 500, retriable: false, summary: 'The data directory was written by an on-disk format this version does not know.' },
   EVAQ_IO: { status: 503, retriable: true, summary: 'The storage engine failed to read or write (disk full, I/O error). A failed push may still have been stored.' },
   EVAQ_UNAUTHORIZED: { status: 401, retriable: false, summary: 'The service needs `Authorization: Bearer <token>` and the request had none or a wrong one.' },
+  EVAQ_FORBIDDEN: { status: 403, retriable: false, summary: 'The service refused a request sent by a web page of another origin (its `Origin` or `Sec-Fetch-Site`); nothing was read, stored or changed.' },
+  EVAQ_MISDIRECTED: { status: 421, retriable: false, summary: 'The request\'s `Host` names a host the service does not serve (a DNS-rebinding guard); nothing was read, stored or changed.' },
   EVAQ_UNSUPPORTED_MEDIA_TYPE: { status: 415, retriable: false, summary: 'The service does not take a request body of this `Content-Type`.' },
   EVAQ_INTERNAL: { status: 500, retriable: false, summary: 'An unexpected failure inside evaq (a bug): please report it.' },
 } as const)

@@ -171,7 +171,7 @@ function chunkedUpload (url: string, total: number): Promise<{ status: number, c
     socket.on('close', finish)
     socket.on('error', err => { if (answer === '') reject(err); else finish() })
     socket.on('connect', () => {
-      socket.write('POST /v1/logs/wal/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n')
+      socket.write('POST /v1/logs/wal/records HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n')
       const pump = (): void => {
         while (!done && sent < total) {
           sent += chunk.length

@@ -42,6 +42,8 @@ const COMMANDS: Record<string, Command> = {
       'max-disk-bytes': { type: 'string' },
       'log-level': { type: 'string' },
       'log-requests': { type: 'boolean' },
+      'allowed-host': { type: 'string', multiple: true },
+      'allowed-origin': { type: 'string', multiple: true },
     },
     run: (values, args) => {
       noArgs(args)

@@ -10,7 +10,7 @@ const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
  * `evaq serve`: the service in the foreground until SIGTERM or SIGINT, then a graceful stop and
  * exit 0. Logs are JSON lines (pino) on stdout.
  */
-export async function serveCommand (values: Record<string, string | boolean | undefined>): Promise<number> {
+export async function serveCommand (values: Record<string, string | boolean | string[] | undefined>): Promise<number> {
   if (typeof values.data !== 'string') throw new UsageError('serve needs --data DIR')
   const level = (values['log-level'] as string | undefined) ?? 'info'
   if (!LEVELS.includes(level)) throw new UsageError(`--log-level is one of ${LEVELS.join(', ')}, got \`${level}\``)
@@ -25,6 +25,8 @@ export async function serveCommand (values: Record<string, string | boolean | un
     host: (values.host as string | undefined) ?? SERVE_DEFAULTS.host,
     port: intFlag(values.port as string | undefined, '--port', SERVE_DEFAULTS.port, 0, 65535),
     ...(token === undefined ? {} : { token }),
+    ...(Array.isArray(values['allowed-host']) ? { allowedHosts: values['allowed-host'] } : {}),
+    ...(Array.isArray(values['allowed-origin']) ? { allowedOrigins: values['allowed-origin'] } : {}),
     ...(values['body-limit'] === undefined ? {} : { bodyLimit: intFlag(values['body-limit'] as string, '--body-limit', 0, 1) }),
     logRequests: values['log-requests'] === true,
     logLevel: level as LevelWithSilent,

@@ -10,8 +10,12 @@ export const USAGE = `Usage: evaq <command> [options]
 Run the service:
   serve --data DIR [--host 127.0.0.1] [--port 7070] [--token T] [--body-limit BYTES]
         [--durability sync|none|MS] [--max-disk-bytes N] [--log-level info] [--log-requests]
+        [--allowed-host NAME...] [--allowed-origin URL...]
                                                      serve the queue in DIR over HTTP until SIGTERM or SIGINT;
-                                                     a non-loopback --host needs --token (or EVAQ_TOKEN)
+                                                     a non-loopback --host needs --token (or EVAQ_TOKEN);
+                                                     requests must name localhost, an IP address or an
+                                                     --allowed-host in Host, and web pages of other origins
+                                                     than an --allowed-origin are refused (docs/security.md)
 
 Inspect and operate (on --data DIR, or through a running service with --url URL [--token T]):
   stats [--json]                                     counts, bytes and ID range of each log

@@ -9,6 +9,7 @@ import { registerBackupRoute } from './backup-route.js'
 import { base64Payloads, NDJSON_TYPE, ndjsonPayloads, RAW_TYPES } from './bodies.js'
 import { registerConsole } from './console-routes.js'
 import { errorReply } from './http-errors.js'
+import { siteGuard } from './site-guard.js'
 import { LOG_NAME_PATTERN, parseUint, READ_DEFAULTS, READ_LIMITS, SUBSCRIBER_NAME_PATTERN, SUBSCRIBER_SCHEMA, UINT_PATTERN } from './params.js'
 import type { QueueService } from './queue-service.js'
 
@@ -30,6 +31,19 @@ export interface AppOptions {
   logger?: FastifyBaseLogger
   /** Log every request and response. @defaultValue false */
   logRequests?: boolean
+  /**
+   * Host names (no port) requests may name in `Host` besides `localhost` and IP addresses, which
+   * are always served; `'*'` allows any. Without a token every other Host is refused (421
+   * `EVAQ_MISDIRECTED`, the DNS-rebinding guard); with a token Host is checked only when this is
+   * given. See docs/security.md. @defaultValue none
+   */
+  allowedHosts?: readonly string[]
+  /**
+   * Web page origins (`scheme://host[:port]`) besides the service's own whose requests are
+   * answered; any other `Origin`, or without one `Sec-Fetch-Site: cross-site` or `same-site`
+   * (but for a GET navigation), is refused (403 `EVAQ_FORBIDDEN`). @defaultValue none
+   */
+  allowedOrigins?: readonly string[]
   /** The metrics `/metrics` serves. @defaultValue `new EvaqMetrics(service.evaq)` */
   metrics?: EvaqMetrics
 }
@@ -158,6 +172,16 @@ function clientError (err: NodeJS.ErrnoException, socket: Socket): void {
   socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
 
+/** Answer any error a request met in evaq's shape (see errorReply). */
+function sendError (err: unknown, request: FastifyRequest, reply: FastifyReply): void {
+  const { status, body, internal } = errorReply(err)
+  if (internal) request.log.error({ err }, 'request failed')
+  else if (status >= 500) request.log.warn({ code: body.code, msg: body.message }, 'request failed')
+  // The rest of an oversized body is not read: close the connection instead of draining it.
+  if (status === 413) reply.header('connection', 'close')
+  void reply.code(status).send(body)
+}
+
 /**
  * The HTTP API of one queue, as a fastify instance that is not listening yet (`listen()` it, or
  * `inject()` requests). Closing it ends long polls; it does not close the queue.
@@ -172,13 +196,28 @@ export async function createApp (service: QueueService, options: AppOptions = {}
     routerOptions: { maxParamLength: 200 },
     return503OnClosing: false,
     clientErrorHandler: clientError,
+    // The site guard answers a request without Host in evaq's shape (Node's own 400 has no body).
+    http: { requireHostHeader: false },
+    // Errors met before routing (a path parameter too long, a malformed URL) in evaq's shape too.
+    frameworkErrors: (err, request, reply) => { sendError(err, request, reply) },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, useDefaults: false } },
   }) as unknown as FastifyInstance
   app.removeContentTypeParser('text/plain')
 
   const authorized = options.token === undefined ? undefined : bearerCheck(options.token)
+  const guard = siteGuard({
+    allowedHosts: options.allowedHosts ?? (options.token === undefined ? [] : undefined),
+    allowedOrigins: options.allowedOrigins,
+  })
   // Callback hooks, not async ones: no promise per request on the hot path.
   app.addHook('onRequest', (request, reply, done) => {
+    // Before anything else, public routes included: a refused request is not read any further.
+    const refused = guard(request.method, request.headers, request.raw.httpVersion)
+    if (refused !== undefined) {
+      reply.header('connection', 'close')
+      done(refused)
+      return
+    }
     const open = (request.routeOptions.config as { public?: boolean } | undefined)?.public === true
     if (!open && authorized !== undefined && !authorized(request.headers.authorization)) {
       reply.header('www-authenticate', 'Bearer realm="evaq"')
@@ -198,14 +237,7 @@ export async function createApp (service: QueueService, options: AppOptions = {}
   })
   app.addHook('preClose', async () => { service.stop() })
 
-  app.setErrorHandler((err, request, reply) => {
-    const { status, body, internal } = errorReply(err)
-    if (internal) request.log.error({ err }, 'request failed')
-    else if (status >= 500) request.log.warn({ code: body.code, msg: body.message }, 'request failed')
-    // The rest of an oversized body is not read: close the connection instead of draining it.
-    if (status === 413) reply.header('connection', 'close')
-    void reply.code(status).send(body)
-  })
+  app.setErrorHandler(sendError)
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ code: 'EVAQ_NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}` })
   })

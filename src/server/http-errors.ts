@@ -30,7 +30,7 @@ export function errorReply (err: unknown): { status: number, body: ErrorBody, in
   }
   const e = err as { statusCode?: unknown, status?: unknown, message?: unknown }
   const status = typeof e?.statusCode === 'number' ? e.statusCode : typeof e?.status === 'number' ? e.status : 500
-  const message = typeof e?.message === 'string' ? e.message : String(err)
+  const message = (typeof e?.message === 'string' ? e.message : String(err)).slice(0, 500)
   let code = BY_STATUS[status]
   if (code === undefined && status >= 400 && status < 500) code = 'EVAQ_INVALID_ARGUMENT'
   if (code === undefined) return { status: 500, body: { code: 'EVAQ_INTERNAL', message }, internal: true }

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger, type LevelWithSilent } from 'pino'
 import { EvaqError } from '../errors.js'
@@ -6,6 +7,7 @@ import { EvaqMetrics } from '../metrics.js'
 import type { EvaqOptions } from '../options.js'
 import { createApp } from './app.js'
 import { bindsLoopbackOnly } from './auth.js'
+import { allowedHost, allowedOrigin } from './site-guard.js'
 import { QueueService } from './queue-service.js'
 import { removeServiceFile, writeServiceFile } from './service-file.js'
 
@@ -22,6 +24,14 @@ export interface ServeOptions {
   port?: number
   /** Bearer token every route but `/healthz`, `/readyz` and the console's page and files requires. @defaultValue none */
   token?: string
+  /**
+   * Host names requests may name besides `localhost`, IP addresses and `host`; `'*'` any. Without
+   * a token any other `Host` is refused (421); with one, Host is checked only when this is given.
+   * See docs/security.md. @defaultValue none
+   */
+  allowedHosts?: readonly string[]
+  /** Web page origins besides the service's own whose requests are answered (403 otherwise). @defaultValue none */
+  allowedOrigins?: readonly string[]
   /** Largest request body in bytes (413 beyond). @defaultValue the queue's `maxPayloadBytes` */
   bodyLimit?: number
   /** Log every request. @defaultValue false */
@@ -60,6 +70,11 @@ export async function serve (options: ServeOptions): Promise<Service> {
   if (options.token === undefined && !await bindsLoopbackOnly(host)) {
     throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Refusing to serve on ${host} without a token: anyone who can reach it could read and delete the queue. Set --token (or EVAQ_TOKEN), or bind to 127.0.0.1`)
   }
+  // The Host check (without a token, or when hosts are named) serves the name bound to as well.
+  const allowedHosts = options.token !== undefined && options.allowedHosts === undefined
+    ? undefined
+    : [...(options.allowedHosts ?? []).map(allowedHost), ...(isIP(host.replace(/^\[(.*)\]$/, '$1')) === 0 ? [allowedHost(host)] : [])]
+  const allowedOrigins = options.allowedOrigins?.map(allowedOrigin)
   const logger = options.logger ?? pino({ level: options.logLevel ?? 'info', base: { pid: process.pid }, name: 'evaq' })
   const evaq = await Evaq.open(options.dir, options.evaq)
   const metrics = new EvaqMetrics(evaq)
@@ -79,6 +94,8 @@ export async function serve (options: ServeOptions): Promise<Service> {
       metrics,
       ...(options.token === undefined ? {} : { token: options.token }),
       ...(options.bodyLimit === undefined ? {} : { bodyLimit: options.bodyLimit }),
+      ...(allowedHosts === undefined ? {} : { allowedHosts }),
+      ...(allowedOrigins === undefined ? {} : { allowedOrigins }),
       ...(options.logRequests === undefined ? {} : { logRequests: options.logRequests }),
     })
     address = await app.listen({ host, port, listenTextResolver: a => `listening at ${a}` })
