@@ -204,6 +204,8 @@ export async function createApp (service: QueueService, options: AppOptions = {}
     else if (status >= 500) request.log.warn({ code: body.code, msg: body.message }, 'request failed')
     // The rest of an oversized body is not read: close the connection instead of draining it.
     if (status === 413) reply.header('connection', 'close')
+    // Clients and proxies retry a 503 after Retry-After: room comes back at a maintenance round.
+    if (body.code === 'EVAQ_AT_CAPACITY') reply.header('retry-after', String(service.retryAfterSeconds))
     void reply.code(status).send(body)
   })
   app.setNotFoundHandler((request, reply) => {
@@ -363,7 +365,11 @@ export async function createApp (service: QueueService, options: AppOptions = {}
     schema: { response: { 200: ANY_OBJECT, 503: ANY_OBJECT } },
   }, async (_request, reply) => {
     const status = evaq.status
-    if (status === 'open' && !service.stopSignal.aborted) return { status }
+    if (status === 'open' && !service.stopSignal.aborted) {
+      if (!service.full) return { status }
+      reply.header('retry-after', String(service.retryAfterSeconds))
+      return reply.code(503).send({ code: 'EVAQ_AT_CAPACITY', message: 'The disk budget is full: pushes are refused or held back until space is freed', status: 'full' })
+    }
     const code = status === 'degraded' ? 'EVAQ_IO' : 'EVAQ_CLOSED'
     return reply.code(503).send({ code, message: `The queue is ${service.stopSignal.aborted ? 'shutting down' : status}`, status })
   })

@@ -30,8 +30,17 @@ export interface ServeOptions {
   logLevel?: LevelWithSilent
   /** A logger of your own instead (`logLevel` is then ignored). */
   logger?: Logger
-  /** Options of `Evaq.open`. @defaultValue evaq's defaults */
+  /**
+   * Options of `Evaq.open`, among them the disk budget: `onFull`, `maxDiskBytes` and
+   * `minFreeDiskBytes`. @defaultValue evaq's defaults
+   */
   evaq?: EvaqOptions
+  /**
+   * How long a push may wait for room (under `onFull: 'backpressure'`) before it is answered 503
+   * `EVAQ_AT_CAPACITY` with `Retry-After`, having stored nothing; 0 answers at once instead of
+   * waiting. @defaultValue 5000
+   */
+  pushTimeoutMs?: number
   /** Stop gracefully on SIGTERM and SIGINT, then exit with 0 (1 if closing failed). @defaultValue false */
   exitOnSignal?: boolean
 }
@@ -63,7 +72,14 @@ export async function serve (options: ServeOptions): Promise<Service> {
   const logger = options.logger ?? pino({ level: options.logLevel ?? 'info', base: { pid: process.pid }, name: 'evaq' })
   const evaq = await Evaq.open(options.dir, options.evaq)
   const metrics = new EvaqMetrics(evaq)
-  const service = new QueueService(evaq, metrics)
+  let service: QueueService
+  try {
+    service = new QueueService(evaq, metrics, options.pushTimeoutMs === undefined ? {} : { pushTimeoutMs: options.pushTimeoutMs })
+  } catch (err) {
+    metrics.close()
+    await evaq.close().catch(() => {})
+    throw err
+  }
   evaq.on('degraded', err => logger.error({ code: err.code, err }, 'evaq degraded: a write failed; writes are refused until the queue recovers'))
   evaq.on('recovered', () => logger.info('evaq recovered: writes are accepted again'))
   evaq.on('error', err => logger.error({ code: err.code, err }, 'evaq background error'))
