@@ -67,9 +67,7 @@ export class QueueService {
    * @param metrics - counts pushes, acks, removals and redeliveries, when given.
    */
   constructor (readonly evaq: Evaq, private readonly metrics?: EvaqMetrics, options: QueueServiceOptions = {}) {
-    const timeout = options.pushTimeoutMs ?? PUSH_TIMEOUT_MS
-    checkBound('pushTimeoutMs', timeout, 0, 2 ** 31 - 1)
-    this.pushTimeoutMs = timeout
+    this.pushTimeoutMs = checkPushTimeout(options.pushTimeoutMs)
     evaq.on('full', this.onFull)
     evaq.on('drain', this.onDrain)
   }
@@ -401,6 +399,13 @@ export class QueueService {
   private withStop (signal: AbortSignal | undefined): AbortSignal {
     return signal === undefined ? this.stopping.signal : AbortSignal.any([signal, this.stopping.signal])
   }
+}
+
+/** `pushTimeoutMs`, checked (EVAQ_INVALID_ARGUMENT), or its default. */
+export function checkPushTimeout (value: number | undefined): number {
+  const timeout = value ?? PUSH_TIMEOUT_MS
+  checkBound('pushTimeoutMs', timeout, 0, 2 ** 31 - 1)
+  return timeout
 }
 
 function key (log: string, subscriber: string): string {

@@ -6,7 +6,7 @@ import { EvaqMetrics } from '../metrics.js'
 import type { EvaqOptions } from '../options.js'
 import { createApp } from './app.js'
 import { bindsLoopbackOnly } from './auth.js'
-import { QueueService } from './queue-service.js'
+import { checkPushTimeout, QueueService } from './queue-service.js'
 import { removeServiceFile, writeServiceFile } from './service-file.js'
 
 /** Options of {@link serve}. */
@@ -70,16 +70,10 @@ export async function serve (options: ServeOptions): Promise<Service> {
     throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Refusing to serve on ${host} without a token: anyone who can reach it could read and delete the queue. Set --token (or EVAQ_TOKEN), or bind to 127.0.0.1`)
   }
   const logger = options.logger ?? pino({ level: options.logLevel ?? 'info', base: { pid: process.pid }, name: 'evaq' })
+  const pushTimeoutMs = checkPushTimeout(options.pushTimeoutMs)
   const evaq = await Evaq.open(options.dir, options.evaq)
   const metrics = new EvaqMetrics(evaq)
-  let service: QueueService
-  try {
-    service = new QueueService(evaq, metrics, options.pushTimeoutMs === undefined ? {} : { pushTimeoutMs: options.pushTimeoutMs })
-  } catch (err) {
-    metrics.close()
-    await evaq.close().catch(() => {})
-    throw err
-  }
+  const service = new QueueService(evaq, metrics, { pushTimeoutMs })
   evaq.on('degraded', err => logger.error({ code: err.code, err }, 'evaq degraded: a write failed; writes are refused until the queue recovers'))
   evaq.on('recovered', () => logger.info('evaq recovered: writes are accepted again'))
   evaq.on('error', err => logger.error({ code: err.code, err }, 'evaq background error'))
