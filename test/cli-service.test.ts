@@ -215,6 +215,33 @@ test('serve refuses a non-loopback address without a token; with a token, --url 
   }
 })
 
+test('serve: --min-free-disk-bytes, --on-full and --push-timeout set the disk budget; a push that finds no room is answered 503 EVAQ_AT_CAPACITY with Retry-After, /readyz says full', async t => {
+  const dir = join(await tmpDir(t, 'evaq-cli-svc-'), 'q')
+  for (const bad of [['--on-full', 'sometimes'], ['--push-timeout', '5m'], ['--push-timeout', '-1'], ['--min-free-disk-bytes', 'lots'], ['--min-free-disk-bytes', '1000'], ['--max-disk-bytes', '1k']]) {
+    const run = await evaq(['serve', '--data', dir, '--port', '0', ...bad])
+    t.is(run.code, 2, bad.join(' '))
+    t.true(run.stderr.includes('EVAQ_INVALID_ARGUMENT') || run.stderr.includes('--on-full'), `${bad.join(' ')}: ${run.stderr.slice(0, 200)}`)
+  }
+  // A reserve no filesystem has: every push finds the budget full.
+  const reserve = String(2 ** 50)
+  const cases: Array<{ flags: string[], what: string }> = [
+    { flags: ['--push-timeout', '0.2s'], what: 'backpressure (the default) waits --push-timeout' },
+    { flags: ['--on-full', 'reject', '--push-timeout', '30s'], what: 'reject answers at once' },
+  ]
+  for (const { flags, what } of cases) {
+    const service = await serveInBackground(t, ['--data', dir, '--min-free-disk-bytes', reserve, ...flags])
+    const r = await send(service.url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'text/plain' }, body: 'no room' })
+    t.is(r.status, 503, what)
+    t.is(r.json.code, 'EVAQ_AT_CAPACITY', what)
+    t.regex(String(r.headers['retry-after']), /^[1-9][0-9]*$/, what)
+    const ready = await send(service.url, 'GET', '/readyz')
+    t.is(ready.status, 503, what)
+    t.like(ready.json, { status: 'full', code: 'EVAQ_AT_CAPACITY' }, what)
+    t.like(JSON.parse(ok(t, await evaq(['stats', '--url', service.url, '--json']), 'stats')), { wal: { count: 0 }, disk: { full: true } }, `${what}: nothing stored`)
+    t.deepEqual(await service.stop('SIGTERM'), { code: 0, signal: null })
+  }
+})
+
 test('SIGTERM and SIGINT: serve finishes, flushes, closes and exits 0; a restart finds every acknowledged record', async t => {
   const dir = join(await tmpDir(t, 'evaq-cli-svc-'), 'q')
   let service = await serveInBackground(t, ['--data', dir])

@@ -1,10 +1,11 @@
 import type { LevelWithSilent } from 'pino'
 import { EvaqError } from '../errors.js'
-import type { EvaqOptions } from '../options.js'
+import type { EvaqOptions, FullPolicy } from '../options.js'
 import { serve, SERVE_DEFAULTS } from '../server/serve.js'
-import { durabilityFlag, intFlag, UsageError } from './usage.js'
+import { durabilityFlag, durationFlag, intFlag, UsageError } from './usage.js'
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+const POLICIES: readonly FullPolicy[] = ['backpressure', 'reject', 'drop-oldest']
 
 /**
  * `evaq serve`: the service in the foreground until SIGTERM or SIGINT, then a graceful stop and
@@ -20,6 +21,13 @@ export async function serveCommand (values: Record<string, string | boolean | st
   const durability = durabilityFlag(values.durability as string | undefined)
   if (durability !== undefined) evaq.durability = durability
   if (values['max-disk-bytes'] !== undefined) evaq.maxDiskBytes = intFlag(values['max-disk-bytes'] as string, '--max-disk-bytes', 0, 1)
+  if (values['min-free-disk-bytes'] !== undefined) evaq.minFreeDiskBytes = intFlag(values['min-free-disk-bytes'] as string, '--min-free-disk-bytes', 0)
+  const onFull = values['on-full'] as string | undefined
+  if (onFull !== undefined) {
+    if (!POLICIES.includes(onFull as FullPolicy)) throw new UsageError(`--on-full is one of ${POLICIES.join(', ')}, got \`${onFull.slice(0, 40)}\``)
+    evaq.onFull = onFull as FullPolicy
+  }
+  const pushTimeout = durationFlag(values['push-timeout'] as string | undefined, '--push-timeout')
   await serve({
     dir: values.data,
     host: (values.host as string | undefined) ?? SERVE_DEFAULTS.host,
@@ -28,6 +36,7 @@ export async function serveCommand (values: Record<string, string | boolean | st
     ...(Array.isArray(values['allowed-host']) ? { allowedHosts: values['allowed-host'] } : {}),
     ...(Array.isArray(values['allowed-origin']) ? { allowedOrigins: values['allowed-origin'] } : {}),
     ...(values['body-limit'] === undefined ? {} : { bodyLimit: intFlag(values['body-limit'] as string, '--body-limit', 0, 1) }),
+    ...(pushTimeout === undefined ? {} : { pushTimeoutMs: pushTimeout }),
     logRequests: values['log-requests'] === true,
     logLevel: level as LevelWithSilent,
     evaq,

@@ -9,10 +9,18 @@ export const USAGE = `Usage: evaq <command> [options]
 
 Run the service:
   serve --data DIR [--host 127.0.0.1] [--port 7070] [--token T] [--body-limit BYTES]
-        [--durability sync|none|MS] [--max-disk-bytes N] [--log-level info] [--log-requests]
-        [--allowed-host NAME...] [--allowed-origin URL...]
+        [--durability sync|none|MS] [--log-level info] [--log-requests]
+        [--max-disk-bytes BYTES] [--min-free-disk-bytes BYTES] [--on-full backpressure|reject|drop-oldest]
+        [--push-timeout 5s] [--allowed-host NAME...] [--allowed-origin URL...]
                                                      serve the queue in DIR over HTTP until SIGTERM or SIGINT;
                                                      a non-loopback --host needs --token (or EVAQ_TOKEN);
+                                                     the disk budget: at most --max-disk-bytes in DIR (default:
+                                                     no bound), at least --min-free-disk-bytes left free on its
+                                                     filesystem (default 64 MiB; 0, or at least 32 MiB); at the
+                                                     budget a push waits (backpressure, the default), fails, or
+                                                     drops the oldest records; a push that waits is answered
+                                                     503 EVAQ_AT_CAPACITY with Retry-After after --push-timeout
+                                                     (MS, or seconds as 5s; 0 answers at once);
                                                      requests must name localhost, an IP address or an
                                                      --allowed-host in Host, and web pages of other origins
                                                      than an --allowed-origin are refused (docs/security.md)
@@ -72,6 +80,18 @@ export function intFlag (value: string | undefined, name: string, fallback: numb
     throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`${name}\` to be an integer from ${min} to ${max}, got \`${value.slice(0, 40)}\``)
   }
   return n
+}
+
+/** A duration flag: milliseconds (`1500`, `1500ms`) or seconds (`5s`, `0.5s`), at most 24 days. */
+export function durationFlag (value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined
+  const m = /^(0|[1-9][0-9]{0,9})(ms)?$/.exec(value) ?? undefined
+  const s = m === undefined ? /^([0-9]{1,7}(?:\.[0-9]{1,3})?)s$/.exec(value) ?? undefined : undefined
+  const ms = m !== undefined ? Number(m[1]) : s !== undefined ? Math.round(Number(s[1]) * 1000) : NaN
+  if (!Number.isSafeInteger(ms) || ms > 2 ** 31 - 1) {
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`${name}\` to be milliseconds (1500) or seconds (5s), up to 24 days, got \`${value.slice(0, 40)}\``)
+  }
+  return ms
 }
 
 /** IDs given as positional arguments. */

@@ -9,6 +9,8 @@ export interface BudgetOptions {
   readonly maxDiskBytes: number | undefined
   readonly minFreeDiskBytes: number
   readonly onFull: FullPolicy
+  /** How often a push waiting for space re-measures the filesystem, in ms. */
+  readonly maintenanceIntervalMs: number
 }
 
 export interface FullEvent {
@@ -27,14 +29,27 @@ export interface FullEvent {
  * admitted since the last measurement, so a burst between two measurements cannot run past the
  * bound by more than one batch. LevelDB frees the space of deleted records only when it compacts
  * them, which evaq asks for as soon as the budget is short.
+ *
+ * While a push waits, the budget re-measures every `maintenanceIntervalMs` on a timer of its own,
+ * so that space freed outside evaq (another file deleted) lets waiting pushes in within one
+ * interval, however long the other upkeep of that round (retention, compactions) takes. The budget
+ * stays full (`isFull`, and no `drain` event) until the smallest push it refused or held back
+ * would fit again, not merely until a zero-byte push would.
  */
 export class DiskBudget implements Admission {
   private measuredBytes = 0
   private _freeBytes = Infinity
   private admittedSince = 0
   private full: FullEvent | undefined
+  /** The smallest push refused or held back since the budget became full. */
+  private needed = 0
   private readonly waiters: Waiter[] = []
-  private measuring: Promise<void> | undefined
+  private ticking: Promise<void> | undefined
+  private refreshing: Promise<void> | undefined
+  /** The last measurement: measurements run one at a time (each subtracts what was admitted before it). */
+  private measured: Promise<void> = Promise.resolve()
+  /** Re-measures while pushes wait. */
+  private timer: NodeJS.Timeout | undefined
   private making: Promise<void> = Promise.resolve()
 
   constructor (
@@ -73,8 +88,8 @@ export class DiskBudget implements Admission {
       this.admittedSince += bytes
       return undefined
     }
-    const shortage = this.shortage(bytes) ?? this.describe('maxDiskBytes')
-    this.setFull(shortage)
+    const shortage = this.shortage(bytes) ?? this.describe(this.options.maxDiskBytes === undefined ? 'minFreeDiskBytes' : 'maxDiskBytes')
+    this.setFull(shortage, bytes)
     switch (this.options.onFull) {
       case 'reject':
         throw new EvaqError('EVAQ_AT_CAPACITY', `The data directory is at its budget (${shortage.reason}: ${shortage.usedBytes} bytes used, ${shortage.freeBytes} free)`)
@@ -100,15 +115,24 @@ export class DiskBudget implements Admission {
     return { reason, usedBytes: this.usedBytes, freeBytes: Math.max(0, this._freeBytes - this.admittedSince) }
   }
 
-  private setFull (event: FullEvent): void {
-    if (this.full !== undefined) return
+  private setFull (event: FullEvent, bytes: number): void {
+    if (this.full !== undefined) {
+      this.needed = Math.min(this.needed, bytes)
+      return
+    }
     this.full = event
+    this.needed = bytes
     this.events.full(event)
   }
 
   private wait (bytes: number, signal: AbortSignal | undefined): Promise<void> {
     const waiting = waitForRoom(this.waiters, bytes, signal, 'disk space')
-    if (!signal?.aborted) void this.tick()
+    if (signal?.aborted === true) return waiting
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => { void this.refresh().catch(() => {}) }, this.options.maintenanceIntervalMs)
+      this.timer.unref()
+    }
+    void this.tick().catch(() => {})
     return waiting
   }
 
@@ -116,7 +140,7 @@ export class DiskBudget implements Admission {
   private async makeRoom (log: Log, bytes: number): Promise<void> {
     for (;;) {
       const shortage = this.shortage(bytes)
-      if (shortage === undefined) { this.admittedSince += bytes; this.maybeDrained(); return }
+      if (shortage === undefined) { this.maybeDrained(); this.admittedSince += bytes; return }
       const over = shortage.reason === 'maxDiskBytes'
         ? this.usedBytes + bytes - this.options.maxDiskBytes!
         : this.options.minFreeDiskBytes - (this._freeBytes - this.admittedSince - bytes)
@@ -130,14 +154,29 @@ export class DiskBudget implements Admission {
   }
 
   /**
-   * Measure the directory and the filesystem, then admit what now fits. While the budget is short
-   * it first compacts what was deleted, so that LevelDB gives the space back.
+   * Measure the directory and the filesystem, then admit what now fits. While the budget is still
+   * short it then compacts what was deleted, so that LevelDB gives the space back, and measures
+   * again.
    */
   tick (): Promise<void> {
     if (!this.limited) return Promise.resolve()
-    this.measuring ??= (async () => {
+    this.ticking ??= (async () => {
       try {
-        if (this.full !== undefined) for (const log of this.logs()) await log.compact()
+        await this.refresh()
+        if (this.full === undefined) return
+        for (const log of this.logs()) await log.compact()
+        await this.refresh()
+      } finally {
+        this.ticking = undefined
+      }
+    })()
+    return this.ticking
+  }
+
+  /** Measure, then admit the waiting pushes that fit, in order. Never waits for a compaction. */
+  private refresh (): Promise<void> {
+    this.refreshing ??= (async () => {
+      try {
         await this.measure()
         while (this.waiters.length > 0 && this.shortage(this.waiters[0]!.bytes) === undefined) {
           const w = this.waiters.shift()!
@@ -146,15 +185,23 @@ export class DiskBudget implements Admission {
         }
         this.maybeDrained()
       } finally {
-        this.measuring = undefined
+        if (this.waiters.length === 0) this.stopTimer()
+        this.refreshing = undefined
       }
     })()
-    return this.measuring
+    return this.refreshing
+  }
+
+  private stopTimer (): void {
+    if (this.timer === undefined) return
+    clearInterval(this.timer)
+    this.timer = undefined
   }
 
   private maybeDrained (): void {
-    if (this.full !== undefined && this.waiters.length === 0 && this.shortage(0) === undefined) {
+    if (this.full !== undefined && this.waiters.length === 0 && this.shortage(this.needed) === undefined) {
       this.full = undefined
+      this.needed = 0
       this.events.drain()
     }
   }
@@ -163,7 +210,13 @@ export class DiskBudget implements Admission {
    * Measure the filesystem's free space and, under `maxDiskBytes`, the directory's size: the
    * free-space floor alone needs only `statfs`, not a `stat` of every table file.
    */
-  async measure (): Promise<void> {
+  measure (): Promise<void> {
+    const run = this.measured.then(() => this.measureOnce())
+    this.measured = run.catch(() => {})
+    return run
+  }
+
+  private async measureOnce (): Promise<void> {
     const admitted = this.admittedSince
     const [used, free] = await Promise.all([
       this.options.maxDiskBytes === undefined ? undefined : directoryBytes(this.dir),
@@ -177,6 +230,7 @@ export class DiskBudget implements Admission {
 
   /** Reject everyone waiting (used when the queue closes). */
   rejectAll (err: EvaqError): void {
+    this.stopTimer()
     for (const w of this.waiters.splice(0)) w.reject(err)
   }
 }

@@ -173,12 +173,14 @@ function clientError (err: NodeJS.ErrnoException, socket: Socket): void {
 }
 
 /** Answer any error a request met in evaq's shape (see errorReply). */
-function sendError (err: unknown, request: FastifyRequest, reply: FastifyReply): void {
+function sendError (err: unknown, request: FastifyRequest, reply: FastifyReply, retryAfterSeconds = 1): void {
   const { status, body, internal } = errorReply(err)
   if (internal) request.log.error({ err }, 'request failed')
   else if (status >= 500) request.log.warn({ code: body.code, msg: body.message }, 'request failed')
   // The rest of an oversized body is not read: close the connection instead of draining it.
   if (status === 413) reply.header('connection', 'close')
+  // Clients and proxies retry a 503 after Retry-After: room comes back at a maintenance round.
+  if (body.code === 'EVAQ_AT_CAPACITY') reply.header('retry-after', String(retryAfterSeconds))
   void reply.code(status).send(body)
 }
 
@@ -237,7 +239,7 @@ export async function createApp (service: QueueService, options: AppOptions = {}
   })
   app.addHook('preClose', async () => { service.stop() })
 
-  app.setErrorHandler(sendError)
+  app.setErrorHandler((err, request, reply) => { sendError(err, request, reply, service.retryAfterSeconds) })
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ code: 'EVAQ_NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}` })
   })
@@ -395,7 +397,11 @@ export async function createApp (service: QueueService, options: AppOptions = {}
     schema: { response: { 200: ANY_OBJECT, 503: ANY_OBJECT } },
   }, async (_request, reply) => {
     const status = evaq.status
-    if (status === 'open' && !service.stopSignal.aborted) return { status }
+    if (status === 'open' && !service.stopSignal.aborted) {
+      if (!service.full) return { status }
+      reply.header('retry-after', String(service.retryAfterSeconds))
+      return reply.code(503).send({ code: 'EVAQ_AT_CAPACITY', message: 'The disk budget is full: pushes are refused or held back until space is freed', status: 'full' })
+    }
     const code = status === 'degraded' ? 'EVAQ_IO' : 'EVAQ_CLOSED'
     return reply.code(503).send({ code, message: `The queue is ${service.stopSignal.aborted ? 'shutting down' : status}`, status })
   })

@@ -35,6 +35,18 @@ export interface LogSubscriberInfo extends SubscriberInfo {
   readonly log: string
 }
 
+/** Options of {@link QueueService}. */
+export interface QueueServiceOptions {
+  /**
+   * How long a push may wait for room (a disk budget or byte cap under `onFull: 'backpressure'`,
+   * or a full write buffer) before it fails with `EVAQ_AT_CAPACITY`, storing nothing. 0 fails at
+   * once instead of waiting. @defaultValue 5000
+   */
+  pushTimeoutMs?: number
+}
+
+export const PUSH_TIMEOUT_MS = 5000
+
 const LOG_NAME = new RegExp(LOG_NAME_PATTERN)
 const LOG_NAMES: readonly string[] = Object.freeze(['wal', 'dlq', 'parked'])
 /** DLQ records a redrive moves per round (one atomic WAL push, one atomic DLQ removal). */
@@ -44,12 +56,34 @@ export class QueueService {
   private readonly subs = new Map<string, Subscriber>()
   private readonly stopping = new AbortController()
   private polls = 0
+  private diskFull = false
+  private readonly onFull = (): void => { this.diskFull = true }
+  private readonly onDrain = (): void => { this.diskFull = false }
+  /** See {@link QueueServiceOptions.pushTimeoutMs}. */
+  readonly pushTimeoutMs: number
 
   /**
    * @param evaq - an open queue; the service does not close it.
    * @param metrics - counts pushes, acks, removals and redeliveries, when given.
    */
-  constructor (readonly evaq: Evaq, private readonly metrics?: EvaqMetrics) {}
+  constructor (readonly evaq: Evaq, private readonly metrics?: EvaqMetrics, options: QueueServiceOptions = {}) {
+    this.pushTimeoutMs = checkPushTimeout(options.pushTimeoutMs)
+    evaq.on('full', this.onFull)
+    evaq.on('drain', this.onDrain)
+  }
+
+  /**
+   * Whether the disk budget refuses or holds back pushes (from its `full` event to its `drain`):
+   * `/readyz` then answers 503.
+   */
+  get full (): boolean {
+    return this.diskFull
+  }
+
+  /** Seconds a client should wait before it retries a push refused for capacity (`Retry-After`). */
+  get retryAfterSeconds (): number {
+    return Math.max(1, Math.ceil(this.evaq.options.maintenanceIntervalMs / 1000))
+  }
 
   /** The logs the service exposes, in the order `stats` lists them. */
   get logNames (): readonly string[] {
@@ -69,6 +103,8 @@ export class QueueService {
   /** End every long poll now and refuse new ones (the service is shutting down). */
   stop (): void {
     this.stopping.abort()
+    this.evaq.off('full', this.onFull)
+    this.evaq.off('drain', this.onDrain)
   }
 
   /** The log called `name`: EVAQ_INVALID_ARGUMENT for a malformed name, EVAQ_NOT_FOUND for an unknown one. */
@@ -84,7 +120,11 @@ export class QueueService {
     }
   }
 
-  /** Push payloads to a log in one atomic write; resolves with their IDs once durable. */
+  /**
+   * Push payloads to a log in one atomic write; resolves with their IDs once durable. A push that
+   * has to wait for room waits at most `pushTimeoutMs`, then fails with EVAQ_AT_CAPACITY having
+   * stored nothing; `signal` (the client went away) ends the wait with EVAQ_ABORTED.
+   */
   async push (name: string, payloads: readonly Uint8Array[], signal?: AbortSignal): Promise<number[]> {
     const log = this.log(name)
     if (log === this.evaq.parked) {
@@ -92,8 +132,33 @@ export class QueueService {
     }
     if (payloads.length === 0) return []
     const started = performance.now()
-    const options = signal === undefined ? undefined : { signal }
-    const ids = payloads.length === 1 ? [await log.push(payloads[0], options)] : await log.pushMany(payloads, options)
+    // One signal for both ends of a wait: the client going away and the push timeout. A wait
+    // aborted by either stores nothing; a push that got in is written whatever happens after.
+    const controller = new AbortController()
+    const gone = (): void => { controller.abort(signal?.reason) }
+    if (signal?.aborted === true) gone()
+    else signal?.addEventListener('abort', gone, { once: true })
+    const limit = this.pushTimeoutMs
+    let timedOut = false
+    const timeout = (): void => { timedOut = true; controller.abort() }
+    let timer: NodeJS.Timeout | undefined
+    if (limit === 0) timeout()
+    else timer = setTimeout(timeout, limit)
+    const options = { signal: controller.signal }
+    let ids: number[]
+    try {
+      ids = payloads.length === 1 ? [await log.push(payloads[0], options)] : await log.pushMany(payloads, options)
+    } catch (err) {
+      if (timedOut && isEvaqError(err, 'EVAQ_ABORTED')) {
+        throw new EvaqError('EVAQ_AT_CAPACITY', limit === 0
+          ? `No room for the push in ${name} now; nothing was stored`
+          : `No room for the push in ${name} within ${limit} ms; nothing was stored`, { cause: err })
+      }
+      throw err
+    } finally {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', gone)
+    }
     this.metrics?.pushed(name, ids.length, (performance.now() - started) / 1000)
     return ids
   }
@@ -334,6 +399,13 @@ export class QueueService {
   private withStop (signal: AbortSignal | undefined): AbortSignal {
     return signal === undefined ? this.stopping.signal : AbortSignal.any([signal, this.stopping.signal])
   }
+}
+
+/** `pushTimeoutMs`, checked (EVAQ_INVALID_ARGUMENT), or its default. */
+export function checkPushTimeout (value: number | undefined): number {
+  const timeout = value ?? PUSH_TIMEOUT_MS
+  checkBound('pushTimeoutMs', timeout, 0, 2 ** 31 - 1)
+  return timeout
 }
 
 function key (log: string, subscriber: string): string {

@@ -8,7 +8,7 @@ import type { EvaqOptions } from '../options.js'
 import { createApp } from './app.js'
 import { bindsLoopbackOnly } from './auth.js'
 import { allowedHost, allowedOrigin } from './site-guard.js'
-import { QueueService } from './queue-service.js'
+import { checkPushTimeout, QueueService } from './queue-service.js'
 import { removeServiceFile, writeServiceFile } from './service-file.js'
 
 /** Options of {@link serve}. */
@@ -40,8 +40,17 @@ export interface ServeOptions {
   logLevel?: LevelWithSilent
   /** A logger of your own instead (`logLevel` is then ignored). */
   logger?: Logger
-  /** Options of `Evaq.open`. @defaultValue evaq's defaults */
+  /**
+   * Options of `Evaq.open`, among them the disk budget: `onFull`, `maxDiskBytes` and
+   * `minFreeDiskBytes`. @defaultValue evaq's defaults
+   */
   evaq?: EvaqOptions
+  /**
+   * How long a push may wait for room (under `onFull: 'backpressure'`) before it is answered 503
+   * `EVAQ_AT_CAPACITY` with `Retry-After`, having stored nothing; 0 answers at once instead of
+   * waiting. @defaultValue 5000
+   */
+  pushTimeoutMs?: number
   /** Stop gracefully on SIGTERM and SIGINT, then exit with 0 (1 if closing failed). @defaultValue false */
   exitOnSignal?: boolean
 }
@@ -76,9 +85,10 @@ export async function serve (options: ServeOptions): Promise<Service> {
     : [...(options.allowedHosts ?? []).map(allowedHost), ...(isIP(host.replace(/^\[(.*)\]$/, '$1')) === 0 ? [allowedHost(host)] : [])]
   const allowedOrigins = options.allowedOrigins?.map(allowedOrigin)
   const logger = options.logger ?? pino({ level: options.logLevel ?? 'info', base: { pid: process.pid }, name: 'evaq' })
+  const pushTimeoutMs = checkPushTimeout(options.pushTimeoutMs)
   const evaq = await Evaq.open(options.dir, options.evaq)
   const metrics = new EvaqMetrics(evaq)
-  const service = new QueueService(evaq, metrics)
+  const service = new QueueService(evaq, metrics, { pushTimeoutMs })
   evaq.on('degraded', err => logger.error({ code: err.code, err }, 'evaq degraded: a write failed; writes are refused until the queue recovers'))
   evaq.on('recovered', () => logger.info('evaq recovered: writes are accepted again'))
   evaq.on('error', err => logger.error({ code: err.code, err }, 'evaq background error'))
