@@ -95,14 +95,14 @@ async function inspect (dir: string, onProgress: ((done: number) => void) | unde
     return Object.assign(report, { status: 'locked', damaged: false })
   }
   try {
-    return await withCheckCopy(dir, copy => checkCopy(copy, report, onProgress), held)
+    return await withCheckCopy(dir, copy => checkCopy(copy, dir, report, onProgress), held)
   } catch (err) {
     report.error = describeError(err)
     return report
   }
 }
 
-async function checkCopy (dir: string, report: CheckReport, onProgress?: (done: number) => void): Promise<CheckReport> {
+async function checkCopy (dir: string, original: string, report: CheckReport, onProgress?: (done: number) => void): Promise<CheckReport> {
   let db: Db
   try {
     db = await openRaw(dir)
@@ -113,7 +113,7 @@ async function checkCopy (dir: string, report: CheckReport, onProgress?: (done: 
   report.opened = true
   // What LevelDB dropped while opening the copy; the directory itself still holds it, and the
   // next Evaq.open sees (and recounts after) the same.
-  report.engine = await engineCorruption(dir)
+  report.engine = (await engineCorruption(dir)).map(line => line.replaceAll(dir, original))
   for (const line of await pendingRecount(dir)) report.engine.push(`seen at an earlier open: ${line}`)
   try {
     const format = await db.sublevel<Buffer, Buffer>('meta', ENC).get(Buffer.from('format'))

@@ -150,9 +150,11 @@ const COMMANDS: Record<string, Command> = {
       noArgs(args)
       const bar = progress(process.stdout, 'checked', 'segments')
       // check reads a copy of the directory: an interrupt must not leave it behind.
+      // (Exits rather than raising the signal again: a signal ignored when the process started
+      // stays ignored once the handler is gone.)
       const onSignal = (signal: NodeJS.Signals): void => {
         removeCheckCopies()
-        process.kill(process.pid, signal)
+        process.exit(signal === 'SIGINT' ? 130 : 143)
       }
       process.once('SIGINT', onSignal)
       process.once('SIGTERM', onSignal)

@@ -1,5 +1,6 @@
 import { rmSync } from 'node:fs'
-import { copyFile, link, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { copyFile, link, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
@@ -37,13 +38,18 @@ export function removeCheckCopies (): void {
  */
 export async function withCheckCopy<T> (dir: string, task: (copy: string) => Promise<T>, held?: DirClaim): Promise<T> {
   const real = await canonicalDir(dir)
-  let copy: string
-  try {
-    copy = await mkdtemp(join(dirname(real), `.${basename(real)}.check-`))
-  } catch {
-    copy = await mkdtemp(join(tmpdir(), 'evaq-check-'))
-  }
+  const name = `.${basename(real)}.check-${process.pid}-${randomBytes(4).toString('hex')}`
+  // Known to removeCheckCopies() before it exists: a signal may come while it is being made.
+  let copy = join(dirname(real), name)
   live.add(copy)
+  try {
+    await mkdir(copy)
+  } catch {
+    live.delete(copy)
+    copy = join(tmpdir(), name.slice(1))
+    live.add(copy)
+    await mkdir(copy)
+  }
   try {
     // Held while copying, so that no queue of this process opens (and recovers) it meanwhile.
     const claim = held ?? await claimDir(real)
