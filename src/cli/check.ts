@@ -1,4 +1,4 @@
-import { cp, readdir, stat } from 'node:fs/promises'
+import { cp, readdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EvaqError, fromLevel } from '../errors.js'
 import { decodeHeader, isRemoved, payloadAt } from '../store/codec.js'
@@ -208,9 +208,11 @@ export async function repair (dir: string, backup: string, onProgress?: (done: n
   await stat(dir).catch((err: unknown) => { throw new EvaqError('EVAQ_NOT_FOUND', `${dir}: ${(err as Error).message}`, { cause: err }) })
   const claim = await claimDir(dir)
   try {
-    // LOCK is left out: opening and closing it here would drop a lock this process holds on it.
+    // LOCK is not copied (opening and closing it would drop a lock this process holds on it);
+    // LevelDB never writes into it, so the backup gets an empty one of its own.
     const lock = join(dir, 'LOCK')
     await cp(dir, backup, { recursive: true, errorOnExist: true, force: false, filter: from => from !== lock })
+    if (await stat(lock).then(() => true, () => false)) await writeFile(join(backup, 'LOCK'), '', { flag: 'wx' })
     // LevelDB's repair takes no lock: make sure no process holds the directory before touching it
     // (after the copy, which must be the directory exactly as it was).
     if (await heldByAnotherProcess(dir)) throw new EvaqError('EVAQ_LOCKED', `Cannot repair ${dir}: the data directory is locked by another process`)
