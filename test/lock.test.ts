@@ -109,3 +109,20 @@ test('in one process: a second open is EVAQ_LOCKED, close releases the directory
   await again.close()
   t.is((await check(dir)).status, 'ok')
 })
+
+test('two copies of evaq in one process share the registry', async t => {
+  const parent = await tmpDir(t, 'evaq-lock-')
+  const dir = join(parent, 'q')
+  const link = join(parent, 'link')
+  // The built package, a second copy of every module (npm test builds it before ava runs).
+  const built = await import(new URL('../dist/index.js', import.meta.url).href) as { Evaq: typeof Evaq }
+  t.not(built.Evaq, Evaq)
+  const q = await Evaq.open(dir, { minFreeDiskBytes: 0 })
+  await symlink(dir, link)
+  // Through a symlink, LevelDB's own in-process table (keyed by the path as spelled) does not see it.
+  await t.throwsAsync(built.Evaq.open(link), { code: 'EVAQ_LOCKED' })
+  await q.close()
+  const other = await built.Evaq.open(link, { minFreeDiskBytes: 0 })
+  await t.throwsAsync(Evaq.open(dir), { code: 'EVAQ_LOCKED' })
+  await other.close()
+})
