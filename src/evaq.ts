@@ -9,7 +9,7 @@ import { DiskBudget, levelLogBytes, type FullEvent } from './log/budget.js'
 import { ByteCap } from './log/byte-cap.js'
 import { checkId, checkIds, encodeError, Log, type Admission, type DropEvent, type FlushEvent, type LogContext, type LogStats, type PushOptions, type QueueRecord, type RecordError, type Segment } from './log/log.js'
 import type { Subscriber } from './log/subscriber.js'
-import { resolveOptions, type EvaqOptions, type LogName, type ResolvedOptions } from './options.js'
+import { rejectUnknown, resolveOptions, type EvaqOptions, type LogName, type ResolvedOptions } from './options.js'
 import { Moves } from './retry/moves.js'
 import { RetryDaemon, type RetryHandler } from './retry/retry-daemon.js'
 import { DeadLetterLog, ParkedLog, type DeadLetterRecord, type ParkedRecord, type RetryLog } from './retry/retry-log.js'
@@ -219,11 +219,11 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       if (earlier.length > 0) evaq.openReport.corruption = [...evaq.openReport.corruption, ...earlier.map(line => `seen at an earlier open: ${line}`)]
       if (earlier.length > 0 || store.corruption.some(line => line.includes('dropping'))) {
         let fixed: RepairFixes | undefined
-        await store.reopen(async () => { fixed = await reconcile(dir) })
+        await store.reopen(async () => { fixed = await reconcile(dir, store.claim) })
         evaq.reportRepair(fixed!)
       }
     } catch (err) {
-      await store.db.close().catch(() => {})
+      await store.close().catch(() => {})
       throw fromLevel(err, `Cannot open ${dir}`)
     }
     evaq._status = 'open'
@@ -336,6 +336,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   async pushRetryItem (payload: Buffer | Uint8Array | string, options: RetryItemOptions = {}): Promise<number> {
     this.assertOpen()
     if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
+    rejectUnknown(options, ['error', 'attempts', 'source', 'signal'], ' of pushRetryItem()')
     const { error, attempts, source, ...rest } = options
     const encoded = encodeError(error)
     const state: Partial<RetryState> = {}
@@ -499,6 +500,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   async backup (options: BackupOptions = {}): Promise<BackupStream> {
     this.assertOpen()
     if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
+    rejectUnknown(options, ['since'], ' of backup()')
     const base = sinceBase(options.since)
     // A failed progress write leaves the queue degraded; what is on disk is backed up all the same.
     await Promise.allSettled(this.logs.map(log => log.writeProgress()))
@@ -515,7 +517,8 @@ export class Evaq extends EventEmitter<EvaqEvents> {
    * written (a damaged one is refused with EVAQ_CORRUPTION, and the target is left as it was);
    * IDs of the restored queue continue above every ID the backed-up queue had issued.
    */
-  static restore (from: string | readonly string[], dir: string, options?: RestoreOptions): Promise<RestoreResult> {
+  static async restore (from: string | readonly string[], dir: string, options?: RestoreOptions): Promise<RestoreResult> {
+    if (options !== null && typeof options === 'object') rejectUnknown(options, ['verify', 'onProgress'], ' of restore()')
     return restoreArchives(typeof from === 'string' ? [from] : from, dir, options)
   }
 
@@ -583,7 +586,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       // cannot read (reads already quarantined and reported them), and evaq's counters are
       // rebuilt from what survived, IDs kept above every ID issued.
       const repair = hasCode(this.degradedBy, 'LEVEL_CORRUPTION')
-      this.recovering = this.store.reopen(repair ? async () => { repaired = await repairInPlace(this.location) } : undefined)
+      this.recovering = this.store.reopen(repair ? async () => { repaired = await repairInPlace(this.location, this.store.claim) } : undefined)
       await this.recovering
     } catch (err) {
       this.reportError(err)
@@ -664,6 +667,8 @@ export class Evaq extends EventEmitter<EvaqEvents> {
           for (const log of this.logs) ids[log.name] = { next: log.nextId, committed: this.store.journal.counters(log.name).next }
           await this.store.ids.close(ids).catch(err => { throw new EvaqError('EVAQ_IO', `Writing ${ID_FILE} failed`, { cause: err }) })
         } finally {
+          // A database that failed to close still holds LevelDB's lock: keep the claim too.
+          if (this.store.db.status === 'closed') this.store.claim.release()
           this._status = 'closed'
           this.emit('closed')
         }

@@ -148,18 +148,13 @@ export const DEFAULTS: ResolvedOptions = Object.freeze({
   clock: systemClock,
 })
 
-const KNOWN = new Set(Object.keys(DEFAULTS))
+const KNOWN = Object.keys(DEFAULTS)
 const POLICIES: readonly FullPolicy[] = ['backpressure', 'reject', 'drop-oldest']
 
 export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptions {
   if (options === undefined) return DEFAULTS
   if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) {
-      const hint = closest(key, [...KNOWN])
-      throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown option \`${key}\`${hint === undefined ? '' : `; did you mean \`${hint}\`?`}`)
-    }
-  }
+  rejectUnknown(options, KNOWN)
   const o = { ...DEFAULTS }
   const pick = <K extends keyof ResolvedOptions>(key: K): ResolvedOptions[K] =>
     (options[key as keyof EvaqOptions] === undefined ? DEFAULTS[key] : options[key as keyof EvaqOptions]) as ResolvedOptions[K]
@@ -246,6 +241,21 @@ export function integer (name: string, value: unknown, min: number, max = Number
     throw invalid(name, `an integer from ${min} to ${max}`, value)
   }
   return value
+}
+
+/**
+ * EVAQ_INVALID_ARGUMENT for the first key of `options` that is not in `known`, with a hint when
+ * one is close, otherwise the list of known keys. `where` names the call or the nesting
+ * (`' of pushWal()'`, `' in `backoff`'`). Every options object of the public API goes through
+ * here, so a misspelt option is never silently ignored.
+ */
+export function rejectUnknown (options: object, known: readonly string[], where = ''): void {
+  for (const key of Object.keys(options)) {
+    if (known.includes(key)) continue
+    const hint = closest(key, known)
+    const expected = known.length === 0 ? '; expected no options' : `; expected ${known.length === 1 ? known[0]! : `${known.slice(0, -1).join(', ')} or ${known[known.length - 1]!}`}`
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown option \`${key}\`${where}${hint === undefined ? expected : `; did you mean \`${hint}\`?`}`)
+  }
 }
 
 export function closest (word: string, candidates: readonly string[]): string | undefined {

@@ -1,7 +1,7 @@
 /**
  * The built `evaq` binary (dist/cli/main.js, built by `npm test` before ava runs), in child
  * processes. Exit codes: 0 success, 1 an evaq error (its code printed on stderr) or damage found,
- * 2 bad usage (EVAQ_INVALID_ARGUMENT included).
+ * 2 bad usage (EVAQ_INVALID_ARGUMENT included); check alone: 3 LOCKED, 4 NOT FOUND.
  */
 import test, { type ExecutionContext } from 'ava'
 import { readFile, readdir, stat, writeFile } from 'node:fs/promises'
@@ -220,7 +220,7 @@ test('stats and peek on a directory that does not exist: exit 1 with EVAQ_NOT_FO
 
 // ---- a directory another process holds --------------------------------------------------------------
 
-test('stats, peek and check on a directory another process holds: EVAQ_LOCKED, exit 1', async t => {
+test('stats, peek and check on a directory another process holds: EVAQ_LOCKED, exit 1 (check: LOCKED, exit 3)', async t => {
   const dir = await fixture(t)
   const q = await Evaq.open(dir, OPTIONS)
   t.teardown(() => q.close())
@@ -231,9 +231,10 @@ test('stats, peek and check on a directory another process holds: EVAQ_LOCKED, e
     t.is(run.stdout, '')
   }
   const check = await runCli(['check', '--data', dir, '--json'])
-  t.is(check.code, 1)
+  t.is(check.code, 3)
   const c = json<CheckJson>(t, check)
   t.false(c.opened)
+  t.false(c.damaged)
   t.is(c.error?.code, 'EVAQ_LOCKED')
   // The holder is unaffected.
   t.is((await q.wal.stats()).count, 4)
@@ -260,7 +261,7 @@ test('repair on a directory another process holds: EVAQ_LOCKED, exit 1, and the 
 
 // ---- check and repair ---------------------------------------------------------------------------------
 
-test('check: exit 0 and a clean report on a healthy queue; exit 1 with EVAQ_NOT_FOUND on a missing directory', async t => {
+test('check: exit 0 and a clean report on a healthy queue; exit 4 with EVAQ_NOT_FOUND on a missing directory', async t => {
   const dir = await fixture(t)
   const run = await runCli(['check', '--data', dir, '--json'])
   t.is(run.code, 0, run.stdout)
@@ -272,9 +273,9 @@ test('check: exit 0 and a clean report on a healthy queue; exit 1 with EVAQ_NOT_
 
   const missing = join(await tmpDir(t, 'evaq-cli-'), 'nothing-here')
   const gone = await runCli(['check', '--data', missing, '--json'])
-  t.is(gone.code, 1)
+  t.is(gone.code, 4)
   const g = json<CheckJson>(t, gone)
-  t.like(g, { opened: false, damaged: true, error: { code: 'EVAQ_NOT_FOUND' } })
+  t.like(g, { opened: false, damaged: false, error: { code: 'EVAQ_NOT_FOUND' } })
   t.false(await exists(missing), 'check created nothing')
 })
 

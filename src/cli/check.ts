@@ -1,10 +1,12 @@
-import { cp, readdir, stat } from 'node:fs/promises'
-import { ClassicLevel } from 'classic-level'
+import { cp, readdir, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { EvaqError, fromLevel } from '../errors.js'
 import { decodeHeader, isRemoved, payloadAt } from '../store/codec.js'
 import { ENC, LOGS, openRaw, repairInPlace, walk, type RepairFixes } from '../store/repair.js'
 import { IdFloor } from '../store/id-floor.js'
-import { engineCorruption, FORMAT_VERSION, Journal, markRecount, pendingRecount, type Db } from '../store/store.js'
+import { heldByAnotherProcess, withCheckCopy } from '../store/check-copy.js'
+import { claimDir, isClaimed, type DirClaim } from '../store/dir-claim.js'
+import { engineCorruption, FORMAT_VERSION, Journal, pendingRecount, type Db } from '../store/store.js'
 
 /**
  * `evaq check` and `evaq repair`: the only code that reads every record of a directory. They
@@ -31,19 +33,19 @@ export interface LogCheck {
 
 export interface CheckReport {
   dir: string
+  status: CheckStatus
   /** Whether LevelDB could open the directory at all. */
   opened: boolean
   error?: { code: string, message: string }
   format?: number
   logs: Record<string, LogCheck>
   subscribers: { ok: number, bad: number }
-  /** What LevelDB reported as corruption while opening (a dropped log record loses its batch). */
   /**
    * What LevelDB reported as corruption while opening (a dropped log record loses its batch), and
    * records lost that LevelDB did not report (its counters end below what a clean close left).
    */
   engine: string[]
-  /** Damage found: the command exits non-zero. */
+  /** Damage found, or the directory could not be read (status `damaged`). */
   damaged: boolean
 }
 
@@ -55,14 +57,52 @@ function describeError (err: unknown): { code: string, message: string } {
   return { code: e.code, message: `${e.message} (${codes.join(' <- ')})` }
 }
 
-export async function check (dir: string, onProgress?: (done: number) => void): Promise<CheckReport> {
-  const report: CheckReport = { dir, opened: false, logs: {}, subscribers: { ok: 0, bad: 0 }, engine: [], damaged: true }
+/**
+ * What check found, and the exit code of `evaq check`: `ok` 0, `damaged` 1, `locked` 3 (another
+ * process holds the directory: check it through that process, or stop it), `not-found` 4 (no
+ * such directory, or no LevelDB database in it). 2 is bad usage, as for every command.
+ */
+export type CheckStatus = 'ok' | 'damaged' | 'locked' | 'not-found'
+
+export const CHECK_EXIT_CODES: Readonly<Record<CheckStatus, number>> = Object.freeze({ ok: 0, damaged: 1, locked: 3, 'not-found': 4 })
+
+const LEVELDB_FILE = /^(CURRENT|MANIFEST-\d+|\d+\.(ldb|log|sst))$/
+
+/**
+ * Check `dir` without changing it: LevelDB opens a copy (see check-copy.ts), never the directory,
+ * so that two checks see the same thing and the damage they report is still there for repair.
+ */
+export function check (dir: string, onProgress?: (done: number) => void): Promise<CheckReport> {
+  return inspect(dir, onProgress, undefined)
+}
+
+/** check(), by the holder of `held` (a repair) or by anyone (no claim). */
+async function inspect (dir: string, onProgress: ((done: number) => void) | undefined, held: DirClaim | undefined): Promise<CheckReport> {
+  const report: CheckReport = { dir, status: 'damaged', opened: false, logs: {}, subscribers: { ok: 0, bad: 0 }, engine: [], damaged: true }
+  const notFound = (message: string): CheckReport => {
+    report.error = { code: 'EVAQ_NOT_FOUND', message }
+    return Object.assign(report, { status: 'not-found', damaged: false })
+  }
+  let names: string[]
   try {
-    await stat(dir)
+    names = await readdir(dir)
   } catch (err) {
-    report.error = { code: 'EVAQ_NOT_FOUND', message: `${dir}: ${(err as Error).message}` }
+    return notFound(`${dir}: ${(err as Error).message}`)
+  }
+  if (!names.some(name => LEVELDB_FILE.test(name))) return notFound(`${dir} holds no evaq queue (no LevelDB files)`)
+  if ((held === undefined && await isClaimed(dir)) || await heldByAnotherProcess(dir)) {
+    report.error = { code: 'EVAQ_LOCKED', message: `${dir} is held by a running queue; check it through that process, or stop it first` }
+    return Object.assign(report, { status: 'locked', damaged: false })
+  }
+  try {
+    return await withCheckCopy(dir, copy => checkCopy(copy, dir, report, onProgress), held)
+  } catch (err) {
+    report.error = describeError(err)
     return report
   }
+}
+
+async function checkCopy (dir: string, original: string, report: CheckReport, onProgress?: (done: number) => void): Promise<CheckReport> {
   let db: Db
   try {
     db = await openRaw(dir)
@@ -71,13 +111,10 @@ export async function check (dir: string, onProgress?: (done: number) => void): 
     return report
   }
   report.opened = true
-  report.engine = await engineCorruption(dir)
-  // Opening made LevelDB drop what it reports here, and the evidence goes with the next open:
-  // leave the recount to the next Evaq.open.
-  const dropped = report.engine.filter(line => line.includes('dropping'))
-  if (dropped.length > 0) await markRecount(dir, dropped)
-  const earlier = await pendingRecount(dir)
-  for (const line of earlier) if (!dropped.includes(line)) report.engine.push(`seen at an earlier open: ${line}`)
+  // What LevelDB dropped while opening the copy; the directory itself still holds it, and the
+  // next Evaq.open sees (and recounts after) the same.
+  report.engine = (await engineCorruption(dir)).map(line => line.replaceAll(dir, original))
+  for (const line of await pendingRecount(dir)) report.engine.push(`seen at an earlier open: ${line}`)
   try {
     const format = await db.sublevel<Buffer, Buffer>('meta', ENC).get(Buffer.from('format'))
     report.format = format === undefined ? undefined : (JSON.parse(format.toString('utf8')) as { version: number }).version
@@ -139,25 +176,13 @@ export async function check (dir: string, onProgress?: (done: number) => void): 
     }
     report.damaged = report.engine.length > 0 || report.subscribers.bad > 0 || Object.values(report.logs).some(l =>
       l.badSegments > 0 || l.badRecords > 0 || l.inconsistencies > 0 || l.unreadable)
+    report.status = report.damaged ? 'damaged' : 'ok'
   } catch (err) {
     report.error = describeError(err)
   } finally {
     await db.close().catch(() => {})
   }
   return report
-}
-
-async function assertUnlocked (dir: string): Promise<void> {
-  await stat(dir).catch((err: unknown) => { throw new EvaqError('EVAQ_NOT_FOUND', `${dir}: ${(err as Error).message}`, { cause: err }) })
-  const db: Db = new ClassicLevel<Buffer, Buffer>(dir, { ...ENC, createIfMissing: false })
-  try {
-    await db.open()
-  } catch (err) {
-    const error = fromLevel(err, `Cannot repair ${dir}`)
-    if (error.code === 'EVAQ_LOCKED') throw error
-    return // damaged beyond opening: that is what repair is for
-  }
-  await db.close()
 }
 
 export interface RepairReport {
@@ -181,17 +206,26 @@ export async function repair (dir: string, backup: string, onProgress?: (done: n
     if ((err as { code?: string }).code !== 'ENOENT') throw err
   }
   await stat(dir).catch((err: unknown) => { throw new EvaqError('EVAQ_NOT_FOUND', `${dir}: ${(err as Error).message}`, { cause: err }) })
-  await cp(dir, backup, { recursive: true, errorOnExist: true, force: false })
-  // LevelDB's repair takes no lock: make sure no process holds the directory before touching it
-  // (after the copy, which must be the directory exactly as it was).
-  await assertUnlocked(dir)
-  const before = await check(dir, onProgress)
-  let fixed: RepairFixes
+  const claim = await claimDir(dir)
   try {
-    fixed = await repairInPlace(dir)
-  } catch (err) {
-    throw fromLevel(err, `LevelDB could not repair ${dir}`)
+    // LOCK is not copied (opening and closing it would drop a lock this process holds on it);
+    // LevelDB never writes into it, so the backup gets an empty one of its own.
+    const lock = join(dir, 'LOCK')
+    await cp(dir, backup, { recursive: true, errorOnExist: true, force: false, filter: from => from !== lock })
+    if (await stat(lock).then(() => true, () => false)) await writeFile(join(backup, 'LOCK'), '', { flag: 'wx' })
+    // LevelDB's repair takes no lock: make sure no process holds the directory before touching it
+    // (after the copy, which must be the directory exactly as it was).
+    if (await heldByAnotherProcess(dir)) throw new EvaqError('EVAQ_LOCKED', `Cannot repair ${dir}: the data directory is locked by another process`)
+    const before = await inspect(dir, onProgress, claim)
+    let fixed: RepairFixes
+    try {
+      fixed = await repairInPlace(dir, claim)
+    } catch (err) {
+      throw fromLevel(err, `LevelDB could not repair ${dir}`)
+    }
+    const after = await inspect(dir, onProgress, claim)
+    return { backup, before, after, fixed }
+  } finally {
+    claim.release()
   }
-  const after = await check(dir, onProgress)
-  return { backup, before, after, fixed }
 }

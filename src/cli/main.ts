@@ -4,9 +4,10 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { EvaqError, isEvaqError } from '../errors.js'
 import type { LogStats } from '../log/log.js'
 import type { ServiceStats } from '../server/queue-service.js'
+import { removeCheckCopies } from '../store/check-copy.js'
 import { openLocal, openRemote, type Backend } from './backend.js'
 import { backupCommand, restoreCommand } from './backup.js'
-import { check, repair, type CheckReport } from './check.js'
+import { CHECK_EXIT_CODES, check, repair, type CheckReport } from './check.js'
 import { recordLine, recordText, writeOut } from './output.js'
 import { progress } from './progress.js'
 import { exportLog, importLog } from './transfer.js'
@@ -153,11 +154,26 @@ const COMMANDS: Record<string, Command> = {
     run: async (values, args) => {
       noArgs(args)
       const bar = progress(process.stdout, 'checked', 'segments')
-      const report = await check(dataFlag(values), n => bar.update(n))
+      // check reads a copy of the directory: an interrupt must not leave it behind.
+      // (Exits rather than raising the signal again: a signal ignored when the process started
+      // stays ignored once the handler is gone.)
+      const onSignal = (signal: NodeJS.Signals): void => {
+        removeCheckCopies()
+        process.exit(signal === 'SIGINT' ? 130 : 143)
+      }
+      process.once('SIGINT', onSignal)
+      process.once('SIGTERM', onSignal)
+      let report: CheckReport
+      try {
+        report = await check(dataFlag(values), n => bar.update(n))
+      } finally {
+        process.off('SIGINT', onSignal)
+        process.off('SIGTERM', onSignal)
+      }
       bar.done()
       if (values.json === true) console.log(JSON.stringify(report))
       else printCheck(report)
-      return report.damaged ? 1 : 0
+      return CHECK_EXIT_CODES[report.status]
     },
   },
   repair: {
@@ -320,6 +336,10 @@ async function printRecords (q: Backend, log: string, values: Values): Promise<v
 }
 
 function printCheck (report: CheckReport): void {
+  if (report.status === 'locked' || report.status === 'not-found') {
+    console.log(`${report.status === 'locked' ? 'LOCKED' : 'NOT FOUND'}: ${report.error?.message ?? report.dir}`)
+    return
+  }
   if (!report.opened || report.error !== undefined) {
     console.log(`cannot check ${report.dir}: ${report.error?.code ?? ''} ${report.error?.message ?? ''}`)
   }

@@ -55,8 +55,9 @@ or on a running service with --url URL; --token T or EVAQ_TOKEN for a service wi
                                                      back and checks every record; IDs continue above the backup's
 
 Need the directory to themselves (stop the service first):
-  check --data DIR [--json]                          verify every record's checksum and evaq's metadata;
-                                                     exits 1 when anything is damaged
+  check --data DIR [--json]                          verify every record's checksum and evaq's metadata on a copy
+                                                     (DIR is not changed); exits 1 DAMAGED, 3 LOCKED (a process
+                                                     holds DIR), 4 NOT FOUND (no queue in DIR)
   repair --data DIR --backup OUT [--json]            copy DIR to OUT, run LevelDB's repair, quarantine damaged
                                                      records, rebuild counters; reports records before and after
 

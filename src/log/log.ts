@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { EvaqError, fromLevel, invalid } from '../errors.js'
-import type { Durability, ResolvedOptions } from '../options.js'
+import { rejectUnknown, type Durability, type ResolvedOptions } from '../options.js'
 import {
   copyRemovalSet, decodeHeader, decodeKey, decodeRemovalSet, decodeSummary, encodeKey, encodeRemovalSet,
   encodeSummary, isRemoved, markRemoved, payloadAt, type RemovalSet, type SegmentHeader, type SegmentSummary,
@@ -1302,12 +1302,15 @@ function checkReadOptions (options: unknown): { from: number, maxBytes: number, 
   return { from, maxBytes, maxCount }
 }
 
+/** The signal of a push's options; a push whose signal is already aborted stores nothing. */
 function checkPushOptions (options: unknown): AbortSignal | undefined {
   if (options === undefined) return undefined
   if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
+  rejectUnknown(options, ['signal'], ' of a push')
   const { signal } = options as { signal?: unknown }
   if (signal === undefined) return undefined
   if (!(signal instanceof AbortSignal)) throw invalid('signal', 'an AbortSignal', signal)
+  if (signal.aborted) throw new EvaqError('EVAQ_ABORTED', 'The push was aborted before it was stored', { cause: signal.reason })
   return signal
 }
 

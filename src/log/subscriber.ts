@@ -1,5 +1,5 @@
 import { EvaqError, invalid } from '../errors.js'
-import { integer } from '../options.js'
+import { integer, rejectUnknown } from '../options.js'
 import { IdRanges } from './id-ranges.js'
 import type { QueueRecord } from './log.js'
 
@@ -118,8 +118,7 @@ export function checkSubscribeOptions (options: unknown): Required<SubscribeOpti
   if (options === undefined) return { start: 'earliest', ...SUBSCRIBER_DEFAULTS }
   if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
   const { start = 'earliest', leaseMs = SUBSCRIBER_DEFAULTS.leaseMs, maxDeliveries = SUBSCRIBER_DEFAULTS.maxDeliveries, ...rest } = options as Record<string, unknown>
-  const unknown = Object.keys(rest)
-  if (unknown.length > 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown subscribe option \`${unknown[0]}\`; expected start, leaseMs or maxDeliveries`)
+  rejectUnknown(rest, ['start', 'leaseMs', 'maxDeliveries'], ' of subscribe()')
   if (start !== 'earliest' && start !== 'latest' && (typeof start !== 'number' || !Number.isSafeInteger(start) || start < 0)) {
     throw invalid('start', "'earliest', 'latest' or an ID", start)
   }
@@ -338,6 +337,7 @@ export class Subscriber {
     this.host.assertOpen()
     this.assertSubscribed()
     if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
+    rejectUnknown(options, ['delayMs'], ' of nack()')
     const delayMs = integer('delayMs', options.delayMs ?? 0, 0, 7 * 24 * 3_600_000)
     const list = toIdList(ids)
     const unknown = list.filter(id => !this.outstanding.has(id))
@@ -434,8 +434,7 @@ function toIdList (ids: unknown): number[] {
 function checkNextOptions (options: unknown): { maxBytes: number, maxCount: number, waitMs: number, signal: AbortSignal | undefined } {
   if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
   const { maxBytes = DEFAULT_NEXT_BYTES, maxCount = DEFAULT_NEXT_COUNT, waitMs = 0, signal, ...rest } = options as Record<string, unknown>
-  const unknown = Object.keys(rest)
-  if (unknown.length > 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown next option \`${unknown[0]}\`; expected maxBytes, maxCount, waitMs or signal`)
+  rejectUnknown(rest, ['maxBytes', 'maxCount', 'waitMs', 'signal'], ' of next()')
   if (typeof maxBytes !== 'number' || Number.isNaN(maxBytes) || maxBytes < 0 || (!Number.isInteger(maxBytes) && maxBytes !== Infinity)) throw invalid('maxBytes', 'an integer >= 0 or Infinity', maxBytes)
   if (typeof maxCount !== 'number' || Number.isNaN(maxCount) || maxCount < 1 || (!Number.isInteger(maxCount) && maxCount !== Infinity)) throw invalid('maxCount', 'an integer >= 1 or Infinity', maxCount)
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('signal', 'an AbortSignal', signal)

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import PQueue from 'p-queue'
 import { crashPoint } from '../crash-points.js'
 import { EvaqError, fromLevel, invalid } from '../errors.js'
+import { rejectUnknown } from '../options.js'
 import { backoffDelay } from './backoff.js'
 import type { Moves } from './moves.js'
 import type { DeadLetterLog, DeadLetterRecord, ParkedLog } from './retry-log.js'
@@ -207,6 +208,11 @@ export class RetryDaemon extends EventEmitter<RetryDaemonEvents> {
   stop (options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.stopping !== undefined) return this.stopping
     if (options === null || typeof options !== 'object') return Promise.reject(invalid('options', 'an object', options))
+    try {
+      rejectUnknown(options, ['timeoutMs'], ' of stop()')
+    } catch (err) {
+      return Promise.reject(err)
+    }
     const timeoutMs = options.timeoutMs ?? this.options.stopTimeoutMs
     if (typeof timeoutMs !== 'number' || !Number.isSafeInteger(timeoutMs) || timeoutMs < 0) return Promise.reject(invalid('timeoutMs', 'an integer >= 0', timeoutMs))
     this.stopping = (async () => {

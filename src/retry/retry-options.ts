@@ -1,5 +1,5 @@
 import { EvaqError, invalid } from '../errors.js'
-import { closest, integer, type Clock } from '../options.js'
+import { integer, rejectUnknown, type Clock } from '../options.js'
 import type { BackoffOptions } from './backoff.js'
 
 /** How the daemon treats a handler's error. */
@@ -92,14 +92,6 @@ export function defaultClassify (err: unknown): ErrorClass {
   return 'transient'
 }
 
-function unknownKey (options: object, known: readonly string[], where: string): void {
-  for (const key of Object.keys(options)) {
-    if (known.includes(key)) continue
-    const hint = closest(key, known)
-    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown option \`${key}\`${where}${hint === undefined ? '' : `; did you mean \`${hint}\`?`}`)
-  }
-}
-
 function isObject (value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value)
 }
@@ -107,7 +99,7 @@ function isObject (value: unknown): value is Record<string, unknown> {
 export function resolveRetryOptions (options: RetryOptions | undefined, clock: Clock): ResolvedRetryOptions {
   if (options === undefined) options = {}
   if (!isObject(options)) throw invalid('options', 'an object', options)
-  unknownKey(options, KNOWN, ' of retry()')
+  rejectUnknown(options, KNOWN, ' of retry()')
   const o = options as Record<string, unknown>
   const pick = <T>(key: string, fallback: T): unknown => o[key] === undefined ? fallback : o[key]
 
@@ -115,7 +107,7 @@ export function resolveRetryOptions (options: RetryOptions | undefined, clock: C
   let rateLimit: RateLimit | undefined
   if (o.rateLimit !== undefined) {
     if (!isObject(o.rateLimit)) throw invalid('rateLimit', 'an object like { max, intervalMs }', o.rateLimit)
-    unknownKey(o.rateLimit, ['max', 'intervalMs'], ' in `rateLimit`')
+    rejectUnknown(o.rateLimit, ['max', 'intervalMs'], ' in `rateLimit`')
     rateLimit = Object.freeze({
       max: integer('rateLimit.max', o.rateLimit.max, 1),
       intervalMs: integer('rateLimit.intervalMs', o.rateLimit.intervalMs, 1, 86_400_000),
@@ -124,7 +116,7 @@ export function resolveRetryOptions (options: RetryOptions | undefined, clock: C
   const maxAttempts = integer('maxAttempts', pick('maxAttempts', RETRY_DEFAULTS.maxAttempts), 1)
   const b = pick('backoff', {})
   if (!isObject(b)) throw invalid('backoff', 'an object like { initialMs, maxMs, multiplier }', b)
-  unknownKey(b, ['initialMs', 'maxMs', 'multiplier'], ' in `backoff`')
+  rejectUnknown(b, ['initialMs', 'maxMs', 'multiplier'], ' in `backoff`')
   const initialMs = integer('backoff.initialMs', b.initialMs ?? RETRY_DEFAULTS.backoff.initialMs, 0)
   const maxMs = integer('backoff.maxMs', b.maxMs ?? Math.max(RETRY_DEFAULTS.backoff.maxMs, initialMs), 0)
   if (maxMs < initialMs) throw invalid('backoff.maxMs', `an integer >= backoff.initialMs (${initialMs})`, maxMs)

@@ -4,6 +4,7 @@ import {
   isRemoved, markRemoved, newRemovalSet, payloadAt, type RemovalSet,
 } from './codec.js'
 import { fromLevel } from '../errors.js'
+import { claimDir, type DirClaim } from './dir-claim.js'
 import { IdFloor } from './id-floor.js'
 import { assertNotOrphaned, clearRecount, Journal, Keyspace, type Db, type Sublevel } from './store.js'
 
@@ -37,14 +38,22 @@ export interface LogRepair {
 
 export type RepairFixes = Record<string, LogRepair>
 
-export async function openRaw (dir: string): Promise<Db> {
-  await assertNotOrphaned(dir)
+/**
+ * Open `dir` as it is (never creating it). `held`: the caller's own claim on the directory (an
+ * open queue repairing itself while its database is closed); without one, the directory is
+ * claimed here until the database closes.
+ */
+export async function openRaw (dir: string, held?: DirClaim): Promise<Db> {
+  const claim = held ?? await claimDir(dir)
   const db: Db = new ClassicLevel<Buffer, Buffer>(dir, { ...ENC, createIfMissing: false })
   try {
+    await assertNotOrphaned(dir)
     await db.open()
   } catch (err) {
+    if (held === undefined) claim.release()
     throw fromLevel(err, `Cannot open ${dir}`)
   }
+  if (held === undefined) db.once('closed', () => claim.release())
   return db
 }
 
@@ -93,9 +102,14 @@ export async function walk (db: Db, log: string, visit: Visitor): Promise<void> 
  * quarantine, summaries and counters are rebuilt from the segments, and IDs stay above every ID
  * the counters ever issued. LevelDB keeps the files it replaced in `dir/lost/`.
  */
-export async function repairInPlace (dir: string): Promise<RepairFixes> {
-  await ClassicLevel.repair(dir)
-  return reconcile(dir)
+export async function repairInPlace (dir: string, held?: DirClaim): Promise<RepairFixes> {
+  const claim = held ?? await claimDir(dir)
+  try {
+    await ClassicLevel.repair(dir)
+    return await reconcile(dir, claim)
+  } finally {
+    if (held === undefined) claim.release()
+  }
 }
 
 /**
@@ -104,9 +118,9 @@ export async function repairInPlace (dir: string): Promise<RepairFixes> {
  * for example when it dropped a damaged record of its log while opening: the batches after it
  * are replayed, and their counter snapshots still count what was dropped.
  */
-export async function reconcile (dir: string): Promise<RepairFixes> {
+export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFixes> {
   const ids = await IdFloor.load(dir)
-  const db = await openRaw(dir)
+  const db = await openRaw(dir, held)
   const fixed: RepairFixes = {}
   const nexts: Record<string, { next: number, committed: number }> = {}
   try {

@@ -110,8 +110,11 @@ export class StoreLoader {
   /** Entries loaded. */
   loaded = 0
 
-  private constructor (readonly dir: string, private readonly db: Db, private readonly created: boolean) {
-    this.batch = db.batch()
+  private readonly db: Db
+
+  private constructor (readonly dir: string, private readonly store: Store, private readonly created: boolean) {
+    this.db = store.db
+    this.batch = this.db.batch()
   }
 
   /**
@@ -138,7 +141,7 @@ export class StoreLoader {
       if (!(err instanceof EvaqError && err.code === 'EVAQ_LOCKED')) await StoreLoader.remove(dir, created)
       throw err
     }
-    return new StoreLoader(dir, store.db, created)
+    return new StoreLoader(dir, store, created)
   }
 
   /** Add one entry (buffered; written in batches). */
@@ -172,16 +175,24 @@ export class StoreLoader {
     } catch (err) {
       throw fromLevel(err, `Closing ${this.dir} failed`)
     }
-    const ids = await IdFloor.load(this.dir)
-    const logs: Record<string, { next: number }> = {}
-    for (const [log, next] of Object.entries(nextIds)) logs[log] = { next }
-    await ids.close(logs)
+    try {
+      const ids = await IdFloor.load(this.dir)
+      const logs: Record<string, { next: number }> = {}
+      for (const [log, next] of Object.entries(nextIds)) logs[log] = { next }
+      await ids.close(logs)
+    } finally {
+      this.store.claim.release()
+    }
   }
 
   /** Close and remove what was written: the directory if it was created, else its contents. */
   async abort (): Promise<void> {
     await this.db.close().catch(() => {})
-    await StoreLoader.remove(this.dir, this.created)
+    try {
+      await StoreLoader.remove(this.dir, this.created)
+    } finally {
+      if (this.db.status === 'closed') this.store.claim.release()
+    }
   }
 
   private static async remove (dir: string, created: boolean): Promise<void> {

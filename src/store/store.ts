@@ -5,6 +5,7 @@ import { ClassicLevel } from 'classic-level'
 import { EvaqError, fromLevel } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import { decodeKey, encodeKey } from './codec.js'
+import { claimDir, type DirClaim } from './dir-claim.js'
 import { IdFloor } from './id-floor.js'
 
 /** The only module that opens classic-level. One database per data directory. */
@@ -203,6 +204,8 @@ function apply (logs: Record<string, LogCounters>, delta: Delta): void {
 
 export interface Store {
   readonly db: Db
+  /** This process's claim on the directory (see dir-claim.ts), held until close(). */
+  readonly claim: DirClaim
   /** Replaced by reopen(). */
   journal: Journal
   /** What LevelDB reported as corruption while it opened (see engineCorruption). */
@@ -221,6 +224,8 @@ export interface Store {
    * `whileClosed` runs between the close and the open (a repair).
    */
   reopen (whileClosed?: () => Promise<void>): Promise<void>
+  /** Close the database and release the directory (also when closing fails). */
+  close (): Promise<void>
 }
 
 /**
@@ -283,7 +288,7 @@ export async function assertNotOrphaned (dir: string): Promise<void> {
 }
 
 export async function openStore (dir: string, options: ResolvedOptions): Promise<Store> {
-  await assertNotOrphaned(dir)
+  const claim = await claimDir(dir, true)
   const db: Db = new ClassicLevel<Bytes, Bytes>(dir, {
     ...ENC,
     createIfMissing: true,
@@ -292,8 +297,10 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
     compression: options.compression,
   })
   try {
+    await assertNotOrphaned(dir)
     await db.open()
   } catch (err) {
+    claim.release()
     throw fromLevel(err, `Cannot open ${dir}`)
   }
   try {
@@ -322,6 +329,7 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
     const sublevels: Sublevel[] = [snaps]
     const store: Store = {
       db,
+      claim,
       journal,
       corruption: await engineCorruption(dir),
       ids,
@@ -343,10 +351,18 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
         store.corruption = [...store.corruption, ...await engineCorruption(dir)]
         store.failed = undefined
       },
+      close: async () => {
+        try {
+          await db.close()
+        } finally {
+          if (db.status === 'closed') claim.release()
+        }
+      },
     }
     return store
   } catch (err) {
     await db.close().catch(() => {})
+    claim.release()
     throw fromLevel(err, `Cannot open ${dir}`)
   }
 }
