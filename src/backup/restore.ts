@@ -144,10 +144,8 @@ async function verifyChain (files: readonly string[], onProgress: RestoreOptions
       try {
         let n = 0
         for await (const frame of reader.frames()) {
-          if ((++n & 255) === 0) {
-            throwIfAborted(signal)
-            onProgress?.('verify', before + reader.position, total)
-          }
+          throwIfAborted(signal)
+          if ((++n & 255) === 0) onProgress?.('verify', before + reader.position, total)
           if (frame.kind !== FrameKind.REFERENCE) continue
           const found = await base!.seek(frame.key)
           if (found === undefined || found.valueLength !== frame.valueLength || found.valueCrc !== frame.valueCrc) {
@@ -181,6 +179,7 @@ async function load (files: readonly string[], loader: StoreLoader, onProgress: 
   try {
     let n = 0
     for await (const frame of last.frames()) {
+      throwIfAborted(signal)
       let value = frame.value
       for (let j = cursors.length - 2; value === undefined && j >= 0; j--) {
         const found = await cursors[j]!.seek(frame.key)
@@ -189,10 +188,7 @@ async function load (files: readonly string[], loader: StoreLoader, onProgress: 
       }
       if (value === undefined) throw new EvaqError('EVAQ_INTERNAL', 'A verified reference has no value in the chain')
       await loader.put(frame.key, value)
-      if ((++n & 255) === 0) {
-        throwIfAborted(signal)
-        onProgress?.('restore', last.position, last.size)
-      }
+      if ((++n & 255) === 0) onProgress?.('restore', last.position, last.size)
     }
     onProgress?.('restore', last.size, last.size)
   } finally {
