@@ -9,13 +9,16 @@ import type { Backend } from './backend.js'
  * second time. Written (to a temporary name, fsynced, renamed, directory fsynced) before each batch
  * is pushed, naming the batch as pending with the log's next ID at that moment, and again once the
  * push resolved (durable under the queue's durability), without it. Removed when the import ends.
+ * Ctrl-C and SIGTERM wait for that second write; only a kill or a crash leaves a batch pending.
  *
  * A process killed while a batch is pending leaves the question whether the batch was stored
- * (pushes are atomic: all of it or none). The next run settles it from the log: its next ID did not
- * move, so the batch was not stored; it moved by exactly the batch's size, and every record of
- * those IDs still there carries the batch's payload in order, so it was. Anything else (other
- * writers pushed meanwhile) it cannot tell, and it stops with EVAQ_INVALID_ARGUMENT, naming the
- * IDs to look at, instead of guessing.
+ * (pushes are atomic: all of it or none, and a batch's IDs follow each other). The next run
+ * settles it from the log: records with the IDs from that next ID on carry the batch's payloads
+ * in order, so it was stored; the log holds no record at or above that ID, so it was not (a
+ * crash moves the next ID ahead, so the ID itself cannot tell). Anything else (other writers
+ * pushed meanwhile) it cannot tell, and it stops with EVAQ_INVALID_ARGUMENT, naming the IDs to
+ * look at, instead of guessing. One case it reads wrongly: the batch was stored and every one of
+ * its records was removed (consumed) before the next run; the batch is then imported again.
  */
 
 export interface ImportMarker {
@@ -65,7 +68,12 @@ async function fsync (path: string, flags: string): Promise<void> {
   }
 }
 
-export async function writeMarker (path: string, marker: ImportMarker): Promise<void> {
+/**
+ * Replace the progress file. `renameDurable`: fsync the directory after the rename, so that the
+ * new file survives an OS crash; needed when it names a pending batch (it must be on disk before
+ * the push), not after the push (lost, the pending one is found and settled).
+ */
+export async function writeMarker (path: string, marker: ImportMarker, renameDurable = true): Promise<void> {
   const tmp = `${path}.tmp`
   try {
     const handle = await open(tmp, 'w')
@@ -76,7 +84,7 @@ export async function writeMarker (path: string, marker: ImportMarker): Promise<
       await handle.close()
     }
     await rename(tmp, path)
-    await fsync(dirname(path), 'r')
+    if (renameDurable) await fsync(dirname(path), 'r')
   } catch (err) {
     throw new EvaqError('EVAQ_IO', `Cannot write the import's progress to ${path}`, { cause: err })
   }
@@ -93,12 +101,8 @@ export async function removeMarker (path: string): Promise<void> {
  */
 export async function pendingStored (q: Backend, marker: ImportMarker, payloads: readonly Buffer[], path: string): Promise<boolean> {
   const pending = marker.pending!
-  const nextId = (await q.stats() as unknown as Record<string, { nextId: number }>)[marker.log]!.nextId
-  if (nextId === pending.nextId) return false
-  if (nextId === pending.nextId + pending.count && payloads.length === pending.count) {
-    const records = await q.read(marker.log, { from: pending.nextId, maxCount: pending.count, maxBytes: 16 * 1024 * 1024 })
-    const inBatch = records.filter(r => r.id < nextId)
-    if (inBatch.every(r => r.payload.equals(payloads[r.id - pending.nextId]!))) return true
-  }
-  throw new EvaqError('EVAQ_INVALID_ARGUMENT', `The import was stopped while it pushed the records of lines ${pending.from}..${pending.line} to ${marker.log} as IDs from ${pending.nextId}, and the log cannot tell whether they were stored (its next ID is now ${nextId}: other records were pushed since). Look at ${marker.log} from ID ${pending.nextId}; then either delete ${path} (to import from the first line) or set its "line" to ${pending.line} (stored) and remove "pending"`)
+  const records = await q.read(marker.log, { from: pending.nextId, maxCount: pending.count, maxBytes: 16 * 1024 * 1024 })
+  if (records.length === 0) return false
+  if (payloads.length === pending.count && records.length === pending.count && records.every((r, i) => r.id === pending.nextId + i && r.payload.equals(payloads[i]!))) return true
+  throw new EvaqError('EVAQ_INVALID_ARGUMENT', `The import was stopped while it pushed the records of lines ${pending.from}..${pending.line} to ${marker.log} (as IDs from ${pending.nextId}), and the log cannot tell whether they were stored: it holds other records from ID ${records[0]!.id}. Look at ${marker.log} from ID ${pending.nextId}; then either delete ${path} (to import from the first line) or set its "line" to ${pending.line} (they were stored) and remove "pending"`)
 }

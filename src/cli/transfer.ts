@@ -128,7 +128,7 @@ async function importWith (q: Backend, log: string, options: { in: string | unde
       marker.imported += pushed.length
       marker.firstId ??= pushed[0]
       marker.lastId = pushed[pushed.length - 1]
-      await writeMarker(path!, marker)
+      await writeMarker(path!, marker, false)
     }
     batch = []
     batchBytes = 0
