@@ -138,8 +138,8 @@ test('restore interrupted by SIGINT, SIGTERM or SIGKILL at random moments while 
     const name = `r${i}`
     const target = join(root, name)
     const running = start(t, ['restore', '--from', archive, '--data', target, ...(i % 2 === 0 ? ['--verify'] : [])])
-    // Once its work directory exists (it is writing), after a random part of a few milliseconds.
-    const writing = await when(running, async () => (await workDirs(root, name)).length > 0)
+    // Once it writes (its work directory, or the target, exists), after a random few milliseconds.
+    const writing = await when(running, async () => (await readdir(root)).some(n => n === name || n.startsWith(`.${name}.`)))
     const delay = Math.floor(random() * 40)
     if (writing) {
       await new Promise(resolve => setTimeout(resolve, delay))
