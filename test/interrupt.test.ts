@@ -16,6 +16,7 @@ import { start, when } from './fixtures/signal-cli.js'
 import { prng } from './helpers/prng.js'
 import { readAll } from './helpers/read-all.js'
 import { tmpDir } from './helpers/tmp.js'
+import { Mounts, mountsUnavailable } from './reliability/fixtures/disk-images.js'
 
 const OPTIONS = { minFreeDiskBytes: 0, maintenanceIntervalMs: 3_600_000 }
 
@@ -205,4 +206,41 @@ test('bench removes its directory on SIGINT and SIGTERM', async t => {
     t.is(run.code, EXIT[signal], `${signal}: exit code (${run.stderr.slice(0, 300)})`)
     t.deepEqual(await readdir(root), [], `${signal}: no directory is left`)
   }
+})
+
+test('a target that is a mount point is filled in place, CURRENT last: interrupted, it never opens as a queue', async t => {
+  const unavailable = mountsUnavailable()
+  if (unavailable !== undefined) {
+    t.fail(`this test mounts a tmpfs and ${unavailable}`)
+    return
+  }
+  const root = await tmpDir(t, 'evaq-interrupt-mount-')
+  const target = (await new Mounts(t).mountTmpfs(join(root, 'mnt'), '32m')).mountpoint
+  const empty = async (): Promise<void> => {
+    for (const name of await readdir(target)) await rm(join(target, name), { recursive: true })
+  }
+
+  // Ctrl-C while it writes: its work directory inside the target is removed.
+  let run = await start(t, ['restore', '--from', archive, '--data', target], { EVAQ_CRASH_POINT: 'restore:loaded', EVAQ_CRASH_SIGNAL: 'SIGINT' }).exited
+  t.is(run.code, 130, run.stderr.slice(0, 300))
+  t.deepEqual(await readdir(target), [])
+
+  // Killed while it writes: the next restore removes the work directory it left, and completes.
+  run = await start(t, ['restore', '--from', archive, '--data', target], { EVAQ_CRASH_POINT: 'restore:synced' }).exited
+  t.is(run.signal, 'SIGKILL')
+  t.is((await readdir(target)).length, 1, 'the work directory is left')
+  await Evaq.restore(archive, target)
+  t.deepEqual(await viewOf(target), expected)
+  t.false((await readdir(target)).some(n => n.startsWith('.evaq-restore-')))
+  await empty()
+
+  // Killed while it moves the files up: LevelDB's files without CURRENT, which evaq refuses to open.
+  run = await start(t, ['restore', '--from', archive, '--data', target], { EVAQ_CRASH_POINT: 'restore:moved:2' }).exited
+  t.is(run.signal, 'SIGKILL')
+  t.false((await readdir(target)).includes('CURRENT'))
+  const err = await t.throwsAsync(Evaq.open(target, OPTIONS))
+  t.is((err as { code?: string }).code, 'EVAQ_CORRUPTION')
+  await empty()
+  await Evaq.restore(archive, target, { verify: true })
+  t.deepEqual(await viewOf(target), expected)
 })

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { open, readdir, rename, rm, rmdir, stat } from 'node:fs/promises'
+import { open, readdir, realpath, rename, rm, rmdir, stat } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { crashPoint } from '../crash-points.js'
 import { EvaqError } from '../errors.js'
@@ -57,7 +57,8 @@ function running (pid: number): boolean {
 }
 
 /** Remove the work directories of `dir` whose restore is no longer running (in its parent, and in it). */
-export async function removeStale (dir: string): Promise<string[]> {
+export async function removeStale (given: string): Promise<string[]> {
+  const dir = await realpath(given).catch(() => given)
   const removed: string[] = []
   for (const [where, inPlace] of [[dirname(resolve(dir)), false], [dir, true]] as const) {
     for (const name of await readdir(where).catch(() => [] as string[])) {
@@ -76,8 +77,10 @@ export function isWorkName (name: string): boolean {
 }
 
 /** Pick the work directory for `dir` (which exists empty, or not at all). */
-export async function prepare (dir: string, exists: boolean): Promise<RestoreTarget> {
+export async function prepare (given: string, exists: boolean): Promise<RestoreTarget> {
   let inPlace = false
+  // An existing target (a symbolic link to an empty directory, say) is replaced where it really is.
+  const dir = exists ? await realpath(given) : given
   if (exists) {
     const [own, parent] = await Promise.all([stat(dir), stat(dirname(resolve(dir)))])
     inPlace = own.dev !== parent.dev
