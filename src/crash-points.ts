@@ -6,9 +6,17 @@
  * Points: segment-write:before, segment-write:after, progress-write:before,
  * progress-write:after, cleanup:before, cleanup:after, removal:before, removal:after; the retry
  * daemon's retry:counted (an attempt's count is written, the handler not yet called), and the
- * steps of a move between the DLQ and parked: move:intent, move:pushed, move:removed.
+ * steps of a move between the DLQ and parked: move:intent, move:pushed, move:removed; a restore's
+ * restore:loaded (entries written, IDs not reserved), restore:synced (complete and fsynced under
+ * its work name), restore:renamed (in place, parent not fsynced), restore:moved (a file moved into
+ * a mount-point target); an import's import:pending (progress file names the batch, not pushed)
+ * and import:pushed (batch stored, progress file not updated).
+ *
+ * `EVAQ_CRASH_SIGNAL=SIGINT` (or SIGTERM) sends that signal instead of SIGKILL, to interrupt a
+ * command at an exact step; the process goes on and handles it as it would a Ctrl-C there.
  */
 const spec = process.env.EVAQ_CRASH_POINT
+const signal = (process.env.EVAQ_CRASH_SIGNAL ?? 'SIGKILL') as NodeJS.Signals
 const [target, nth] = spec === undefined ? [undefined, 0] : parse(spec)
 let passes = 0
 
@@ -20,5 +28,5 @@ function parse (value: string): [string, number] {
 
 export function crashPoint (name: string): void {
   if (name !== target) return
-  if (++passes === nth) process.kill(process.pid, 'SIGKILL')
+  if (++passes === nth) process.kill(process.pid, signal)
 }

@@ -515,7 +515,9 @@ export class Evaq extends EventEmitter<EvaqEvents> {
    * Restore backup archives into `dir`, which must not exist or be empty: a full archive, then the
    * incremental ones built on it, oldest first. Every archive is verified before anything is
    * written (a damaged one is refused with EVAQ_CORRUPTION, and the target is left as it was);
-   * IDs of the restored queue continue above every ID the backed-up queue had issued.
+   * IDs of the restored queue continue above every ID the backed-up queue had issued. The queue
+   * is built in a work directory beside `dir` and renamed into place once complete and fsynced:
+   * aborted (`options.signal`: EVAQ_ABORTED), killed or crashed before that, `dir` is as it was.
    */
   static async restore (from: string | readonly string[], dir: string, options?: RestoreOptions): Promise<RestoreResult> {
     if (options !== null && typeof options === 'object') rejectUnknown(options, ['verify', 'onProgress'], ' of restore()')

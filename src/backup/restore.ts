@@ -1,5 +1,6 @@
 import { readdir } from 'node:fs/promises'
 import { crc32 } from 'node:zlib'
+import { crashPoint } from '../crash-points.js'
 import { EvaqError, invalid } from '../errors.js'
 import { placeOf, readStore, StoreLoader } from '../store/snapshot.js'
 import { FORMAT_VERSION } from '../store/store.js'
@@ -7,11 +8,14 @@ import { ArchiveCorruption } from './archive-error.js'
 import { ArchiveReader, type Frame } from './archive-reader.js'
 import { FrameKind } from './format.js'
 import type { BackupManifest } from './manifest.js'
+import { commit, isWorkName, prepare, removeStale, syncWork } from './restore-dir.js'
 
 /**
  * Restore a chain of archives (a full one, then the incremental ones built on it, in order) into
  * a new data directory. Everything is read and verified before anything is written: a damaged
  * archive, a broken chain or a reference its base cannot answer leaves no trace in the target.
+ * The database is built under another name and renamed into place when complete (restore-dir.ts):
+ * interrupted at any point, the target is as it was found.
  */
 
 export type RestorePhase = 'verify' | 'restore' | 'read-back'
@@ -21,6 +25,11 @@ export interface RestoreOptions {
   verify?: boolean
   /** Progress in bytes of archive (`verify`, `restore`) or entries (`read-back`) per phase. */
   onProgress?: (phase: RestorePhase, done: number, total: number) => void
+  /**
+   * Stop the restore: it removes what it wrote and rejects with EVAQ_ABORTED, leaving the target
+   * as it was found. Once the restored directory is being put in place, the restore completes.
+   */
+  signal?: AbortSignal
 }
 
 export interface RestoreResult {
@@ -64,6 +73,10 @@ class Cursor {
   }
 }
 
+function throwIfAborted (signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new EvaqError('EVAQ_ABORTED', 'The restore was aborted; nothing was written to the target')
+}
+
 async function openAll (files: readonly string[]): Promise<ArchiveReader[]> {
   const readers: ArchiveReader[] = []
   try {
@@ -97,18 +110,22 @@ export async function checkChain (files: readonly string[]): Promise<BackupManif
   return manifests
 }
 
-async function assertEmptyTarget (dir: string): Promise<void> {
+/** Whether `dir` exists; EVAQ_INVALID_ARGUMENT unless it is a directory with nothing in it. */
+async function assertEmptyTarget (dir: string): Promise<boolean> {
   if (typeof dir !== 'string' || dir.length === 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', 'Expected the target to be a directory path')
   let names: string[]
   try {
     names = await readdir(dir)
   } catch (err) {
     const code = (err as { code?: string }).code
-    if (code === 'ENOENT') return
+    if (code === 'ENOENT') return false
     if (code === 'ENOTDIR') throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`${dir}\` to be a directory`, { cause: err })
     throw new EvaqError('EVAQ_IO', `Cannot read ${dir}`, { cause: err })
   }
+  // Another restore's work directory, when the target is a mount point, does not count (see restore-dir.ts).
+  names = names.filter(n => !isWorkName(n))
   if (names.length > 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`${dir}\` to be a new or empty directory; it holds ${names.length} file(s). A restore never writes over data`)
+  return true
 }
 
 /**
@@ -116,7 +133,7 @@ async function assertEmptyTarget (dir: string): Promise<void> {
  * entry of its base with the same length and checksum (so, by induction, the chain holds a value
  * for every entry of the last archive).
  */
-async function verifyChain (files: readonly string[], onProgress: RestoreOptions['onProgress']): Promise<void> {
+async function verifyChain (files: readonly string[], onProgress: RestoreOptions['onProgress'], signal: AbortSignal | undefined): Promise<void> {
   const readers = await openAll(files)
   const total = readers.reduce((n, r) => n + r.size, 0)
   let before = 0
@@ -127,6 +144,7 @@ async function verifyChain (files: readonly string[], onProgress: RestoreOptions
       try {
         let n = 0
         for await (const frame of reader.frames()) {
+          throwIfAborted(signal)
           if ((++n & 255) === 0) onProgress?.('verify', before + reader.position, total)
           if (frame.kind !== FrameKind.REFERENCE) continue
           const found = await base!.seek(frame.key)
@@ -154,13 +172,14 @@ async function verifyChain (files: readonly string[], onProgress: RestoreOptions
 }
 
 /** Write the state of the last archive, taking each referenced value from the newest archive that carries it. */
-async function load (files: readonly string[], loader: StoreLoader, onProgress: RestoreOptions['onProgress']): Promise<void> {
+async function load (files: readonly string[], loader: StoreLoader, onProgress: RestoreOptions['onProgress'], signal: AbortSignal | undefined): Promise<void> {
   const readers = await openAll(files)
   const cursors = readers.map(r => new Cursor(r))
   const last = readers[readers.length - 1]!
   try {
     let n = 0
     for await (const frame of last.frames()) {
+      throwIfAborted(signal)
       let value = frame.value
       for (let j = cursors.length - 2; value === undefined && j >= 0; j--) {
         const found = await cursors[j]!.seek(frame.key)
@@ -184,7 +203,7 @@ function startsWith (key: Buffer): boolean {
 }
 
 /** Compare every entry of the restored database with the last archive's list (key, length, CRC). */
-async function readBack (dir: string, last: string, onProgress: RestoreOptions['onProgress'], entries: number): Promise<void> {
+async function readBack (work: string, dir: string, last: string, onProgress: RestoreOptions['onProgress'], entries: number, signal: AbortSignal | undefined): Promise<void> {
   const cursor = new Cursor(await ArchiveReader.open(last))
   const mismatch = (key: Buffer, why: string): EvaqError => {
     const place = placeOf(key)
@@ -193,7 +212,8 @@ async function readBack (dir: string, last: string, onProgress: RestoreOptions['
   let n = 0
   let seen = 0
   try {
-    for await (const page of readStore(dir)) {
+    for await (const page of readStore(work)) {
+      throwIfAborted(signal)
       for (const [key, value] of page) {
         const frame = await cursor.seek(key)
         if (frame === undefined) {
@@ -215,31 +235,37 @@ async function readBack (dir: string, last: string, onProgress: RestoreOptions['
 /**
  * Restore `files` (a full archive, then incremental ones built on it, oldest first) into `dir`,
  * which must not exist or be empty. IDs continue above every ID the backed-up queue had issued
- * when the last snapshot was taken. On any failure the target is left as it was found.
+ * when the last snapshot was taken. The database is built in a work directory and renamed to
+ * `dir` once complete and fsynced: on any failure, an abort, or a crash at any moment, the target
+ * is left as it was found (a killed restore's work directory is removed by the next restore into
+ * the same target).
  */
 export async function restoreArchives (files: readonly string[], dir: string, options: RestoreOptions = {}): Promise<RestoreResult> {
   if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
+  const { onProgress, signal } = options
   const manifests = await checkChain(files)
-  await assertEmptyTarget(dir)
-  await verifyChain(files, options.onProgress)
+  if (typeof dir !== 'string' || dir.length === 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', 'Expected the target to be a directory path')
+  await removeStale(dir)
+  const exists = await assertEmptyTarget(dir)
+  throwIfAborted(signal)
+  await verifyChain(files, onProgress, signal)
   const manifest = manifests[manifests.length - 1]!
   const nextIds: Record<string, number> = {}
   for (const [log, mark] of Object.entries(manifest.logs)) nextIds[log] = mark.nextId
-  const loader = await StoreLoader.create(dir)
+  const target = await prepare(dir, exists)
+  const loader = await StoreLoader.create(target.work)
   try {
-    await load(files, loader, options.onProgress)
+    await load(files, loader, onProgress, signal)
+    crashPoint('restore:loaded')
     await loader.finish(nextIds)
+    if (options.verify === true) await readBack(target.work, dir, files[files.length - 1]!, onProgress, loader.loaded, signal)
+    throwIfAborted(signal)
+    await syncWork(target)
+    crashPoint('restore:synced')
+    await commit(target)
   } catch (err) {
     await loader.abort()
     throw err
-  }
-  if (options.verify === true) {
-    try {
-      await readBack(dir, files[files.length - 1]!, options.onProgress, loader.loaded)
-    } catch (err) {
-      await loader.abort()
-      throw err
-    }
   }
   return { manifest, entries: loader.loaded, nextIds, verified: options.verify === true }
 }

@@ -9,6 +9,7 @@ import { Evaq } from '../evaq.js'
 import { readServiceFile } from '../server/service-file.js'
 import { serviceUrl } from './backend.js'
 import { check } from './check.js'
+import { guardInterrupts } from './interrupt.js'
 import { progress, type Progress } from './progress.js'
 import { UsageError } from './usage.js'
 
@@ -159,17 +160,33 @@ export async function restoreCommand (values: Values): Promise<number> {
   const verify = values.verify === true
   let phase: RestorePhase | undefined
   let bar: Progress = progress({ isTTY: false, write: () => true }, '', '')
-  const result = await Evaq.restore(from, dir, {
-    verify,
-    onProgress: (p, done, total) => {
-      if (p !== phase) {
-        bar.done()
-        phase = p
-        bar = progress(process.stdout, ...PHASE_LABEL[p], total)
-      }
-      bar.update(done, total)
-    },
-  }).finally(() => bar.done())
+  // Ctrl-C or SIGTERM stops the restore, which removes its work directory: nothing is left at DIR.
+  const interrupt = guardInterrupts()
+  let result
+  try {
+    result = await Evaq.restore(from, dir, {
+      verify,
+      signal: interrupt.signal,
+      onProgress: (p, done, total) => {
+        if (p !== phase) {
+          bar.done()
+          phase = p
+          bar = progress(process.stdout, ...PHASE_LABEL[p], total)
+        }
+        bar.update(done, total)
+      },
+    })
+  } catch (err) {
+    if (interrupt.received !== undefined && isEvaqError(err, 'EVAQ_ABORTED')) {
+      bar.done()
+      process.stderr.write(`evaq: restore interrupted (${interrupt.received}); nothing was written to ${dir}\n`)
+      return interrupt.exitCode
+    }
+    throw err
+  } finally {
+    bar.done()
+    interrupt.dispose()
+  }
   let damaged = false
   let report
   if (verify) {

@@ -2,12 +2,14 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Evaq } from '../evaq.js'
+import { guardInterrupts } from './interrupt.js'
 import { durabilityFlag, intFlag } from './usage.js'
 
 /**
  * `evaq bench`: durable pushes to a fresh queue in a temporary directory (on the filesystem of
  * `--dir`, default the OS temp dir), from `--concurrency` callers for `--seconds`; prints the
- * rate and the latency percentiles. The directory is removed afterwards.
+ * rate and the latency percentiles. The directory is removed afterwards, also on an error, Ctrl-C
+ * or SIGTERM (the callers stop, the queue closes, the directory goes; exit 130 / 143).
  */
 export async function bench (values: Record<string, string | boolean | undefined>): Promise<number> {
   const seconds = intFlag(values.seconds as string | undefined, '--seconds', 5, 1, 3600)
@@ -15,7 +17,14 @@ export async function bench (values: Record<string, string | boolean | undefined
   const size = intFlag(values.size as string | undefined, '--size', 1024, 0, 8 * 1024 * 1024)
   const durability = durabilityFlag(values.durability as string | undefined) ?? 'sync'
   const parent = (values.dir as string | undefined) ?? tmpdir()
-  const dir = await mkdtemp(join(parent, 'evaq-bench-'))
+  const interrupt = guardInterrupts()
+  let dir: string
+  try {
+    dir = await mkdtemp(join(parent, 'evaq-bench-'))
+  } catch (err) {
+    interrupt.dispose()
+    throw err
+  }
   try {
     const evaq = await Evaq.open(dir, { durability, minFreeDiskBytes: 0 })
     const payload = Buffer.alloc(size, 0x61)
@@ -24,7 +33,7 @@ export async function bench (values: Record<string, string | boolean | undefined
     const started = performance.now()
     const deadline = started + seconds * 1000
     const caller = async (): Promise<void> => {
-      while (performance.now() < deadline) {
+      while (performance.now() < deadline && !interrupt.signal.aborted) {
         const t = performance.now()
         await evaq.pushWal(payload)
         latencies.push(performance.now() - t)
@@ -35,6 +44,10 @@ export async function bench (values: Record<string, string | boolean | undefined
       await Promise.all(Array.from({ length: concurrency }, caller))
     } finally {
       await evaq.close()
+    }
+    if (interrupt.received !== undefined) {
+      console.error(`evaq: bench interrupted (${interrupt.received}) after ${pushed} push(es); its directory was removed`)
+      return interrupt.exitCode
     }
     const elapsed = (performance.now() - started) / 1000
     latencies.sort((a, b) => a - b)
@@ -56,7 +69,8 @@ export async function bench (values: Record<string, string | boolean | undefined
     }
     return 0
   } finally {
-    await rm(dir, { recursive: true, force: true })
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 })
+    interrupt.dispose()
   }
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { EvaqError, isEvaqError } from '../errors.js'
 import type { LogStats } from '../log/log.js'
@@ -146,7 +147,9 @@ const COMMANDS: Record<string, Command> = {
     run: (values, args) => {
       const log = logArg(args, 'import')
       format(values)
-      return withTarget(values, q => importLog(q, log, { in: values.in as string | undefined, json: values.json === true }), { create: true })
+      // The target's identity keys the progress of an import from a file (import-marker.ts).
+      const target = typeof values.url === 'string' ? values.url : resolve(String(values.data))
+      return withTarget(values, q => importLog(q, log, { in: values.in as string | undefined, json: values.json === true, target }), { create: true })
     },
   },
   check: {

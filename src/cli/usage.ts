@@ -42,7 +42,8 @@ Inspect and operate (on --data DIR, or through a running service with --url URL 
   parked purge (ID... | --all) [--json]              delete parked records
   export LOG [--out FILE] [--from ID] [--format ndjson]
                                                      write LOG's records as NDJSON (one JSON line each)
-  import LOG [--in FILE] [--format ndjson] [--json]  push records from NDJSON written by export (new IDs)
+  import LOG [--in FILE] [--format ndjson] [--json]  push records from NDJSON written by export (new IDs);
+                                                     interrupted, the same command continues (FILE.evaq-import)
 
 Back up and restore (backup works on --data DIR, through the service that holds it if one runs,
 or on a running service with --url URL; --token T or EVAQ_TOKEN for a service with a token):
@@ -52,7 +53,8 @@ or on a running service with --url URL; --token T or EVAQ_TOKEN for a service wi
   restore --from FILE [--from FILE...] --data NEWDIR [--verify] [--json]
                                                      restore a full archive and the incremental ones built on it
                                                      (oldest first) into a new or empty directory; --verify reads it
-                                                     back and checks every record; IDs continue above the backup's
+                                                     back and checks every record; IDs continue above the backup's;
+                                                     nothing is at NEWDIR until it completes
 
 Need the directory to themselves (stop the service first):
   check --data DIR [--json]                          verify every record's checksum and evaq's metadata on a copy
@@ -71,7 +73,8 @@ Options:
   --version, -v   the evaq version
 
 Environment: EVAQ_TOKEN is the default of --token.
-Exit codes: 0 success, 1 an evaq error (its code is printed on stderr) or damage found, 2 bad usage.`
+Exit codes: 0 success, 1 an evaq error (its code is printed on stderr) or damage found, 2 bad usage;
+130 / 143 when restore, import or bench stopped on Ctrl-C (SIGINT) / SIGTERM.`
 
 /** A decimal flag value from `min` to `max`; EVAQ_INVALID_ARGUMENT (exit 2) otherwise. */
 export function intFlag (value: string | undefined, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
