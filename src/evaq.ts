@@ -292,7 +292,8 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       subscriber: sub.name,
       deliveries,
     }
-    await this.dlq.push(record.payload, undefined, Buffer.from(JSON.stringify(error)))
+    // One write: the DLQ record and the subscriber's acknowledgement of the WAL record.
+    await this.dlq.push(record.payload, undefined, Buffer.from(JSON.stringify(error)), (batch, delta) => log.ackCarried(sub, record.id, { batch, delta }))
   }
 
   /** What a repair or recount found gone: `dropped` events with reason 'corruption'. */

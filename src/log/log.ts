@@ -973,6 +973,29 @@ export class Log {
     }
   }
 
+  /**
+   * Acknowledge leased record `id` for `sub` in the batch `carrier` of another log (the push that
+   * moves the record to the dead-letter queue), and write it: through the progress lane, so that
+   * no older progress of `sub` is applied after it. Both commit together, or neither.
+   */
+  async ackCarried (sub: Subscriber, id: number, carrier: Carrier): Promise<void> {
+    for (let busy = this.progressNext ?? this.progressWrite; busy !== undefined; busy = this.progressNext ?? this.progressWrite) {
+      await busy.catch(() => {})
+    }
+    const run = (async () => {
+      const { batch } = carrier
+      batch.put(Buffer.from(sub.name, 'utf8'), Buffer.from(JSON.stringify(sub.progressAcking(id))), { sublevel: this.subsLevel })
+      crashPoint('move:before')
+      await this.write(batch, carrier.delta, this.sync, `Moving record ${id} of ${this.name} to the dead-letter queue failed; it may or may not be moved`)
+      crashPoint('move:after')
+      sub.ackMoved(id)
+    })()
+    const written: Promise<void> = run.finally(() => { if (this.progressWrite === written) this.progressWrite = undefined })
+    written.catch(() => {})
+    this.progressWrite = written
+    await run
+  }
+
   /** Whether progress is waiting for the interval timer. */
   get progressDirty (): boolean {
     return this.dirtyProgress.size > 0
