@@ -342,15 +342,16 @@ export class Evaq extends EventEmitter<EvaqEvents> {
 
   /**
    * Move WAL record `id` to the DLQ, as pushRetryItem would put it there (`payload` replaces the
-   * stored one if given). The removal from the WAL and the push to the DLQ are one write: after a
+   * stored one if given; `source` defaults to the WAL record). The removal from the WAL and the push to the DLQ are one write: after a
    * crash the record is in exactly one of the two. Resolves with its DLQ ID; rejects with
    * EVAQ_NOT_FOUND, and moves nothing, when `id` is not in the WAL.
    */
   async moveWalToDlq (id: number, options: RetryItemOptions & { payload?: Buffer | Uint8Array | string } = {}): Promise<number> {
     this.assertWritable()
     checkId(id, 'id')
-    const { payload, ...rest } = options ?? {}
-    const [init] = this.retryInit(rest)
+    if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
+    const { payload, ...rest } = options
+    const [init] = this.retryInit({ source: { log: this.wal.name, id }, ...rest })
     let body: Buffer | Uint8Array | string
     if (payload !== undefined) body = payload
     else {
