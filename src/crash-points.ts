@@ -4,9 +4,11 @@
  * `name`, `name:N` at the Nth. Read once at load; when unset a pass costs one comparison.
  *
  * Points: segment-write:before, segment-write:after, progress-write:before,
- * progress-write:after, cleanup:before, cleanup:after, removal:before, removal:after; the retry
- * daemon's retry:counted (an attempt's count is written, the handler not yet called), and the
- * steps of a move between the DLQ and parked: move:intent, move:pushed, move:removed.
+ * progress-write:after, cleanup:before, cleanup:after, removal:before, removal:after, and
+ * removal:staged (a removal group staged one more segment into its batch, not yet written); the
+ * retry daemon's retry:counted (an attempt's count is written, the handler not yet called); and
+ * move:before, move:after around the one write of a move between logs (WAL to DLQ, a
+ * subscriber's dead-letter, DLQ to parked, parked to DLQ).
  */
 const spec = process.env.EVAQ_CRASH_POINT
 const [target, nth] = spec === undefined ? [undefined, 0] : parse(spec)

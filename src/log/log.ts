@@ -556,6 +556,7 @@ export class Log {
         this.removalKeys.put(batch, first, encodeRemovalSet(t.set))
         updated.push([first, t.set])
       }
+      crashPoint('removal:staged')
     }
     if (this.extraKeys !== undefined) {
       for (const req of accepted) for (const id of req.ids) this.extraKeys.del(batch, id)
