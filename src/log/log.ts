@@ -456,7 +456,8 @@ export class Log {
    */
   removeCarried (ids: readonly number[], carrier: Carrier): Promise<void> {
     try {
-      this.ctx.assertWritable()
+      // Not assertWritable: the push this removal commits with was admitted, and it may be
+      // flushed while the queue closes (a move close() lets finish) from another async context.
       const list = checkIds(ids, 'ids')
       return this.enqueueRemoval({ ids: list, carrier }).then(() => {})
     } catch (err) {
