@@ -4,13 +4,15 @@
  * `name`, `name:N` at the Nth. Read once at load; when unset a pass costs one comparison.
  *
  * Points: segment-write:before, segment-write:after, progress-write:before,
- * progress-write:after, cleanup:before, cleanup:after, removal:before, removal:after; the retry
- * daemon's retry:counted (an attempt's count is written, the handler not yet called), and the
- * steps of a move between the DLQ and parked: move:intent, move:pushed, move:removed; a restore's
- * restore:loaded (entries written, IDs not reserved), restore:synced (complete and fsynced under
- * its work name), restore:renamed (in place, parent not fsynced), restore:moved (a file moved into
- * a mount-point target); an import's import:pending (progress file names the batch, not pushed)
- * and import:pushed (batch stored, progress file not updated).
+ * progress-write:after, cleanup:before, cleanup:after, removal:before, removal:after, and
+ * removal:staged (a removal group staged one more segment into its batch, not yet written); the
+ * retry daemon's retry:counted (an attempt's count is written, the handler not yet called);
+ * move:before, move:after around the one write of a move between logs (WAL to DLQ, a
+ * subscriber's dead-letter, DLQ to parked, parked to DLQ); a restore's restore:loaded (entries
+ * written, IDs not reserved), restore:synced (complete and fsynced under its work name),
+ * restore:renamed (in place, parent not fsynced), restore:moved (a file moved into a mount-point
+ * target); an import's import:pending (progress file names the batch, not pushed) and
+ * import:pushed (batch stored, progress file not updated).
  *
  * `EVAQ_CRASH_SIGNAL=SIGINT` (or SIGTERM) sends that signal instead of SIGKILL, to interrupt a
  * command at an exact step; the process goes on and handles it as it would a Ctrl-C there.

@@ -14,7 +14,7 @@ import { Moves } from './retry/moves.js'
 import { RetryDaemon, type RetryHandler } from './retry/retry-daemon.js'
 import { DeadLetterLog, ParkedLog, type DeadLetterRecord, type ParkedRecord, type RetryLog } from './retry/retry-log.js'
 import { resolveRetryOptions, type RetryOptions } from './retry/retry-options.js'
-import type { RecordSource, RetryState } from './retry/retry-state.js'
+import type { RecordInit, RecordSource, RetryState } from './retry/retry-state.js'
 import { ID_FILE } from './store/id-floor.js'
 import { reconcile, repairInPlace, type RepairFixes } from './store/repair.js'
 import { takeSnapshot } from './store/snapshot.js'
@@ -292,7 +292,8 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       subscriber: sub.name,
       deliveries,
     }
-    await this.dlq.push(record.payload, undefined, Buffer.from(JSON.stringify(error)))
+    // One write: the DLQ record and the subscriber's acknowledgement of the WAL record.
+    await this.dlq.push(record.payload, undefined, Buffer.from(JSON.stringify(error)), (batch, delta) => log.ackCarried(sub, record.id, { batch, delta }))
   }
 
   /** What a repair or recount found gone: `dropped` events with reason 'corruption'. */
@@ -335,6 +336,36 @@ export class Evaq extends EventEmitter<EvaqEvents> {
    */
   async pushRetryItem (payload: Buffer | Uint8Array | string, options: RetryItemOptions = {}): Promise<number> {
     this.assertOpen()
+    const [init, rest] = this.retryInit(options)
+    return this.dlq.pushRecord(payload, init, rest)
+  }
+
+  /**
+   * Move WAL record `id` to the DLQ, as pushRetryItem would put it there (`payload` replaces the
+   * stored one if given; `source` defaults to the WAL record). The removal from the WAL and the push to the DLQ are one write: after a
+   * crash the record is in exactly one of the two. Resolves with its DLQ ID; rejects with
+   * EVAQ_NOT_FOUND, and moves nothing, when `id` is not in the WAL.
+   */
+  async moveWalToDlq (id: number, options: RetryItemOptions & { payload?: Buffer | Uint8Array | string } = {}): Promise<number> {
+    this.assertWritable()
+    checkId(id, 'id')
+    if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
+    const { payload, ...rest } = options
+    const [init] = this.retryInit({ source: { log: this.wal.name, id }, ...rest })
+    let body: Buffer | Uint8Array | string
+    if (payload !== undefined) body = payload
+    else {
+      const record = await this.wal.read({ from: id, maxCount: 1, maxBytes: 0 })
+      if (record[0]?.id !== id) throw new EvaqError('EVAQ_NOT_FOUND', `No record with ID ${id} in ${this.wal.name}; nothing was moved`, { ids: [id] })
+      body = record[0].payload
+    }
+    const dlqId = await this.moves.move(this.wal, this.dlq, id, body, init)
+    if (dlqId === undefined) throw new EvaqError('EVAQ_NOT_FOUND', `No record with ID ${id} in ${this.wal.name}; nothing was moved`, { ids: [id] })
+    await this.caps.get('wal')?.recheck()
+    return dlqId
+  }
+
+  private retryInit (options: RetryItemOptions): [Omit<RecordInit, 'move'>, PushOptions] {
     if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
     rejectUnknown(options, ['error', 'attempts', 'source', 'signal'], ' of pushRetryItem()')
     const { error, attempts, source, ...rest } = options
@@ -350,10 +381,10 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       }
       Object.assign(state, { source: { log: source.log, id: checkId(source.id, 'source.id') } })
     }
-    return this.dlq.pushRecord(payload, {
+    return [{
       ...(encoded === undefined ? {} : { error: JSON.parse(encoded.toString('utf8')) as RecordError }),
       state,
-    }, rest)
+    }, rest]
   }
 
   /**

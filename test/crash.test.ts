@@ -50,8 +50,9 @@ async function runAndKill (dir: string, durability: string, tag: string, options
       const [kind, a, b] = line.split('\t')
       const id = Number(a)
       if (kind === 'A') report.acks.push([id, b!])
-      else if (kind === 'r') report.removing.push(id)
-      else if (kind === 'R') report.removed.push(id)
+      // A removal line lists the IDs of one removeWal call.
+      else if (kind === 'r') report.removing.push(...a!.split(',').map(Number))
+      else if (kind === 'R') report.removed.push(...a!.split(',').map(Number))
       else if (kind === 'O') report.openedNext = id
       else throw new Error(`Unexpected line from the writer: ${JSON.stringify(line)}`)
     }

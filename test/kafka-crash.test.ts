@@ -2,6 +2,7 @@ import test from 'ava'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
+import { Evaq } from '../src/index.js'
 import { tmpDir } from './helpers/tmp.js'
 import { cluster, consume } from './kafka/kafka-helpers.js'
 
@@ -114,4 +115,48 @@ test('SIGKILL mid-stream, also during an outage, then a restart: every message w
   }
   t.is(outOfOrder, 0)
   t.log(`run 1: ${one.acked.length} sends, ${one.sent} sent before the kill; run 2: ${two.acked.length} sends, ${two.retries} failed attempts; ${read.length} messages read, ${read.length - seen.size} duplicates`)
+})
+
+const DEAD_LETTER = fileURLToPath(new URL('./fixtures/kafka-dead-letter.ts', import.meta.url))
+
+test('a crash inside the dead-letter move leaves the message in exactly one of WAL and DLQ', async t => {
+  const c = await cluster(t, { messageMaxBytes: 64 * 1024 })
+  await c.createTopic('dead', 1)
+  for (const mode of ['foreign', 'large'] as const) {
+    for (const [point, expected] of [['move:before', 'wal'], ['move:after', 'dlq']] as const) {
+      const where = `${mode} at ${point}`
+      const dir = await tmpDir(t, 'evaq-kafka-dead-')
+      let id: number | undefined
+      if (mode === 'foreign') {
+        const setup = await Evaq.open(dir)
+        id = await setup.pushWal('not a kafka record')
+        await setup.close()
+      }
+      const child = spawn(process.execPath, ['--import', 'tsx', DEAD_LETTER, dir, c.brokers.join(','), 'dead', mode], {
+        stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EVAQ_CRASH_POINT: point },
+      })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
+      child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
+      const watchdog = setTimeout(() => child.kill('SIGKILL'), WATCHDOG_MS)
+      const [, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
+      clearTimeout(watchdog)
+      t.is(signal, 'SIGKILL', `${where}: ${stderr}`)
+      t.false(stdout.includes('D\t'), `${where}: the move resolved before the kill`)
+      id ??= Number(/^I\t(\d+)$/m.exec(stdout)?.[1])
+      t.true(Number.isSafeInteger(id), `${where}: ${stdout}`)
+
+      const evaq = await Evaq.open(dir)
+      try {
+        const inWal = (await evaq.wal.read({ maxCount: Infinity, maxBytes: Infinity })).filter(r => r.id === id)
+        const inDlq = (await evaq.dlq.read({ maxCount: Infinity, maxBytes: Infinity })).filter(r => r.retry.source?.id === id)
+        t.is(inWal.length + inDlq.length, 1, `${where}: ${inWal.length} in the WAL, ${inDlq.length} in the DLQ`)
+        t.is(inWal.length === 1 ? 'wal' : 'dlq', expected, where)
+        t.like(await evaq.stats(), { wal: { count: inWal.length }, dlq: { count: inDlq.length } }, where)
+      } finally {
+        await evaq.close()
+      }
+    }
+  }
 })

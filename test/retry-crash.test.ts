@@ -180,7 +180,7 @@ test('SIGKILL of a child running the daemon: no DLQ record lost or in two places
 })
 
 test('a crash at each step of parking leaves the record in exactly one place', async t => {
-  for (const [point, expected] of [['retry:counted', 'dlq'], ['move:intent', 'dlq'], ['move:pushed', 'parked'], ['move:removed', 'parked']] as const) {
+  for (const [point, expected] of [['retry:counted', 'dlq'], ['move:before', 'dlq'], ['move:after', 'parked']] as const) {
     const dir = await tmpDir(t, 'evaq-retry-point-')
     const setup = await Evaq.open(dir, { minFreeDiskBytes: 0 })
     const id = await setup.pushRetryItem('poison', { error: 'x', source: { log: 'wal', id: 3 } })
@@ -212,7 +212,7 @@ test('a crash at each step of parking leaves the record in exactly one place', a
 })
 
 test('a crash at each step of a requeue leaves the record in exactly one place', async t => {
-  for (const [point, expected] of [['move:intent', 'parked'], ['move:pushed', 'dlq'], ['move:removed', 'dlq']] as const) {
+  for (const [point, expected] of [['move:before', 'parked'], ['move:after', 'dlq']] as const) {
     const dir = await tmpDir(t, 'evaq-requeue-point-')
     const setup = await Evaq.open(dir, { minFreeDiskBytes: 0 })
     await setup.pushRetryItem('poison')

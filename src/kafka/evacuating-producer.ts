@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { EvaqError, invalid, isEvaqError } from '../errors.js'
-import type { Evaq, RetryItemOptions } from '../evaq.js'
+import type { Evaq } from '../evaq.js'
 import type { DropEvent } from '../log/log.js'
 import type { Delivery, Subscriber } from '../log/subscriber.js'
 import { integer } from '../options.js'
@@ -680,7 +680,10 @@ export class EvacuatingProducer extends EventEmitter<EvacuatingProducerEvents> {
     }
   }
 
-  /** Move one message the broker refused to the DLQ (with its evaq-id, so a resend keeps it), then out of the WAL. */
+  /**
+   * Move one message the broker refused from the WAL to the DLQ (with its evaq-id, so a resend
+   * keeps it): one write, so that a crash leaves it in exactly one of the two.
+   */
   private async deadLetter (p: Pending, err: unknown, signal: AbortSignal): Promise<void> {
     const error = deadLetterError(err)
     let payload = p.payload
@@ -689,20 +692,23 @@ export class EvacuatingProducer extends EventEmitter<EvacuatingProducerEvents> {
       payload = encodeRecord(r.topic, r.acks, { key: r.key, value: r.value, partition: r.partition, headers: r.headers, timestamp: r.timestamp }, [[EVAQ_ID_HEADER, Buffer.from(`${this.identitySync!}:${p.id}`)]])
     }
     // `attempts` and `source` feed the retry daemon (this was one delivery attempt, from the WAL).
-    const options: RetryItemOptions = { error, attempts: 1, source: { log: this.evaq.wal.name, id: p.id } }
+    const options = { payload, error, attempts: 1, source: { log: this.evaq.wal.name, id: p.id } }
     let dlqId: number | undefined
     for (let failures = 0; dlqId === undefined;) {
       try {
-        dlqId = await this.evaq.pushRetryItem(payload, options)
+        dlqId = await this.evaq.moveWalToDlq(p.id, options)
       } catch (e) {
+        if (isEvaqError(e, 'EVAQ_NOT_FOUND')) {
+          // Gone from the WAL meanwhile (retention, drop-oldest: reported as dropped): nothing to move.
+          this.outcome(p.id, { kind: 'dropped' })
+          this.notifySettled()
+          return
+        }
         this.reportError(e)
         if (isEvaqError(e, 'EVAQ_CLOSED') || signal.aborted) { this.giveBack([p]); return }
         await sleep(this.delay(failures++), signal)
       }
     }
-    // A crash here leaves the record in both logs: the next run dead-letters it again (the broker
-    // refuses it again), so the DLQ may hold it twice, with the same evaq-id.
-    await this.remove([p.id], signal)
     const message: DeadLetteredMessage = { id: p.id, dlqId, code: error.code, error: err }
     this.counters.deadLettered++
     this.outcome(p.id, { kind: 'dead', message })

@@ -154,10 +154,26 @@ export interface LogContext {
   error (err: unknown): void
 }
 
+/**
+ * A batch another log built (a push to it) and hands to this log's removal lane: the removal is
+ * staged into it and the lane writes it, so that both commit together or not at all.
+ */
+export interface Carrier {
+  readonly batch: ChainedBatch
+  readonly delta: Delta
+}
+
+/** Commits a carried segment (see GroupCommit's `carrier`) in place of the log's own write. */
+export type CarryFn = (batch: ChainedBatch, delta: Delta) => Promise<void>
+
 interface RemoveRequest {
   readonly ids: number[]
   /** Taking damaged records out: counted as quarantined, their bytes kept aside. */
   readonly quarantine?: boolean
+  /** The batch of a push this removal commits with (one carried request per group). */
+  readonly carrier?: Carrier
+  /** Stages what goes with this request alone (only if it is accepted). */
+  readonly stage?: (batch: ChainedBatch) => void
   resolve (highest: number | undefined): void
   reject (err: unknown): void
 }
@@ -285,15 +301,20 @@ export class Log {
     return this.counters.bytes
   }
 
-  push (payload: unknown, options?: PushOptions, extra?: Buffer): Promise<number> {
+  /**
+   * `carry`: commit the record through another log's removal lane, in one batch with a removal
+   * there (a move; see removeCarried). The push then rejects with that removal's EVAQ_NOT_FOUND
+   * when the source record is gone, and nothing is written.
+   */
+  push (payload: unknown, options?: PushOptions, extra?: Buffer, carry?: CarryFn): Promise<number> {
     try {
       this.ctx.assertWritable()
       const buf = this.toPayload(payload, 'payload')
       const signal = checkPushOptions(options)
       const wait = this.ctx.admission.admit(this, buf.byteLength, signal)
       const extras = extra === undefined ? undefined : [extra]
-      if (wait === undefined) return this.writer.push([buf], buf.byteLength, extras, signal)
-      return wait.then(() => { this.ctx.assertWritable(); return this.writer.push([buf], buf.byteLength, extras, signal) })
+      if (wait === undefined) return this.writer.push([buf], buf.byteLength, extras, signal, carry)
+      return wait.then(() => { this.ctx.assertWritable(); return this.writer.push([buf], buf.byteLength, extras, signal, carry) })
     } catch (err) {
       return Promise.reject(err)
     }
@@ -363,7 +384,9 @@ export class Log {
     const delta: Delta = { [this.name]: { next, count, bytes } }
     crashPoint('segment-write:before')
     const t0 = performance.now()
-    await this.write(batch, delta, this.sync, `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`)
+    const carry = segments[0]!.carrier as CarryFn | undefined
+    if (carry !== undefined) await carry(batch, delta)
+    else await this.write(batch, delta, this.sync, `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`)
     crashPoint('segment-write:after')
     this.ctx.flushed?.({ log: this.name, records: count, segments: segments.length, bytes, durationMs: performance.now() - t0, synced: this.sync })
     for (const s of written) {
@@ -427,12 +450,50 @@ export class Log {
     return promise
   }
 
+  /**
+   * Remove `ids` in the batch `carrier` of another log, written by this log's removal lane: both
+   * commit together, or neither (EVAQ_NOT_FOUND when an ID is gone, and nothing is written).
+   */
+  removeCarried (ids: readonly number[], carrier: Carrier): Promise<void> {
+    try {
+      // Not assertWritable: the push this removal commits with was admitted, and it may be
+      // flushed while the queue closes (a move close() lets finish) from another async context.
+      const list = checkIds(ids, 'ids')
+      return this.enqueueRemoval({ ids: list, carrier }).then(() => {})
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** Remove `ids` like remove(), and stage `stage` into the same batch if the removal happens. */
+  protected removeStaged (ids: readonly number[], stage: (batch: ChainedBatch) => void): Promise<number | undefined> {
+    try {
+      this.ctx.assertWritable()
+      return this.enqueueRemoval({ ids: checkIds(ids, 'ids'), stage })
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  private enqueueRemoval (request: Omit<RemoveRequest, 'resolve' | 'reject'>): Promise<number | undefined> {
+    const promise = new Promise<number | undefined>((resolve, reject) => this.removeQueue.push({ ...request, resolve, reject }))
+    this.scheduleRemovals()
+    return promise
+  }
+
   private scheduleRemovals (): void {
     if (this.removalQueued) return
     this.removalQueued = true
     void this.serial(async () => {
       this.removalQueued = false
-      const group = this.removeQueue.splice(0)
+      // One carried batch per group: later carried requests wait for the next group. In a group,
+      // plain removals go first: where one meets a move of the same ID, the removal wins and the
+      // move finds the record gone (nothing is moved).
+      const group = this.removeQueue.filter(r => r.carrier === undefined)
+      const carried = this.removeQueue.find(r => r.carrier !== undefined)
+      if (carried !== undefined) group.push(carried)
+      this.removeQueue.splice(0, this.removeQueue.length, ...this.removeQueue.filter(r => r.carrier !== undefined && r !== carried))
+      if (this.removeQueue.length > 0) queueMicrotask(() => this.scheduleRemovals())
       try {
         await this.removeGroup(group)
       } catch (err) {
@@ -474,7 +535,9 @@ export class Log {
     }
     if (accepted.length === 0) return
 
-    const batch = this.ctx.store.db.batch()
+    const carrier = accepted.find(r => r.carrier !== undefined)?.carrier
+    const batch = carrier?.batch ?? this.ctx.store.db.batch()
+    for (const req of accepted) req.stage?.(batch)
     let count = 0
     let bytes = 0
     let floor = this.counters.floor
@@ -494,6 +557,7 @@ export class Log {
         this.removalKeys.put(batch, first, encodeRemovalSet(t.set))
         updated.push([first, t.set])
       }
+      crashPoint('removal:staged')
     }
     if (this.extraKeys !== undefined) {
       for (const req of accepted) for (const id of req.ids) this.extraKeys.del(batch, id)
@@ -513,8 +577,11 @@ export class Log {
         }
       }
     }
+    const delta: Delta = { ...carrier?.delta, [this.name]: { count, bytes, floor, quarantinedCount: quarantined } }
     crashPoint('removal:before')
-    await this.write(batch, { [this.name]: { count, bytes, floor, quarantinedCount: quarantined } }, this.sync, `Removing records from ${this.name} failed; they may or may not be removed`)
+    if (carrier !== undefined) crashPoint('move:before')
+    await this.write(batch, delta, this.sync, `Removing records from ${this.name} failed; they may or may not be removed`)
+    if (carrier !== undefined) crashPoint('move:after')
     crashPoint('removal:after')
     for (const first of deleted) this.forget(first)
     if (deleted.length > 0) {
@@ -906,6 +973,29 @@ export class Log {
       this.pendingExpired += expired
       throw err
     }
+  }
+
+  /**
+   * Acknowledge leased record `id` for `sub` in the batch `carrier` of another log (the push that
+   * moves the record to the dead-letter queue), and write it: through the progress lane, so that
+   * no older progress of `sub` is applied after it. Both commit together, or neither.
+   */
+  async ackCarried (sub: Subscriber, id: number, carrier: Carrier): Promise<void> {
+    for (let busy = this.progressNext ?? this.progressWrite; busy !== undefined; busy = this.progressNext ?? this.progressWrite) {
+      await busy.catch(() => {})
+    }
+    const run = (async () => {
+      const { batch } = carrier
+      batch.put(Buffer.from(sub.name, 'utf8'), Buffer.from(JSON.stringify(sub.progressAcking(id))), { sublevel: this.subsLevel })
+      crashPoint('move:before')
+      await this.write(batch, carrier.delta, this.sync, `Moving record ${id} of ${this.name} to the dead-letter queue failed; it may or may not be moved`)
+      crashPoint('move:after')
+      sub.ackMoved(id)
+    })()
+    const written: Promise<void> = run.finally(() => { if (this.progressWrite === written) this.progressWrite = undefined })
+    written.catch(() => {})
+    this.progressWrite = written
+    await run
   }
 
   /** Whether progress is waiting for the interval timer. */

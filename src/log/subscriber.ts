@@ -318,6 +318,26 @@ export class Subscriber {
     await this.host.persist(this)
   }
 
+  /**
+   * The progress as it will be once leased record `id` is acknowledged, without acknowledging it:
+   * written in the batch that moves the record to the dead-letter queue (see ackMoved).
+   */
+  progressAcking (id: number): Progress {
+    let floor = this.cursor
+    for (const k of this.outstanding.keys()) {
+      if (k !== id) { floor = k; break }
+    }
+    const acked = IdRanges.from(this.acked.toJSON())
+    if (this.outstanding.has(id)) acked.add(id)
+    acked.pruneBelow(floor)
+    return { v: 1, start: this.start, floor, acked: acked.toJSON(), leaseMs: this.leaseMs, maxDeliveries: this.maxDeliveries, createdAt: this.createdAt, lastActiveAt: this._lastActiveAt }
+  }
+
+  /** The acknowledgement of `id` that progressAcking wrote is durable: take it in memory. */
+  ackMoved (id: number): void {
+    this.markAcked([id])
+  }
+
   /** Records removed from the log: leases on them end as if acknowledged (nothing to redeliver). */
   forget (ids: readonly number[]): boolean {
     const leased = ids.filter(id => this.outstanding.has(id))

@@ -1,32 +1,30 @@
-import { crashPoint } from '../crash-points.js'
 import { EvaqError, isEvaqError } from '../errors.js'
 import { decodeKey } from '../store/codec.js'
+import type { Log } from '../log/log.js'
 import { Keyspace, type ChainedBatch, type Store, type Sublevel } from '../store/store.js'
 import type { RecordInit } from './retry-state.js'
 import type { MoveIntent } from './retry-state.js'
 import type { RetryLog } from './retry-log.js'
 
 /**
- * Moving a record between the DLQ and `parked` touches two logs, each with its own group commit
- * and ID sequence, so it cannot be one LevelDB batch. It is three, with an intent that makes the
- * move crash-safe:
+ * Moves of a record between logs (WAL to DLQ, DLQ to `parked`, `parked` to DLQ). A move is one
+ * LevelDB batch: the record is pushed to `to` through `to`'s write buffer, in a segment of its
+ * own, and that segment's batch is handed to `from`'s removal lane, which stages the removal of
+ * the record into it and writes it (Log.removeCarried). So the record is in exactly one of the two
+ * logs at every instant, a crash included, and each log's IDs and counters change in the batch
+ * that changes its records. When the record is gone from `from` by then (removed, purged, dropped
+ * by retention), nothing is written and the move resolves with undefined; a removal and a move of
+ * the same ID in one removal group: the removal wins.
  *
- *   1. the intent `{ from, id, to }` is written (synced, per the log's durability);
- *   2. the record is pushed to `to`; the same batch records its new ID in the intent;
- *   3. the record is removed from `from`; the same batch deletes the intent.
- *
- * An intent left by a crash is finished when the queue opens: without a new ID, nothing was
- * pushed and the intent goes; with one, the record is removed from `from` if it is still there,
- * and if it is not (something else removed it meanwhile: `doneRetryItems`, a purge, retention),
- * the copy in `to` is removed instead, so the record ends in exactly one place either way. The
- * same rule applies at once when step 3 finds the record gone.
+ * Earlier versions moved in three batches with an intent `{ from, id, to }` in `retry-moves`; an
+ * intent such a version left behind after a crash is settled when the queue opens: without a new
+ * ID, nothing was pushed and the intent goes; with one, the record is removed from `from` if it is
+ * still there, and if it is not, the copy in `to` is removed instead.
  */
 export class Moves {
   private readonly level: Sublevel
   private readonly keys: Keyspace
   private seq = 0
-  /** Moves under way in this process: a recovery pass leaves their intents alone. */
-  private readonly active = new Set<number>()
 
   constructor (store: Store) {
     this.level = store.sublevel('retry-moves')
@@ -63,37 +61,15 @@ export class Moves {
   }
 
   /**
-   * Move `record` from `from` to `to` (see the class comment). Resolves with its new ID, or
-   * undefined when the record left `from` by other means while it was being moved (then the copy
-   * in `to` is removed again).
+   * Move record `id` of `from` to `to`, with `payload` and `init` (one batch, see the class
+   * comment). Resolves with its new ID, or undefined when the record is no longer in `from`.
    */
-  async move (from: RetryLog, to: RetryLog, id: number, payload: Buffer, init: Omit<RecordInit, 'move'>): Promise<number | undefined> {
-    const seq = ++this.seq
-    const intent: MoveIntent = { from: from.name, id, to: to.name }
-    this.active.add(seq)
+  async move (from: Log, to: RetryLog, id: number, payload: Buffer | Uint8Array | string, init: Omit<RecordInit, 'move'>): Promise<number | undefined> {
     try {
-      await from.writeIntent(seq, intent)
-      crashPoint('move:intent')
-      let toId: number
-      try {
-        toId = await to.pushRecord(payload, { ...init, move: { seq, intent } })
-      } catch (err) {
-        // The push may or may not be stored (EVAQ_IO): the intent stays, and the next recovery settles it.
-        if (!isEvaqError(err, 'EVAQ_IO')) await from.deleteIntent(seq).catch(() => {})
-        throw err
-      }
-      crashPoint('move:pushed')
-      try {
-        await from.removeForMove([id], seq)
-      } catch (err) {
-        if (!isEvaqError(err, 'EVAQ_NOT_FOUND')) throw err
-        await this.undo(to, toId, seq)
-        return undefined
-      }
-      crashPoint('move:removed')
-      return toId
-    } finally {
-      this.active.delete(seq)
+      return await to.pushMoved(payload, init, from, id)
+    } catch (err) {
+      if (isEvaqError(err, 'EVAQ_NOT_FOUND')) return undefined
+      throw err
     }
   }
 
@@ -114,7 +90,6 @@ export class Moves {
   async recover (logs: ReadonlyMap<string, RetryLog>): Promise<number> {
     let settled = 0
     for (const [seq, intent] of await this.pending()) {
-      if (this.active.has(seq)) continue
       const from = logs.get(intent.from)
       const to = logs.get(intent.to)
       if (from === undefined || to === undefined) throw new EvaqError('EVAQ_CORRUPTION', `Move intent ${seq} names an unknown log (${intent.from} to ${intent.to})`)

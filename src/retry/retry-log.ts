@@ -34,8 +34,6 @@ export abstract class RetryLog<S extends RetryState | ParkedState = RetryState |
   protected readonly stateKeys: Keyspace
   /** The Log's own extras keyspace, written again here when a push carried a RecordInit. */
   private readonly extraKeyspace: Keyspace
-  /** ID → intent of a move whose removal is under way: the removal's batch deletes the intent. */
-  private readonly moveRemovals = new Map<number, number>()
   private readonly store: LogContext['store']
 
   constructor (name: string, ctx: LogContext, protected readonly moves: Moves) {
@@ -73,11 +71,7 @@ export abstract class RetryLog<S extends RetryState | ParkedState = RetryState |
   }
 
   protected override async stageRemoval (batch: ChainedBatch, ids: readonly number[]): Promise<void> {
-    for (const id of ids) {
-      this.stateKeys.del(batch, id)
-      const seq = this.moveRemovals.get(id)
-      if (seq !== undefined) this.moves.del(batch, seq)
-    }
+    for (const id of ids) this.stateKeys.del(batch, id)
   }
 
   protected override stageSegmentDeletion (batch: ChainedBatch, first: number, count: number): void {
@@ -132,14 +126,17 @@ export abstract class RetryLog<S extends RetryState | ParkedState = RetryState |
     return this.push(payload, options, encodeInit(init))
   }
 
-  /** Remove `ids` and, in the same batch, the intent of the move they are part of. */
-  async removeForMove (ids: readonly number[], seq: number): Promise<void> {
-    for (const id of ids) this.moveRemovals.set(id, seq)
-    try {
-      await this.remove(ids)
-    } finally {
-      for (const id of ids) if (this.moveRemovals.get(id) === seq) this.moveRemovals.delete(id)
-    }
+  /**
+   * Push a record moved from `from`: the push and the removal of `id` from `from` are one batch
+   * (see Log.removeCarried). Rejects with EVAQ_NOT_FOUND, writing nothing, when `id` is gone.
+   */
+  pushMoved (payload: Buffer | Uint8Array | string, init: RecordInit, from: Log, id: number): Promise<number> {
+    return this.push(payload, undefined, encodeInit(init), (batch, delta) => from.removeCarried([id], { batch, delta }))
+  }
+
+  /** Remove `ids` and, in the same batch, the intent `seq` of the move they are part of. */
+  removeForMove (ids: readonly number[], seq: number): Promise<number | undefined> {
+    return this.removeStaged(ids, batch => this.moves.del(batch, seq))
   }
 
   async writeIntent (seq: number, intent: MoveIntent): Promise<void> {

@@ -19,6 +19,12 @@ export interface PendingSegment {
   /** A pushMany continues into the next segment: both must be written in one batch. */
   joinNext: boolean
   sealed: boolean
+  /**
+   * What commits this segment instead of the log's own write (a move: the removal from the source
+   * log, staged into the same batch). Such a segment holds one push and is flushed alone, so that
+   * a move that cannot happen fails no other push.
+   */
+  readonly carrier?: unknown
 }
 
 interface Waiter {
@@ -106,19 +112,24 @@ export class GroupCommit {
    * Queue payloads; resolves with the first ID once all are committed. Waits for space when the
    * buffer is full; `signal` aborts that wait (nothing is written then).
    */
-  push (payloads: readonly Uint8Array[], bytes: number, extras: readonly (Buffer | undefined)[] | undefined, signal: AbortSignal | undefined): Promise<number> {
+  push (payloads: readonly Uint8Array[], bytes: number, extras: readonly (Buffer | undefined)[] | undefined, signal: AbortSignal | undefined, carrier?: unknown): Promise<number> {
     if (this.waiters.length > 0 || (this.heldBytes > 0 && this.heldBytes + bytes > this.options.maxBufferedBytes)) {
-      return this.waitForSpace(bytes, signal, () => this.admit(payloads, bytes, extras))
+      return this.waitForSpace(bytes, signal, () => this.admit(payloads, bytes, extras, carrier))
     }
-    return this.admit(payloads, bytes, extras)
+    return this.admit(payloads, bytes, extras, carrier)
   }
 
-  private admit (payloads: readonly Uint8Array[], bytes: number, extras: readonly (Buffer | undefined)[] | undefined): Promise<number> {
+  private admit (payloads: readonly Uint8Array[], bytes: number, extras: readonly (Buffer | undefined)[] | undefined, carrier: unknown): Promise<number> {
+    if (carrier !== undefined && payloads.length !== 1) return Promise.reject(new Error('A carried push holds one record'))
     const firstId = this.nextId
     this.nextId += payloads.length
     this.heldBytes += bytes
     this.queuedBytes += bytes
     let segment = this.queue[this.queue.length - 1]
+    if (carrier !== undefined) {
+      if (segment !== undefined) segment.sealed = true
+      segment = this.newSegment(firstId, bytes, carrier)
+    }
     for (let i = 0; i < payloads.length; i++) {
       const p = payloads[i]!
       if (segment === undefined || segment.sealed || !this.fits(segment.builder, p.byteLength)) {
@@ -133,6 +144,7 @@ export class GroupCommit {
       if (x !== undefined) segment.extras.push([firstId + i, x])
     }
     const last = segment!
+    if (carrier !== undefined) last.sealed = true
     if (last.builder.count >= this.options.maxBatchCount || last.builder.payloadBytes >= this.options.maxBatchBytes) last.sealed = true
     return new Promise<number>((resolve, reject) => {
       last.waiters.push({ firstId, resolve, reject })
@@ -145,12 +157,14 @@ export class GroupCommit {
       (builder.count === 0 || builder.payloadBytes + bytes <= this.options.maxBatchBytes)
   }
 
-  private newSegment (firstId: number, firstBytes: number): PendingSegment {
+  private newSegment (firstId: number, firstBytes: number, carrier?: unknown): PendingSegment {
     // Size the buffer like the last segments, so that it rarely grows (each growth is a copy
     // and garbage): under steady load consecutive segments are alike.
     const expected = Math.max(firstBytes, Math.min(this.options.maxBatchBytes, this.recentSegmentBytes * 1.25))
     const hint = expected + HEADER_BYTES + 1024
-    const segment: PendingSegment = { builder: new SegmentBuilder(firstId, hint), extras: [], waiters: [], joinNext: false, sealed: false }
+    const segment: PendingSegment = carrier === undefined
+      ? { builder: new SegmentBuilder(firstId, hint), extras: [], waiters: [], joinNext: false, sealed: false }
+      : { builder: new SegmentBuilder(firstId, firstBytes + HEADER_BYTES + 64), extras: [], waiters: [], joinNext: false, sealed: false, carrier }
     this.queue.push(segment)
     return segment
   }
@@ -213,6 +227,11 @@ export class GroupCommit {
     let bytes = 0
     while (n < this.queue.length) {
       if (n > 0 && bytes >= this.options.maxBatchBytes) break
+      // A carried segment is committed by its carrier, alone.
+      if (this.queue[n]!.carrier !== undefined) {
+        if (n === 0) { this.queue[0]!.sealed = true; bytes += this.queue[0]!.builder.payloadBytes; n = 1 }
+        break
+      }
       do {
         const s = this.queue[n++]!
         s.sealed = true

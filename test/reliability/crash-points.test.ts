@@ -21,6 +21,8 @@
  *   present record it has not acknowledged, and nothing it acknowledged durably (ackDurability
  *   'sync', or acks by this process) — acks in flight at the kill, and acks under
  *   { intervalMs }, may go either way, and the drain settles which;
+ * - a removeWal call is atomic: every call in flight at the kill (the writer reports each call's
+ *   IDs as it starts and as it resolves) happened entirely or not at all;
  * - at the named points, the kill landed where it says: after a segment write, some
  *   unacknowledged pushes of the run are stored; before a removal's write, none of the removals in
  *   flight happened; after it, some did; after a progress write (ackDurability 'sync'), some acks
@@ -107,8 +109,8 @@ type Line =
   | { kind: 'O', next: number }
   | { kind: 'S', sub: string, floor: number }
   | { kind: 'A', id: number, sha: string }
-  | { kind: 'r', id: number }
-  | { kind: 'R', id: number }
+  | { kind: 'r', ids: number[] }
+  | { kind: 'R', ids: number[] }
   | { kind: 'D', sub: string, id: number, count: number }
   | { kind: 'k' | 'K' | 'N', sub: string, id: number }
 
@@ -128,8 +130,8 @@ function parseLine (line: string): Line {
     case 'O': return { kind: 'O', next: Number(f[1]) }
     case 'S': return { kind: 'S', sub: f[1]!, floor: Number(f[2]) }
     case 'A': return { kind: 'A', id: Number(f[1]), sha: f[2]! }
-    case 'r': return { kind: 'r', id: Number(f[1]) }
-    case 'R': return { kind: 'R', id: Number(f[1]) }
+    case 'r': return { kind: 'r', ids: f[1]!.split(',').map(Number) }
+    case 'R': return { kind: 'R', ids: f[1]!.split(',').map(Number) }
     case 'D': return { kind: 'D', sub: f[1]!, id: Number(f[2]), count: Number(f[3]) }
     case 'k': case 'K': case 'N': return { kind: f[0], sub: f[1]!, id: Number(f[2]) }
     default: throw new Error(`Unexpected line from the child: ${JSON.stringify(line)}`)
@@ -251,13 +253,13 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
   let where = ''
   const problem = (text: string): void => { if (problems.length < 30) problems.push(`${where}: ${text}`) }
   let lost = 0
-  const totals = { acknowledgedPushes: 0, checkedPresent: 0, removals: 0, subscriberAcks: 0, deliveries: 0, randomKills: 0, earlyKills: 0 }
+  const totals = { acknowledgedPushes: 0, checkedPresent: 0, removals: 0, removalGroups: 0, subscriberAcks: 0, deliveries: 0, randomKills: 0, earlyKills: 0 }
   const pointKills: Record<Point, number> = Object.fromEntries(POINTS.map(p => [p, 0])) as Record<Point, number>
   const pointFallbacks: Record<Point, number> = Object.fromEntries(POINTS.map(p => [p, 0])) as Record<Point, number>
 
   const finish = async (): Promise<void> => {
     const note = `kills at named points: ${POINTS.map(p => `${p} ${pointKills[p]}`).join(', ')}; ${totals.randomKills} random kills (${totals.earlyKills} before the child had opened); ` +
-      `${totals.removals} acknowledged removals, ${totals.subscriberAcks} acknowledged subscriber acks, ${totals.deliveries} deliveries checked` +
+      `${totals.removals} acknowledged removals, ${totals.removalGroups} removal calls in flight at a kill checked all-or-nothing, ${totals.subscriberAcks} acknowledged subscriber acks, ${totals.deliveries} deliveries checked` +
       (problems.length > 0 ? `; FAILED: ${problems[0]}` : '')
     t.log(note)
     await report({
@@ -317,6 +319,8 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
     const pushed = new Map<number, string>()
     const removing = new Set<number>()
     const removed = new Set<number>()
+    /** removeWal calls in flight at the kill (started, not resolved): each is all or nothing. */
+    const groups = new Map<string, number[]>()
     /** Per subscriber: acks started in the run (`k`), and those that resolved (`K`). */
     const ackStarted: Record<SubName, Set<number>> = { a: new Set(), b: new Set() }
     const ackDone: Record<SubName, Set<number>> = { a: new Set(), b: new Set() }
@@ -330,11 +334,17 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
         pushed.set(line.id, line.sha)
         if (line.id > maxId) maxId = line.id
       } else if (line.kind === 'r') {
-        if (!pushed.has(line.id)) problem(`the writer removed ID ${line.id}, which it did not push`)
-        removing.add(line.id)
+        for (const id of line.ids) {
+          if (!pushed.has(id)) problem(`the writer removed ID ${id}, which it did not push`)
+          removing.add(id)
+        }
+        groups.set(line.ids.join(','), line.ids)
       } else if (line.kind === 'R') {
-        if (!removing.delete(line.id)) problem(`the writer reported the removal of ID ${line.id}, which it did not start`)
-        removed.add(line.id)
+        if (!groups.delete(line.ids.join(','))) problem(`the writer reported the removal of ${line.ids.join(',')}, which it did not start`)
+        for (const id of line.ids) {
+          removing.delete(id)
+          removed.add(id)
+        }
       } else {
         const sub = line.sub as SubName
         if (!plan.subs.includes(sub) || plan.fixture !== 'consumer') { problem(`a line for subscriber ${line.sub}, which this run does not consume: ${JSON.stringify(line)}`); continue }
@@ -424,6 +434,12 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
       if (atPoint === 'segment-write:after' && plan.nth === 1 && pushed.size > 0) {
         problem(`killed right after the run's first segment write, yet ${pushed.size} push(es) were acknowledged`)
       }
+      // A removeWal call is atomic: every call in flight at the kill happened entirely or not at all.
+      for (const ids of groups.values()) {
+        const gone = ids.filter(id => !present.has(id))
+        if (gone.length > 0 && gone.length < ids.length) problem(`the removal of ${ids.join(', ')} was in flight and only ${gone.join(', ')} went: half a removal`)
+      }
+      totals.removalGroups += groups.size
       if (atPoint === 'removal:before') {
         const done = [...removing].filter(id => !present.has(id))
         if (done.length > 0) problem(`killed before a removal's write, yet removals in flight took effect: ${done.slice(0, 10).join(', ')}`)
@@ -535,4 +551,40 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
   if (await stop()) return
   await finish()
   t.pass()
+})
+
+const REMOVAL_WRITER = fileURLToPath(new URL('./fixtures/removal-writer.ts', import.meta.url))
+
+test('a removeWal call spanning several segments, killed between its steps, happened entirely or not at all', async t => {
+  const SEGMENTS = 5
+  // removal:staged:N: N of the segments staged into the batch; removal:after: the write returned.
+  const cases = [['removal:staged:1', 'present'], ['removal:staged:3', 'present'], ['removal:before', 'present'], ['removal:after', 'gone']] as const
+  await Promise.all(cases.map(async ([point, expected]) => {
+    const dir = await tmpDir(t, 'evaq-removal-steps-')
+    const child = spawn(process.execPath, ['--import', 'tsx', REMOVAL_WRITER, dir, String(SEGMENTS)], {
+      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EVAQ_CRASH_POINT: point },
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
+    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
+    const watchdog = setTimeout(() => child.kill('SIGKILL'), WATCHDOG_MS)
+    const [, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
+    clearTimeout(watchdog)
+    t.is(signal, 'SIGKILL', `${point}: ${stderr}`)
+    const started = /^r\t(.+)$/m.exec(stdout)
+    t.truthy(started, `${point}: the removal never started: ${stdout}`)
+    t.false(/^R\t/m.test(stdout), `${point}: the removal resolved before the kill`)
+    const ids = started![1]!.split(',').map(Number)
+    const q = await Evaq.open(dir, CHECK_OPTIONS)
+    try {
+      const present = new Set((await readAll(q.wal)).map(r => r.id))
+      t.deepEqual(ids.filter(id => present.has(id)), expected === 'present' ? ids : [], point)
+      t.is((await q.wal.stats()).count, present.size, `${point}: count`)
+      // Each record was a segment of its own.
+      t.is(ids.length, SEGMENTS, point)
+    } finally {
+      await q.close()
+    }
+  }))
 })
