@@ -551,7 +551,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
    * aborted (`options.signal`: EVAQ_ABORTED), killed or crashed before that, `dir` is as it was.
    */
   static async restore (from: string | readonly string[], dir: string, options?: RestoreOptions): Promise<RestoreResult> {
-    if (options !== null && typeof options === 'object') rejectUnknown(options, ['verify', 'onProgress'], ' of restore()')
+    if (options !== null && typeof options === 'object') rejectUnknown(options, ['verify', 'onProgress', 'signal'], ' of restore()')
     return restoreArchives(typeof from === 'string' ? [from] : from, dir, options)
   }
 

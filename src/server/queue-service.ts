@@ -142,12 +142,15 @@ export class QueueService {
     let timedOut = false
     const timeout = (): void => { timedOut = true; controller.abort() }
     let timer: NodeJS.Timeout | undefined
-    if (limit === 0) timeout()
-    else timer = setTimeout(timeout, limit)
+    if (limit > 0) timer = setTimeout(timeout, limit)
     const options = { signal: controller.signal }
     let ids: number[]
     try {
-      ids = payloads.length === 1 ? [await log.push(payloads[0], options)] : await log.pushMany(payloads, options)
+      const pushing = payloads.length === 1 ? log.push(payloads[0], options).then(id => [id]) : log.pushMany(payloads, options)
+      // A push is admitted, or starts to wait, within the call: with no timeout, that wait ends
+      // now. (An already-aborted signal would refuse even a push that fits.)
+      if (limit === 0) timeout()
+      ids = await pushing
     } catch (err) {
       if (timedOut && isEvaqError(err, 'EVAQ_ABORTED')) {
         throw new EvaqError('EVAQ_AT_CAPACITY', limit === 0
