@@ -219,13 +219,18 @@ export async function reconcile (dir: string): Promise<RepairFixes> {
           indexKeys.del(batch, first)
           f.orphansRemoved++
           // Its segment is gone (LevelDB could not read its block): the summary says which IDs.
-          if (summary !== undefined) orphans.push({ firstId: first, count: summary.count })
+          if (summary !== undefined) {
+            orphans.push({ firstId: first, count: summary.count })
+            // Its IDs were issued: they stay used even when the counters lost them too.
+            n.next = Math.max(n.next, first + summary.count)
+          }
         },
         badRemovalSet: (first) => { removalKeys.del(batch, first) },
         unreadable: () => {},
       })
       await batch.write({ sync: true })
-      f.lostRecords = Math.max(0, c.count - n.count - quarantinedLive)
+      // At least what the summaries of the lost segments held, where the counters were lost too.
+      f.lostRecords = Math.max(0, c.count - n.count - quarantinedLive, orphans.reduce((sum, o) => sum + o.count, 0))
       // A lost batch at the end of LevelDB's log takes its counter snapshot with it: after a
       // clean close EVAQ-IDS still says which IDs were committed, and those the segments left
       // do not hold were lost too.
@@ -245,8 +250,8 @@ export async function reconcile (dir: string): Promise<RepairFixes> {
     for (const log of LOGS) {
       const n = counters[log]!
       const old = journal.counters(log)
-      // Records LevelDB lost keep their IDs: the next ID stays above every ID the counters or
-      // the reservation ever issued, even where the segments at the end of the log are gone.
+      // Records LevelDB lost keep their IDs: the next ID stays above every ID the counters, the
+      // summaries or the reservation say was issued, even where the last segments are gone.
       const next = Math.max(n.next, old.next)
       nexts[log] = { next: Math.max(next, ids.floor(log)), committed: next }
       logs[log] = { ...old, next, count: n.count, bytes: n.bytes, floor: Number.isFinite(n.floor) ? n.floor : next, quarantinedCount: n.quarantined }
