@@ -29,8 +29,9 @@ import { prng } from '../helpers/prng.js'
 import { cycles, report } from './report.js'
 
 const PER_SEGMENT = 1000
-const OPTIONS: EvaqOptions = { minFreeDiskBytes: 0, maintenanceIntervalMs: 3_600_000 }
-const SEEDS = cycles('EVAQ_FLIP_SEEDS', 3)
+// A fixed clock: the same pushes make the same files, so a seed damages the same bytes every run.
+const OPTIONS: EvaqOptions = { minFreeDiskBytes: 0, maintenanceIntervalMs: 3_600_000, clock: { now: () => 1_800_000_000_000 } }
+const SEEDS = cycles('EVAQ_FLIP_SEEDS', 2)
 const FIRST_SEED = Number(process.env.EVAQ_FLIP_SEED ?? 100)
 
 /** The payload of `id`: JSON-like text, compressible like real records (so blocks are compressed). */
@@ -247,10 +248,10 @@ test('50,000 records, 20 bit flips in the tables: every ID is returned intact or
 
 test(`bit flips in the tables (${SEEDS} seeds from ${FIRST_SEED}): every ID is returned intact or named`, async t => {
   t.timeout(600_000)
-  for (let i = 0; i < SEEDS; i++) await cycle(t, 'tables', 20_000, FIRST_SEED + i, 8)
+  for (let i = 0; i < SEEDS; i++) await cycle(t, 'tables', 10_000, FIRST_SEED + i, 8)
 })
 
 test(`bit flips in LevelDB's log (${SEEDS} seeds from ${FIRST_SEED}): every ID is returned intact or named`, async t => {
   t.timeout(600_000)
-  for (let i = 0; i < SEEDS; i++) await cycle(t, 'log', 20_000, FIRST_SEED + i, 4)
+  for (let i = 0; i < SEEDS; i++) await cycle(t, 'log', 10_000, FIRST_SEED + i, 4)
 })
