@@ -128,6 +128,8 @@ interface Consumed {
   quarantined: number
   corruptionEvents: number
   nextIdAfter: number
+  /** Corruption drop events without a range. */
+  rangeless: number
 }
 
 /**
@@ -135,7 +137,7 @@ interface Consumed {
  * as a subscriber or as a reader.
  */
 async function consume (t: ExecutionContext, dir: string, mode: 'subscriber' | 'read', records: number): Promise<Consumed> {
-  const c: Consumed = { returned: new Map(), named: new Set(), errors: [], finished: false, count: 0, quarantined: 0, corruptionEvents: 0, nextIdAfter: 0 }
+  const c: Consumed = { returned: new Map(), named: new Set(), errors: [], finished: false, count: 0, quarantined: 0, corruptionEvents: 0, nextIdAfter: 0, rangeless: 0 }
   const name = (first: number, last: number): void => { for (let id = first; id <= last; id++) c.named.add(id) }
   let q: Evaq
   try {
@@ -157,8 +159,8 @@ async function consume (t: ExecutionContext, dir: string, mode: 'subscriber' | '
   q.on('dropped', (e: DropEvent) => {
     if (e.log !== 'wal' || e.reason !== 'corruption') return
     c.corruptionEvents += e.records
-    t.not(e.firstId, undefined, 'a corruption drop names its range')
-    name(e.firstId ?? 1, e.lastId ?? e.firstId ?? 0)
+    if (e.firstId === undefined) c.rangeless++
+    else name(e.firstId, e.lastId ?? e.firstId)
   })
   const sub = mode === 'subscriber' ? await q.wal.subscribe('verify', { start: 'earliest' }) : undefined
   let from = 0
@@ -221,6 +223,7 @@ async function cycle (t: ExecutionContext, kind: Kind, records: number, seed: nu
     lostTotal += wrong.length + missing.length
     t.true(c.finished, `${what}: the consumer got to the end`)
     t.deepEqual(wrong, [], `${what}: returned changed`)
+    t.is(c.rangeless, 0, `${what}: every corruption drop names its range`)
     t.deepEqual(ranges(missing), 'none', `${what}: neither returned nor named`)
     t.is(c.quarantined, c.corruptionEvents, `${what}: stats().quarantined counts what the events (and the repair) named`)
     t.true(c.nextIdAfter > records, `${what}: a new push got ${c.nextIdAfter}, above every ID issued (${records})`)
@@ -241,9 +244,10 @@ function ranges (ids: readonly number[]): string {
 
 test('50,000 records, 20 bit flips in the tables: every ID is returned intact or named', async t => {
   t.timeout(120_000)
-  // The seed under which LevelDB's repair (after a compaction met a damaged block) dropped whole
-  // segments that readers then passed over without anything naming them.
-  await cycle(t, 'tables', 50_000, Number(process.env.EVAQ_FLIP_50K_SEED ?? 9), 20)
+  // A seed under which a quarantine write fails (a compaction meets a damaged block), the queue
+  // repairs itself, and LevelDB's repair drops whole segments that readers would then pass over
+  // with nothing naming them.
+  await cycle(t, 'tables', 50_000, Number(process.env.EVAQ_FLIP_50K_SEED ?? 5), 20)
 })
 
 test(`bit flips in the tables (${SEEDS} seeds from ${FIRST_SEED}): every ID is returned intact or named`, async t => {
