@@ -66,7 +66,11 @@ export interface LogStats {
   readonly dropped: { readonly records: number, readonly bytes: number }
   /** Subscribers dropped for inactivity since the log was created. */
   readonly expiredSubscribers: number
-  /** Records taken out because their stored bytes failed a checksum (kept in `<log>-quarantine`). */
+  /**
+   * Records taken out for damage: their stored bytes failed a checksum (kept in
+   * `<log>-quarantine`), or LevelDB could not read or recover them. Each was named by a `dropped`
+   * event with reason 'corruption' (or, at open, in `openReport.dropped`).
+   */
   readonly quarantined: number
   readonly subscribers: readonly SubscriberInfo[]
 }
