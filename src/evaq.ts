@@ -108,9 +108,11 @@ export class Evaq extends EventEmitter<EvaqEvents> {
    * What open found. `keysRead`: keys read besides LevelDB's own recovery (commit snapshots and
    * subscriber progress entries), which does not grow with the number of records or segments.
    * `corruption`: what LevelDB reported while recovering its log; a non-empty list means a batch
-   * was dropped and acknowledged records may be gone (run `evaq check`).
+   * was dropped and acknowledged records may be gone (run `evaq check`). `dropped`: the records
+   * open found gone (after LevelDB dropped part of its log), by ID range; each is also emitted as
+   * a `dropped` event with reason 'corruption' right after open resolves.
    */
-  readonly openReport: { keysRead: number, corruption: readonly string[] } = { keysRead: 0, corruption: [] }
+  readonly openReport: { keysRead: number, corruption: readonly string[], dropped: readonly DropEvent[] } = { keysRead: 0, corruption: [], dropped: [] }
   private _status: EvaqStatus = 'opening'
   private readonly store: Store
   private readonly budget: DiskBudget
@@ -220,7 +222,8 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       if (earlier.length > 0 || store.corruption.some(line => line.includes('dropping'))) {
         let fixed: RepairFixes | undefined
         await store.reopen(async () => { fixed = await reconcile(dir, store.claim) })
-        evaq.reportRepair(fixed!)
+        // Nobody listens yet: kept in openReport, and emitted once the caller got the queue.
+        evaq.openReport.dropped = evaq.repairEvents(fixed!)
       }
     } catch (err) {
       await store.close().catch(() => {})
@@ -236,6 +239,9 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     }
     evaq.startTimers()
     await evaq.maintain()
+    const dropped = evaq.openReport.dropped
+    // After the caller's continuation, which attaches the listeners.
+    if (dropped.length > 0) setImmediate(() => { for (const e of dropped) evaq.emit('dropped', e) })
     return evaq
   }
 
@@ -298,10 +304,16 @@ export class Evaq extends EventEmitter<EvaqEvents> {
 
   /** What a repair or recount found gone: `dropped` events with reason 'corruption'. */
   private reportRepair (fixed: RepairFixes): void {
+    for (const e of this.repairEvents(fixed)) this.emit('dropped', e)
+  }
+
+  /** One event per range a repair took out, so that every ID a reader will not find is named. */
+  private repairEvents (fixed: RepairFixes): DropEvent[] {
+    const events: DropEvent[] = []
     for (const [log, f] of Object.entries(fixed)) {
-      const records = f.quarantinedRecords + f.lostRecords
-      if (f.quarantinedSegments + records > 0) this.emit('dropped', { log, reason: 'corruption', records, bytes: 0 })
+      for (const r of f.ranges) events.push({ log, reason: 'corruption', records: r.records, bytes: 0, firstId: r.firstId, lastId: r.lastId })
     }
+    return events
   }
 
   private reportError (err: unknown): void {

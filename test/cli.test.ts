@@ -323,7 +323,7 @@ test('repair: copies first, reports records before and after, exit 0; refuses a 
   t.deepEqual(await diffTrees(reference, backup), [], 'the backup equals the directory as it was')
   t.like(r.before, { damaged: false, logs: { wal: { records: 4 }, dlq: { records: 2 } } })
   t.like(r.after, { damaged: false, logs: { wal: { records: 4 }, dlq: { records: 2 } } })
-  t.deepEqual(r.fixed.wal, { quarantinedSegments: 0, quarantinedRecords: 0, summariesRewritten: 0, orphansRemoved: 0, lostRecords: 0 })
+  t.deepEqual(r.fixed.wal, { quarantinedSegments: 0, quarantinedRecords: 0, summariesRewritten: 0, orphansRemoved: 0, lostRecords: 0, before: 4, after: 4, ranges: [] })
 
   const q = await Evaq.open(dir, OPTIONS)
   t.teardown(() => q.close())

@@ -2,7 +2,10 @@ import test from 'ava'
 import { cp, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Evaq, type EvaqOptions } from '../src/index.js'
+import { ClassicLevel } from 'classic-level'
 import { ID_FILE, RESERVATION } from '../src/store/id-floor.js'
+import { encodeKey } from '../src/store/codec.js'
+import { repairInPlace } from '../src/store/repair.js'
 import { tmpDir } from './helpers/tmp.js'
 
 const OPTIONS: EvaqOptions = { minFreeDiskBytes: 0, maintenanceIntervalMs: 3_600_000 }
@@ -91,4 +94,28 @@ test(`a damaged ${ID_FILE} does not keep the queue closed: it is reported and ID
   const third = await Evaq.open(dir, OPTIONS)
   t.teardown(() => third.close())
   t.deepEqual(third.openReport.corruption, [], 'the file is whole again after the next reservation and close')
+})
+
+test(`a repair after LevelDB lost the last segment and the counters keeps IDs above the lost segment's, even with ${ID_FILE} unreadable`, async t => {
+  const dir = await tmpDir(t, 'evaq-ids-')
+  const q = await Evaq.open(dir, OPTIONS)
+  await q.pushWalMany(['a', 'b', 'c'])
+  const last = (await q.pushWalMany(['d', 'e']))[1]!
+  await q.close()
+  // What LevelDB's repair does to blocks it cannot read: the last segment is gone (its summary,
+  // in another block, stays) and so are the counters, and the reservation file cannot help.
+  const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  await db.open()
+  await db.sublevel<Buffer, Buffer>('wal', { keyEncoding: 'buffer', valueEncoding: 'buffer' }).del(encodeKey(last - 1))
+  // and the counters' snapshots with it.
+  await db.sublevel('snap').clear()
+  await db.close()
+  await writeFile(join(dir, ID_FILE), 'garbage')
+  const fixed = await repairInPlace(dir)
+  t.deepEqual(fixed.wal!.ranges, [{ firstId: last - 1, lastId: last, records: 2 }], 'the repair names the lost segment')
+  t.like(fixed.wal, { before: 5, after: 3, lostRecords: 2 })
+  const again = await Evaq.open(dir, OPTIONS)
+  t.teardown(() => again.close())
+  t.is((await again.wal.stats()).quarantined, 2, 'the lost records are counted')
+  t.true(await again.pushWal('f') > last, 'the IDs of the lost records are not issued again')
 })

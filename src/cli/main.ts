@@ -195,7 +195,8 @@ const COMMANDS: Record<string, Command> = {
           const b = report.before.logs[log]
           const a = report.after.logs[log]
           const f = report.fixed[log]!
-          console.log(`${log}\trecords before ${b?.records ?? '?'}, after ${a?.records ?? '?'}\tquarantined ${f.quarantinedSegments} segment(s), ${f.quarantinedRecords} record(s)\tsummaries rewritten ${f.summariesRewritten}`)
+          const lost = f.ranges.map(r => r.firstId === r.lastId ? `${r.firstId}` : `${r.firstId}..${r.lastId}`).join(',')
+          console.log(`${log}\trecords before ${f.before}, after ${f.after}, taken out ${f.before - f.after}${lost === '' ? '' : ` (IDs ${lost})`}\tquarantined ${f.quarantinedSegments} segment(s), ${f.quarantinedRecords} record(s), lost ${f.lostRecords}\tsummaries rewritten ${f.summariesRewritten}\t(readable before the repair: ${b?.records ?? '?'}, after: ${a?.records ?? '?'})`)
         }
         console.log(report.after.damaged ? 'still damaged: see `evaq check`' : 'ok')
       }

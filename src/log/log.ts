@@ -66,7 +66,11 @@ export interface LogStats {
   readonly dropped: { readonly records: number, readonly bytes: number }
   /** Subscribers dropped for inactivity since the log was created. */
   readonly expiredSubscribers: number
-  /** Records taken out because their stored bytes failed a checksum (kept in `<log>-quarantine`). */
+  /**
+   * Records taken out for damage: their stored bytes failed a checksum (kept in
+   * `<log>-quarantine`), or LevelDB could not read or recover them. Each was named by a `dropped`
+   * event with reason 'corruption' (or, at open, in `openReport.dropped`).
+   */
   readonly quarantined: number
   readonly subscribers: readonly SubscriberInfo[]
 }
@@ -1120,7 +1124,15 @@ export class Log {
       // Segments that follow each other without a gap up to where the read stopped leave no room
       // for one LevelDB skipped: only a gap (removed segments, an ID jump, or a skip) needs the
       // summaries.
-      await this.crossCheck(iterFrom, covered, seen)
+      const skipped = await this.skippedSegment(iterFrom, covered, seen)
+      if (skipped !== undefined) {
+        // The iterator passed over a segment it could not read, and maybe over readable ones
+        // after it (it may stop at the block without reporting it): from the first segment it
+        // skipped, read segment by segment.
+        while (out.length > 0 && out[out.length - 1]!.id >= skipped) bytes -= out.pop()!.payload.byteLength
+        start = skipped
+        await this.readAround(start, watermark, take)
+      }
     }
     return this.withExtras(out)
   }
@@ -1166,30 +1178,18 @@ export class Log {
 
   /**
    * LevelDB skips a data block it cannot read and reports it only when an iterator runs to its
-   * end, if at all: compare the segments the iterator returned with the summaries of the same
-   * range, so that a skipped segment is found, quarantined and reported instead of silently
-   * passed over (and later cleaned up unread).
+   * end, if at all (an iterator stopped by its bound never does): compare the segments the
+   * iterator returned with the summaries of the same range, which live in other blocks. Returns
+   * the first segment a summary names that the iterator did not return, if any.
    */
-  private async crossCheck (from: number, to: number, seen: readonly number[]): Promise<void> {
+  private async skippedSegment (from: number, to: number, seen: readonly number[]): Promise<number | undefined> {
     const summaries = await this.index.keys({ gte: encodeKey(from), lte: encodeKey(to) }).all()
-    if (summaries.length === seen.length) return
     const returned = new Set(seen)
-    const missing: number[] = []
     for (const key of summaries) {
       const id = decodeKey(key)
-      if (returned.has(id)) continue
-      let unreadable = false
-      try {
-        unreadable = await this.segs.get(encodeKey(id)) === undefined
-      } catch (err) {
-        if (!levelCorruption(err) && !levelIoError(err)) throw err
-        unreadable = true
-      }
-      if (unreadable) missing.push(id)
+      if (!returned.has(id)) return id
     }
-    if (missing.length === 0) return
-    for (const id of missing) await this.quarantineSegment(id, undefined)
-    throw new EvaqError('EVAQ_CORRUPTION', `LevelDB could not read ${missing.length} segment(s) of ${this.name} starting at ${missing.slice(0, 5).join(', ')}; they were quarantined`, { ids: missing })
+    return undefined
   }
 
   /**

@@ -84,6 +84,11 @@ export class IdFloor {
     return committed !== undefined && next < committed ? { expected: committed, found: next } : undefined
   }
 
+  /** After a clean close, the next ID LevelDB's counters held, if known. */
+  committed (log: string): number | undefined {
+    return this.state.clean ? this.state.logs[log]?.committed : undefined
+  }
+
   /** Whether IDs up to `upTo` (exclusive) are covered by the reservation. */
   covers (log: string, upTo: number): boolean {
     return !this.state.clean && upTo <= this.floor(log)

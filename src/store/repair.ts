@@ -34,7 +34,27 @@ export interface LogRepair {
    * read) and were not moved to the quarantine by this repair.
    */
   lostRecords: number
+  /** Live records the counters held before the repair: `before = after + quarantined + lost`. */
+  before: number
+  /** Live records after the repair. */
+  after: number
+  /**
+   * Where the records this repair took out are: the segments moved to the quarantine, the
+   * damaged records, and the segments LevelDB lost (found through their summaries, which live in
+   * other blocks, or else as the gaps between the segments left). `records` add up to
+   * `before - after`; a range may include IDs removed earlier.
+   */
+  ranges: LostRange[]
 }
+
+export interface LostRange {
+  readonly firstId: number
+  readonly lastId: number
+  readonly records: number
+}
+
+/** At most this many ranges per log; beyond, the last one covers the rest. */
+const MAX_RANGES = 256
 
 export type RepairFixes = Record<string, LogRepair>
 
@@ -59,7 +79,7 @@ export async function openRaw (dir: string, held?: DirClaim): Promise<Db> {
 
 export interface Visitor {
   segment (first: number, value: Buffer, summary: ReturnType<typeof decodeSummary> | undefined, removal: RemovalSet | undefined): void | Promise<void>
-  orphanSummary (first: number): void
+  orphanSummary (first: number, summary: ReturnType<typeof decodeSummary> | undefined): void
   badRemovalSet (first: number): void
   unreadable (err: unknown): void
 }
@@ -75,8 +95,7 @@ export async function walk (db: Db, log: string, visit: Visitor): Promise<void> 
       const first = decodeKey(key)
       try { summaries.set(first, decodeSummary(first, value)) } catch { summaries.set(first, null) }
     }
-    for await (const [key, value] of segs.iterator({ highWaterMarkBytes: 1 << 20 } as object)) {
-      const first = decodeKey(key)
+    const one = async (first: number, value: Buffer): Promise<void> => {
       const summary = summaries.get(first) ?? undefined
       summaries.delete(first)
       let removal: RemovalSet | undefined
@@ -90,10 +109,23 @@ export async function walk (db: Db, log: string, visit: Visitor): Promise<void> 
       }
       await visit.segment(first, value, summary, removal)
     }
+    try {
+      for await (const [key, value] of segs.iterator({ highWaterMarkBytes: 1 << 20 } as object)) await one(decodeKey(key), value)
+    } catch (err) {
+      visit.unreadable(err)
+      // An iterator stops at a block it cannot read: the segments the summaries name beyond it
+      // are looked up one by one (a point read touches only its own block), so that only the
+      // segments that really cannot be read are taken for lost.
+      for (const first of [...summaries.keys()].sort((a, b) => a - b)) {
+        let value: Buffer | undefined
+        try { value = await segs.get(encodeKey(first)) } catch { value = undefined }
+        if (value !== undefined) await one(first, value)
+      }
+    }
   } catch (err) {
     visit.unreadable(err)
   }
-  for (const first of summaries.keys()) visit.orphanSummary(first)
+  for (const [first, summary] of summaries) visit.orphanSummary(first, summary ?? undefined)
 }
 
 /**
@@ -135,23 +167,29 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
     const counters: Record<string, { next: number, count: number, bytes: number, floor: number, quarantined: number }> = {}
     for (const log of LOGS) {
       const c = journal.counters(log)
-      const f: LogRepair = { quarantinedSegments: 0, quarantinedRecords: 0, summariesRewritten: 0, orphansRemoved: 0, lostRecords: 0 }
+      const f: LogRepair = { quarantinedSegments: 0, quarantinedRecords: 0, summariesRewritten: 0, orphansRemoved: 0, lostRecords: 0, before: c.count, after: 0, ranges: [] }
       let quarantinedLive = 0
+      /** [first, end) of every segment left, and of every range taken out, with its live records. */
+      const kept: Array<[number, number]> = []
+      const out: Array<{ firstId: number, lastId: number, records: number }> = []
       fixed[log] = f
       const segKeys = new Keyspace(db.sublevel<Buffer, Buffer>(log, ENC) as unknown as Sublevel)
       const indexKeys = new Keyspace(db.sublevel<Buffer, Buffer>(`${log}-index`, ENC) as unknown as Sublevel)
       const removalKeys = new Keyspace(db.sublevel<Buffer, Buffer>(`${log}-removed`, ENC) as unknown as Sublevel)
       const quarantine = new Keyspace(db.sublevel<Buffer, Buffer>(`${log}-quarantine`, ENC) as unknown as Sublevel)
-      const n = { next: c.next, count: 0, bytes: 0, floor: Infinity, quarantined: c.quarantinedCount }
+      const n = { next: c.next, count: 0, bytes: 0, floor: Infinity, quarantined: 0 }
       counters[log] = n
       const batch = db.batch()
+      const orphans: Array<{ firstId: number, count: number }> = []
       await walk(db, log, {
         segment: (first, value, summary, removal) => {
           let header
           try {
             header = decodeHeader(first, value)
           } catch {
-            quarantinedLive += summary === undefined ? 0 : summary.count - (removal?.removed ?? 0)
+            const live = summary === undefined ? 0 : summary.count - (removal?.removed ?? 0)
+            quarantinedLive += live
+            out.push({ firstId: first, lastId: first + (summary?.count ?? 1) - 1, records: live })
             quarantine.put(batch, first, value)
             segKeys.del(batch, first)
             indexKeys.del(batch, first)
@@ -171,7 +209,7 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
               quarantine.put(batch, first + i, Buffer.from(value.subarray(start, start + header.lengths[i]!)))
               f.quarantinedRecords++
               quarantinedLive++
-              n.quarantined++
+              out.push({ firstId: first + i, lastId: first + i, records: 1 })
             }
           }
           if (set !== undefined && set.removed === header.count) {
@@ -187,15 +225,36 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
             n.count += header.count - (set?.removed ?? 0)
             n.bytes += header.payloadBytes - (set?.removedBytes ?? 0)
             n.floor = Math.min(n.floor, first)
+            kept.push([first, first + header.count])
           }
           n.next = Math.max(n.next, first + header.count)
         },
-        orphanSummary: (first) => { indexKeys.del(batch, first); f.orphansRemoved++ },
+        orphanSummary: (first, summary) => {
+          indexKeys.del(batch, first)
+          f.orphansRemoved++
+          // Its segment is gone (LevelDB could not read its block): the summary says which IDs.
+          if (summary !== undefined) {
+            orphans.push({ firstId: first, count: summary.count })
+            // Its IDs were issued: they stay used even when the counters lost them too.
+            n.next = Math.max(n.next, first + summary.count)
+          }
+        },
         badRemovalSet: (first) => { removalKeys.del(batch, first) },
         unreadable: () => {},
       })
       await batch.write({ sync: true })
-      f.lostRecords = Math.max(0, c.count - n.count - quarantinedLive)
+      // At least what the summaries of the lost segments held, where the counters were lost too.
+      f.lostRecords = Math.max(0, c.count - n.count - quarantinedLive, orphans.reduce((sum, o) => sum + o.count, 0))
+      // A lost batch at the end of LevelDB's log takes its counter snapshot with it: after a
+      // clean close EVAQ-IDS still says which IDs were committed, and those the segments left
+      // do not hold were lost too.
+      const committed = ids.committed(log) ?? 0
+      f.lostRecords += Math.max(0, committed - Math.max(c.next, n.next))
+      f.after = n.count
+      f.before = n.count + quarantinedLive + f.lostRecords
+      f.ranges = lostRanges(out, orphans, kept, f.lostRecords, c.floor, Math.max(c.next, ids.committed(log) ?? 0))
+      // Records lost are counted with the quarantined ones: both were taken out for damage.
+      n.quarantined = c.quarantinedCount + quarantinedLive + f.lostRecords
     }
     // One fresh commit snapshot with the recounted counters replaces all others.
     const snapKeys: Buffer[] = []
@@ -205,9 +264,11 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
     for (const log of LOGS) {
       const n = counters[log]!
       const old = journal.counters(log)
-      // Records LevelDB lost keep their IDs: the next open starts above the reservation too.
-      nexts[log] = { next: Math.max(n.next, ids.floor(log)), committed: n.next }
-      logs[log] = { ...old, next: n.next, count: n.count, bytes: n.bytes, floor: Number.isFinite(n.floor) ? n.floor : n.next, quarantinedCount: n.quarantined }
+      // Records LevelDB lost keep their IDs: the next ID stays above every ID the counters, the
+      // summaries or the reservation say was issued, even where the last segments are gone.
+      const next = Math.max(n.next, old.next)
+      nexts[log] = { next: Math.max(next, ids.floor(log)), committed: next }
+      logs[log] = { ...old, next, count: n.count, bytes: n.bytes, floor: Number.isFinite(n.floor) ? n.floor : next, quarantinedCount: n.quarantined }
     }
     const batch = db.batch()
     for (const key of snapKeys) batch.del(key, { sublevel: snaps })
@@ -220,4 +281,46 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
   await ids.close(nexts)
   await clearRecount(dir)
   return fixed
+}
+
+/**
+ * Name the IDs a repair took out. `taken` are the segments and records it quarantined; `orphans`
+ * the summaries whose segment LevelDB lost. Lost records no summary names lie in the gaps between
+ * the segments left, within [floor, next): those gaps are named, the count given to them in ID
+ * order (a gap may also hold records removed before the damage).
+ */
+function lostRanges (taken: LostRange[], orphans: ReadonlyArray<{ firstId: number, count: number }>, kept: ReadonlyArray<[number, number]>, lost: number, floor: number, next: number): LostRange[] {
+  const ranges = [...taken]
+  let left = lost
+  const covered: Array<[number, number]> = [...kept]
+  for (const o of orphans) {
+    const records = Math.min(left, o.count)
+    left -= records
+    ranges.push({ firstId: o.firstId, lastId: o.firstId + o.count - 1, records })
+    covered.push([o.firstId, o.firstId + o.count])
+  }
+  for (const r of taken) covered.push([r.firstId, r.lastId + 1])
+  if (left > 0) {
+    covered.sort((a, b) => a[0] - b[0])
+    let at = floor
+    const gaps: Array<[number, number]> = []
+    for (const [from, to] of covered) {
+      if (from > at && at < next) gaps.push([at, Math.min(from, next)])
+      at = Math.max(at, to)
+    }
+    if (at < next) gaps.push([at, next])
+    for (const [from, to] of gaps) {
+      const records = Math.min(left, to - from)
+      left -= records
+      ranges.push({ firstId: from, lastId: to - 1, records })
+    }
+    // Nothing to pin them on (the counters were ahead of every ID left): name the whole span.
+    if (left > 0) ranges.push({ firstId: floor, lastId: Math.max(floor, next - 1), records: left })
+  }
+  ranges.sort((a, b) => a.firstId - b.firstId)
+  if (ranges.length <= MAX_RANGES) return ranges
+  const head = ranges.slice(0, MAX_RANGES - 1)
+  const rest = ranges.slice(MAX_RANGES - 1)
+  head.push({ firstId: rest[0]!.firstId, lastId: Math.max(...rest.map(r => r.lastId)), records: rest.reduce((n, r) => n + r.records, 0) })
+  return head
 }

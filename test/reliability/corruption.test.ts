@@ -81,7 +81,7 @@ test.after.always(async () => {
 interface Drain {
   /** Evaq.open's rejection, if it rejected. */
   openError?: unknown
-  openReport?: { keysRead: number, corruption: readonly string[] }
+  openReport?: { keysRead: number, corruption: readonly string[], dropped: readonly DropEvent[] }
   delivered: Map<number, Buffer>
   /** What next() or read() rejected with, in order. */
   errors: unknown[]
@@ -240,8 +240,11 @@ function assertEngineDrop (t: ExecutionContext, layout: Layout, d: Drain, mode: 
   t.is(d.openError, undefined, `${mode}: Evaq.open rejected: ${describeError(d.openError)}`)
   t.deepEqual(a.wrong, [], `${mode}: payloads differ from what was pushed`)
   t.true(d.finished, `${mode}: the consumer did not finish within ${d.maxCalls} calls (errors: ${summarize(d.errors)})`)
-  t.true(explained, `${mode}: records ${ranges(a.missing)} are gone and openReport.corruption is empty`)
-  t.true(a.missing.length > 0, `${mode}: LevelDB dropped nothing: the damage missed`)
+  t.true(explained, `${mode}: records are gone and openReport.corruption is empty`)
+  t.deepEqual(ranges(a.missing), 'none', `${mode}: records gone that no 'dropped' event names`)
+  t.true(a.quarantined.size > 0, `${mode}: LevelDB dropped nothing: the damage missed`)
+  t.deepEqual(d.openReport?.dropped, d.dropped.filter(e => e.reason === 'corruption'), `${mode}: the events are what openReport.dropped lists`)
+  t.is(d.stats?.quarantined, d.dropped.filter(e => e.reason === 'corruption').reduce((n, e) => n + e.records, 0), `${mode}: stats().quarantined counts the records the events name`)
   for (const err of d.errors) t.true(err instanceof EvaqError, `${mode}: rejected with ${describeError(err)}`)
   t.is(d.statsError, undefined, `${mode}: stats() rejected: ${describeError(d.statsError)}`)
   t.is(d.stats?.count, d.delivered.size, `${mode}: evaq recounted at open what LevelDB left: stats().count counts what is there`)
@@ -389,6 +392,16 @@ async function assertRepaired (t: ExecutionContext, layout: Layout, run: CliResu
   const stats = await q.wal.stats()
   t.is(stats.count, survivors.length, 'the counters agree with the records after repair')
   t.is(survivors.length, repaired.after.logs.wal!.records, 'repair reported the records that are there')
+  const fixed = repaired.fixed.wal!
+  t.is(fixed.after, survivors.length, 'repair counts the records after')
+  t.is(fixed.before, fixed.after + fixed.ranges.reduce((n, r) => n + r.records, 0), 'before = after + the records its ranges name')
+  const kept = new Set(survivors)
+  const unnamed: number[] = []
+  for (let id = 1; id <= layout.records; id++) {
+    if (!kept.has(id) && !fixed.ranges.some(r => id >= r.firstId && id <= r.lastId)) unnamed.push(id)
+  }
+  // (A loss LevelDB's own open made before the repair ran was named by that open instead.)
+  if (repaired.before.engine.length === 0) t.deepEqual(ranges(unnamed), 'none', `records gone that the repair does not name: ${JSON.stringify(fixed)}`)
   const highest = survivors.length === 0 ? 0 : survivors[survivors.length - 1]!
   const id = await q.pushWal('after repair')
   t.true(id > highest, `a new push got ${id}, above the surviving ${highest}`)
@@ -777,7 +790,7 @@ for (const kind of ['log', 'table', 'tables'] as const) {
     const { repaired, survivors } = await assertRepaired(t, layout, repairedRun, dirs, 'pushed')
     t.is(repaired.before.logs.wal!.records, layout.records)
     t.is(repaired.after.logs.wal!.records, layout.records)
-    t.deepEqual(repaired.fixed.wal, { quarantinedSegments: 0, quarantinedRecords: 0, summariesRewritten: 0, orphansRemoved: 0, lostRecords: 0 })
+    t.deepEqual(repaired.fixed.wal, { quarantinedSegments: 0, quarantinedRecords: 0, summariesRewritten: 0, orphansRemoved: 0, lostRecords: 0, before: layout.records, after: layout.records, ranges: [] })
     t.is(survivors.length, layout.records)
   })
 }
