@@ -49,7 +49,6 @@ export const PUSH_TIMEOUT_MS = 5000
 
 const LOG_NAME = new RegExp(LOG_NAME_PATTERN)
 const LOG_NAMES: readonly string[] = Object.freeze(['wal', 'dlq', 'parked'])
-/** DLQ records a redrive moves per round (one atomic WAL push, one atomic DLQ removal). */
 
 export class QueueService {
   private readonly subs = new Map<string, Subscriber>()
