@@ -8,7 +8,7 @@
  * removal:staged (a removal group staged one more segment into its batch, not yet written); the
  * retry daemon's retry:counted (an attempt's count is written, the handler not yet called);
  * move:before, move:after around the one write of a move between logs (WAL to DLQ, a
- * subscriber's dead-letter, DLQ to parked, parked to DLQ); a restore's restore:loaded (entries
+ * subscriber's dead-letter, DLQ to parked, parked to DLQ, a page of a DLQ to WAL redrive); a restore's restore:loaded (entries
  * written, IDs not reserved), restore:synced (complete and fsynced under its work name),
  * restore:renamed (in place, parent not fsynced), restore:moved (a file moved into a mount-point
  * target); an import's import:pending (progress file names the batch, not pushed) and

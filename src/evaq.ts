@@ -13,6 +13,7 @@ import { rejectUnknown, resolveOptions, type EvaqOptions, type LogName, type Res
 import { Moves } from './retry/moves.js'
 import { RetryDaemon, type RetryHandler } from './retry/retry-daemon.js'
 import { DeadLetterLog, ParkedLog, type DeadLetterRecord, type ParkedRecord, type RetryLog } from './retry/retry-log.js'
+import { redrivePage } from './retry/redrive.js'
 import { resolveRetryOptions, type RetryOptions } from './retry/retry-options.js'
 import type { RecordInit, RecordSource, RetryState } from './retry/retry-state.js'
 import { ID_FILE } from './store/id-floor.js'
@@ -85,6 +86,8 @@ const RECOVERY_ROOM_BYTES = 1024 * 1024
 /** Records a requeue moves at once, and records a purge of everything reads per round. */
 const REQUEUE_CONCURRENCY = 16
 const PURGE_PAGE = 10_000
+/** DLQ records a redrive moves in one write, at most (and at most maxBatchCount). */
+const REDRIVE_PAGE = 1000
 /**
  * Work the queue finishes while it closes (retry daemons stopping, a requeue or purge under way)
  * runs in this context: its writes are let through after `close()` turned the status to closing.
@@ -441,6 +444,43 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   }
 
   /**
+   * Move DLQ records back to the WAL (a redrive): `ids` (all must be in the DLQ, or
+   * EVAQ_NOT_FOUND and nothing is requeued) or `'all'` (the records in the DLQ when the call
+   * starts). Resolves with their new WAL IDs, in DLQ order. Each page of records (up to
+   * `maxBatchCount` and 1000 records, and about `maxBatchBytes`) is one write: after a crash every
+   * record is in exactly one of the DLQ and the WAL. A record removed from the DLQ meanwhile is
+   * left out.
+   */
+  requeueDeadLetters (ids: readonly number[] | 'all'): Promise<number[]> {
+    return this.parkedWork(ids, async list => {
+      const out: number[] = []
+      const maxCount = Math.min(REDRIVE_PAGE, this.options.maxBatchCount)
+      const maxBytes = this.options.maxBatchBytes
+      if (list === 'all') {
+        const end = this.dlq.nextId
+        for (let from = 0; ;) {
+          const page = (await this.dlq.read({ from, maxBytes, maxCount })).filter(r => r.id < end)
+          if (page.length === 0) return out
+          out.push(...await redrivePage(this.wal, this.dlq, page))
+          from = page[page.length - 1]!.id + 1
+        }
+      }
+      const wanted = [...new Set(list)].sort((a, b) => a - b)
+      const records = await Promise.all(wanted.map(id => this.dlq.get(id)))
+      const missing = wanted.filter((_, i) => records[i] === undefined)
+      if (missing.length > 0) throw new EvaqError('EVAQ_NOT_FOUND', `No DLQ record with ID ${missing.slice(0, 10).join(', ')}; nothing was requeued`, { ids: missing })
+      for (let i = 0; i < records.length;) {
+        let bytes = 0
+        let j = i
+        while (j < records.length && j - i < maxCount && (j === i || bytes + records[j]!.payload.byteLength <= maxBytes)) bytes += records[j++]!.payload.byteLength
+        out.push(...await redrivePage(this.wal, this.dlq, records.slice(i, j) as DeadLetterRecord[]))
+        i = j
+      }
+      return out
+    })
+  }
+
+  /**
    * Put parked records back in the DLQ, due at once, with `attempts` reset to 0 (the rest of
    * their history is kept, and `source` names the parked record). `ids` must all be parked
    * (EVAQ_NOT_FOUND otherwise, and nothing is requeued), or `'all'`. Resolves with their new DLQ
@@ -510,7 +550,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     })
   }
 
-  /** Run a requeue or purge in the parked lane, one at a time, and let close() wait for it. */
+  /** Run a requeue (either) or purge of parked records in one lane, one at a time, and let close() wait for it. */
   private parkedWork<T> (ids: unknown, task: (list: number[] | 'all') => Promise<T>): Promise<T> {
     let list: number[] | 'all'
     try {

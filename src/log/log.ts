@@ -324,6 +324,21 @@ export class Log {
     }
   }
 
+  /**
+   * Push `payloads` (validated by the caller's read: records of another log) as one carried
+   * segment: one batch with the removal `carry` stages (a move of a page of records; see push).
+   * Resolves with the first ID, the others following in order; rejects like push with `carry`.
+   */
+  async pushCarried (payloads: readonly Uint8Array[], carry: CarryFn): Promise<number> {
+    this.ctx.assertWritable()
+    const bufs = payloads.map((p, i) => this.toPayload(p, `payloads[${i}]`))
+    if (bufs.length === 0) throw invalid('payloads', 'at least one payload', payloads)
+    const bytes = bufs.reduce((n, b) => n + b.byteLength, 0)
+    const wait = this.ctx.admission.admit(this, bytes, undefined)
+    if (wait !== undefined) { await wait; this.ctx.assertWritable() }
+    return this.writer.push(bufs, bytes, undefined, undefined, carry)
+  }
+
   async pushMany (payloads: unknown, options?: PushOptions): Promise<number[]> {
     this.ctx.assertWritable()
     if (!Array.isArray(payloads)) throw invalid('payloads', 'an array of payloads', payloads)

@@ -49,8 +49,6 @@ export const PUSH_TIMEOUT_MS = 5000
 
 const LOG_NAME = new RegExp(LOG_NAME_PATTERN)
 const LOG_NAMES: readonly string[] = Object.freeze(['wal', 'dlq', 'parked'])
-/** DLQ records a redrive moves per round (one atomic WAL push, one atomic DLQ removal). */
-const REDRIVE_PAGE = 1000
 
 export class QueueService {
   private readonly subs = new Map<string, Subscriber>()
@@ -319,40 +317,14 @@ export class QueueService {
   // ---- the DLQ ----------------------------------------------------------------------------------
 
   /**
-   * Move DLQ records back to the WAL (a redrive): `ids` (all must be in the DLQ, or
-   * EVAQ_NOT_FOUND and nothing moves) or `'all'`. Each round pushes the payloads to the WAL in one
-   * atomic write and then removes them from the DLQ in another; a crash between the two leaves a
-   * record in both (at-least-once, like every push). Resolves with the new WAL IDs, in DLQ order.
+   * Move DLQ records back to the WAL (a redrive; see `evaq.requeueDeadLetters`): `ids` (all must be
+   * in the DLQ, or EVAQ_NOT_FOUND and nothing moves) or `'all'`. Each page is one write: after a
+   * crash a record is in exactly one of the two logs. Resolves with the new WAL IDs, in DLQ order.
    */
   async requeueDeadLetters (ids: readonly number[] | 'all'): Promise<number[]> {
-    const dlq = this.evaq.dlq
-    const out: number[] = []
-    const move = async (records: readonly QueueRecord[]): Promise<void> => {
-      const walIds = await this.evaq.pushWalMany(records.map(r => r.payload))
-      await this.evaq.doneRetryItems(records.map(r => r.id))
-      this.metrics?.requeued('dlq', records.length)
-      out.push(...walIds)
-    }
-    if (ids === 'all') {
-      // What is in the DLQ now: records dead-lettered while this runs wait for the next call.
-      const end = (await dlq.stats()).nextId
-      for (let from = 0; ;) {
-        const page = (await dlq.read({ from, maxBytes: 16 * 1024 * 1024, maxCount: REDRIVE_PAGE })).filter(r => r.id < end)
-        if (page.length === 0) return out
-        await move(page)
-        from = page[page.length - 1]!.id + 1
-      }
-    }
-    const wanted = [...new Set(ids)].sort((a, b) => a - b)
-    const records: QueueRecord[] = []
-    for (const id of wanted) {
-      const [record] = await dlq.read({ from: id, maxBytes: 0, maxCount: 1 })
-      if (record?.id === id) records.push(record)
-    }
-    const missing = wanted.filter(id => !records.some(r => r.id === id))
-    if (missing.length > 0) throw new EvaqError('EVAQ_NOT_FOUND', `No DLQ record with ID ${missing.slice(0, 10).join(', ')}; nothing was requeued`, { ids: missing })
-    for (let i = 0; i < records.length; i += REDRIVE_PAGE) await move(records.slice(i, i + REDRIVE_PAGE))
-    return out
+    const walIds = await this.evaq.requeueDeadLetters(ids === 'all' ? 'all' : [...ids])
+    this.metrics?.requeued('dlq', walIds.length)
+    return walIds
   }
 
   /** Delete DLQ records: `ids` atomically (EVAQ_NOT_FOUND deletes nothing), or `'all'`. Resolves with the count. */

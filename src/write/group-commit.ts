@@ -21,8 +21,9 @@ export interface PendingSegment {
   sealed: boolean
   /**
    * What commits this segment instead of the log's own write (a move: the removal from the source
-   * log, staged into the same batch). Such a segment holds one push and is flushed alone, so that
-   * a move that cannot happen fails no other push.
+   * log, staged into the same batch). Such a segment holds one push (one record, or the page of a
+   * multi-record move, whatever its size) and is flushed alone, so that a move that cannot happen
+   * fails no other push.
    */
   readonly carrier?: unknown
 }
@@ -120,7 +121,6 @@ export class GroupCommit {
   }
 
   private admit (payloads: readonly Uint8Array[], bytes: number, extras: readonly (Buffer | undefined)[] | undefined, carrier: unknown): Promise<number> {
-    if (carrier !== undefined && payloads.length !== 1) return Promise.reject(new Error('A carried push holds one record'))
     const firstId = this.nextId
     this.nextId += payloads.length
     this.heldBytes += bytes
@@ -128,20 +128,21 @@ export class GroupCommit {
     let segment = this.queue[this.queue.length - 1]
     if (carrier !== undefined) {
       if (segment !== undefined) segment.sealed = true
-      segment = this.newSegment(firstId, bytes, carrier)
+      segment = this.newSegment(firstId, bytes + payloads.length * 8, carrier)
     }
     for (let i = 0; i < payloads.length; i++) {
       const p = payloads[i]!
-      if (segment === undefined || segment.sealed || !this.fits(segment.builder, p.byteLength)) {
+      // A carried push stays in its one segment: its batch is the move's one write.
+      if (carrier === undefined && (segment === undefined || segment.sealed || !this.fits(segment.builder, p.byteLength))) {
         if (segment !== undefined && !segment.sealed) {
           segment.sealed = true
           if (i > 0) segment.joinNext = true
         }
         segment = this.newSegment(firstId + i, p.byteLength)
       }
-      segment.builder.append(p)
+      segment!.builder.append(p)
       const x = extras?.[i]
-      if (x !== undefined) segment.extras.push([firstId + i, x])
+      if (x !== undefined) segment!.extras.push([firstId + i, x])
     }
     const last = segment!
     if (carrier !== undefined) last.sealed = true
