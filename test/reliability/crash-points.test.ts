@@ -265,7 +265,7 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
     await report({
       part: 'crash-loop',
       failure: 'Process crash (SIGKILL) at random moments and at named points inside evaq',
-      guarantee: "No acknowledged push lost (every durability mode), IDs never reused, subscribers at-least-once (nothing acked with ackDurability 'sync' redelivered, nothing unacked missing), the database always opens",
+      guarantee: "No acknowledged push lost (every durability mode), IDs never reused, subscribers at-least-once (nothing acked with ackDurability 'sync' redelivered, nothing unacked missing), every in-flight removeWal call all or nothing, the database always opens",
       test: 'test/reliability/crash-points.test.ts',
       cycles: CYCLES,
       acknowledged: totals.acknowledgedPushes,

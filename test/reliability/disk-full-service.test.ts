@@ -18,6 +18,7 @@ import { Evaq, isEvaqError, type EvaqOptions } from '../../src/index.js'
 import { serve } from '../../src/server/serve.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { Mounts, mountsUnavailable } from './fixtures/disk-images.js'
+import { report } from './report.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -117,6 +118,16 @@ maybe(`service: pushes that wait for space are answered 503 EVAQ_AT_CAPACITY wit
     readyAgain = await ready(service.url)
   }
   t.deepEqual(readyAgain, { status: 200, body: { status: 'open' }, retryAfter: null }, '/readyz is 200 again')
+  const found = new Set(records.map(r => r.id))
+  await report({
+    part: 'disk-full-service',
+    failure: 'disk full under the service (tmpfs 16 MiB, 8 HTTP pushers of 64 KiB)',
+    guarantee: 'a push waiting for room is answered 503 EVAQ_AT_CAPACITY with Retry-After within the push timeout and stores nothing; /readyz says full; once space is freed the same pushers succeed',
+    test: 'test/reliability/disk-full-service.test.ts',
+    cycles: 1,
+    acknowledged: ids.length,
+    lost: ids.filter(id => !found.has(id)).length,
+  })
 })
 
 maybe(`library: a push waiting for disk space wakes at the next maintenance round once space is freed${suffix}`, async t => {

@@ -50,7 +50,7 @@ const CATALOG: Row[] = [
   {
     part: 'crash-loop',
     failure: 'Process crash (SIGKILL) at random moments and at named points inside evaq',
-    guarantee: "No acknowledged push lost (every durability mode), IDs never reused, subscribers at-least-once (nothing acked with ackDurability 'sync' redelivered, nothing unacked missing), the database always opens",
+    guarantee: "No acknowledged push lost (every durability mode), IDs never reused, subscribers at-least-once (nothing acked with ackDurability 'sync' redelivered, nothing unacked missing), every in-flight removeWal call all or nothing, the database always opens",
     test: 'test/reliability/crash-points.test.ts',
   },
   {
@@ -88,6 +88,18 @@ const CATALOG: Row[] = [
     failure: 'Flipped bytes, truncated log, missing or empty table, damaged MANIFEST and CURRENT',
     guarantee: 'No record failing its CRC returned; damaged records quarantined and counted; consumers get past unreadable blocks; a compaction meeting one is repaired by evaq itself; a lost log tail is reported and its IDs never issued again; evaq check reports, evaq repair backs up and repairs',
     test: 'test/reliability/corruption.test.ts',
+  },
+  {
+    part: 'flip-sweep',
+    failure: 'Bytes flipped in table and log files at many seeds, and the 50,000-record experiment with 20 flips in tables',
+    guarantee: 'Every ID pushed is returned intact or named (EVAQ_CORRUPTION ids, dropped events, quarantine counters) and never returned changed; repair counts add up; new IDs above every ID issued',
+    test: 'test/reliability/flip-sweep.test.ts',
+  },
+  {
+    part: 'disk-full-service',
+    failure: 'Disk full under the service (tmpfs 16 MiB, 8 HTTP pushers of 64 KiB)',
+    guarantee: 'A push waiting for room is answered 503 EVAQ_AT_CAPACITY with Retry-After within the push timeout and stores nothing; /readyz says full; once space is freed the same pushers succeed',
+    test: 'test/reliability/disk-full-service.test.ts',
   },
   {
     part: 'model-crash',
