@@ -149,6 +149,8 @@ export class Subscriber {
   private earliestVisible = Infinity
   private _lastActiveAt: number
   private persistedActiveAt: number
+  /** The floor last handed to be written (see progress()). */
+  private persistedFloor: number
   private closed = false
   private readonly wakers = new Set<() => void>()
   /** collect() moves the cursor after an await: concurrent next() calls take turns. */
@@ -164,6 +166,7 @@ export class Subscriber {
     this.acked = IdRanges.from(progress.acked)
     this._lastActiveAt = progress.lastActiveAt
     this.persistedActiveAt = progress.lastActiveAt
+    this.persistedFloor = progress.floor
   }
 
   /** Every ID below this is acknowledged. */
@@ -185,6 +188,7 @@ export class Subscriber {
     const floor = this.floor
     this.acked.pruneBelow(floor)
     this.persistedActiveAt = this._lastActiveAt
+    this.persistedFloor = floor
     return { v: 1, start: this.start, floor, acked: this.acked.toJSON(), leaseMs: this.leaseMs, maxDeliveries: this.maxDeliveries, createdAt: this.createdAt, lastActiveAt: this._lastActiveAt }
   }
 
@@ -286,6 +290,16 @@ export class Subscriber {
       if (taken === 0) break
       this.cursor = fresh[taken - 1]!.id + 1
       if (taken < fresh.length) break
+    }
+    // Nothing delivered, yet the floor moved: the read passed over IDs that hold no record
+    // (removed, dropped). No ack will write that floor, so write it here: else the queue's
+    // stats, a backup and a restart would each see another floor for the same state.
+    if (out.length === 0 && this.floor > this.persistedFloor) {
+      try {
+        await this.host.persist(this)
+      } catch {
+        // A queue that cannot write keeps the floor in memory: nothing lies below it to deliver.
+      }
     }
     return out
   }

@@ -289,15 +289,19 @@ export async function assertNotOrphaned (dir: string): Promise<void> {
 
 export async function openStore (dir: string, options: ResolvedOptions): Promise<Store> {
   const claim = await claimDir(dir, true)
-  const db: Db = new ClassicLevel<Bytes, Bytes>(dir, {
-    ...ENC,
-    createIfMissing: true,
-    writeBufferSize: options.writeBufferSize,
-    cacheSize: options.cacheSize,
-    compression: options.compression,
-  })
+  let db: Db
   try {
+    // Before the constructor: it opens the database by itself at the next microtask, and with
+    // createIfMissing that open would start an empty database over a CURRENT-less directory
+    // (and, while it creates a new one, show MANIFEST-000001 before CURRENT to this check).
     await assertNotOrphaned(dir)
+    db = new ClassicLevel<Bytes, Bytes>(dir, {
+      ...ENC,
+      createIfMissing: true,
+      writeBufferSize: options.writeBufferSize,
+      cacheSize: options.cacheSize,
+      compression: options.compression,
+    })
     await db.open()
   } catch (err) {
     claim.release()
