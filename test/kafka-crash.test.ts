@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { Evaq } from '../src/index.js'
+import { runFixture } from './helpers/child.js'
 import { tmpDir } from './helpers/tmp.js'
 import { cluster, consume } from './kafka/kafka-helpers.js'
 
@@ -132,16 +133,7 @@ test('a crash inside the dead-letter move leaves the message in exactly one of W
         id = await setup.pushWal('not a kafka record')
         await setup.close()
       }
-      const child = spawn(process.execPath, ['--import', 'tsx', DEAD_LETTER, dir, c.brokers.join(','), 'dead', mode], {
-        stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EVAQ_CRASH_POINT: point },
-      })
-      let stdout = ''
-      let stderr = ''
-      child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
-      child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
-      const watchdog = setTimeout(() => child.kill('SIGKILL'), WATCHDOG_MS)
-      const [, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
-      clearTimeout(watchdog)
+      const { signal, stdout, stderr } = await runFixture(DEAD_LETTER, [dir, c.brokers.join(','), 'dead', mode], point, WATCHDOG_MS)
       t.is(signal, 'SIGKILL', `${where}: ${stderr}`)
       t.false(stdout.includes('D\t'), `${where}: the move resolved before the kill`)
       id ??= Number(/^I\t(\d+)$/m.exec(stdout)?.[1])

@@ -5,12 +5,10 @@
  * a removal met a move of the same record, in none (the removal wins).
  */
 import test, { type ExecutionContext } from 'ava'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { ClassicLevel } from 'classic-level'
 import { Evaq, isEvaqError } from '../src/index.js'
 import type { Store } from '../src/store/store.js'
+import { rawKeys, runFixture } from './helpers/child.js'
 import { tmpDir } from './helpers/tmp.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/move-worker.ts', import.meta.url))
@@ -19,17 +17,7 @@ const OPTIONS = { minFreeDiskBytes: 0 } as const
 
 /** Run the worker; it must kill itself at `point`, or with `point` 'none' finish its work. */
 async function run (t: ExecutionContext, dir: string, mode: string, id: number, point: string): Promise<void> {
-  const env = { ...process.env }
-  delete env.EVAQ_CRASH_POINT
-  if (point !== 'none') env.EVAQ_CRASH_POINT = point
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, dir, mode, String(id)], { stdio: ['ignore', 'pipe', 'pipe'], env })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
-  const watchdog = setTimeout(() => child.kill('SIGKILL'), WATCHDOG_MS)
-  const [, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
-  clearTimeout(watchdog)
+  const { signal, stdout, stderr } = await runFixture(FIXTURE, [dir, mode, String(id)], point, WATCHDOG_MS)
   if (point === 'none') {
     t.true(stdout.includes('D\n'), `${mode}: ${stderr}`)
     return
@@ -38,16 +26,6 @@ async function run (t: ExecutionContext, dir: string, mode: string, id: number, 
   t.false(stdout.includes('D\n'), `${mode} at ${point}: the work finished before the kill`)
 }
 
-/** Keys left in a sublevel, read with classic-level directly (the queue must be closed). */
-async function rawKeys (dir: string, sublevel: string): Promise<number> {
-  const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
-  await db.open()
-  try {
-    return (await db.sublevel<Buffer, Buffer>(sublevel, { keyEncoding: 'buffer', valueEncoding: 'buffer' }).keys().all()).length
-  } finally {
-    await db.close()
-  }
-}
 
 async function where (evaq: Evaq, payload: string): Promise<{ wal: number, dlq: number, parked: number }> {
   const count = async (log: Evaq['wal']): Promise<number> =>

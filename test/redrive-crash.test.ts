@@ -5,13 +5,11 @@
  * removed from the DLQ while a redrive runs are neither requeued twice nor brought back.
  */
 import test, { type ExecutionContext } from 'ava'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { ClassicLevel } from 'classic-level'
 import { Evaq, isEvaqError, type EvaqError } from '../src/index.js'
 import { redrivePage } from '../src/retry/redrive.js'
 import { QueueService } from '../src/server/queue-service.js'
+import { rawKeys, runFixture } from './helpers/child.js'
 import { tmpDir } from './helpers/tmp.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/move-worker.ts', import.meta.url))
@@ -21,28 +19,11 @@ const PAYLOADS = ['p0', 'p1', 'p2', 'p3', 'p4']
 
 /** Run the worker; it must kill itself at `point`. */
 async function run (t: ExecutionContext, args: string[], point: string): Promise<void> {
-  const env = { ...process.env, EVAQ_CRASH_POINT: point }
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
-  const watchdog = setTimeout(() => child.kill('SIGKILL'), WATCHDOG_MS)
-  const [, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
-  clearTimeout(watchdog)
+  const { signal, stdout, stderr } = await runFixture(FIXTURE, args, point, WATCHDOG_MS)
   t.is(signal, 'SIGKILL', `${args[1]!} at ${point}: ${stderr}`)
   t.false(stdout.includes('D\n'), `${args[1]!} at ${point}: the work finished before the kill`)
 }
 
-async function rawKeys (dir: string, sublevel: string): Promise<number> {
-  const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
-  await db.open()
-  try {
-    return (await db.sublevel<Buffer, Buffer>(sublevel, { keyEncoding: 'buffer', valueEncoding: 'buffer' }).keys().all()).length
-  } finally {
-    await db.close()
-  }
-}
 
 async function payloads (log: Evaq['wal']): Promise<string[]> {
   return (await log.read({ maxBytes: Infinity, maxCount: Infinity })).map(r => r.payload.toString())

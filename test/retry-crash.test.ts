@@ -11,9 +11,9 @@ import { spawn } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { ClassicLevel } from 'classic-level'
 import { Evaq, EvaqError, type DeadLetterRecord, type ParkedRecord } from '../src/index.js'
 import { LOOP_OPTIONS } from './fixtures/retry-worker.js'
+import { rawKeys } from './helpers/child.js'
 import { tmpDir } from './helpers/tmp.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/retry-worker.ts', import.meta.url))
@@ -95,16 +95,6 @@ async function look (evaq: Evaq): Promise<Seen> {
   return seen
 }
 
-/** Keys left in a sublevel, read with classic-level directly (the queue must be closed). */
-async function rawKeys (dir: string, sublevel: string): Promise<number> {
-  const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
-  await db.open()
-  try {
-    return (await db.sublevel<Buffer, Buffer>(sublevel, { keyEncoding: 'buffer', valueEncoding: 'buffer' }).keys().all()).length
-  } finally {
-    await db.close()
-  }
-}
 
 test('SIGKILL of a child running the daemon: no DLQ record lost or in two places, no attempt counted twice beyond the one in flight', async t => {
   t.timeout(240_000)

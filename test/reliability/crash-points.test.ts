@@ -43,6 +43,7 @@ import { fileURLToPath } from 'node:url'
 import { Evaq } from '../../src/index.js'
 import { SUBSCRIBE_OPTIONS } from '../fixtures/consumer.js'
 import { checkPayload, digest } from '../fixtures/crash-writer.js'
+import { runFixture } from '../helpers/child.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { cycles, report } from './report.js'
 import { prng } from '../helpers/prng.js'
@@ -561,16 +562,7 @@ test('a removeWal call spanning several segments, killed between its steps, happ
   const cases = [['removal:staged:1', 'present'], ['removal:staged:3', 'present'], ['removal:before', 'present'], ['removal:after', 'gone']] as const
   await Promise.all(cases.map(async ([point, expected]) => {
     const dir = await tmpDir(t, 'evaq-removal-steps-')
-    const child = spawn(process.execPath, ['--import', 'tsx', REMOVAL_WRITER, dir, String(SEGMENTS)], {
-      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EVAQ_CRASH_POINT: point },
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
-    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
-    const watchdog = setTimeout(() => child.kill('SIGKILL'), WATCHDOG_MS)
-    const [, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
-    clearTimeout(watchdog)
+    const { signal, stdout, stderr } = await runFixture(REMOVAL_WRITER, [dir, String(SEGMENTS)], point, WATCHDOG_MS)
     t.is(signal, 'SIGKILL', `${point}: ${stderr}`)
     const started = /^r\t(.+)$/m.exec(stdout)
     t.truthy(started, `${point}: the removal never started: ${stdout}`)
