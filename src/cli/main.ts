@@ -26,6 +26,8 @@ const HELP: Options = { help: { type: 'boolean', short: 'h' } }
 const TARGET: Options = { data: { type: 'string' }, url: { type: 'string' }, token: { type: 'string' } }
 const JSON_FLAG: Options = { json: { type: 'boolean' } }
 const READ: Options = { from: { type: 'string' }, 'max-bytes': { type: 'string' }, 'max-count': { type: 'string' } }
+/** How long an interrupted `check` waits for LevelDB to let go of its copy before it exits anyway. */
+const EXIT_GRACE_MS = 2000
 
 interface Command {
   readonly options: Options
@@ -160,19 +162,33 @@ const COMMANDS: Record<string, Command> = {
       // check reads a copy of the directory: an interrupt must not leave it behind.
       // (Exits rather than raising the signal again: a signal ignored when the process started
       // stays ignored once the handler is gone.)
-      const onSignal = (signal: NodeJS.Signals): void => {
+      // LevelDB may be opening the copy from its own threads, and its open creates the directory
+      // again: so the copy is removed at once, and again once the check has let go of it (or
+      // after EXIT_GRACE_MS at most), and then the command exits.
+      let interrupted: NodeJS.Signals | undefined
+      const exit = (): never => {
         removeCheckCopies()
-        process.exit(signal === 'SIGINT' ? 130 : 143)
+        process.exit(interrupted === 'SIGINT' ? 130 : 143)
       }
-      process.once('SIGINT', onSignal)
-      process.once('SIGTERM', onSignal)
+      const onSignal = (signal: NodeJS.Signals): void => {
+        if (interrupted !== undefined) return
+        interrupted = signal
+        removeCheckCopies()
+        setTimeout(exit, EXIT_GRACE_MS)
+      }
+      process.on('SIGINT', onSignal)
+      process.on('SIGTERM', onSignal)
       let report: CheckReport
       try {
         report = await check(dataFlag(values), n => bar.update(n))
+      } catch (err) {
+        if (interrupted === undefined) throw err
+        return exit()
       } finally {
         process.off('SIGINT', onSignal)
         process.off('SIGTERM', onSignal)
       }
+      if (interrupted !== undefined) return exit()
       bar.done()
       if (values.json === true) console.log(JSON.stringify(report))
       else printCheck(report)

@@ -23,9 +23,18 @@ const SKIPPED = new Set(['LOCK', 'LOG', 'LOG.old'])
 /** Copies being made or read; removed synchronously by removeCheckCopies() on a signal. */
 const live = new Set<string>()
 
-/** Remove every copy this process still has (for a SIGINT handler, which cannot wait). */
+/**
+ * Remove every copy this process still has (for a SIGINT handler, which cannot wait). LevelDB may
+ * still be writing into a copy from its own threads (a compaction adds a file between the listing
+ * and the rmdir: ENOTEMPTY), so each removal is retried; a failure must not throw out of the
+ * signal handler, which would end the process with 1 instead of its signal's exit code.
+ */
 export function removeCheckCopies (): void {
-  for (const copy of live) rmSync(copy, { recursive: true, force: true })
+  for (const copy of live) {
+    try {
+      rmSync(copy, { recursive: true, force: true, maxRetries: 20, retryDelay: 5 })
+    } catch {}
+  }
   live.clear()
 }
 
