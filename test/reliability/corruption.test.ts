@@ -25,6 +25,7 @@ import { join } from 'node:path'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { Evaq, EvaqError, type DropEvent, type EvaqOptions, type LogStats } from '../../src/index.js'
+import { ranges } from '../helpers/id-list.js'
 import { tmpDir } from '../helpers/tmp.js'
 import {
   blockAt, buildLayout, cliBuilt, copyDir, diffTrees, flipByte, logRecords, middleTable, payloadFor, payloadOffset,
@@ -185,16 +186,6 @@ function account (layout: Layout, d: Drain): Accounting {
   return { wrong, quarantined, missing }
 }
 
-function ranges (ids: readonly number[]): string {
-  const out: string[] = []
-  for (let i = 0; i < ids.length;) {
-    let j = i
-    while (j + 1 < ids.length && ids[j + 1] === ids[j]! + 1) j++
-    out.push(i === j ? `${ids[i]}` : `${ids[i]}..${ids[j]}`)
-    i = j + 1
-  }
-  return out.join(',') || 'none'
-}
 
 function tally (layout: Layout, a: Accounting, explained: boolean): void {
   damagedDirs++

@@ -24,6 +24,7 @@ import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { Evaq, EvaqError, type DropEvent, type EvaqOptions } from '../../src/index.js'
 import { repairInPlace } from '../../src/store/repair.js'
+import { ranges } from '../helpers/id-list.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { prng } from '../helpers/prng.js'
 import { cycles, report } from './report.js'
@@ -231,16 +232,6 @@ async function cycle (t: ExecutionContext, kind: Kind, records: number, seed: nu
   }
 }
 
-function ranges (ids: readonly number[]): string {
-  const out: string[] = []
-  for (let i = 0; i < ids.length;) {
-    let j = i
-    while (j + 1 < ids.length && ids[j + 1] === ids[j]! + 1) j++
-    out.push(i === j ? `${ids[i]}` : `${ids[i]}..${ids[j]}`)
-    i = j + 1
-  }
-  return out.join(',') || 'none'
-}
 
 test('50,000 records, 20 bit flips in the tables: every ID is returned intact or named', async t => {
   t.timeout(120_000)
