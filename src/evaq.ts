@@ -174,8 +174,8 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       assertOpen: () => this.assertOpen(),
       assertWritable: () => this.assertWritable(),
       isOpen: () => this._status === 'open',
-      isDegraded: () => this._status === 'degraded',
       reopening: () => this.recovering,
+      damaged: err => this.repairDamage(err),
       ioFailed: err => this.degrade(err),
       markDirty: () => { this.dirty = true },
       // A WAL record its subscriber cannot process goes to the DLQ; the DLQ has nowhere further.
@@ -682,6 +682,16 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       this.recovering = undefined
     }
     if (this._status !== 'degraded') return
+    this.reopened(repaired)
+    this._status = 'open'
+    this.degradedBy = undefined
+    // A move that failed with the write may have left its intent: settle it now.
+    this.moves.recover(this.retryLogs).catch(err => this.reportError(err))
+    this.emit('recovered')
+  }
+
+  /** After a reopen: caches forgotten, and what a repair or LevelDB's recovery took out reported. */
+  private reopened (repaired: RepairFixes | undefined): void {
     for (const log of this.logs) log.forgetCaches()
     if (repaired !== undefined) {
       this.reportRepair(repaired)
@@ -691,23 +701,52 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       this.openReport.corruption = this.store.corruption
       this.reportError(new EvaqError('EVAQ_CORRUPTION', `LevelDB dropped damaged data while reopening ${this.location}: ${this.store.corruption.at(-1) ?? ''}`))
     }
-    this._status = 'open'
-    this.degradedBy = undefined
-    // A move that failed with the write may have left its intent: settle it now.
-    this.moves.recover(this.retryLogs).catch(err => this.reportError(err))
-    this.emit('recovered')
+  }
+
+  /**
+   * A compaction met a block of LevelDB's own files it cannot read, and LevelDB now refuses every
+   * write until it is reopened (every later compaction of that table would fail again). Repair it
+   * at once, while the queue stays open: the database closes (after
+   * the writes LevelDB is already doing), LevelDB rewrites the damaged table without the blocks it
+   * cannot read, evaq recounts what survived and names every range it lost in a `dropped` event,
+   * and the database opens again. Meanwhile pushes keep filling the write buffer, and writes and
+   * reads wait; a write LevelDB refused is built and written again afterwards. Only when the
+   * repair itself fails does the queue degrade (and recover() tries again with backoff).
+   * Returns what writes wait for, or undefined when the queue is not open.
+   */
+  private repairDamage (err: EvaqError): Promise<void> | undefined {
+    if (this.recovering !== undefined) return this.recovering
+    if (this._status !== 'open') return undefined
+    const repair = (async () => {
+      let repaired: RepairFixes | undefined
+      try {
+        await this.store.reopen(async () => { repaired = await repairInPlace(this.location, this.store.claim) })
+      } catch (cause) {
+        this.reportError(cause)
+        if (this.store.db.status === 'closed') await this.store.db.open().catch(() => {})
+        this.store.failed ??= err
+        this.degrade(err)
+        return
+      }
+      this.reopened(repaired)
+    })()
+    this.recovering = repair.finally(() => { if (this.recovering === guarded) this.recovering = undefined })
+    const guarded = this.recovering
+    return guarded
   }
 
   /** fsync LevelDB's log now, if anything was written without sync since the last time. */
   private async syncNow (): Promise<void> {
     if (this.syncing !== undefined) return this.syncing
     if (!this.dirty) return
-    if (this.store.failed !== undefined) return
+    if (this.store.failed !== undefined || this.recovering !== undefined) return
     this.dirty = false
     this.syncing = this.store.db.put(SYNC_KEY, SYNC_KEY, { sync: true })
       .catch((err: unknown) => {
         this.dirty = true
         const error = fromLevel(err, 'Periodic fsync failed')
+        // Refused for damage met by a compaction, before anything was written: repair it.
+        if (hasCode(err, 'LEVEL_CORRUPTION') && this.repairDamage(error) !== undefined) throw error
         this.store.failed ??= error
         this.degrade(error)
         throw error

@@ -1,5 +1,5 @@
 import test from 'ava'
-import { GroupCommit, type PendingSegment } from '../src/write/group-commit.js'
+import { CommitLater, GroupCommit, type PendingSegment } from '../src/write/group-commit.js'
 
 const options = { maxBatchBytes: 1000, maxBatchCount: 100, lingerMs: 0, flushWorkers: 2, maxBufferedBytes: 10_000 }
 
@@ -47,6 +47,30 @@ test('a failed flush rejects its pushes and the watermark moves past them', asyn
   const b = gc.push([payload('b')], 1, undefined, undefined)
   ;(await nextFlush()).done()
   t.is(await b, 2)
+})
+
+test('a flush that throws CommitLater is flushed again, in ID order, and its pushes neither resolve nor fail meanwhile', async t => {
+  const { gc, nextFlush } = controlled()
+  const settled: string[] = []
+  const a = gc.push([payload('a')], 1, undefined, undefined)
+  a.then(() => settled.push('a'), () => settled.push('a failed'))
+  const first = await nextFlush()
+  const b = gc.push([payload('b')], 1, undefined, undefined)
+  b.then(() => settled.push('b'), () => settled.push('b failed'))
+  const second = await nextFlush()
+  // Both refused; the later one is handed back first.
+  second.fail(new CommitLater(Promise.resolve(), 'not written'))
+  first.fail(new CommitLater(Promise.resolve(), 'not written'))
+  const again = await nextFlush()
+  t.deepEqual(again.segments.map(s => s.builder.firstId), [1, 2], 'both segments, in ID order, in one flush')
+  t.deepEqual(settled, [])
+  t.is(gc.watermark, 0)
+  t.is(gc.bufferedBytes, 2, 'their bytes stay held')
+  again.done()
+  t.deepEqual([await a, await b], [1, 2])
+  t.is(gc.watermark, 2)
+  t.is(gc.bufferedBytes, 0)
+  await gc.drain()
 })
 
 test('pushes made while flushes are in flight form the next segment', async t => {

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import { EvaqError, fromLevel, invalid } from '../errors.js'
+import { EvaqError, fromLevel, hasCode, invalid } from '../errors.js'
 import { rejectUnknown, type Durability, type ResolvedOptions } from '../options.js'
 import {
   copyRemovalSet, decodeHeader, decodeKey, decodeRemovalSet, decodeSummary, encodeKey, encodeRemovalSet,
@@ -7,7 +7,7 @@ import {
 } from '../store/codec.js'
 import { Keyspace, type ChainedBatch, type Delta, type LogCounters, type Store, type Sublevel } from '../store/store.js'
 import { crashPoint } from '../crash-points.js'
-import { GroupCommit, type PendingSegment } from '../write/group-commit.js'
+import { CommitLater, GroupCommit, type PendingSegment } from '../write/group-commit.js'
 import {
   checkSubscribeOptions, checkSubscriberName, Subscriber, type Progress, type SubscribeOptions,
   type SubscriberHost, type SubscriberInfo,
@@ -143,9 +143,17 @@ export interface LogContext {
   /** Like assertOpen, and throws EVAQ_IO while the queue is degraded (writes would fail). */
   assertWritable (): void
   isOpen (): boolean
-  isDegraded (): boolean
-  /** While degraded, the reopen under way (the database is briefly closed), if any. */
+  /**
+   * The reopen under way (a recovery from a failed write, or a repair), if any: the database is
+   * briefly closed, and nothing is written until it is open again.
+   */
   reopening (): Promise<void> | undefined
+  /**
+   * LevelDB met damage in its own files (a block it cannot read). Starts a repair while the
+   * queue stays open, or joins the one under way, and returns what writes wait for; undefined
+   * when the queue cannot repair now (it degrades instead, see Evaq).
+   */
+  damaged (err: EvaqError): Promise<void> | undefined
   /** A write failed: LevelDB refuses further writes until it is reopened. */
   ioFailed (err: EvaqError): void
   /** Called after a write that was not fsynced (interval durability). */
@@ -178,6 +186,8 @@ interface RemoveRequest {
   readonly carrier?: Carrier
   /** Stages what goes with this request alone (only if it is accepted). */
   readonly stage?: (batch: ChainedBatch) => void
+  /** Rejected already (an unknown ID), so not to be run again after a reopen. */
+  settled?: boolean
   resolve (highest: number | undefined): void
   reject (err: unknown): void
 }
@@ -370,6 +380,16 @@ export class Log {
 
   /** Write one flush: its segments, their summaries and extras, and the counters, in one batch. */
   private async commit (segments: readonly PendingSegment[]): Promise<void> {
+    await this.untilReopened()
+    const reopens = this.ctx.store.reopens
+    try {
+      await this.writeSegments(segments)
+    } catch (err) {
+      throw this.later(err, reopens)
+    }
+  }
+
+  private async writeSegments (segments: readonly PendingSegment[]): Promise<void> {
     const { store, options } = this.ctx
     const batch = store.db.batch()
     const now = options.clock.now()
@@ -414,16 +434,51 @@ export class Log {
     }
   }
 
-  /** Write a batch with its commit snapshot; an error leaves the outcome unknown (see Journal). */
+  /** Wait while the database is being reopened (see LogContext.reopening). */
+  private async untilReopened (): Promise<void> {
+    for (let r = this.ctx.reopening(); r !== undefined; r = this.ctx.reopening()) await r.catch(() => {})
+  }
+
+  /**
+   * `err` as CommitLater when the database was reopened under the work that failed: closing the
+   * database closes its batches and iterators, so that work wrote nothing and runs again after the
+   * reopen. That is so when reopen() started since the work noted `reopens`, or when the work
+   * met a closed batch (evaq never adds to a batch it wrote, so a batch is closed only by the
+   * database closing: a move's batch may be built before a reopen and used after it). Other
+   * errors are left as they are.
+   */
+  private later (err: unknown, reopens: number): unknown {
+    if (err instanceof CommitLater) return err
+    const reopened = this.ctx.store.reopens !== reopens || this.ctx.reopening() !== undefined
+    if (!(reopened ? closedUnder(err) : hasCode(err, 'LEVEL_BATCH_NOT_OPEN'))) return err
+    return new CommitLater(this.ctx.reopening() ?? Promise.resolve(), 'Not written: the database was reopened under it', err)
+  }
+
+  /**
+   * Write a batch with its commit snapshot; an error leaves the outcome unknown (see Journal),
+   * except CommitLater: nothing was written, and the caller builds the batch again after the
+   * repair (a batch built before it may describe records the repair took out).
+   */
   private async write (batch: ReturnType<Store['db']['batch']>, delta: Delta, sync: boolean, what: string): Promise<void> {
     const store = this.ctx.store
     if (store.failed !== undefined) throw new EvaqError('EVAQ_IO', `${what}: the database failed an earlier write and is not written to until it is reopened`, { cause: store.failed })
+    const reopening = this.ctx.reopening()
+    if (reopening !== undefined) throw new CommitLater(reopening, `${what}: not written while the database is reopened`)
     const { journal } = store
+    // Staging throws LEVEL_BATCH_NOT_OPEN for a batch built before a reopen (see later()).
     const seq = journal.stage(batch, delta)
     try {
       await batch.write({ sync })
     } catch (err) {
       journal.settle(seq, false)
+      // LevelDB answers a write with Corruption only when it refused it before writing anything:
+      // a compaction met a block it cannot read, and LevelDB refuses every write until it is
+      // reopened. evaq repairs the table while the queue stays open, and the batch is built and
+      // written again after that (see Evaq.repairDamage).
+      if (levelCorruption(err)) {
+        const until = this.ctx.damaged(fromLevel(err, what))
+        if (until !== undefined) throw new CommitLater(until, `${what}: LevelDB refused it while damaged; it is written again after the repair`, err)
+      }
       const error = new EvaqError('EVAQ_IO', what, { cause: err })
       store.failed ??= error
       this.ctx.ioFailed(error)
@@ -448,7 +503,10 @@ export class Log {
 
   /** Run `task` in the serial lane, after everything queued before it. */
   private serial<T> (task: () => Promise<T>): Promise<T> {
-    const run = this.lane.then(task)
+    const run = this.lane.then(async () => {
+      await this.untilReopened()
+      return task()
+    })
     this.lane = run.then(() => {}, () => {})
     return run
   }
@@ -505,6 +563,7 @@ export class Log {
     this.removalQueued = true
     void this.serial(async () => {
       this.removalQueued = false
+      const reopens = this.ctx.store.reopens
       // One carried batch per group: later carried requests wait for the next group. In a group,
       // plain removals go first: where one meets a move of the same ID, the removal wins and the
       // move finds the record gone (nothing is moved).
@@ -516,7 +575,17 @@ export class Log {
       try {
         await this.removeGroup(group)
       } catch (err) {
-        for (const r of group) r.reject(err)
+        const later = this.later(err, reopens)
+        if (!(later instanceof CommitLater)) {
+          for (const r of group) r.reject(err)
+          return
+        }
+        // Not written because the database was reopened under the removal (a repair): the
+        // removals run again after it, against what is on disk then. A move's removal fails
+        // with CommitLater, and the move builds its batch again.
+        this.removeQueue.unshift(...group.filter(r => !r.settled && r.carrier === undefined))
+        for (const r of group) if (r.carrier !== undefined) r.reject(later)
+        void later.until.catch(() => {}).then(() => { if (this.removeQueue.length > 0) this.scheduleRemovals() })
       }
     })
   }
@@ -543,6 +612,7 @@ export class Log {
         hits.push([seg, index])
       }
       if (missing.length > 0) {
+        req.settled = true
         req.reject(new EvaqError('EVAQ_NOT_FOUND', `No record with ID ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ` and ${missing.length - 10} more` : ''} in ${this.name}; nothing was removed`, { ids: missing }))
         continue
       }
@@ -642,6 +712,7 @@ export class Log {
    */
   protected async writeOwn (batch: ChainedBatch, what: string): Promise<void> {
     this.ctx.assertWritable()
+    await this.untilReopened()
     await this.write(batch, {}, this.sync, what)
   }
 
@@ -782,11 +853,14 @@ export class Log {
     const db = this.ctx.store.db
     this.compaction = (async () => {
       try {
+        await this.untilReopened()
         for (const keys of [this.segKeys, this.indexKeys, this.removalKeys]) {
           await db.compactRange(keys.id(from), keys.id(to))
         }
         this.compactions++
       } catch (err) {
+        // The compaction met a block LevelDB cannot read: the repair takes it out and reports it.
+        if (levelCorruption(err) && this.ctx.damaged(fromLevel(err, `Compacting ${this.name} failed`)) !== undefined) return
         this.ctx.error(new EvaqError('EVAQ_IO', `Compacting ${this.name} failed`, { cause: err }))
       } finally {
         this.compaction = undefined
@@ -972,6 +1046,19 @@ export class Log {
   }
 
   private async writeDirtyProgress (): Promise<void> {
+    for (;;) {
+      await this.untilReopened()
+      const reopens = this.ctx.store.reopens
+      try {
+        await this.writeDirtyProgressOnce()
+        return
+      } catch (err) {
+        if (!(this.later(err, reopens) instanceof CommitLater)) throw err
+      }
+    }
+  }
+
+  private async writeDirtyProgressOnce (): Promise<void> {
     if (this.dirtyProgress.size === 0 && this.pendingExpired === 0) return
     const dirty = [...this.dirtyProgress]
     const expired = this.pendingExpired
@@ -1037,13 +1124,14 @@ export class Log {
    */
   private async readSafely (from: number, maxBytes: number, maxCount: number): Promise<QueueRecord[]> {
     for (let attempt = 0; ; attempt++) {
-      const reopening = this.ctx.reopening()
-      if (reopening !== undefined) await reopening.catch(() => {})
+      await this.untilReopened()
+      const reopens = this.ctx.store.reopens
       try {
         return await this.readRange(from, maxBytes, maxCount)
       } catch (err) {
         const error = fromLevel(err, `Reading ${this.name} failed`)
-        if (error.code !== 'EVAQ_CLOSED' || !this.ctx.isDegraded()) throw error
+        // The database closed under the read because it is being (or was just) reopened.
+        if (error.code !== 'EVAQ_CLOSED' || (this.ctx.store.reopens === reopens && this.ctx.reopening() === undefined)) throw error
         if (attempt >= 1) throw new EvaqError('EVAQ_IO', `Reading ${this.name} failed while the queue recovers`, { cause: err })
       }
     }
@@ -1245,7 +1333,11 @@ export class Log {
       await this.write(batch, { [this.name]: { count: -count, bytes: -bytes, quarantinedCount: count, ...(floor === undefined ? {} : { floor }) } }, this.sync, `Quarantining segment ${first} of ${this.name} failed`)
       this.forget(first)
       this.ctx.dropped({ log: this.name, reason: 'corruption', records: count, bytes, firstId: first, lastId: first + ids - 1 })
-    }).catch(err => this.ctx.error(err))
+    }).catch(err => {
+      // Not written: the database was being reopened (the next read meets the segment again), or
+      // LevelDB refused the write for damage, and the repair that follows names what it takes out.
+      if (!(err instanceof CommitLater)) this.ctx.error(err)
+    })
   }
 
   private async withExtras (out: Array<{ id: number, payload: Buffer, pushedAt: number, error?: RecordError }>): Promise<QueueRecord[]> {
@@ -1367,17 +1459,16 @@ function decodeError (id: number, value: Buffer): RecordError {
 }
 
 function levelIoError (err: unknown): boolean {
-  for (let e = err as { code?: unknown, cause?: unknown } | undefined, depth = 0; e != null && depth < 8; e = e.cause as typeof e, depth++) {
-    if (e.code === 'LEVEL_IO_ERROR') return true
-  }
-  return false
+  return hasCode(err, 'LEVEL_IO_ERROR')
 }
 
 function levelCorruption (err: unknown): boolean {
-  for (let e = err as { code?: unknown, cause?: unknown } | undefined, depth = 0; e != null && depth < 8; e = e.cause as typeof e, depth++) {
-    if (e.code === 'LEVEL_CORRUPTION') return true
-  }
-  return false
+  return hasCode(err, 'LEVEL_CORRUPTION')
+}
+
+/** Whether `err` comes from a database, batch or iterator that was closed (see Log.later). */
+function closedUnder (err: unknown): boolean {
+  return ['LEVEL_BATCH_NOT_OPEN', 'LEVEL_DATABASE_NOT_OPEN', 'LEVEL_ITERATOR_NOT_OPEN'].some(code => hasCode(err, code))
 }
 
 export function checkId (value: unknown, name: string): number {

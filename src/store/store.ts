@@ -217,6 +217,8 @@ export interface Store {
    * reopen(): after a failed write(2) LevelDB's log is no longer safe to append to.
    */
   failed: Error | undefined
+  /** How many times reopen() has started: a read the database closed under can tell. */
+  reopens: number
   sublevel (name: string): Sublevel
   /**
    * Close and open the database again, and reload the counters from disk. LevelDB's write errors
@@ -338,12 +340,14 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
       corruption: await engineCorruption(dir),
       ids,
       failed: undefined,
+      reopens: 0,
       sublevel: (name: string) => {
         const sub = db.sublevel<Bytes, Bytes>(name, ENC)
         sublevels.push(sub)
         return sub
       },
       reopen: async (whileClosed) => {
+        store.reopens++
         await db.close()
         try {
           await whileClosed?.()

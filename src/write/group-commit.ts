@@ -42,6 +42,18 @@ export interface GroupCommitOptions {
   maxBufferedBytes: number
 }
 
+/**
+ * A commit may throw this when it wrote nothing and the segments should be written again once
+ * `until` settles: LevelDB refused the batch before writing any of it, or the database was being
+ * repaired. The buffer puts the segments back in ID order and flushes them again; their pushes
+ * neither resolve nor fail meanwhile. (The commit function is what waits for `until`.)
+ */
+export class CommitLater extends EvaqError {
+  constructor (readonly until: Promise<void>, message: string, cause?: unknown) {
+    super('EVAQ_IO', message, { cause })
+  }
+}
+
 export type CommitFn = (segments: readonly PendingSegment[]) => Promise<void>
 
 interface SpaceWaiter {
@@ -251,6 +263,10 @@ export class GroupCommit {
         error = err
       }
       this.inflight.delete(segments)
+      if (error instanceof CommitLater) {
+        this.requeue(segments, bytes)
+        return
+      }
       this.heldBytes -= bytes
       for (const s of segments) {
         for (const w of s.waiters) {
@@ -263,6 +279,16 @@ export class GroupCommit {
       if (this.queue.length > 0) this.schedule()
       this.checkIdle()
     })
+  }
+
+  /** Put segments a commit did not write back in the queue, in ID order, to be flushed again. */
+  private requeue (segments: readonly PendingSegment[], bytes: number): void {
+    const first = segments[0]!.builder.firstId
+    let at = 0
+    while (at < this.queue.length && this.queue[at]!.builder.firstId < first) at++
+    this.queue.splice(at, 0, ...segments)
+    this.queuedBytes += bytes
+    this.schedule()
   }
 
   /** Resolves once everything buffered, waiting or in flight has been committed or failed. */
