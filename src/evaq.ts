@@ -16,7 +16,7 @@ import { DeadLetterLog, ParkedLog, type DeadLetterRecord, type ParkedRecord, typ
 import { redrivePage } from './retry/redrive.js'
 import { resolveRetryOptions, type RetryOptions } from './retry/retry-options.js'
 import type { RecordInit, RecordSource, RetryState } from './retry/retry-state.js'
-import { ID_FILE } from './store/id-floor.js'
+import { ID_FILE, SYNC_KEY } from './schema.js'
 import { reconcile, repairInPlace, type RepairFixes } from './store/repair.js'
 import { takeSnapshot } from './store/snapshot.js'
 import { openStore, pendingRecount, type Store } from './store/store.js'
@@ -77,7 +77,6 @@ export interface EvaqEvents {
   closed: []
 }
 
-const SYNC_KEY = Buffer.from('sync')
 /** Reopen attempts after a failed write: 100 ms, doubling up to 5 s. */
 const RECOVERY_FIRST_MS = 100
 const RECOVERY_MAX_MS = 5000

@@ -1,4 +1,5 @@
 import { EvaqError, invalid } from './errors.js'
+import { LOG_NAMES } from './schema.js'
 
 /**
  * When a write is acknowledged.
@@ -200,7 +201,6 @@ export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptio
   return Object.freeze(o)
 }
 
-const LOG_NAMES: readonly LogName[] = ['wal', 'dlq', 'parked']
 
 function checkRetention (value: unknown): ResolvedOptions['retention'] {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid('retention', 'an object like { wal: { maxAgeMs } }', value)

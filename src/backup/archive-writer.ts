@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 import { EvaqError } from '../errors.js'
 import { placeOf, type StoreSnapshot } from '../store/snapshot.js'
-import { FORMAT_VERSION } from '../store/store.js'
+import { FORMAT_VERSION } from '../schema.js'
 import { ARCHIVE_VERSION, chainDigest, frameHead, FrameKind, preamble } from './format.js'
 import type { BackupBase, BackupLogMark, BackupManifest, BackupSummary } from './manifest.js'
 

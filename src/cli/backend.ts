@@ -4,6 +4,7 @@ import { Evaq } from '../evaq.js'
 import type { RecordError } from '../log/log.js'
 import type { EvaqOptions } from '../options.js'
 import { QueueService, type LogSubscriberInfo, type ServiceStats } from '../server/queue-service.js'
+import { LOG_NAMES } from '../schema.js'
 
 /**
  * What the commands work on: a data directory opened in this process, or a running service over
@@ -123,7 +124,7 @@ export function openRemote (url: string, token: string | undefined): Backend {
   }
   const records = (list: RecordJson[]): CliRecord[] => list.map(r => ({ ...r, payload: Buffer.from(r.payload, 'base64') }))
   const query = (r: ReadRequest): string => `from=${r.from}&maxBytes=${r.maxBytes}&maxCount=${r.maxCount}${r.waitMs === undefined ? '' : `&waitMs=${r.waitMs}`}`
-  const logs = ['wal', 'dlq', 'parked']
+  const logs = [...LOG_NAMES]
   return {
     logNames: logs,
     stats: () => call('GET', '/v1/stats'),

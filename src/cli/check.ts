@@ -6,7 +6,8 @@ import { ENC, LOGS, openRaw, repairInPlace, walk, type RepairFixes } from '../st
 import { IdFloor } from '../store/id-floor.js'
 import { heldByAnotherProcess, withCheckCopy } from '../store/check-copy.js'
 import { claimDir, isClaimed, type DirClaim } from '../store/dir-claim.js'
-import { engineCorruption, FORMAT_VERSION, Journal, pendingRecount, type Db } from '../store/store.js'
+import { FORMAT_KEY, FORMAT_VERSION, LEVELDB_LOCK_FILE, logSublevels, META_SUBLEVEL, SNAPSHOT_SUBLEVEL } from '../schema.js'
+import { engineCorruption, Journal, pendingRecount, type Db } from '../store/store.js'
 
 /**
  * `evaq check` and `evaq repair`: the only code that reads every record of a directory. They
@@ -116,13 +117,13 @@ async function checkCopy (dir: string, original: string, report: CheckReport, on
   report.engine = (await engineCorruption(dir)).map(line => line.replaceAll(dir, original))
   for (const line of await pendingRecount(dir)) report.engine.push(`seen at an earlier open: ${line}`)
   try {
-    const format = await db.sublevel<Buffer, Buffer>('meta', ENC).get(Buffer.from('format'))
+    const format = await db.sublevel<Buffer, Buffer>(META_SUBLEVEL, ENC).get(FORMAT_KEY)
     report.format = format === undefined ? undefined : (JSON.parse(format.toString('utf8')) as { version: number }).version
     if (report.format !== FORMAT_VERSION) {
       report.error = { code: 'EVAQ_UNSUPPORTED_FORMAT', message: `format ${String(report.format)}, expected ${FORMAT_VERSION}` }
       return report
     }
-    const journal = await Journal.load(db.sublevel<Buffer, Buffer>('snap', ENC))
+    const journal = await Journal.load(db.sublevel<Buffer, Buffer>(SNAPSHOT_SUBLEVEL, ENC))
     const ids = await IdFloor.load(dir)
     if (ids.problem !== undefined) report.engine.push(ids.problem)
     for (const log of LOGS) {
@@ -165,7 +166,7 @@ async function checkCopy (dir: string, original: string, report: CheckReport, on
         unreadable: () => { result.unreadable = true },
       })
       if (result.records + result.badRecords !== c.count && result.badSegments === 0 && !result.unreadable) result.inconsistencies++
-      for await (const [, value] of db.sublevel<Buffer, Buffer>(`${log}-subs`, ENC).iterator()) {
+      for await (const [, value] of db.sublevel<Buffer, Buffer>(logSublevels(log).subscribers, ENC).iterator()) {
         try {
           JSON.parse(value.toString('utf8'))
           report.subscribers.ok++
@@ -210,7 +211,7 @@ export async function repair (dir: string, backup: string, onProgress?: (done: n
   try {
     // LOCK is not copied (opening and closing it would drop a lock this process holds on it);
     // LevelDB never writes into it, so the backup gets an empty one of its own.
-    const lock = join(dir, 'LOCK')
+    const lock = join(dir, LEVELDB_LOCK_FILE)
     await cp(dir, backup, { recursive: true, errorOnExist: true, force: false, filter: from => from !== lock })
     if (await stat(lock).then(() => true, () => false)) await writeFile(join(backup, 'LOCK'), '', { flag: 'wx' })
     // LevelDB's repair takes no lock: make sure no process holds the directory before touching it

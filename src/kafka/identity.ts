@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { open, readFile, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EvaqError } from '../errors.js'
+import { KAFKA_IDENTITY_FILE } from '../schema.js'
 
 /**
  * The identity of a data directory, the first half of every `evaq-id`. WAL record IDs are unique
@@ -10,7 +11,7 @@ import { EvaqError } from '../errors.js'
  * LevelDB's, tells them apart. A copy of the directory keeps the identity: so a restored backup
  * continues the same ID sequence without reissuing IDs, which the queue already guarantees.
  */
-export const IDENTITY_FILE = 'EVAQ-KAFKA-ID'
+export const IDENTITY_FILE = KAFKA_IDENTITY_FILE
 const FORMAT = /^[A-Za-z0-9_-]{16}$/
 
 /** Read the directory's identity, creating it (written and fsynced before use) if there is none. */

@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import { EvaqError, fromLevel, hasCode, invalid } from '../errors.js'
 import { rejectUnknown, type Durability, type ResolvedOptions } from '../options.js'
+import { logSublevels } from '../schema.js'
 import {
   copyRemovalSet, decodeHeader, decodeKey, decodeRemovalSet, decodeSummary, encodeKey, encodeRemovalSet,
   encodeSummary, isRemoved, markRemoved, payloadAt, type RemovalSet, type SegmentHeader, type SegmentSummary,
@@ -251,16 +252,17 @@ export class Log {
   constructor (name: string, private readonly ctx: LogContext) {
     this.name = name
     const { store, options } = ctx
-    this.segs = store.sublevel(name)
-    this.removals = store.sublevel(`${name}-removed`)
-    this.index = store.sublevel(`${name}-index`)
-    this.subsLevel = store.sublevel(`${name}-subs`)
-    this.extraLevel = ctx.extras ? store.sublevel(`${name}-extra`) : undefined
+    const names = logSublevels(name)
+    this.segs = store.sublevel(names.segments)
+    this.removals = store.sublevel(names.removed)
+    this.index = store.sublevel(names.index)
+    this.subsLevel = store.sublevel(names.subscribers)
+    this.extraLevel = ctx.extras ? store.sublevel(names.extra) : undefined
     this.segKeys = new Keyspace(this.segs)
     this.removalKeys = new Keyspace(this.removals)
     this.indexKeys = new Keyspace(this.index)
     this.extraKeys = this.extraLevel === undefined ? undefined : new Keyspace(this.extraLevel)
-    this.quarantineKeys = new Keyspace(store.sublevel(`${name}-quarantine`))
+    this.quarantineKeys = new Keyspace(store.sublevel(names.quarantine))
     this.sync = options.durability === 'sync'
     this.ackSync = options.ackDurability === 'sync'
     this.removedSets = new LRUCache({ max: 4096 })

@@ -1,4 +1,5 @@
 import { EvaqError, isEvaqError } from '../errors.js'
+import { MOVES_SUBLEVEL } from '../schema.js'
 import { decodeKey } from '../store/codec.js'
 import type { Log } from '../log/log.js'
 import { Keyspace, type ChainedBatch, type Store, type Sublevel } from '../store/store.js'
@@ -27,7 +28,7 @@ export class Moves {
   private seq = 0
 
   constructor (store: Store) {
-    this.level = store.sublevel('retry-moves')
+    this.level = store.sublevel(MOVES_SUBLEVEL)
     this.keys = new Keyspace(this.level)
   }
 

@@ -1,4 +1,5 @@
 import { isEvaqError } from '../errors.js'
+import { logSublevels } from '../schema.js'
 import { Log, MAX_ID, type LogContext, type PushOptions, type QueueRecord, type ReadOptions, type RecordError } from '../log/log.js'
 import { encodeKey } from '../store/codec.js'
 import { Keyspace, type ChainedBatch, type Sublevel } from '../store/store.js'
@@ -39,9 +40,9 @@ export abstract class RetryLog<S extends RetryState | ParkedState = RetryState |
   constructor (name: string, ctx: LogContext, protected readonly moves: Moves) {
     super(name, ctx)
     this.store = ctx.store
-    this.states = ctx.store.sublevel(`${name}-retry`)
+    this.states = ctx.store.sublevel(logSublevels(name).retry)
     this.stateKeys = new Keyspace(this.states)
-    this.extraKeyspace = new Keyspace(ctx.store.sublevel(`${name}-extra`))
+    this.extraKeyspace = new Keyspace(ctx.store.sublevel(logSublevels(name).extra))
   }
 
   /** The state a record gets when it is committed. */
@@ -179,7 +180,7 @@ export class DeadLetterLog extends RetryLog<RetryState> {
 
   constructor (name: string, ctx: LogContext, moves: Moves) {
     super(name, ctx, moves)
-    this.due = ctx.store.sublevel(`${name}-due`)
+    this.due = ctx.store.sublevel(logSublevels(name).due)
     this.duePrefix = Buffer.from(this.due.prefix, 'utf8')
   }
 

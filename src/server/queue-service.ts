@@ -4,6 +4,7 @@ import type { Log, QueueRecord } from '../log/log.js'
 import type { Delivery, SubscribeStart, Subscriber, SubscriberInfo } from '../log/subscriber.js'
 import type { EvaqMetrics } from '../metrics.js'
 import { LOG_NAME_PATTERN, READ_DEFAULTS, READ_LIMITS } from './params.js'
+import { LOG_NAMES } from '../schema.js'
 
 /**
  * What the HTTP service and the local `evaq` commands do with a queue, in one place: the log
@@ -48,7 +49,6 @@ export interface QueueServiceOptions {
 export const PUSH_TIMEOUT_MS = 5000
 
 const LOG_NAME = new RegExp(LOG_NAME_PATTERN)
-const LOG_NAMES: readonly string[] = Object.freeze(['wal', 'dlq', 'parked'])
 
 export class QueueService {
   private readonly subs = new Map<string, Subscriber>()

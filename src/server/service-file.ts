@@ -1,5 +1,6 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { SERVICE_FILE } from '../schema.js'
 
 /**
  * `EVAQ-SERVICE` in a data directory: where the `evaq serve` that holds the directory listens.
@@ -9,7 +10,7 @@ import { join } from 'node:path'
  * crashed leaves it behind, but then nothing holds the directory's lock, and the file is only
  * read after the lock was found held (and the next service overwrites it).
  */
-export const SERVICE_FILE = 'EVAQ-SERVICE'
+export { SERVICE_FILE }
 
 export interface ServiceFile {
   /** A URL this machine reaches the service at (a wildcard address is given as loopback). */

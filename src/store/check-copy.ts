@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { hasCode } from '../errors.js'
+import { LEVELDB_INFO_LOGS, LEVELDB_LOCK_FILE } from '../schema.js'
 import { canonicalDir, claimDir, type DirClaim } from './dir-claim.js'
 
 /**
@@ -18,7 +19,7 @@ import { canonicalDir, claimDir, type DirClaim } from './dir-claim.js'
 
 const TABLE = /^\d+\.(ldb|sst)$/
 /** LevelDB's lock and info logs: the copy gets its own. */
-const SKIPPED = new Set(['LOCK', 'LOG', 'LOG.old'])
+const SKIPPED: ReadonlySet<string> = new Set([LEVELDB_LOCK_FILE, ...LEVELDB_INFO_LOGS])
 
 /** Copies being made or read; removed synchronously by removeCheckCopies() on a signal. */
 const live = new Set<string>()

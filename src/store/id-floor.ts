@@ -1,5 +1,6 @@
 import { open, readFile, rename } from 'node:fs/promises'
 import { join } from 'node:path'
+import { ID_FILE } from '../schema.js'
 
 /**
  * IDs are never reused, even when LevelDB loses the end of its log.
@@ -20,8 +21,6 @@ import { join } from 'node:path'
  *
  * LevelDB leaves files it does not know alone, and its repair does too.
  */
-
-export const ID_FILE = 'EVAQ-IDS'
 
 /** IDs reserved per file write. */
 export const RESERVATION = 65_536

@@ -4,6 +4,7 @@ import {
   isRemoved, markRemoved, newRemovalSet, payloadAt, type RemovalSet,
 } from './codec.js'
 import { fromLevel } from '../errors.js'
+import { LOG_NAMES, logSublevels, SNAPSHOT_SUBLEVEL } from '../schema.js'
 import { claimDir, type DirClaim } from './dir-claim.js'
 import { IdFloor } from './id-floor.js'
 import { assertNotOrphaned, clearRecount, Journal, Keyspace, type Db, type Sublevel } from './store.js'
@@ -15,7 +16,7 @@ import { assertNotOrphaned, clearRecount, Journal, Keyspace, type Db, type Suble
  */
 
 /** The logs a directory holds. */
-export const LOGS = ['wal', 'dlq', 'parked'] as const
+export const LOGS = LOG_NAMES
 
 export const ENC = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
 
@@ -86,9 +87,10 @@ export interface Visitor {
 
 /** Every segment of `log` with its summary and removal set, in ID order. */
 export async function walk (db: Db, log: string, visit: Visitor): Promise<void> {
-  const segs = db.sublevel<Buffer, Buffer>(log, ENC)
-  const index = db.sublevel<Buffer, Buffer>(`${log}-index`, ENC)
-  const removals = db.sublevel<Buffer, Buffer>(`${log}-removed`, ENC)
+  const names = logSublevels(log)
+  const segs = db.sublevel<Buffer, Buffer>(names.segments, ENC)
+  const index = db.sublevel<Buffer, Buffer>(names.index, ENC)
+  const removals = db.sublevel<Buffer, Buffer>(names.removed, ENC)
   const summaries = new Map<number, ReturnType<typeof decodeSummary> | null>()
   try {
     for await (const [key, value] of index.iterator()) {
@@ -156,7 +158,7 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
   const fixed: RepairFixes = {}
   const nexts: Record<string, { next: number, committed: number }> = {}
   try {
-    const snaps = db.sublevel<Buffer, Buffer>('snap', ENC)
+    const snaps = db.sublevel<Buffer, Buffer>(SNAPSHOT_SUBLEVEL, ENC)
     let journal: Journal
     try {
       journal = await Journal.load(snaps)
@@ -173,10 +175,11 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
       const kept: Array<[number, number]> = []
       const out: Array<{ firstId: number, lastId: number, records: number }> = []
       fixed[log] = f
-      const segKeys = new Keyspace(db.sublevel<Buffer, Buffer>(log, ENC) as unknown as Sublevel)
-      const indexKeys = new Keyspace(db.sublevel<Buffer, Buffer>(`${log}-index`, ENC) as unknown as Sublevel)
-      const removalKeys = new Keyspace(db.sublevel<Buffer, Buffer>(`${log}-removed`, ENC) as unknown as Sublevel)
-      const quarantine = new Keyspace(db.sublevel<Buffer, Buffer>(`${log}-quarantine`, ENC) as unknown as Sublevel)
+      const names = logSublevels(log)
+      const segKeys = new Keyspace(db.sublevel<Buffer, Buffer>(names.segments, ENC) as unknown as Sublevel)
+      const indexKeys = new Keyspace(db.sublevel<Buffer, Buffer>(names.index, ENC) as unknown as Sublevel)
+      const removalKeys = new Keyspace(db.sublevel<Buffer, Buffer>(names.removed, ENC) as unknown as Sublevel)
+      const quarantine = new Keyspace(db.sublevel<Buffer, Buffer>(names.quarantine, ENC) as unknown as Sublevel)
       const n = { next: c.next, count: 0, bytes: 0, floor: Infinity, quarantined: 0 }
       counters[log] = n
       const batch = db.batch()

@@ -3,6 +3,7 @@ import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { EvaqError, fromLevel } from '../errors.js'
+import { FORMAT_KEY, FORMAT_VERSION, META_SUBLEVEL, RECOUNT_FILE, SENTINEL_HIGH, SENTINEL_LOW, SNAPSHOT_SUBLEVEL } from '../schema.js'
 import type { ResolvedOptions } from '../options.js'
 import { decodeKey, encodeKey } from './codec.js'
 import { claimDir, type DirClaim } from './dir-claim.js'
@@ -15,22 +16,9 @@ export type Db = ClassicLevel<Bytes, Bytes>
 export type Sublevel = AbstractSublevel<Db, string | Buffer | Uint8Array, Bytes, Bytes>
 export type ChainedBatch = ReturnType<Db['batch']>
 
-/** The on-disk format of the directory as a whole; bumped on any incompatible change. */
-export const FORMAT_VERSION = 1
-const FORMAT_KEY = Buffer.from('format')
 
 const ENC = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
 
-/**
- * Two keys below and above every sublevel (their prefixes start with `!`), written once. They
- * make LevelDB's manual compaction give deleted space back: CompactRange only compacts the levels
- * above the deepest one holding data in the range, and a flushed memtable that overlaps nothing
- * deeper is placed at level 2, where the deletions in it would never be compacted away. With the
- * sentinels some deeper file always overlaps, so flushed memtables stay above it and a manual
- * compaction merges them down, dropping what was deleted.
- */
-const SENTINEL_LOW = Buffer.from('\x00evaq-sentinel', 'latin1')
-const SENTINEL_HIGH = Buffer.from('\xffevaq-sentinel', 'latin1')
 
 /**
  * Keys of one sublevel, written through the root database. A sublevel stores its keys with a
@@ -247,13 +235,11 @@ export async function engineCorruption (dir: string): Promise<string[]> {
 }
 
 /**
- * LevelDB reports a dropped log record only in the info log of the open that dropped it, and
- * the counters need a recount after it (see Evaq.open). A process that saw it but does not
- * recount (`evaq check`) leaves this file, so that the next open still does.
+ * What an earlier process saw LevelDB drop, if it left a recount to do. LevelDB reports a dropped
+ * log record only in the info log of the open that dropped it, and the counters need a recount
+ * after it (see Evaq.open). A process that saw it but does not recount (`evaq check`) leaves
+ * RECOUNT_FILE, so that the next open still does.
  */
-export const RECOUNT_FILE = 'EVAQ-RECOUNT'
-
-/** What an earlier process saw LevelDB drop, if it left a recount to do. */
 export async function pendingRecount (dir: string): Promise<string[]> {
   try {
     return (await readFile(join(dir, RECOUNT_FILE), 'utf8')).split('\n').filter(line => line.length > 0)
@@ -310,7 +296,7 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
     throw fromLevel(err, `Cannot open ${dir}`)
   }
   try {
-    const meta = db.sublevel<Bytes, Bytes>('meta', ENC)
+    const meta = db.sublevel<Bytes, Bytes>(META_SUBLEVEL, ENC)
     const format = await meta.get(FORMAT_KEY)
     if (format === undefined) {
       await db.batch()
@@ -327,10 +313,10 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
         throw new EvaqError('EVAQ_UNSUPPORTED_FORMAT', `${dir} holds evaq format ${String(version)}; this version reads format ${FORMAT_VERSION}`)
       }
     }
-    const journal = await Journal.load(db.sublevel<Bytes, Bytes>('snap', ENC))
+    const journal = await Journal.load(db.sublevel<Bytes, Bytes>(SNAPSHOT_SUBLEVEL, ENC))
     const ids = await IdFloor.load(dir)
 
-    const snaps = db.sublevel<Bytes, Bytes>('snap', ENC)
+    const snaps = db.sublevel<Bytes, Bytes>(SNAPSHOT_SUBLEVEL, ENC)
     // Closing a database closes its sublevels, and opening it again does not reopen them.
     const sublevels: Sublevel[] = [snaps]
     const store: Store = {
