@@ -10,10 +10,11 @@ import { watch } from 'node:fs'
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { check } from '../src/cli/check.js'
+import { check } from '../src/store/check.js'
 import { Evaq } from '../src/index.js'
 import { tmpDir } from './helpers/tmp.js'
-import { buildLayout, CLI, cliBuilt, flipByte, payloadOffset, runCli, type CheckJson } from './reliability/fixtures/corrupt-files.js'
+import { buildLayout, CLI, cliBuilt, flipByte, payloadOffset, runCli, tableOf, type CheckJson } from './reliability/fixtures/corrupt-files.js'
+import { repairInPlace } from '../src/store/repair.js'
 
 const HOLDER = new URL('./fixtures/lock-holder.ts', import.meta.url).pathname
 
@@ -147,4 +148,25 @@ test('an interrupted check removes its copy', async t => {
   t.log(code === 130 ? 'interrupted while checking' : `finished before the interrupt (exit ${String(code)}, signal ${String(signal)})`)
   t.deepEqual(await readdir(parent), ['q'], 'no copy is left')
   t.deepEqual(await hashes(dir), before)
+})
+
+test('repair of a damaged record in a segment that already had removals: the record stays out after the repair', async t => {
+  const parent = await tmpDir(t, 'evaq-repair-')
+  const dir = join(parent, 'q')
+  const layout = await buildLayout(dir, 'table')
+  const q = await Evaq.open(dir, { compression: false, minFreeDiskBytes: 0 })
+  await q.removeWal([1])
+  await q.close()
+  const table = join(dir, tableOf(layout, 5))
+  await flipByte(table, payloadOffset(await readFile(table), 5) + 20)
+  const fixed = await repairInPlace(dir)
+  t.is(fixed.wal!.quarantinedRecords, 1)
+  const again = await Evaq.open(dir, { compression: false, minFreeDiskBytes: 0 })
+  t.teardown(() => again.close())
+  // The repair's removal set marks the damaged record: reads pass it without meeting it again.
+  const records = await again.wal.read({ from: 0, maxCount: 1000 })
+  t.deepEqual(records.map(r => r.id), Array.from({ length: layout.records }, (_, i) => i + 1).filter(id => id !== 1 && id !== 5))
+  const stats = await again.wal.stats()
+  t.is(stats.count, layout.records - 2)
+  t.is(stats.quarantined, 1)
 })

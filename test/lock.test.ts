@@ -9,7 +9,7 @@ import { symlink } from 'node:fs/promises'
 import { basename, dirname, join, relative } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Evaq } from '../src/index.js'
-import { check } from '../src/cli/check.js'
+import { check } from '../src/store/check.js'
 import { tmpDir } from './helpers/tmp.js'
 
 const HOLDER = new URL('./fixtures/lock-holder.ts', import.meta.url).pathname

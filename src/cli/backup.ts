@@ -8,7 +8,7 @@ import { ERROR_CODES, EvaqError, isEvaqError, type EvaqErrorCode } from '../erro
 import { Evaq } from '../evaq.js'
 import { readServiceFile } from '../server/service-file.js'
 import { serviceUrl } from './backend.js'
-import { check } from './check.js'
+import { check } from '../store/check.js'
 import { guardInterrupts } from './interrupt.js'
 import { progress, type Progress } from './progress.js'
 import { UsageError } from './usage.js'

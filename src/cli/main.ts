@@ -8,11 +8,14 @@ import type { ServiceStats } from '../server/queue-service.js'
 import { removeCheckCopies } from '../store/check-copy.js'
 import { openLocal, openRemote, type Backend } from './backend.js'
 import { backupCommand, restoreCommand } from './backup.js'
-import { CHECK_EXIT_CODES, check, repair, type CheckReport } from './check.js'
+import { check, repair, type CheckReport, type CheckStatus } from '../store/check.js'
 import { recordLine, recordText, writeOut } from './output.js'
 import { progress } from './progress.js'
 import { exportLog, importLog } from './transfer.js'
 import { idArgs, intFlag, USAGE, UsageError } from './usage.js'
+
+/** The exit code of `evaq check` per status; 2 is bad usage, as for every command. */
+const CHECK_EXIT_CODES: Readonly<Record<CheckStatus, number>> = Object.freeze({ ok: 0, damaged: 1, locked: 3, 'not-found': 4 })
 
 /**
  * The `evaq` command. Exit codes: 0 success, 1 an evaq error (its code is printed) or damage

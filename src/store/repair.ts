@@ -1,8 +1,8 @@
 import { ClassicLevel } from 'classic-level'
 import {
-  decodeHeader, decodeKey, decodeRemovalSet, decodeSummary, encodeKey, encodeRemovalSet, encodeSummary,
-  isRemoved, markRemoved, newRemovalSet, payloadAt, type RemovalSet,
+  copyRemovalSet, decodeHeader, decodeKey, decodeRemovalSet, decodeSummary, encodeKey, encodeRemovalSet, encodeSummary, markRemoved, type RemovalSet,
 } from './codec.js'
+import { verifySegment } from './verify.js'
 import { fromLevel } from '../errors.js'
 import { LOG_NAMES, logSublevels, SNAPSHOT_SUBLEVEL } from '../schema.js'
 import { claimDir, type DirClaim } from './dir-claim.js'
@@ -186,10 +186,8 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
       const orphans: Array<{ firstId: number, count: number }> = []
       await walk(db, log, {
         segment: (first, value, summary, removal) => {
-          let header
-          try {
-            header = decodeHeader(first, value)
-          } catch {
+          const { header, badRecords } = verifySegment(first, value, removal)
+          if (header === undefined) {
             const live = summary === undefined ? 0 : summary.count - (removal?.removed ?? 0)
             quarantinedLive += live
             out.push({ firstId: first, lastId: first + (summary?.count ?? 1) - 1, records: live })
@@ -200,27 +198,22 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
             f.quarantinedSegments++
             return
           }
-          let set = removal
-          for (let i = 0; i < header.count; i++) {
-            if (isRemoved(set, i)) continue
-            try {
-              payloadAt(header, value, i)
-            } catch {
-              set ??= newRemovalSet(header.count)
-              markRemoved(set, i, header.lengths[i]!)
-              const start = header.offsets[i]!
-              quarantine.put(batch, first + i, Buffer.from(value.subarray(start, start + header.lengths[i]!)))
-              f.quarantinedRecords++
-              quarantinedLive++
-              out.push({ firstId: first + i, lastId: first + i, records: 1 })
-            }
+          // A copy: the removal set is rewritten below when it differs from the one on disk.
+          const set = badRecords.length === 0 ? removal : copyRemovalSet(header.count, removal)
+          for (const i of badRecords) {
+            markRemoved(set!, i, header.lengths[i]!)
+            const start = header.offsets[i]!
+            quarantine.put(batch, first + i, Buffer.from(value.subarray(start, start + header.lengths[i]!)))
+            f.quarantinedRecords++
+            quarantinedLive++
+            out.push({ firstId: first + i, lastId: first + i, records: 1 })
           }
           if (set !== undefined && set.removed === header.count) {
             segKeys.del(batch, first)
             indexKeys.del(batch, first)
             removalKeys.del(batch, first)
           } else {
-            if (set !== removal && set !== undefined) removalKeys.put(batch, first, encodeRemovalSet(set))
+            if (set !== removal) removalKeys.put(batch, first, encodeRemovalSet(set!))
             if (summary === undefined || summary.count !== header.count || summary.payloadBytes !== header.payloadBytes) {
               indexKeys.put(batch, first, encodeSummary(header.count, header.payloadBytes, header.pushedAt))
               f.summariesRewritten++

@@ -1,18 +1,18 @@
 import { cp, readdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EvaqError, fromLevel } from '../errors.js'
-import { decodeHeader, isRemoved, payloadAt } from '../store/codec.js'
-import { ENC, LOGS, openRaw, repairInPlace, walk, type RepairFixes } from '../store/repair.js'
-import { IdFloor } from '../store/id-floor.js'
-import { heldByAnotherProcess, withCheckCopy } from '../store/check-copy.js'
-import { claimDir, isClaimed, type DirClaim } from '../store/dir-claim.js'
+import { ENC, LOGS, openRaw, repairInPlace, walk, type RepairFixes } from './repair.js'
+import { IdFloor } from './id-floor.js'
+import { heldByAnotherProcess, withCheckCopy } from './check-copy.js'
+import { claimDir, isClaimed, type DirClaim } from './dir-claim.js'
 import { FORMAT_KEY, FORMAT_VERSION, LEVELDB_LOCK_FILE, logSublevels, META_SUBLEVEL, SNAPSHOT_SUBLEVEL } from '../schema.js'
-import { engineCorruption, Journal, pendingRecount, type Db } from '../store/store.js'
+import { engineCorruption, Journal, pendingRecount, type Db } from './store.js'
+import { verifySegment } from './verify.js'
 
 /**
- * `evaq check` and `evaq repair`: the only code that reads every record of a directory. They
- * work on a directory no process holds, through classic-level directly, so that a check changes
- * nothing and a repair can work where Evaq.open would refuse.
+ * Checking and repairing a whole directory (`evaq check`, `evaq repair`): the only code that reads
+ * every record of a directory. It works on a directory no process holds, through classic-level
+ * directly, so that a check changes nothing and a repair can work where Evaq.open would refuse.
  */
 
 export interface LogCheck {
@@ -59,13 +59,10 @@ function describeError (err: unknown): { code: string, message: string } {
 }
 
 /**
- * What check found, and the exit code of `evaq check`: `ok` 0, `damaged` 1, `locked` 3 (another
- * process holds the directory: check it through that process, or stop it), `not-found` 4 (no
- * such directory, or no LevelDB database in it). 2 is bad usage, as for every command.
+ * What check found: `ok`, `damaged`, `locked` (another process holds the directory: check it
+ * through that process, or stop it), `not-found` (no such directory, or no LevelDB database in it).
  */
 export type CheckStatus = 'ok' | 'damaged' | 'locked' | 'not-found'
-
-export const CHECK_EXIT_CODES: Readonly<Record<CheckStatus, number>> = Object.freeze({ ok: 0, damaged: 1, locked: 3, 'not-found': 4 })
 
 const LEVELDB_FILE = /^(CURRENT|MANIFEST-\d+|\d+\.(ldb|log|sst))$/
 
@@ -140,25 +137,16 @@ async function checkCopy (dir: string, original: string, report: CheckReport, on
       report.logs[log] = result
       await walk(db, log, {
         segment: (first, value, summary, removal) => {
-          let header
-          try {
-            header = decodeHeader(first, value)
-          } catch {
+          const { header, badRecords, goodRecords, goodBytes } = verifySegment(first, value, removal)
+          if (header === undefined) {
             result.badSegments++
             return
           }
           result.segments++
           if (summary === undefined || summary.count !== header.count || summary.payloadBytes !== header.payloadBytes) result.inconsistencies++
-          for (let i = 0; i < header.count; i++) {
-            if (isRemoved(removal, i)) continue
-            try {
-              payloadAt(header, value, i)
-              result.records++
-              result.bytes += header.lengths[i]!
-            } catch {
-              result.badRecords++
-            }
-          }
+          result.records += goodRecords
+          result.bytes += goodBytes
+          result.badRecords += badRecords.length
           onProgress?.(++done)
         },
         orphanSummary: () => { result.inconsistencies++ },
