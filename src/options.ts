@@ -1,4 +1,5 @@
 import { EvaqError, invalid } from './errors.js'
+import { integer, isPlainObject, optionsObject, rejectUnknown } from './validate.js'
 import { LOG_NAMES } from './schema.js'
 
 /**
@@ -127,7 +128,8 @@ export interface ResolvedOptions {
 
 const MiB = 1024 * 1024
 
-export const DEFAULTS: ResolvedOptions = Object.freeze({
+/** The defaults of Evaq.open's options. */
+export const EVAQ_DEFAULTS: ResolvedOptions = Object.freeze({
   durability: 'sync',
   maxBatchBytes: 4 * MiB, // 4 MiB
   maxBatchCount: 16384,
@@ -149,16 +151,19 @@ export const DEFAULTS: ResolvedOptions = Object.freeze({
   clock: systemClock,
 })
 
-const KNOWN = Object.keys(DEFAULTS)
+/** @deprecated The same object as EVAQ_DEFAULTS. */
+export const DEFAULTS = EVAQ_DEFAULTS
+
+const KNOWN = Object.keys(EVAQ_DEFAULTS)
 const POLICIES: readonly FullPolicy[] = ['backpressure', 'reject', 'drop-oldest']
 
 export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptions {
-  if (options === undefined) return DEFAULTS
-  if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
-  rejectUnknown(options, KNOWN)
-  const o = { ...DEFAULTS }
+  if (options === undefined) return EVAQ_DEFAULTS
+  const given = optionsObject(options)
+  rejectUnknown(given, KNOWN)
+  const o = { ...EVAQ_DEFAULTS }
   const pick = <K extends keyof ResolvedOptions>(key: K): ResolvedOptions[K] =>
-    (options[key as keyof EvaqOptions] === undefined ? DEFAULTS[key] : options[key as keyof EvaqOptions]) as ResolvedOptions[K]
+    (given[key] === undefined ? EVAQ_DEFAULTS[key] : given[key]) as ResolvedOptions[K]
 
   o.durability = checkDurability(pick('durability'), 'durability')
   o.maxBatchBytes = integer('maxBatchBytes', pick('maxBatchBytes'), 1)
@@ -203,17 +208,13 @@ export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptio
 
 
 function checkRetention (value: unknown): ResolvedOptions['retention'] {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid('retention', 'an object like { wal: { maxAgeMs } }', value)
+  if (!isPlainObject(value)) throw invalid('retention', 'an object like { wal: { maxAgeMs } }', value)
   const out: { -readonly [K in LogName]?: Retention } = {}
   for (const [log, r] of Object.entries(value)) {
     if (!LOG_NAMES.includes(log as LogName)) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown log \`${log}\` in \`retention\`; expected wal, dlq or parked`)
-    if (r === null || typeof r !== 'object' || Array.isArray(r)) throw invalid(`retention.${log}`, 'an object like { maxAgeMs, maxBytes }', r)
-    const { maxAgeMs, maxBytes, onFull, ...rest } = r as Record<string, unknown>
-    const unknown = Object.keys(rest)[0]
-    if (unknown !== undefined) {
-      const hint = closest(unknown, ['maxAgeMs', 'maxBytes', 'onFull'])
-      throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown option \`${unknown}\` in \`retention.${log}\`${hint === undefined ? '; expected maxAgeMs, maxBytes or onFull' : `; did you mean \`${hint}\`?`}`)
-    }
+    if (!isPlainObject(r)) throw invalid(`retention.${log}`, 'an object like { maxAgeMs, maxBytes }', r)
+    rejectUnknown(r, ['maxAgeMs', 'maxBytes', 'onFull'], ` in \`retention.${log}\``)
+    const { maxAgeMs, maxBytes, onFull } = r
     if (onFull !== undefined && !POLICIES.includes(onFull as FullPolicy)) throw invalid(`retention.${log}.onFull`, "'backpressure', 'reject' or 'drop-oldest'", onFull)
     out[log as LogName] = Object.freeze({
       ...(maxAgeMs === undefined ? {} : { maxAgeMs: integer(`retention.${log}.maxAgeMs`, maxAgeMs, 1) }),
@@ -236,48 +237,4 @@ export function checkDurability (value: unknown, name: string): Durability {
   throw invalid(name, "'sync', 'none' or { intervalMs }", value)
 }
 
-export function integer (name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw invalid(name, `an integer from ${min} to ${max}`, value)
-  }
-  return value
-}
-
-/**
- * EVAQ_INVALID_ARGUMENT for the first key of `options` that is not in `known`, with a hint when
- * one is close, otherwise the list of known keys. `where` names the call or the nesting
- * (`' of pushWal()'`, `' in `backoff`'`). Every options object of the public API goes through
- * here, so a misspelt option is never silently ignored.
- */
-export function rejectUnknown (options: object, known: readonly string[], where = ''): void {
-  for (const key of Object.keys(options)) {
-    if (known.includes(key)) continue
-    const hint = closest(key, known)
-    const expected = known.length === 0 ? '; expected no options' : `; expected ${known.length === 1 ? known[0]! : `${known.slice(0, -1).join(', ')} or ${known[known.length - 1]!}`}`
-    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown option \`${key}\`${where}${hint === undefined ? expected : `; did you mean \`${hint}\`?`}`)
-  }
-}
-
-export function closest (word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined
-  let bestDistance = 4
-  for (const c of candidates) {
-    const d = distance(word.toLowerCase(), c.toLowerCase())
-    if (d < bestDistance) { best = c; bestDistance = d }
-  }
-  return best
-}
-
-function distance (a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
-      prev = tmp
-    }
-  }
-  return row[b.length]!
-}
+export { closest, integer, rejectUnknown } from './validate.js'

@@ -1,5 +1,6 @@
 import { EvaqError, invalid } from '../errors.js'
-import { integer, rejectUnknown, type Clock } from '../options.js'
+import type { Clock } from '../options.js'
+import { integer, isPlainObject as isObject, optionsObject, rejectUnknown } from '../validate.js'
 import type { BackoffOptions } from './backoff.js'
 
 /** How the daemon treats a handler's error. */
@@ -92,15 +93,9 @@ export function defaultClassify (err: unknown): ErrorClass {
   return 'transient'
 }
 
-function isObject (value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value)
-}
-
 export function resolveRetryOptions (options: RetryOptions | undefined, clock: Clock): ResolvedRetryOptions {
-  if (options === undefined) options = {}
-  if (!isObject(options)) throw invalid('options', 'an object', options)
-  rejectUnknown(options, KNOWN, ' of retry()')
-  const o = options as Record<string, unknown>
+  const o = optionsObject(options)
+  rejectUnknown(o, KNOWN, ' of retry()')
   const pick = <T>(key: string, fallback: T): unknown => o[key] === undefined ? fallback : o[key]
 
   const concurrency = integer('concurrency', pick('concurrency', RETRY_DEFAULTS.concurrency), 1, 10_000)
