@@ -13,7 +13,8 @@
  * with kill -9 and run it again: what the WAL holds is sent first. See the README's "Kafka".
  */
 import { Kafka, logLevel } from 'kafkajs'
-import { decodeKafkaRecord, EvacuatingProducer, Evaq } from '../src/index.js'
+import { Evaq } from '../src/index.js'
+import { decodeKafkaRecord, EvacuatingProducer } from '../src/kafka/index.js'
 
 const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',')
 const topic = process.env.KAFKA_TOPIC ?? 'evaq-example'

@@ -20,12 +20,6 @@ export { RetryLog, DeadLetterLog, ParkedLog, type DeadLetterRecord, type ParkedR
 export { defaultClassify, RETRY_DEFAULTS, type RetryOptions, type RateLimit, type ErrorClass } from './retry/retry-options.js'
 export type { BackoffOptions } from './retry/backoff.js'
 export type { RetryState, ParkedState, ParkReason, AttemptError, RecordSource } from './retry/retry-state.js'
-export {
-  EvacuatingProducer, KAFKA_DEFAULTS, NOT_A_KAFKA_RECORD, classifyKafkaError, deadLetterError, decodeKafkaRecord, EVAQ_ID_HEADER, IDENTITY_FILE,
-  type EvacuatingProducerOptions, type EvacuatingProducerEvents, type EvacuatingProducerStats, type EvacuatingProducerStatus, type AwaitMode,
-  type SendOptions, type SendResult, type DeadLetteredMessage, type SentEvent, type RetryingEvent, type KafkaProducerLike, type KafkaErrorClass,
-  type KafkaMessage, type KafkaHeaders, type KafkaRecord,
-} from './kafka/index.js'
 export { BackupStream, type BackupOptions } from './backup/backup-stream.js'
 export type { BackupManifest, BackupBase, BackupLogMark, BackupSummary } from './backup/manifest.js'
 export type { RestoreOptions, RestoreResult, RestorePhase } from './backup/restore.js'

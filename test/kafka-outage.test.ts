@@ -1,5 +1,6 @@
 import test from 'ava'
-import { EvacuatingProducer, Evaq } from '../src/index.js'
+import { Evaq } from '../src/index.js'
+import { EvacuatingProducer } from '../src/kafka/index.js'
 import { tmpDir } from './helpers/tmp.js'
 import { cluster, consume, distinctIds, kafka } from './kafka/kafka-helpers.js'
 

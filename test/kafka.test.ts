@@ -1,5 +1,6 @@
 import test from 'ava'
-import { decodeKafkaRecord, EvacuatingProducer, Evaq, EVAQ_ID_HEADER, isEvaqError, type EvaqOptions, type RetryingEvent } from '../src/index.js'
+import { Evaq, isEvaqError, type EvaqOptions } from '../src/index.js'
+import { decodeKafkaRecord, EvacuatingProducer, EVAQ_ID_HEADER, type RetryingEvent } from '../src/kafka/index.js'
 import { tmpDir } from './helpers/tmp.js'
 import { cluster, consume, distinctIds, kafka } from './kafka/kafka-helpers.js'
 import { API, KAFKA_ERRORS } from './kafka/mock-cluster.js'

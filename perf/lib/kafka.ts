@@ -17,7 +17,8 @@ import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Kafka, logLevel, type Producer } from 'kafkajs'
-import { EvacuatingProducer, Evaq, type AwaitMode } from '../../src/index.js'
+import { Evaq } from '../../src/index.js'
+import { EvacuatingProducer, type AwaitMode } from '../../src/kafka/index.js'
 import { MockCluster } from '../../test/kafka/mock-cluster.js'
 
 export interface KafkaBenchOptions {

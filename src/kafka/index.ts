@@ -1,8 +1,14 @@
-export {
-  EvacuatingProducer, KAFKA_DEFAULTS, NOT_A_KAFKA_RECORD, type EvacuatingProducerOptions, type EvacuatingProducerEvents,
-  type EvacuatingProducerStats, type EvacuatingProducerStatus, type AwaitMode, type SendOptions, type SendResult,
-  type DeadLetteredMessage, type SentEvent, type RetryingEvent, type KafkaProducerLike,
-} from './evacuating-producer.js'
+/**
+ * `evaq/kafka`: the Kafka producer. A subpath of its own, so that the types and code of
+ * `import { Evaq } from 'evaq'` do not include the Kafka wrapper (kafkajs is an optional peer
+ * dependency; nothing here loads it, the producer takes a kafkajs producer instance).
+ */
+export { EvacuatingProducer } from './evacuating-producer.js'
+export { KAFKA_DEFAULTS, type EvacuatingProducerOptions, type AwaitMode, type KafkaProducerLike } from './producer-options.js'
+export type {
+  EvacuatingProducerEvents, EvacuatingProducerStats, EvacuatingProducerStatus, SendOptions, SendResult, DeadLetteredMessage, SentEvent, RetryingEvent,
+} from './producer-types.js'
+export { NOT_A_KAFKA_RECORD } from './drainer.js'
 export { classifyKafkaError, deadLetterError, type KafkaErrorClass } from './classify.js'
 export { decodeKafkaRecord, EVAQ_ID_HEADER, type KafkaMessage, type KafkaHeaders, type KafkaRecord } from './record.js'
 export { IDENTITY_FILE } from './identity.js'

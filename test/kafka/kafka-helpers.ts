@@ -1,6 +1,6 @@
 import type { ExecutionContext } from 'ava'
 import { Kafka, logLevel, type KafkaConfig } from 'kafkajs'
-import { EVAQ_ID_HEADER } from '../../src/index.js'
+import { EVAQ_ID_HEADER } from '../../src/kafka/index.js'
 import { MockCluster, type MockClusterOptions } from './mock-cluster.js'
 
 /**
