@@ -75,3 +75,11 @@ test('new EvacuatingProducer() rejects unknown and invalid options with EVAQ_INV
   t.is(ep.evaq, evaq)
   t.is(ep.producer, producer)
 })
+
+test('send() refuses an unknown option like every options object, and sends nothing', async t => {
+  const evaq = await openEvaq(t)
+  const ep = new EvacuatingProducer({ evaq, producer, topic: 't' })
+  const err = await t.throwsAsync(ep.send({ messages: [{ value: 'x' }], tpoic: 'u' } as never))
+  t.true(isEvaqError(err, 'EVAQ_INVALID_ARGUMENT'))
+  t.is((await evaq.wal.stats()).count, 0)
+})

@@ -3,7 +3,7 @@ import { EvaqError, invalid } from '../errors.js'
 import type { Evaq } from '../evaq.js'
 import type { DropEvent } from '../log/log.js'
 import type { Subscriber } from '../log/subscriber.js'
-import { integer } from '../options.js'
+import { integer, rejectUnknown } from '../validate.js'
 import { Drainer } from './drainer.js'
 import { loadIdentity } from './identity.js'
 import { Outcomes } from './outcomes.js'
@@ -115,9 +115,8 @@ export class EvacuatingProducer extends EventEmitter<EvacuatingProducerEvents> {
   async send (options: SendOptions): Promise<SendResult> {
     if (this.stopped) throw new EvaqError('EVAQ_CLOSED', `The producer is ${this._status}`)
     if (options === null || typeof options !== 'object') throw invalid('options', 'an object like { topic, messages }', options)
-    const { topic = this.options.topic, messages, acks, signal, ...rest } = options
-    const unknown = Object.keys(rest)
-    if (unknown.length > 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown send option \`${unknown[0]}\`; expected topic, messages, acks or signal`)
+    rejectUnknown(options, ['topic', 'messages', 'acks', 'signal'], ' of send()')
+    const { topic = this.options.topic, messages, acks, signal } = options
     if (typeof topic !== 'string' || topic.length === 0 || Buffer.byteLength(topic) > 0xFFFF) {
       throw invalid('topic', 'a topic name (or the producer\'s `topic` option)', topic)
     }

@@ -1,6 +1,6 @@
 import { invalid } from '../errors.js'
 import type { Evaq } from '../evaq.js'
-import { integer, rejectUnknown } from '../options.js'
+import { integer, rejectUnknown } from '../validate.js'
 import { classifyKafkaError, type KafkaErrorClass } from './classify.js'
 
 /** A message as `sendBatch` takes it. */
