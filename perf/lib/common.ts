@@ -38,7 +38,8 @@ export interface Config {
 
 export const PERF_DIR = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 export const RESULTS_DIR = path.join(PERF_DIR, 'results')
-export const README = path.join(PERF_DIR, '..', 'README.md')
+/** perf/README.md: its "Latest results" keeps the generated blocks, between `<!-- bench:NAME:start/end -->` markers. */
+export const README = path.join(PERF_DIR, 'README.md')
 
 /**
  * Distinct payloads of random bytes, handed out in turn by `nextPayload()`. LevelDB compresses
@@ -516,7 +517,7 @@ export function localDate (d: Date): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`
 }
 
-/** Replace the text between `startMarker` and `endMarker` in the top-level README, if it has them. */
+/** Replace the text between `startMarker` and `endMarker` in perf/README.md, if it has them. */
 export async function updateReadme (startMarker: string, endMarker: string, content: string): Promise<boolean> {
   if (!existsSync(README)) return false
   const text = await readFile(README, 'utf8')

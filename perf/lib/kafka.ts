@@ -206,7 +206,7 @@ function median (values: readonly number[]): number {
 const int = (n: number): string => Math.round(n).toLocaleString('en-US')
 const ratio = (r: number): string => `${r.toFixed(2)}×`
 
-/** The result as a Markdown table and a line saying how it was measured (for the README and perf/results). */
+/** The result as a Markdown table and a line saying how it was measured (for perf/README.md and perf/results). */
 export function formatKafka (r: KafkaBenchResult): string {
   const { throughput: t, latency: l, config: c } = r
   const rows = [
@@ -230,12 +230,12 @@ export function formatKafka (r: KafkaBenchResult): string {
 /**
  * Write a result where `npm run bench` and `npm run bench:kafka` keep it: quick runs to
  * results/quick-kafka.json; full runs to results/<date>-kafka.json, results/kafka.md and the
- * README block between the bench:kafka markers. Returns what it wrote, one line each.
+ * block between the bench:kafka markers of perf/README.md. Returns what it wrote, one line each.
  */
 export async function writeKafkaResults (result: KafkaBenchResult, quick: boolean): Promise<string[]> {
   const perf = dirname(dirname(fileURLToPath(import.meta.url)))
   const results = join(perf, 'results')
-  const readmeFile = join(perf, '..', 'README.md')
+  const readmeFile = join(perf, 'README.md')
   const start = '<!-- bench:kafka:start -->'
   const end = '<!-- bench:kafka:end -->'
   await mkdir(results, { recursive: true })
@@ -253,7 +253,7 @@ export async function writeKafkaResults (result: KafkaBenchResult, quick: boolea
   const to = readme.indexOf(end)
   if (from >= 0 && to > from) {
     await writeFile(readmeFile, `${readme.slice(0, from + start.length)}\n${table}${readme.slice(to)}`)
-    out.push('updated README.md (bench:kafka block)')
+    out.push('updated perf/README.md (bench:kafka block)')
   }
   return out
 }
