@@ -405,9 +405,10 @@ const END = '<!-- bench:http:end -->'
 /** Put the table between the `bench:http` markers of perf/README.md; false when the markers are missing. */
 export async function writeHttpReadme (r: HttpBenchResult, readme = path.join(ROOT, 'perf', 'README.md')): Promise<boolean> {
   const text = await readFile(readme, 'utf8')
-  const a = text.indexOf(START)
-  const b = text.indexOf(END)
-  if (a === -1 || b < a) return false
+  // The markers on lines of their own (+ 1: past the newline; 0 when missing): the prose names them too.
+  const a = text.indexOf(`\n${START}\n`) + 1
+  const b = text.indexOf(`\n${END}`, a) + 1
+  if (a === 0 || b < a) return false
   await writeFile(readme, `${text.slice(0, a + START.length)}\n${httpTable(r)}\n${text.slice(b)}`)
   return true
 }

@@ -249,9 +249,10 @@ export async function writeKafkaResults (result: KafkaBenchResult, quick: boolea
   await writeFile(join(results, 'kafka.md'), `# Kafka: evaq + kafkajs vs plain kafkajs\n\n${table}`)
   const out = [`wrote ${json} and perf/results/kafka.md`]
   const readme = await readFile(readmeFile, 'utf8')
-  const from = readme.indexOf(start)
-  const to = readme.indexOf(end)
-  if (from >= 0 && to > from) {
+  // The markers on lines of their own (+ 1: past the newline; 0 when missing): the prose names them too.
+  const from = readme.indexOf(`\n${start}\n`) + 1
+  const to = readme.indexOf(`\n${end}`, from) + 1
+  if (from > 0 && to > from) {
     await writeFile(readmeFile, `${readme.slice(0, from + start.length)}\n${table}${readme.slice(to)}`)
     out.push('updated perf/README.md (bench:kafka block)')
   }
