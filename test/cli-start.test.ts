@@ -13,7 +13,7 @@ const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm'
 
 test('npm start serves, stops cleanly on SIGTERM, and a restart finds the data', async t => {
   const dir = join(await tmpDir(t, 'evaq-start-'), 'data')
-  // The README's command, with a data directory and a free port for the test.
+  // The README's command (`npm start`), with a data directory and a free port for the test.
   const start = (): ReturnType<typeof background> => background(t, NPM, ['start', '--', '--data', dir, '--port', '0'], { cwd: ROOT, detached: true })
 
   let service = await start()

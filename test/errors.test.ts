@@ -2,9 +2,9 @@ import test from 'ava'
 import { readFile } from 'node:fs/promises'
 import { ERROR_CODES, EvaqError, fromLevel, isEvaqError } from '../src/errors.js'
 
-test('the README error table lists exactly the codes evaq has, with their HTTP status', async t => {
-  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
-  const rows = [...readme.matchAll(/^\| `(EVAQ_[A-Z_]+)` \| (\d{3}) \|/gm)].map(m => [m[1], Number(m[2])])
+test('the error table of docs/api.md lists exactly the codes evaq has, with their HTTP status', async t => {
+  const page = await readFile(new URL('../docs/api.md', import.meta.url), 'utf8')
+  const rows = [...page.matchAll(/^\| `(EVAQ_[A-Z_]+)` \| (\d{3}) \|/gm)].map(m => [m[1], Number(m[2])])
   t.deepEqual(
     rows.sort(),
     Object.entries(ERROR_CODES).map(([code, { status }]) => [code, status]).sort(),

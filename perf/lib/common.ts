@@ -38,7 +38,8 @@ export interface Config {
 
 export const PERF_DIR = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 export const RESULTS_DIR = path.join(PERF_DIR, 'results')
-export const README = path.join(PERF_DIR, '..', 'README.md')
+/** perf/README.md: its "Latest results" keeps the generated blocks, between `<!-- bench:NAME:start/end -->` markers. */
+export const README = path.join(PERF_DIR, 'README.md')
 
 /**
  * Distinct payloads of random bytes, handed out in turn by `nextPayload()`. LevelDB compresses
@@ -516,12 +517,22 @@ export function localDate (d: Date): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`
 }
 
-/** Replace the text between `startMarker` and `endMarker` in the top-level README, if it has them. */
+/** Where `marker` stands alone on a line of `text`, at or after `from`; -1 if nowhere. */
+export function lineAt (text: string, marker: string, from = 0): number {
+  for (let i = text.indexOf(marker, from); i >= 0; i = text.indexOf(marker, i + 1)) {
+    const end = i + marker.length
+    if ((i === 0 || text[i - 1] === '\n') && (end === text.length || text[end] === '\n')) return i
+  }
+  return -1
+}
+
+/** Replace the text between `startMarker` and `endMarker` in perf/README.md, if it has them. */
 export async function updateReadme (startMarker: string, endMarker: string, content: string): Promise<boolean> {
   if (!existsSync(README)) return false
   const text = await readFile(README, 'utf8')
-  const start = text.indexOf(startMarker)
-  const end = text.indexOf(endMarker, start + startMarker.length)
+  // The markers on lines of their own: perf/README.md also names them in its prose.
+  const start = lineAt(text, startMarker)
+  const end = lineAt(text, endMarker, start + startMarker.length)
   if (start < 0 || end < 0) return false
   const next = `${text.slice(0, start + startMarker.length)}\n${content}\n${text.slice(end)}`
   if (next === text) return false

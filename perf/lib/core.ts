@@ -390,7 +390,7 @@ export function printCore (rows: readonly CoreRow[]): void {
   }
 }
 
-/** Write the core report (quick: only quick-core.json; full: JSON, core.md, README). */
+/** Write the core report (quick: only quick-core.json; full: JSON, core.md, the block in perf/README.md). */
 export async function writeCore (info: RunInfo, inputs: CoreInputs, rows: readonly CoreRow[]): Promise<void> {
   const { config, machine: facts, startedAt } = info
   if (config.mode === 'custom' || rows.length === 0) return
@@ -456,5 +456,5 @@ export async function writeCore (info: RunInfo, inputs: CoreInputs, rows: readon
   const mdFile = path.join(RESULTS_DIR, 'core.md')
   await writeFile(mdFile, md)
   console.log(`wrote ${path.relative(process.cwd(), jsonFile)}, ${path.relative(process.cwd(), mdFile)}`)
-  if (await updateReadme(README_START, README_END, `${table}\n\n${caption}`)) console.log('updated README.md (core block)')
+  if (await updateReadme(README_START, README_END, `${table}\n\n${caption}`)) console.log('updated perf/README.md (core block)')
 }

@@ -3,7 +3,7 @@
  * NDJSON batches of 100 records), beside a no-op fastify server that parses the same request and
  * answers the same shape without storing anything, in the same run. Each server is a child
  * process; autocannon runs here. Self-contained: `runHttpBench()` returns the numbers,
- * `httpTable()` formats them, `writeHttpReadme()` puts the table between the README's
+ * `httpTable()` formats them, `writeHttpReadme()` puts the table between perf/README.md's
  * `bench:http` markers.
  *
  * Run as `node --import tsx perf/lib/http.ts --noop-server` this file is the no-op server.
@@ -402,12 +402,13 @@ function quietLine (r: HttpBenchResult): string {
 const START = '<!-- bench:http:start -->'
 const END = '<!-- bench:http:end -->'
 
-/** Put the table between the README's `bench:http` markers; false when the markers are missing. */
-export async function writeHttpReadme (r: HttpBenchResult, readme = path.join(ROOT, 'README.md')): Promise<boolean> {
+/** Put the table between the `bench:http` markers of perf/README.md; false when the markers are missing. */
+export async function writeHttpReadme (r: HttpBenchResult, readme = path.join(ROOT, 'perf', 'README.md')): Promise<boolean> {
   const text = await readFile(readme, 'utf8')
-  const a = text.indexOf(START)
-  const b = text.indexOf(END)
-  if (a === -1 || b < a) return false
+  // The markers on lines of their own (+ 1: past the newline; 0 when missing): the prose names them too.
+  const a = text.indexOf(`\n${START}\n`) + 1
+  const b = text.indexOf(`\n${END}`, a) + 1
+  if (a === 0 || b < a) return false
   await writeFile(readme, `${text.slice(0, a + START.length)}\n${httpTable(r)}\n${text.slice(b)}`)
   return true
 }

@@ -207,7 +207,7 @@ function median (values: readonly number[]): number {
 const int = (n: number): string => Math.round(n).toLocaleString('en-US')
 const ratio = (r: number): string => `${r.toFixed(2)}×`
 
-/** The result as a Markdown table and a line saying how it was measured (for the README and perf/results). */
+/** The result as a Markdown table and a line saying how it was measured (for perf/README.md and perf/results). */
 export function formatKafka (r: KafkaBenchResult): string {
   const { throughput: t, latency: l, config: c } = r
   const rows = [
@@ -231,12 +231,12 @@ export function formatKafka (r: KafkaBenchResult): string {
 /**
  * Write a result where `npm run bench` and `npm run bench:kafka` keep it: quick runs to
  * results/quick-kafka.json; full runs to results/<date>-kafka.json, results/kafka.md and the
- * README block between the bench:kafka markers. Returns what it wrote, one line each.
+ * block between the bench:kafka markers of perf/README.md. Returns what it wrote, one line each.
  */
 export async function writeKafkaResults (result: KafkaBenchResult, quick: boolean): Promise<string[]> {
   const perf = dirname(dirname(fileURLToPath(import.meta.url)))
   const results = join(perf, 'results')
-  const readmeFile = join(perf, '..', 'README.md')
+  const readmeFile = join(perf, 'README.md')
   const start = '<!-- bench:kafka:start -->'
   const end = '<!-- bench:kafka:end -->'
   await mkdir(results, { recursive: true })
@@ -250,11 +250,12 @@ export async function writeKafkaResults (result: KafkaBenchResult, quick: boolea
   await writeFile(join(results, 'kafka.md'), `# Kafka: evaq + kafkajs vs plain kafkajs\n\n${table}`)
   const out = [`wrote ${json} and perf/results/kafka.md`]
   const readme = await readFile(readmeFile, 'utf8')
-  const from = readme.indexOf(start)
-  const to = readme.indexOf(end)
-  if (from >= 0 && to > from) {
+  // The markers on lines of their own (+ 1: past the newline; 0 when missing): the prose names them too.
+  const from = readme.indexOf(`\n${start}\n`) + 1
+  const to = readme.indexOf(`\n${end}`, from) + 1
+  if (from > 0 && to > from) {
     await writeFile(readmeFile, `${readme.slice(0, from + start.length)}\n${table}${readme.slice(to)}`)
-    out.push('updated README.md (bench:kafka block)')
+    out.push('updated perf/README.md (bench:kafka block)')
   }
   return out
 }

@@ -1,6 +1,6 @@
 /**
  * The comparison's report: the targets, the markdown tables (perf/results/compare.md and the
- * README block between `<!-- bench:compare:start -->` and `<!-- bench:compare:end -->`), the SVG
+ * block in perf/README.md between `<!-- bench:compare:start -->` and `<!-- bench:compare:end -->`), the SVG
  * chart and the JSON of the once-only scenarios. Everything here is generated from the results.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
@@ -169,7 +169,7 @@ export function printReport (r: Results): void {
   for (const line of r.pending) console.log(line)
 }
 
-/** Full run: compare.md, the chart, push-drain and backlog JSON, the README block. Quick run: the same under quick-* names, no README. */
+/** Full run: compare.md, the chart, push-drain and backlog JSON, the block in perf/README.md. Quick run: the same under quick-* names, no README. */
 export async function writeReport (info: RunInfo, r: Results): Promise<void> {
   const { config, machine: facts, startedAt } = info
   if (config.mode === 'custom') return
@@ -243,5 +243,7 @@ export async function writeReport (info: RunInfo, r: Results): Promise<void> {
   ].join('\n'))
   written.push(mdFile)
   console.log(`wrote ${written.map(f => path.relative(process.cwd(), f)).join(', ')}`)
-  if (config.mode === 'full' && await updateReadme(README_START, README_END, body)) console.log('updated README.md (compare block)')
+  // perf/README.md sits beside results/: its links drop the perf/ prefix.
+  const readmeBody = body.replace(/\(perf\/results\//g, '(results/').replace(/\(perf\/README\.md/g, '(README.md')
+  if (config.mode === 'full' && await updateReadme(README_START, README_END, readmeBody)) console.log('updated perf/README.md (compare block)')
 }

@@ -5,7 +5,7 @@ import { MockCluster, type MockClusterOptions } from './mock-cluster.js'
 
 /**
  * kafkajs settings for a broker on this machine: fail fast, so that outages show within a test's
- * time, and no retries inside kafkajs, as the README recommends (evaq retries).
+ * time, and no retries inside kafkajs, as docs/kafka.md recommends (evaq retries).
  */
 export function kafka (brokers: string[], overrides: Partial<KafkaConfig> = {}): Kafka {
   return new Kafka({

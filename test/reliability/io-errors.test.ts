@@ -368,7 +368,7 @@ for (const fault of FAULTS) {
         t.log(`reads while degraded: ${JSON.stringify(run.reads)}`)
         const codes = Object.keys(run.reads?.codes ?? {})
         t.deepEqual(codes.filter(c => c !== 'EVAQ_IO'), [], 'no read failed with a non-retriable code while degraded')
-        // README: while degraded "reads keep working" (also while evaq reopens the database).
+        // docs/api.md (Guarantees): while degraded "reads keep working" (also while evaq reopens the database).
         t.deepEqual(run.reads?.codes, {}, 'no read failed while the queue was degraded')
       }
     })
