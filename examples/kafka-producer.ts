@@ -10,7 +10,7 @@
  * - EVAQ_DATA: the queue's directory (default ./data-kafka; kept between runs)
  *
  * Stop the brokers while it runs and it keeps accepting messages (they wait in the WAL); kill it
- * with kill -9 and run it again: what the WAL holds is sent first. See the README's "Kafka".
+ * with kill -9 and run it again: what the WAL holds is sent first. See docs/kafka.md.
  */
 import { Kafka, logLevel } from 'kafkajs'
 import { Evaq } from '../src/index.js'
@@ -22,7 +22,7 @@ const dir = process.env.EVAQ_DATA ?? './data-kafka'
 const count = Number(process.argv[2] ?? 10_000)
 
 const evaq = await Evaq.open(dir)
-// No retries inside kafkajs: evaq retries, in order (see the README's Kafka guarantees).
+// No retries inside kafkajs: evaq retries, in order (see the guarantees in docs/kafka.md).
 const kafka = new Kafka({ clientId: 'evaq-example', brokers, logLevel: logLevel.NOTHING, retry: { retries: 0 } })
 const kafkaProducer = kafka.producer()
 const producer = new EvacuatingProducer({ evaq, producer: kafkaProducer, topic })

@@ -19,7 +19,7 @@ const running = new WeakMap<Evaq, EvacuatingProducer>()
 /**
  * A kafkajs producer that persists every message in evaq's WAL before it sends it, removes it
  * once the broker acknowledged it, keeps it through broker outages and process crashes, and moves
- * what the broker refuses to the DLQ. See the README section "Kafka".
+ * what the broker refuses to the DLQ. See docs/kafka.md.
  *
  * One drainer, a WAL subscriber, sends everything in WAL ID order, one produce call at a time:
  * what `send()` persisted, what an outage left behind, and what a crash left in the WAL. That
