@@ -101,12 +101,14 @@ function parseConfig (): BenchConfig {
   }
 }
 
+/** The installed version of a compared system: the benchmarks' own (perf/node_modules) first, then evaq's (classic-level). */
 async function packageVersion (name: string): Promise<string | undefined> {
-  try {
-    return (JSON.parse(await readFile(path.join(PERF_DIR, '..', 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version
-  } catch {
-    return undefined
+  for (const dir of [path.join(PERF_DIR, 'node_modules'), path.join(PERF_DIR, '..', 'node_modules')]) {
+    try {
+      return (JSON.parse(await readFile(path.join(dir, name, 'package.json'), 'utf8')) as { version: string }).version
+    } catch {} // not installed there: try the next directory
   }
+  return undefined
 }
 
 async function main (): Promise<void> {
