@@ -15,7 +15,7 @@
  *   (single-record and NDJSON batch POSTs) beside a no-op fastify server; "pending" while the
  *   service does not exist.
  *
- *   npm run bench            full run (~30 min); writes perf/results/ and README.md
+ *   npm run bench            full run (~30 min); writes perf/results/ and perf/README.md
  *   npm run bench:quick      quick run (~2 min, 1 KiB only); prints the tables, writes quick-* files
  *   tsx perf/bench.ts --only push-256 --rounds 1     some scenarios, stdout only (for profiling)
  */
@@ -216,7 +216,7 @@ async function main (): Promise<void> {
       if (config.mode !== 'custom') {
         const file = path.join(PERF_DIR, 'results', quick ? 'quick-http.json' : `${result.date}-http.json`)
         await writeFile(file, JSON.stringify(result, null, 2) + '\n')
-        if (!quick && await writeHttpReadme(result)) console.log('updated README.md (http block)')
+        if (!quick && await writeHttpReadme(result)) console.log('updated perf/README.md (http block)')
       }
     }
     if (selected('kafka')) {

@@ -1,6 +1,6 @@
 /**
  * `npm run bench:http`: the HTTP service under autocannon beside a no-op fastify server (see
- * perf/lib/http.ts). Prints the table, writes perf/results/<date>-http.json and the README's
+ * perf/lib/http.ts). Prints the table, writes perf/results/<date>-http.json and perf/README.md's
  * `bench:http` block. `--quick`: one short round, written to perf/results/quick-http.json only.
  *
  * Knobs: EVAQ_HTTP_SECONDS, EVAQ_HTTP_WARMUP_SECONDS, EVAQ_HTTP_ROUNDS, EVAQ_HTTP_CONNECTIONS,
@@ -39,4 +39,4 @@ await mkdir(results, { recursive: true })
 const file = path.join(results, quick ? 'quick-http.json' : `${result.date}-http.json`)
 await writeFile(file, JSON.stringify(result, null, 2) + '\n')
 console.error(`wrote ${path.relative(process.cwd(), file)}`)
-if (!quick) console.error(await writeHttpReadme(result) ? 'updated the README (bench:http)' : 'README has no bench:http markers: not updated')
+if (!quick) console.error(await writeHttpReadme(result) ? 'updated perf/README.md (bench:http)' : 'perf/README.md has no bench:http markers: not updated')
