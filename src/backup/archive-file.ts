@@ -3,6 +3,7 @@ import { dirname } from 'node:path'
 import { EvaqError } from '../errors.js'
 import { verifyArchive } from './archive-reader.js'
 import type { BackupManifest, BackupSummary } from './manifest.js'
+import { fsyncPath } from '../store/durable-file.js'
 
 /**
  * Save an archive's bytes to `file`, which must not exist: written under a temporary name,
@@ -14,7 +15,7 @@ import type { BackupManifest, BackupSummary } from './manifest.js'
 export async function saveArchive (
   chunks: AsyncIterable<Uint8Array>,
   file: string,
-  onProgress?: (phase: 'write' | 'verify', bytes: number, total?: number) => void,
+  onProgress?: (phase: 'write' | 'verify', bytes: number, total?: number) => void
 ): Promise<{ manifest: BackupManifest, summary: BackupSummary, bytes: number }> {
   const partial = `${file}.partial-${process.pid}`
   let handle
@@ -43,12 +44,7 @@ export async function saveArchive (
       throw new EvaqError('EVAQ_IO', `Cannot name the archive ${file}: ${(err as Error).message}`, { cause: err })
     }
     await rm(partial, { force: true })
-    const dir = await open(dirname(file), 'r')
-    try {
-      await dir.sync()
-    } finally {
-      await dir.close()
-    }
+    await fsyncPath(dirname(file))
     return { manifest, summary, bytes }
   } catch (err) {
     await rm(partial, { force: true })

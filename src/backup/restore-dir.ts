@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto'
-import { open, readdir, realpath, rename, rm, rmdir, stat } from 'node:fs/promises'
+import { readdir, realpath, rename, rm, rmdir, stat } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { crashPoint } from '../crash-points.js'
 import { EvaqError } from '../errors.js'
+import { fsyncPath } from '../store/durable-file.js'
 
 /**
  * Where a restore builds the new directory, and how it puts it in place, so that no signal or
@@ -89,22 +90,13 @@ export async function prepare (given: string, exists: boolean): Promise<RestoreT
   return { dir, work, inPlace }
 }
 
-async function fsync (path: string): Promise<void> {
-  const handle = await open(path, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
 /** fsync every file of the work directory, then the directory. */
 export async function syncWork (target: RestoreTarget): Promise<void> {
   try {
     for (const entry of await readdir(target.work, { withFileTypes: true })) {
-      if (entry.isFile()) await fsync(join(target.work, entry.name))
+      if (entry.isFile()) await fsyncPath(join(target.work, entry.name))
     }
-    await fsync(target.work)
+    await fsyncPath(target.work)
   } catch (err) {
     throw new EvaqError('EVAQ_IO', `Cannot sync ${target.work}`, { cause: err })
   }
@@ -124,7 +116,7 @@ export async function commit (target: RestoreTarget): Promise<void> {
       throw new EvaqError('EVAQ_IO', `Cannot rename ${target.work} to ${target.dir}`, { cause: err })
     }
     crashPoint('restore:renamed')
-    await fsync(parent).catch(err => {
+    await fsyncPath(parent).catch(err => {
       throw new EvaqError('EVAQ_IO', `Cannot sync ${parent} after renaming the restored directory into it`, { cause: err })
     })
     return
@@ -139,7 +131,7 @@ export async function commit (target: RestoreTarget): Promise<void> {
       if (name !== 'CURRENT') crashPoint('restore:moved')
     }
     await rmdir(target.work)
-    await fsync(target.dir)
+    await fsyncPath(target.dir)
   } catch (err) {
     throw new EvaqError('EVAQ_IO', `Cannot move the restored files from ${target.work} into ${target.dir}`, { cause: err })
   }

@@ -1,7 +1,7 @@
-import { open, readFile, rename, rm } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { readFile, rm } from 'node:fs/promises'
 import { EvaqError } from '../errors.js'
 import type { Backend } from './backend.js'
+import { replaceFileDurably } from '../store/durable-file.js'
 
 /**
  * Where an `evaq import --in FILE` stands, in `FILE.evaq-import` beside the source, so that the
@@ -59,32 +59,14 @@ export async function readMarker (path: string): Promise<ImportMarker | undefine
   }
 }
 
-async function fsync (path: string, flags: string): Promise<void> {
-  const handle = await open(path, flags)
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
 /**
  * Replace the progress file. `renameDurable`: fsync the directory after the rename, so that the
  * new file survives an OS crash; needed when it names a pending batch (it must be on disk before
  * the push), not after the push (lost, the pending one is found and settled).
  */
 export async function writeMarker (path: string, marker: ImportMarker, renameDurable = true): Promise<void> {
-  const tmp = `${path}.tmp`
   try {
-    const handle = await open(tmp, 'w')
-    try {
-      await handle.writeFile(JSON.stringify(marker))
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(tmp, path)
-    if (renameDurable) await fsync(dirname(path), 'r')
+    await replaceFileDurably(path, JSON.stringify(marker), { syncDir: renameDurable })
   } catch (err) {
     throw new EvaqError('EVAQ_IO', `Cannot write the import's progress to ${path}`, { cause: err })
   }

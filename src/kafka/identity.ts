@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto'
-import { open, readFile, rename, unlink } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EvaqError } from '../errors.js'
 import { KAFKA_IDENTITY_FILE } from '../schema.js'
+import { replaceFileDurably } from '../store/durable-file.js'
 
 /**
  * The identity of a data directory, the first half of every `evaq-id`. WAL record IDs are unique
@@ -20,20 +21,9 @@ export async function loadIdentity (dir: string): Promise<string> {
   const existing = await readIdentity(file)
   if (existing !== undefined) return existing
   const identity = randomBytes(12).toString('base64url')
-  const tmp = `${file}.${process.pid}.tmp`
   try {
-    const handle = await open(tmp, 'w')
-    try {
-      await handle.writeFile(`${identity}\n`)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(tmp, file)
-    const d = await open(dir, 'r')
-    try { await d.sync() } finally { await d.close() }
+    await replaceFileDurably(file, `${identity}\n`, { tmp: `${file}.${process.pid}.tmp` })
   } catch (cause) {
-    await unlink(tmp).catch(() => {})
     throw new EvaqError('EVAQ_IO', `Cannot write ${file}`, { cause })
   }
   return identity

@@ -1,6 +1,7 @@
-import { open, readFile, rename } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ID_FILE } from '../schema.js'
+import { replaceFileDurably } from './durable-file.js'
 
 /**
  * IDs are never reused, even when LevelDB loses the end of its log.
@@ -112,22 +113,7 @@ export class IdFloor {
   }
 
   private async write (state: IdFile): Promise<void> {
-    const file = join(this.dir, ID_FILE)
-    const tmp = `${file}.tmp`
-    const handle = await open(tmp, 'w')
-    try {
-      await handle.writeFile(JSON.stringify(state))
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(tmp, file)
-    const dir = await open(this.dir, 'r')
-    try {
-      await dir.sync()
-    } finally {
-      await dir.close()
-    }
+    await replaceFileDurably(join(this.dir, ID_FILE), JSON.stringify(state))
     this.state = state
   }
 }
