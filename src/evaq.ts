@@ -7,7 +7,7 @@ import { restoreArchives, type RestoreOptions, type RestoreResult } from './back
 import { EvaqError, fromLevel, hasCode, invalid } from './errors.js'
 import { DiskBudget, levelLogBytes, type FullEvent } from './log/budget.js'
 import { ByteCap } from './log/byte-cap.js'
-import { checkId, checkIds, encodeError, Log, type Admission, type DropEvent, type FlushEvent, type LogContext, type LogStats, type PushOptions, type QueueRecord, type RecordError, type Segment } from './log/log.js'
+import { checkId, checkIds, encodeError, Log, type Admission, type DeadLetterSource, type DropEvent, type FlushEvent, type LogContext, type LogStats, type PushOptions, type QueueRecord, type RecordError, type Segment } from './log/log.js'
 import type { Subscriber } from './log/subscriber.js'
 import { rejectUnknown, resolveOptions, type EvaqOptions, type LogName, type ResolvedOptions } from './options.js'
 import { Moves } from './retry/moves.js'
@@ -292,7 +292,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     return this.maintaining
   }
 
-  private async deadLetter (log: Log, sub: Subscriber, record: QueueRecord, deliveries: number): Promise<void> {
+  private async deadLetter (log: DeadLetterSource, sub: Subscriber, record: QueueRecord, deliveries: number): Promise<void> {
     const error = {
       code: 'EVAQ_MAX_DELIVERIES',
       message: `Delivered ${deliveries} time(s) to subscriber ${sub.name} of ${log.name} without an acknowledgement`,

@@ -1,6 +1,6 @@
 import { isEvaqError } from '../errors.js'
 import { logSublevels } from '../schema.js'
-import { Log, MAX_ID, type LogContext, type PushOptions, type QueueRecord, type ReadOptions, type RecordError } from '../log/log.js'
+import { Log, MAX_ID, type LogContext, type LogSidecar, type PushOptions, type QueueRecord, type ReadOptions, type RecordError } from '../log/log.js'
 import { encodeKey } from '../store/codec.js'
 import { Keyspace, type ChainedBatch, type Sublevel } from '../store/store.js'
 import type { PendingSegment } from '../write/group-commit.js'
@@ -38,7 +38,11 @@ export abstract class RetryLog<S extends RetryState | ParkedState = RetryState |
   private readonly store: LogContext['store']
 
   constructor (name: string, ctx: LogContext, protected readonly moves: Moves) {
-    super(name, ctx)
+    const sidecar: LogSidecar = {}
+    super(name, ctx, sidecar)
+    sidecar.stageCommit = (batch, segment, pushedAt) => this.stageCommit(batch, segment, pushedAt)
+    sidecar.stageRemoval = (batch, ids) => this.stageRemoval(batch, ids)
+    sidecar.stageSegmentDeletion = (batch, first, count) => this.stageSegmentDeletion(batch, first, count)
     this.store = ctx.store
     this.states = ctx.store.sublevel(logSublevels(name).retry)
     this.stateKeys = new Keyspace(this.states)
@@ -55,7 +59,7 @@ export abstract class RetryLog<S extends RetryState | ParkedState = RetryState |
     this.stateKeys.put(batch, id, encodeState(state))
   }
 
-  protected override stageCommit (batch: ChainedBatch, segment: PendingSegment, pushedAt: number): void {
+  protected stageCommit (batch: ChainedBatch, segment: PendingSegment, pushedAt: number): void {
     const { firstId, count } = segment.builder
     const extras = segment.extras.length === 0 ? undefined : new Map(segment.extras)
     for (let id = firstId; id < firstId + count; id++) {
@@ -71,11 +75,11 @@ export abstract class RetryLog<S extends RetryState | ParkedState = RetryState |
     }
   }
 
-  protected override async stageRemoval (batch: ChainedBatch, ids: readonly number[]): Promise<void> {
+  protected async stageRemoval (batch: ChainedBatch, ids: readonly number[]): Promise<void> {
     for (const id of ids) this.stateKeys.del(batch, id)
   }
 
-  protected override stageSegmentDeletion (batch: ChainedBatch, first: number, count: number): void {
+  protected stageSegmentDeletion (batch: ChainedBatch, first: number, count: number): void {
     for (let id = first; id < first + count; id++) this.stateKeys.del(batch, id)
   }
 
