@@ -10,12 +10,14 @@ import { ByteCap } from './log/byte-cap.js'
 import { checkId, checkIds, encodeError, Log, type Admission, type DeadLetterSource, type DropEvent, type FlushEvent, type LogContext, type LogStats, type PushOptions, type QueueRecord, type RecordError, type Segment } from './log/log.js'
 import type { Subscriber } from './log/subscriber.js'
 import { rejectUnknown, resolveOptions, type EvaqOptions, type LogName, type ResolvedOptions } from './options.js'
-import { Moves } from './retry/moves.js'
+import { Moves } from './dlq/moves.js'
 import { RetryDaemon, type RetryHandler } from './retry/retry-daemon.js'
-import { DeadLetterLog, ParkedLog, type DeadLetterRecord, type ParkedRecord, type RetryLog } from './retry/retry-log.js'
-import { redrivePage } from './retry/redrive.js'
+import { DeadLetterLog, type DeadLetterRecord } from './dlq/dead-letter-log.js'
+import { ParkedLog, type ParkedRecord } from './dlq/parked-log.js'
+import type { RetryLog } from './dlq/retry-log.js'
+import { redrivePage } from './dlq/redrive.js'
 import { resolveRetryOptions, type RetryOptions } from './retry/retry-options.js'
-import type { RecordInit, RecordSource, RetryState } from './retry/retry-state.js'
+import type { RecordInit, RecordSource, RetryState } from './dlq/retry-state.js'
 import { ID_FILE, SYNC_KEY } from './schema.js'
 import { reconcile, repairInPlace, type RepairFixes } from './store/repair.js'
 import { takeSnapshot } from './store/snapshot.js'
@@ -151,7 +153,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       maxSize: Math.max(1, options.segmentCacheBytes),
       sizeCalculation: s => Math.max(1, s.value.byteLength),
     })
-    this.budget = new DiskBudget(location, options, () => [this.wal, this.dlq, this.parked], {
+    this.budget = new DiskBudget(location, options, () => this.logs, {
       full: e => this.emit('full', e),
       drain: () => this.emit('drain'),
     })
@@ -185,16 +187,16 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     })
     this.moves = new Moves(store)
     this.wal = new Log('wal', context('wal'))
-    this.dlq = new DeadLetterLog('dlq', context('dlq'), this.moves)
-    this.parked = new ParkedLog('parked', context('parked'), this.moves)
+    this.dlq = new DeadLetterLog('dlq', context('dlq'), this.moves.intents)
+    this.parked = new ParkedLog('parked', context('parked'), this.moves.intents)
   }
 
   private log (name: LogName): Log {
-    return name === 'wal' ? this.wal : name === 'dlq' ? this.dlq : this.parked
+    return name === 'wal' ? this.wal : name === 'dlq' ? this.dlq.log : this.parked.log
   }
 
   private get logs (): readonly Log[] {
-    return [this.wal, this.dlq, this.parked]
+    return [this.wal, this.dlq.log, this.parked.log]
   }
 
   private get retryLogs (): ReadonlyMap<string, RetryLog> {
@@ -208,7 +210,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     const store = await openStore(dir, resolved)
     const evaq = new Evaq(dir, store, resolved)
     try {
-      evaq.openReport.keysRead = store.journal.loadedKeys + await evaq.wal.load() + await evaq.dlq.load() + await evaq.parked.load() + await evaq.moves.load()
+      evaq.openReport.keysRead = store.journal.loadedKeys + await evaq.wal.load() + await evaq.dlq.log.load() + await evaq.parked.log.load() + await evaq.moves.load()
       const lost: string[] = []
       for (const log of evaq.logs) {
         const gap = store.ids.lost(log.name, store.journal.counters(log.name).next)
@@ -301,7 +303,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       deliveries,
     }
     // One write: the DLQ record and the subscriber's acknowledgement of the WAL record.
-    await this.dlq.push(record.payload, undefined, Buffer.from(JSON.stringify(error)), (batch, delta) => log.ackCarried(sub, record.id, { batch, delta }))
+    await this.dlq.log.push(record.payload, undefined, Buffer.from(JSON.stringify(error)), (batch, delta) => log.ackCarried(sub, record.id, { batch, delta }))
   }
 
   /** What a repair or recount found gone: `dropped` events with reason 'corruption'. */

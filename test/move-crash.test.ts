@@ -6,7 +6,7 @@
  */
 import test, { type ExecutionContext } from 'ava'
 import { fileURLToPath } from 'node:url'
-import { Evaq, isEvaqError } from '../src/index.js'
+import { Evaq, isEvaqError, type QueueLog } from '../src/index.js'
 import type { Store } from '../src/store/store.js'
 import { rawKeys, runFixture } from './helpers/child.js'
 import { tmpDir } from './helpers/tmp.js'
@@ -28,7 +28,7 @@ async function run (t: ExecutionContext, dir: string, mode: string, id: number, 
 
 
 async function where (evaq: Evaq, payload: string): Promise<{ wal: number, dlq: number, parked: number }> {
-  const count = async (log: Evaq['wal']): Promise<number> =>
+  const count = async (log: QueueLog): Promise<number> =>
     (await log.read({ maxBytes: Infinity, maxCount: Infinity })).filter(r => r.payload.toString() === payload).length
   return { wal: await count(evaq.wal), dlq: await count(evaq.dlq), parked: await count(evaq.parked) }
 }

@@ -6,8 +6,8 @@
  */
 import test, { type ExecutionContext } from 'ava'
 import { fileURLToPath } from 'node:url'
-import { Evaq, isEvaqError, type EvaqError } from '../src/index.js'
-import { redrivePage } from '../src/retry/redrive.js'
+import { Evaq, isEvaqError, type EvaqError, type QueueLog } from '../src/index.js'
+import { redrivePage } from '../src/dlq/redrive.js'
 import { QueueService } from '../src/server/queue-service.js'
 import { rawKeys, runFixture } from './helpers/child.js'
 import { tmpDir } from './helpers/tmp.js'
@@ -25,7 +25,7 @@ async function run (t: ExecutionContext, args: string[], point: string): Promise
 }
 
 
-async function payloads (log: Evaq['wal']): Promise<string[]> {
+async function payloads (log: QueueLog): Promise<string[]> {
   return (await log.read({ maxBytes: Infinity, maxCount: Infinity })).map(r => r.payload.toString())
 }
 

@@ -9,10 +9,11 @@ import type { LogContext } from './context.js'
 import { Reader } from './reader.js'
 import { RemovalLane } from './removal.js'
 import { Segment } from './segment.js'
-import { SegmentTable, type OwnKeysKind } from './segment-table.js'
-import type { OwnKeys } from './own-keys.js'
+import type { OwnKeys, OwnKeysKind } from './own-keys.js'
+import { SegmentTable } from './segment-table.js'
 import type { Subscriber, SubscribeOptions, SubscriberInfo } from './subscriber.js'
 import { Subscriptions } from './subscriptions.js'
+import type { LogView } from './queue-log.js'
 import type { Carrier, CarryFn, LogSidecar, LogStats, PushOptions, QueueRecord, ReadOptions } from './types.js'
 import { checkPushOptions } from './validate.js'
 
@@ -23,8 +24,9 @@ export type {
 export { MAX_ID } from './types.js'
 export type { LogContext, DeadLetterSource } from './context.js'
 export { Segment } from './segment.js'
+export type { QueueLog, LogView } from './queue-log.js'
 export { checkId, checkIds, encodeError } from './validate.js'
-export type { OwnKeys } from './own-keys.js'
+export { OwnKeys, logOwnKeys, type OwnKeysKind } from './own-keys.js'
 export type { Durability }
 
 /**
@@ -36,7 +38,7 @@ export type { Durability }
  * This class composes the parts that share the segment table: the removal lane, the cleanup,
  * the reads and the subscriptions. A log that keeps more per record (the DLQ) hands it a sidecar.
  */
-export class Log {
+export class Log implements LogView {
   readonly name: string
   private readonly t: SegmentTable
   private readonly removal: RemovalLane

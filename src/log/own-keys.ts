@@ -1,5 +1,9 @@
 import { decodeKey, encodeKey } from '../store/codec.js'
+import { logSublevels } from '../schema.js'
 import { Keyspace, type ChainedBatch, type Store, type Sublevel } from '../store/store.js'
+
+/** The sublevels of a log that a sidecar may keep its own keys in (see LogSidecar). */
+export type OwnKeysKind = 'retry' | 'due' | 'extra'
 
 /**
  * A handle on one sublevel for code above the log (the DLQ's retry states, its schedule, the move
@@ -60,4 +64,9 @@ export class OwnKeys {
   async * entries (): AsyncGenerator<[number, Buffer]> {
     for await (const [key, value] of this.level.iterator()) yield [decodeKey(key), value]
   }
+}
+
+/** A handle on sublevel `kind` of log `log` (its `<log>-retry`, `<log>-due` or `<log>-extra`). */
+export function logOwnKeys (store: Store, log: string, kind: OwnKeysKind): OwnKeys {
+  return new OwnKeys(store, logSublevels(log)[kind])
 }

@@ -5,12 +5,9 @@ import { decodeKey, decodeRemovalSet, encodeKey, type RemovalSet } from '../stor
 import { Keyspace, type Delta, type LogCounters, type Store, type Sublevel } from '../store/store.js'
 import { CommitLater, GroupCommit, type CommitFn } from '../write/group-commit.js'
 import type { LogContext } from './context.js'
-import { OwnKeys } from './own-keys.js'
+import { logOwnKeys, type OwnKeys, type OwnKeysKind } from './own-keys.js'
 import { Segment } from './segment.js'
 import type { LogSidecar } from './types.js'
-
-/** The sublevels of a log that a sidecar may keep its own keys in (see LogSidecar). */
-export type OwnKeysKind = 'retry' | 'due' | 'extra'
 
 /**
  * The state every part of one log shares: where its segments are (the sublevels, the segment and
@@ -86,7 +83,7 @@ export class SegmentTable {
 
   /** A handle on one of this log's sublevels for a sidecar's own keys (the DLQ's retry states). */
   ownKeys (kind: OwnKeysKind): OwnKeys {
-    return new OwnKeys(this.ctx.store, logSublevels(this.name)[kind])
+    return logOwnKeys(this.ctx.store, this.name, kind)
   }
 
   /** After a reopen: what the caches hold may differ from disk where a write failed. */
