@@ -10,6 +10,7 @@ import { Evaq, isEvaqError, type QueueLog } from '../src/index.js'
 import type { Store } from '../src/store/store.js'
 import { rawKeys, runFixture } from './helpers/child.js'
 import { tmpDir } from './helpers/tmp.js'
+import { internals } from './helpers/internals.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/move-worker.ts', import.meta.url))
 const WATCHDOG_MS = 30_000
@@ -81,7 +82,7 @@ test('a removal and a move of the same record, then a crash: the removal wins, t
   for (const [mode, point] of [['race', 'removal:after'], ['race', 'none'], ['race-intent', 'removal:after']] as const) {
     const dir = await tmpDir(t, 'evaq-move-race-')
     const setup = await Evaq.open(dir, OPTIONS)
-    const id = mode === 'race' ? await setup.pushRetryItem('poison') : await setup.parked.pushRecord('poison', { state: {} })
+    const id = mode === 'race' ? await setup.pushRetryItem('poison') : await internals(setup).parked.pushRecord('poison', { state: {} })
     await setup.close()
     await run(t, dir, mode, id, point)
     for (let reopen = 0; reopen < 2; reopen++) {
@@ -104,7 +105,7 @@ test('in one removal group a removal wins over a move of the same record, even o
   const id = await evaq.pushRetryItem('poison')
   const store = (evaq as unknown as { store: Store }).store
   // The batch of a push that would move the record (here it carries nothing else).
-  const move = evaq.dlq.removeCarried([id], { batch: store.db.batch(), delta: {} })
+  const move = internals(evaq).dlq.removeCarried([id], { batch: store.db.batch(), delta: {} })
   const removal = evaq.doneRetryItems([id])
   t.is(await removal, id)
   t.true(isEvaqError(await t.throwsAsync(move), 'EVAQ_NOT_FOUND'))
