@@ -40,7 +40,10 @@ export class Cleanup {
    * Delete the oldest segments, in ID order, while `take` accepts them (at most one pass).
    * Counters, the head and drop counts change in the same batch. Returns what was deleted.
    */
-  private async deleteOldest (take: (s: SegmentSummary, liveCount: number, liveBytes: number) => boolean, dropped: DropReason | undefined): Promise<{ records: number, bytes: number, segments: number }> {
+  private async deleteOldest (
+    take: (s: SegmentSummary, liveCount: number, liveBytes: number) => boolean,
+    dropped: DropReason | undefined,
+  ): Promise<{ records: number, bytes: number, segments: number }> {
     const floor = this.t.counters.floor
     const watermark = this.t.watermark
     if (floor > watermark) return { records: 0, bytes: 0, segments: 0 }

@@ -147,7 +147,8 @@ export class Log implements LogView {
     else if (typeof value === 'string') buf = Buffer.from(value, 'utf8')
     else throw invalid(name, 'a Buffer, Uint8Array or string', value)
     if (buf.byteLength > this.ctx.options.maxPayloadBytes) {
-      throw new EvaqError('EVAQ_TOO_LARGE', `Expected \`${name}\` to be at most ${this.ctx.options.maxPayloadBytes} bytes (maxPayloadBytes), got ${buf.byteLength}`)
+      const max = this.ctx.options.maxPayloadBytes
+      throw new EvaqError('EVAQ_TOO_LARGE', `Expected \`${name}\` to be at most ${max} bytes (maxPayloadBytes), got ${buf.byteLength}`)
     }
     return buf
   }

@@ -186,7 +186,8 @@ export class Reader {
     }
     if (bad.length === 0) return
     for (const id of bad) await this.quarantineSegment(id, undefined)
-    throw new EvaqError('EVAQ_CORRUPTION', `LevelDB could not read ${bad.length} segment(s) of ${this.t.name} starting at ${bad.slice(0, 5).join(', ')}; they were quarantined`, { ids: bad })
+    const what = `LevelDB could not read ${bad.length} segment(s) of ${this.t.name} starting at ${bad.slice(0, 5).join(', ')}`
+    throw new EvaqError('EVAQ_CORRUPTION', `${what}; they were quarantined`, { ids: bad })
   }
 
   /**
@@ -225,7 +226,8 @@ export class Reader {
       if (value !== undefined) this.t.quarantineKeys.put(batch, first, value)
       this.t.deleteSegmentKeys(batch, first, ids)
       const floor = first <= this.t.counters.floor ? first + ids : undefined
-      await this.t.write(batch, { [this.t.name]: { count: -count, bytes: -bytes, quarantinedCount: count, ...(floor === undefined ? {} : { floor }) } }, this.t.sync, `Quarantining segment ${first} of ${this.t.name} failed`)
+      const delta = { count: -count, bytes: -bytes, quarantinedCount: count, ...(floor === undefined ? {} : { floor }) }
+      await this.t.write(batch, { [this.t.name]: delta }, this.t.sync, `Quarantining segment ${first} of ${this.t.name} failed`)
       this.t.forget(first)
       this.t.ctx.dropped({ log: this.t.name, reason: 'corruption', records: count, bytes, firstId: first, lastId: first + ids - 1 })
     }).catch(err => {

@@ -152,7 +152,9 @@ export class RemovalLane {
       }
       if (missing.length > 0) {
         req.settled = true
-        req.reject(new EvaqError('EVAQ_NOT_FOUND', `No record with ID ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ` and ${missing.length - 10} more` : ''} in ${this.t.name}; nothing was removed`, { ids: missing }))
+        const more = missing.length > 10 ? ` and ${missing.length - 10} more` : ''
+        const named = `${missing.slice(0, 10).join(', ')}${more}`
+        req.reject(new EvaqError('EVAQ_NOT_FOUND', `No record with ID ${named} in ${this.t.name}; nothing was removed`, { ids: missing }))
         continue
       }
       for (const [s, index] of hits) {

@@ -119,7 +119,9 @@ export class SegmentTable {
    */
   async write (batch: ReturnType<Store['db']['batch']>, delta: Delta, sync: boolean, what: string): Promise<void> {
     const store = this.ctx.store
-    if (store.failed !== undefined) throw new EvaqError('EVAQ_IO', `${what}: the database failed an earlier write and is not written to until it is reopened`, { cause: store.failed })
+    if (store.failed !== undefined) {
+      throw new EvaqError('EVAQ_IO', `${what}: the database failed an earlier write and is not written to until it is reopened`, { cause: store.failed })
+    }
     const reopening = this.ctx.reopening()
     if (reopening !== undefined) throw new CommitLater(reopening, `${what}: not written while the database is reopened`)
     const { journal } = store
