@@ -7,15 +7,17 @@ import { restoreArchives, type RestoreOptions, type RestoreResult } from './back
 import { EvaqError, fromLevel, hasCode, invalid } from './errors.js'
 import { DiskBudget, levelLogBytes, type FullEvent } from './log/budget.js'
 import { ByteCap } from './log/byte-cap.js'
-import { checkId, checkIds, encodeError, Log, type Admission, type DropEvent, type FlushEvent, type LogContext, type LogStats, type PushOptions, type QueueRecord, type RecordError, type Segment } from './log/log.js'
+import { checkId, checkIds, encodeError, Log, type Admission, type DeadLetterSource, type DropEvent, type FlushEvent, type LogContext, type LogView, type LogStats, type PushOptions, type QueueRecord, type RecordError, type Segment } from './log/log.js'
 import type { Subscriber } from './log/subscriber.js'
 import { rejectUnknown, resolveOptions, type EvaqOptions, type LogName, type ResolvedOptions } from './options.js'
-import { Moves } from './retry/moves.js'
+import { Moves } from './dlq/moves.js'
 import { RetryDaemon, type RetryHandler } from './retry/retry-daemon.js'
-import { DeadLetterLog, ParkedLog, type DeadLetterRecord, type ParkedRecord, type RetryLog } from './retry/retry-log.js'
-import { redrivePage } from './retry/redrive.js'
+import { DeadLetterLog, type DeadLetterRecord } from './dlq/dead-letter-log.js'
+import { ParkedLog, type ParkedRecord } from './dlq/parked-log.js'
+import type { RetryLog } from './dlq/retry-log.js'
+import { redrivePage } from './dlq/redrive.js'
 import { resolveRetryOptions, type RetryOptions } from './retry/retry-options.js'
-import type { RecordInit, RecordSource, RetryState } from './retry/retry-state.js'
+import type { RecordInit, RecordSource, RetryState } from './dlq/retry-state.js'
 import { ID_FILE, SYNC_KEY } from './schema.js'
 import { reconcile, repairInPlace, type RepairFixes } from './store/repair.js'
 import { takeSnapshot } from './store/snapshot.js'
@@ -99,11 +101,15 @@ const finishing = new AsyncLocalStorage<Evaq>()
  */
 export class Evaq extends EventEmitter<EvaqEvents> {
   /** Messages persisted before they are handed to a downstream. */
-  readonly wal: Log
+  readonly wal: LogView
   /** Messages whose delivery failed, waiting to be retried; reads return their retry state. */
-  readonly dlq: DeadLetterLog
+  readonly dlq: LogView<DeadLetterRecord>
   /** Messages the retry daemon gave up on, with their history; see `requeueParked` and `purgeParked`. */
-  readonly parked: ParkedLog
+  readonly parked: LogView<ParkedRecord>
+  /** The same logs with their machinery, for the queue itself (and tests, through test/helpers/internals.ts). */
+  private readonly walLog: Log
+  private readonly dlqLog: DeadLetterLog
+  private readonly parkedLog: ParkedLog
   readonly location: string
   readonly options: ResolvedOptions
   /**
@@ -151,7 +157,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       maxSize: Math.max(1, options.segmentCacheBytes),
       sizeCalculation: s => Math.max(1, s.value.byteLength),
     })
-    this.budget = new DiskBudget(location, options, () => [this.wal, this.dlq, this.parked], {
+    this.budget = new DiskBudget(location, options, () => this.logs, {
       full: e => this.emit('full', e),
       drain: () => this.emit('drain'),
     })
@@ -184,21 +190,24 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       error: err => this.reportError(err),
     })
     this.moves = new Moves(store)
-    this.wal = new Log('wal', context('wal'))
-    this.dlq = new DeadLetterLog('dlq', context('dlq'), this.moves)
-    this.parked = new ParkedLog('parked', context('parked'), this.moves)
+    this.walLog = new Log('wal', context('wal'))
+    this.dlqLog = new DeadLetterLog('dlq', context('dlq'), this.moves.intents)
+    this.parkedLog = new ParkedLog('parked', context('parked'), this.moves.intents)
+    this.wal = this.walLog
+    this.dlq = this.dlqLog
+    this.parked = this.parkedLog
   }
 
   private log (name: LogName): Log {
-    return name === 'wal' ? this.wal : name === 'dlq' ? this.dlq : this.parked
+    return name === 'wal' ? this.walLog : name === 'dlq' ? this.dlqLog.log : this.parkedLog.log
   }
 
   private get logs (): readonly Log[] {
-    return [this.wal, this.dlq, this.parked]
+    return [this.walLog, this.dlqLog.log, this.parkedLog.log]
   }
 
   private get retryLogs (): ReadonlyMap<string, RetryLog> {
-    return new Map<string, RetryLog>([[this.dlq.name, this.dlq], [this.parked.name, this.parked]])
+    return new Map<string, RetryLog>([[this.dlqLog.name, this.dlqLog], [this.parkedLog.name, this.parkedLog]])
   }
 
   /** Open (creating if needed) the queue stored in directory `dir`. */
@@ -208,7 +217,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     const store = await openStore(dir, resolved)
     const evaq = new Evaq(dir, store, resolved)
     try {
-      evaq.openReport.keysRead = store.journal.loadedKeys + await evaq.wal.load() + await evaq.dlq.load() + await evaq.parked.load() + await evaq.moves.load()
+      evaq.openReport.keysRead = store.journal.loadedKeys + await evaq.walLog.load() + await evaq.dlqLog.log.load() + await evaq.parkedLog.log.load() + await evaq.moves.load()
       const lost: string[] = []
       for (const log of evaq.logs) {
         const gap = store.ids.lost(log.name, store.journal.counters(log.name).next)
@@ -256,7 +265,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     }
     if (typeof durability === 'object') every(durability.intervalMs, () => this.syncNow())
     if (typeof ackDurability === 'object') {
-      every(ackDurability.intervalMs, async () => { await this.wal.writeProgress(); await this.dlq.writeProgress() })
+      every(ackDurability.intervalMs, async () => { await this.walLog.writeProgress(); await this.dlqLog.writeProgress() })
     }
     every(maintenanceIntervalMs, () => this.maintain())
   }
@@ -292,7 +301,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     return this.maintaining
   }
 
-  private async deadLetter (log: Log, sub: Subscriber, record: QueueRecord, deliveries: number): Promise<void> {
+  private async deadLetter (log: DeadLetterSource, sub: Subscriber, record: QueueRecord, deliveries: number): Promise<void> {
     const error = {
       code: 'EVAQ_MAX_DELIVERIES',
       message: `Delivered ${deliveries} time(s) to subscriber ${sub.name} of ${log.name} without an acknowledgement`,
@@ -301,7 +310,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       deliveries,
     }
     // One write: the DLQ record and the subscriber's acknowledgement of the WAL record.
-    await this.dlq.push(record.payload, undefined, Buffer.from(JSON.stringify(error)), (batch, delta) => log.ackCarried(sub, record.id, { batch, delta }))
+    await this.dlqLog.log.push(record.payload, undefined, Buffer.from(JSON.stringify(error)), (batch, delta) => log.ackCarried(sub, record.id, { batch, delta }))
   }
 
   /** What a repair or recount found gone: `dropped` events with reason 'corruption'. */
@@ -330,17 +339,17 @@ export class Evaq extends EventEmitter<EvaqEvents> {
 
   /** Persist `payload` in the WAL; resolves with its ID once it is durable (per `durability`). */
   pushWal (payload: Buffer | Uint8Array | string, options?: PushOptions): Promise<number> {
-    return this.wal.push(payload, options)
+    return this.walLog.push(payload, options)
   }
 
   /** Persist many payloads in one write; their IDs are contiguous, in call order. */
   pushWalMany (payloads: ReadonlyArray<Buffer | Uint8Array | string>, options?: PushOptions): Promise<number[]> {
-    return this.wal.pushMany(payloads, options)
+    return this.walLog.pushMany(payloads, options)
   }
 
   /** Remove one or many records from the WAL, atomically (EVAQ_NOT_FOUND removes nothing). */
   async removeWal (ids: number | readonly number[]): Promise<void> {
-    await this.wal.remove(ids)
+    await this.walLog.remove(ids)
     await this.caps.get('wal')?.recheck()
   }
 
@@ -351,7 +360,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   async pushRetryItem (payload: Buffer | Uint8Array | string, options: RetryItemOptions = {}): Promise<number> {
     this.assertOpen()
     const [init, rest] = this.retryInit(options)
-    return this.dlq.pushRecord(payload, init, rest)
+    return this.dlqLog.pushRecord(payload, init, rest)
   }
 
   /**
@@ -365,16 +374,16 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     checkId(id, 'id')
     if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
     const { payload, ...rest } = options
-    const [init] = this.retryInit({ source: { log: this.wal.name, id }, ...rest })
+    const [init] = this.retryInit({ source: { log: this.walLog.name, id }, ...rest })
     let body: Buffer | Uint8Array | string
     if (payload !== undefined) body = payload
     else {
-      const record = await this.wal.read({ from: id, maxCount: 1, maxBytes: 0 })
-      if (record[0]?.id !== id) throw new EvaqError('EVAQ_NOT_FOUND', `No record with ID ${id} in ${this.wal.name}; nothing was moved`, { ids: [id] })
+      const record = await this.walLog.read({ from: id, maxCount: 1, maxBytes: 0 })
+      if (record[0]?.id !== id) throw new EvaqError('EVAQ_NOT_FOUND', `No record with ID ${id} in ${this.walLog.name}; nothing was moved`, { ids: [id] })
       body = record[0].payload
     }
-    const dlqId = await this.moves.move(this.wal, this.dlq, id, body, init)
-    if (dlqId === undefined) throw new EvaqError('EVAQ_NOT_FOUND', `No record with ID ${id} in ${this.wal.name}; nothing was moved`, { ids: [id] })
+    const dlqId = await this.moves.move(this.walLog, this.dlqLog, id, body, init)
+    if (dlqId === undefined) throw new EvaqError('EVAQ_NOT_FOUND', `No record with ID ${id} in ${this.walLog.name}; nothing was moved`, { ids: [id] })
     await this.caps.get('wal')?.recheck()
     return dlqId
   }
@@ -407,7 +416,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
    */
   async doneRetryItems (ids: readonly number[]): Promise<number | undefined> {
     if (!Array.isArray(ids)) throw invalid('ids', 'an array of IDs', ids)
-    const highest = await this.dlq.remove(ids)
+    const highest = await this.dlqLog.remove(ids)
     await this.caps.get('dlq')?.recheck()
     return highest
   }
@@ -417,7 +426,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
    * but always at least one record when one exists. Each carries its retry state (`retry`).
    */
   firstNBytesFromDeadLetterQueue (offset: number, maxBytes: number): Promise<DeadLetterRecord[]> {
-    return this.dlq.read({ from: offset, maxBytes, maxCount: Infinity })
+    return this.dlqLog.read({ from: offset, maxBytes, maxCount: Infinity })
   }
 
   /**
@@ -429,8 +438,8 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     this.assertWritable()
     const resolved = resolveRetryOptions(options, this.options.clock)
     const daemon = new RetryDaemon({
-      dlq: this.dlq,
-      parked: this.parked,
+      dlq: this.dlqLog,
+      parked: this.parkedLog,
       moves: this.moves,
       assertOpen: () => this.assertWritable(),
       error: err => this.reportError(err),
@@ -456,23 +465,23 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       const maxCount = Math.min(REDRIVE_PAGE, this.options.maxBatchCount)
       const maxBytes = this.options.maxBatchBytes
       if (list === 'all') {
-        const end = this.dlq.nextId
+        const end = this.dlqLog.nextId
         for (let from = 0; ;) {
-          const page = (await this.dlq.read({ from, maxBytes, maxCount })).filter(r => r.id < end)
+          const page = (await this.dlqLog.read({ from, maxBytes, maxCount })).filter(r => r.id < end)
           if (page.length === 0) return out
-          out.push(...await redrivePage(this.wal, this.dlq, page))
+          out.push(...await redrivePage(this.walLog, this.dlqLog, page))
           from = page[page.length - 1]!.id + 1
         }
       }
       const wanted = [...new Set(list)].sort((a, b) => a - b)
-      const records = await Promise.all(wanted.map(id => this.dlq.get(id)))
+      const records = await Promise.all(wanted.map(id => this.dlqLog.get(id)))
       const missing = wanted.filter((_, i) => records[i] === undefined)
       if (missing.length > 0) throw new EvaqError('EVAQ_NOT_FOUND', `No DLQ record with ID ${missing.slice(0, 10).join(', ')}; nothing was requeued`, { ids: missing })
       for (let i = 0; i < records.length;) {
         let bytes = 0
         let j = i
         while (j < records.length && j - i < maxCount && (j === i || bytes + records[j]!.payload.byteLength <= maxBytes)) bytes += records[j++]!.payload.byteLength
-        out.push(...await redrivePage(this.wal, this.dlq, records.slice(i, j) as DeadLetterRecord[]))
+        out.push(...await redrivePage(this.walLog, this.dlqLog, records.slice(i, j) as DeadLetterRecord[]))
         i = j
       }
       return out
@@ -500,13 +509,13 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       }
       if (list === 'all') {
         for (let from = 0; ;) {
-          const page = await this.parked.read({ from, maxBytes: 4 * 1024 * 1024, maxCount: 1000 })
+          const page = await this.parkedLog.read({ from, maxBytes: 4 * 1024 * 1024, maxCount: 1000 })
           if (page.length === 0) break
           await move(page)
           from = page[page.length - 1]!.id + 1
         }
       } else {
-        const records = await Promise.all(list.map(id => this.parked.get(id)))
+        const records = await Promise.all(list.map(id => this.parkedLog.get(id)))
         const missing = list.filter((_, i) => records[i] === undefined)
         if (missing.length > 0) throw new EvaqError('EVAQ_NOT_FOUND', `No parked record with ID ${missing.slice(0, 10).join(', ')}; nothing was requeued`, { ids: missing })
         await move(records as ParkedRecord[])
@@ -517,7 +526,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
 
   private requeueOne (record: ParkedRecord, now: number): Promise<number | undefined> {
     const h = record.retry
-    const source = { log: this.parked.name, id: record.id }
+    const source = { log: this.parkedLog.name, id: record.id }
     const state: Partial<RetryState> = {
       attempts: 0,
       firstFailedAt: h.firstFailedAt,
@@ -527,7 +536,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       source,
     }
     const error = h.lastError === undefined ? undefined : { ...h.lastError, source }
-    return this.moves.move(this.parked, this.dlq, record.id, record.payload, { ...(error === undefined ? {} : { error }), state })
+    return this.moves.move(this.parkedLog, this.dlqLog, record.id, record.payload, { ...(error === undefined ? {} : { error }), state })
   }
 
   /**
@@ -537,14 +546,14 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   purgeParked (ids: readonly number[] | 'all'): Promise<number> {
     return this.parkedWork(ids, async list => {
       if (list !== 'all') {
-        await this.parked.remove(list)
+        await this.parkedLog.remove(list)
         return list.length
       }
       let purged = 0
       for (;;) {
-        const page = await this.parked.read({ maxBytes: 16 * 1024 * 1024, maxCount: PURGE_PAGE })
+        const page = await this.parkedLog.read({ maxBytes: 16 * 1024 * 1024, maxCount: PURGE_PAGE })
         if (page.length === 0) return purged
-        purged += (await this.parked.removeExisting(page.map(r => r.id))).length
+        purged += (await this.parkedLog.removeExisting(page.map(r => r.id))).length
       }
     })
   }
@@ -610,9 +619,9 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   async stats (): Promise<EvaqStats> {
     this.assertOpen()
     return {
-      wal: await this.wal.stats(),
-      dlq: await this.dlq.stats(),
-      parked: await this.parked.stats(),
+      wal: await this.walLog.stats(),
+      dlq: await this.dlqLog.stats(),
+      parked: await this.parkedLog.stats(),
       disk: { usedBytes: await this.budget.currentUsedBytes(), maxDiskBytes: this.options.maxDiskBytes, full: this.budget.isFull },
     }
   }

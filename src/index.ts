@@ -1,7 +1,6 @@
 export { Evaq, type EvaqStatus, type RetryItemOptions, type EvaqStats, type EvaqEvents } from './evaq.js'
-export {
-  Log, type QueueRecord, type RecordError, type ReadOptions, type PushOptions, type LogStats,
-  type DropEvent, type DropReason, type FlushEvent,
+export type {
+  QueueLog, QueueLog as Log, QueueRecord, RecordError, ReadOptions, PushOptions, LogStats, DropEvent, DropReason, FlushEvent,
 } from './log/log.js'
 export {
   Subscriber, type SubscribeOptions, type SubscribeStart, type NextOptions, type Batch, type Delivery,
@@ -16,10 +15,11 @@ export {
   RetryDaemon, type RetryHandler, type RetryContext, type RetryDaemonEvents, type RetryDaemonStats, type RetriedEvent,
   type SucceededEvent, type RescheduledEvent, type ParkedEvent,
 } from './retry/retry-daemon.js'
-export { RetryLog, DeadLetterLog, ParkedLog, type DeadLetterRecord, type ParkedRecord } from './retry/retry-log.js'
+export type { DeadLetterQueue, DeadLetterRecord } from './dlq/dead-letter-log.js'
+export type { ParkedQueue, ParkedRecord } from './dlq/parked-log.js'
 export { defaultClassify, RETRY_DEFAULTS, type RetryOptions, type RateLimit, type ErrorClass } from './retry/retry-options.js'
 export type { BackoffOptions } from './retry/backoff.js'
-export type { RetryState, ParkedState, ParkReason, AttemptError, RecordSource } from './retry/retry-state.js'
+export type { RetryState, ParkedState, ParkReason, AttemptError, RecordSource } from './dlq/retry-state.js'
 export { BackupStream, type BackupOptions } from './backup/backup-stream.js'
 export type { BackupManifest, BackupBase, BackupLogMark, BackupSummary } from './backup/manifest.js'
 export type { RestoreOptions, RestoreResult, RestorePhase } from './backup/restore.js'

@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Evaq } from './evaq.js'
-import type { DropEvent, FlushEvent, Log, LogStats } from './log/log.js'
+import type { DropEvent, FlushEvent, LogView as Log, LogStats } from './log/log.js'
 import type { Delivery } from './log/subscriber.js'
 import type { ParkedEvent, RetryDaemon } from './retry/retry-daemon.js'
 

@@ -17,6 +17,7 @@ import { Evaq, isEvaqError, type EvaqOptions } from '../src/index.js'
 import { readStore } from '../src/store/snapshot.js'
 import { readAll } from './helpers/read-all.js'
 import { tmpDir } from './helpers/tmp.js'
+import { internals } from './helpers/internals.js'
 
 const RUNS = Number(process.env.EVAQ_BACKUP_MODEL_RUNS ?? 60)
 
@@ -126,7 +127,7 @@ test('every chain of full and incremental backups restores to the queue of its m
             // Cleanup after an ack runs in the background: let it finish, so that the chain and
             // the full backup below are taken of the same state (else one may see a segment the
             // other does not).
-            for (const log of [q.wal, q.dlq, q.parked]) await log.drain()
+            for (const log of [internals(q).wal, internals(q).dlq, internals(q).parked]) await log.drain()
             n++
             const file = join(dir, `b${n}.evaq`)
             const incremental = o.incremental && last !== undefined

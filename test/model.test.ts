@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import { inspect, isDeepStrictEqual } from 'node:util'
 import { Evaq, EvaqError, type Batch, type EvaqOptions, type QueueRecord, type Subscriber } from '../src/index.js'
 import { tmpDir } from './helpers/tmp.js'
+import { internals } from './helpers/internals.js'
 
 const NAMES = ['a', 'b', 'c'] as const
 const LEASE_MS = 1000
@@ -223,7 +224,7 @@ function checkBatch (m: Model, batch: Batch | undefined, predicted: ReadonlyArra
  * except that a record every subscriber acked may have been cleaned up (then it is gone for good).
  */
 async function verify (m: Model, r: Real, what: string): Promise<void> {
-  await r.q.wal.drain()
+  await internals(r.q).wal.drain()
   const actual = await readAll(r.q)
   for (let i = 1; i < actual.length; i++) {
     if (actual[i]!.id <= actual[i - 1]!.id) fail(`${what}: read returned IDs out of order`, { ids: actual.map(x => x.id) })

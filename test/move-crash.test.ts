@@ -6,10 +6,11 @@
  */
 import test, { type ExecutionContext } from 'ava'
 import { fileURLToPath } from 'node:url'
-import { Evaq, isEvaqError } from '../src/index.js'
+import { Evaq, isEvaqError, type QueueLog } from '../src/index.js'
 import type { Store } from '../src/store/store.js'
 import { rawKeys, runFixture } from './helpers/child.js'
 import { tmpDir } from './helpers/tmp.js'
+import { internals } from './helpers/internals.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/move-worker.ts', import.meta.url))
 const WATCHDOG_MS = 30_000
@@ -28,7 +29,7 @@ async function run (t: ExecutionContext, dir: string, mode: string, id: number, 
 
 
 async function where (evaq: Evaq, payload: string): Promise<{ wal: number, dlq: number, parked: number }> {
-  const count = async (log: Evaq['wal']): Promise<number> =>
+  const count = async (log: QueueLog): Promise<number> =>
     (await log.read({ maxBytes: Infinity, maxCount: Infinity })).filter(r => r.payload.toString() === payload).length
   return { wal: await count(evaq.wal), dlq: await count(evaq.dlq), parked: await count(evaq.parked) }
 }
@@ -81,7 +82,7 @@ test('a removal and a move of the same record, then a crash: the removal wins, t
   for (const [mode, point] of [['race', 'removal:after'], ['race', 'none'], ['race-intent', 'removal:after']] as const) {
     const dir = await tmpDir(t, 'evaq-move-race-')
     const setup = await Evaq.open(dir, OPTIONS)
-    const id = mode === 'race' ? await setup.pushRetryItem('poison') : await setup.parked.pushRecord('poison', { state: {} })
+    const id = mode === 'race' ? await setup.pushRetryItem('poison') : await internals(setup).parked.pushRecord('poison', { state: {} })
     await setup.close()
     await run(t, dir, mode, id, point)
     for (let reopen = 0; reopen < 2; reopen++) {
@@ -104,7 +105,7 @@ test('in one removal group a removal wins over a move of the same record, even o
   const id = await evaq.pushRetryItem('poison')
   const store = (evaq as unknown as { store: Store }).store
   // The batch of a push that would move the record (here it carries nothing else).
-  const move = evaq.dlq.removeCarried([id], { batch: store.db.batch(), delta: {} })
+  const move = internals(evaq).dlq.removeCarried([id], { batch: store.db.batch(), delta: {} })
   const removal = evaq.doneRetryItems([id])
   t.is(await removal, id)
   t.true(isEvaqError(await t.throwsAsync(move), 'EVAQ_NOT_FOUND'))

@@ -6,11 +6,12 @@
  */
 import test, { type ExecutionContext } from 'ava'
 import { fileURLToPath } from 'node:url'
-import { Evaq, isEvaqError, type EvaqError } from '../src/index.js'
-import { redrivePage } from '../src/retry/redrive.js'
+import { Evaq, isEvaqError, type EvaqError, type QueueLog } from '../src/index.js'
+import { redrivePage } from '../src/dlq/redrive.js'
 import { QueueService } from '../src/server/queue-service.js'
 import { rawKeys, runFixture } from './helpers/child.js'
 import { tmpDir } from './helpers/tmp.js'
+import { internals } from './helpers/internals.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/move-worker.ts', import.meta.url))
 const WATCHDOG_MS = 30_000
@@ -25,7 +26,7 @@ async function run (t: ExecutionContext, args: string[], point: string): Promise
 }
 
 
-async function payloads (log: Evaq['wal']): Promise<string[]> {
+async function payloads (log: QueueLog): Promise<string[]> {
   return (await log.read({ maxBytes: Infinity, maxCount: Infinity })).map(r => r.payload.toString())
 }
 
@@ -114,14 +115,14 @@ test('a record removed from the DLQ after a redrive read it is left out, the res
   for (const p of PAYLOADS) await evaq.pushRetryItem(p)
   const page = await evaq.dlq.read({ maxBytes: Infinity, maxCount: Infinity })
   // Removed by doneRetryItems between the read and the move; in the same tick, in one group.
-  const [walIds, done] = await Promise.all([redrivePage(evaq.wal, evaq.dlq, page), evaq.doneRetryItems([page[1]!.id, page[3]!.id])])
+  const [walIds, done] = await Promise.all([redrivePage(internals(evaq).wal, internals(evaq).dlq, page), evaq.doneRetryItems([page[1]!.id, page[3]!.id])])
   t.is(done, page[3]!.id)
   t.is(walIds.length, 3)
   t.deepEqual(await payloads(evaq.wal), ['p0', 'p2', 'p4'])
   t.deepEqual(await payloads(evaq.dlq), [])
   t.like(await evaq.stats(), { wal: { count: 3 }, dlq: { count: 0 } })
   // A page already moved: nothing is moved again.
-  t.deepEqual(await redrivePage(evaq.wal, evaq.dlq, page), [])
+  t.deepEqual(await redrivePage(internals(evaq).wal, internals(evaq).dlq, page), [])
   // Two redrives at once: each record once.
   for (const p of PAYLOADS) await evaq.pushRetryItem(p)
   const [a, b] = await Promise.all([evaq.requeueDeadLetters('all'), evaq.requeueDeadLetters('all')])

@@ -15,6 +15,7 @@ import { Evaq, EvaqError, type DeadLetterRecord, type ParkedRecord } from '../sr
 import { LOOP_OPTIONS } from './fixtures/retry-worker.js'
 import { rawKeys } from './helpers/child.js'
 import { tmpDir } from './helpers/tmp.js'
+import { internals } from './helpers/internals.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/retry-worker.ts', import.meta.url))
 const RECORDS = 150
@@ -156,7 +157,7 @@ test('SIGKILL of a child running the daemon: no DLQ record lost or in two places
 
       // The schedule holds exactly one entry per DLQ record, at its nextAttemptAt.
       const dlq = [...seen.dlq.values()].flat()
-      const entries = await evaq.dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10 * RECORDS)
+      const entries = await internals(evaq).dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10 * RECORDS)
       t.deepEqual(entries.map(e => `${e.id}@${e.at}`).sort(), dlq.map(r => `${r.id}@${r.retry.nextAttemptAt}`).sort(), `${where}: schedule`)
       const stats = await evaq.stats()
       t.is(stats.dlq.count, dlq.length, `${where}: dlq count`)
@@ -190,7 +191,7 @@ test('a crash at each step of parking leaves the record in exactly one place', a
           t.is(r.calls.length, point === 'retry:counted' ? 0 : 1, point)
         } else {
           t.like(parked[0]?.retry, { attempts: 1, reason: 'permanent', dlqId: id, source: { log: 'wal', id: 3 } }, point)
-          t.deepEqual(await evaq.dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10), [], `${point}: nothing left in the schedule`)
+          t.deepEqual(await internals(evaq).dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10), [], `${point}: nothing left in the schedule`)
         }
         t.like(await evaq.stats(), { dlq: { count: dlq.length }, parked: { count: parked.length } }, point)
       } finally {
@@ -220,7 +221,7 @@ test('a crash at each step of a requeue leaves the record in exactly one place',
       t.is(dlq.length + parked.length, 1, `${point}: in exactly one place`)
       if (expected === 'dlq') t.like(dlq[0]?.retry, { attempts: 0, source: { log: 'parked', id: parkedBefore!.id } }, point)
       else t.is(parked[0]?.id, parkedBefore!.id, point)
-      t.is((await evaq.dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10)).length, dlq.length, `${point}: schedule`)
+      t.is((await internals(evaq).dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10)).length, dlq.length, `${point}: schedule`)
     } finally {
       await evaq.close()
     }

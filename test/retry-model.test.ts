@@ -17,6 +17,7 @@ import { inspect, isDeepStrictEqual } from 'node:util'
 import { Evaq, EvaqError, type EvaqOptions } from '../src/index.js'
 import { backoffDelay } from '../src/retry/backoff.js'
 import { tmpDir } from './helpers/tmp.js'
+import { internals } from './helpers/internals.js'
 
 const T0 = 1_700_000_000_000
 const BACKOFF = { initialMs: 100, maxMs: 1000, multiplier: 2 }
@@ -94,7 +95,7 @@ async function verify (m: Model, r: Real, what: string): Promise<void> {
     parked.map(x => ({ p: x.payload.toString(), attempts: x.retry.attempts, reason: x.retry.reason })).sort(byPayload),
     m.in('parked').map(x => ({ p: x.payload, attempts: x.attempts, reason: x.reason })).sort(byPayload),
     `${what}: parked records`)
-  const entries = await r.q.dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10_000)
+  const entries = await internals(r.q).dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10_000)
   expectEqual(entries.map(e => `${e.id}@${e.at}`).sort(), dlq.map(x => `${x.id}@${x.retry.nextAttemptAt}`).sort(), `${what}: schedule index`)
   const stats = await r.q.stats()
   expectEqual([stats.dlq.count, stats.parked.count], [dlq.length, parked.length], `${what}: stats`)

@@ -7,6 +7,7 @@ import {
 } from '../src/index.js'
 import { backoffCeiling, backoffDelay } from '../src/retry/backoff.js'
 import { tmpDir } from './helpers/tmp.js'
+import { internals } from './helpers/internals.js'
 
 const T0 = 1_700_000_000_000
 
@@ -88,7 +89,7 @@ test('pushRetryItem fills the retry state, and DLQ reads return it', async t => 
   await q.dlq.pushMany(['c', 'd'])
   const all = await allDlq(q)
   t.deepEqual(all.map(r => r.retry.attempts), [3, 0, 0, 0])
-  t.deepEqual((await q.dlq.dueEntries(clock.t, 10)).map(e => e.id), all.map(r => r.id))
+  t.deepEqual((await internals(q).dlq.dueEntries(clock.t, 10)).map(e => e.id), all.map(r => r.id))
 })
 
 test('pushRetryItem rejects bad attempts and source before writing anything', async t => {
@@ -203,7 +204,7 @@ test('maxAttempts: the record is parked with its history', async t => {
     dlqId: id,
   })
   t.deepEqual(parkedEvents, [{ id, parkedId: p!.id, attempts: 3, reason: 'max-attempts', error: { code: 'E503', message: 'downstream says E503' } }])
-  t.deepEqual(await q.dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10), [], 'nothing is left in the schedule')
+  t.deepEqual(await internals(q).dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10), [], 'nothing is left in the schedule')
   t.like(d.stats(), { attempts: 2, rescheduled: 1, parked: 1, succeeded: 0 })
 })
 
@@ -254,8 +255,8 @@ test('success removes the record, its state and its schedule entry', async t => 
   t.deepEqual(seen.sort(), [[ids[0], 1, 'a'], [ids[1], 1, 'b']])
   t.deepEqual(succeeded.sort(), ids)
   t.like(await q.dlq.stats(), { count: 0, bytes: 0 })
-  t.deepEqual(await q.dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10), [])
-  t.deepEqual(await q.dlq.getStates(ids), [undefined, undefined])
+  t.deepEqual(await internals(q).dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10), [])
+  t.deepEqual(await internals(q).dlq.getStates(ids), [undefined, undefined])
   t.deepEqual(await d.tick(), { handled: 0 })
 })
 
@@ -444,8 +445,8 @@ test('records dropped by DLQ retention leave stale schedule entries that a tick 
   const d = daemon(q, () => {})
   t.deepEqual(await d.tick(), { handled: 1 })
   t.like(d.stats(), { recordsRead: 1, staleEntries: 5, succeeded: 1 })
-  t.deepEqual(await q.dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10), [])
-  t.deepEqual(await q.dlq.getStates([1, 2, 3, 4, 5, fresh]), [undefined, undefined, undefined, undefined, undefined, undefined])
+  t.deepEqual(await internals(q).dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10), [])
+  t.deepEqual(await internals(q).dlq.getStates([1, 2, 3, 4, 5, fresh]), [undefined, undefined, undefined, undefined, undefined, undefined])
 })
 
 // ---- concurrency, rate limit and the background loop -----------------------------------------------
@@ -521,7 +522,7 @@ test('firstNBytesFromDeadLetterQueue and doneRetryItems keep working beside a da
   handled.length = 0
   await d.tick()
   t.deepEqual(handled, ['b'], 'the daemon does not see what was done by hand')
-  t.deepEqual((await q.dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10)).map(e => e.id), [ids[1]])
+  t.deepEqual((await internals(q).dlq.dueEntries(Number.MAX_SAFE_INTEGER, 10)).map(e => e.id), [ids[1]])
 })
 
 // ---- retention of the DLQ by bytes ----------------------------------------------------------------
@@ -537,7 +538,7 @@ test('retention.dlq.maxBytes with drop-oldest drops (and counts) the oldest DLQ 
   t.is(stats.dropped.records, 3)
   t.is(dropped.length, 3)
   t.deepEqual((await allDlq(q)).map(r => r.id), ids.slice(3))
-  t.deepEqual(await q.dlq.getStates(ids.slice(0, 3)), [undefined, undefined, undefined])
+  t.deepEqual(await internals(q).dlq.getStates(ids.slice(0, 3)), [undefined, undefined, undefined])
   await t.throwsAsync(q.pushRetryItem('y'.repeat(101)), { code: 'EVAQ_AT_CAPACITY' })
 })
 

@@ -1,6 +1,7 @@
 import test, { type ExecutionContext } from 'ava'
 import { Evaq, EvaqError, type Delivery, type EvaqErrorCode, type EvaqOptions, type QueueRecord, type Subscriber } from '../src/index.js'
 import { tmpDir } from './helpers/tmp.js'
+import { internals } from './helpers/internals.js'
 
 /** A clock the test moves by hand: leases, nack delays and pushedAt follow it, never the wall. */
 class FakeClock {
@@ -650,7 +651,7 @@ test('progress writes take turns: a flush and an unsubscribe never write at once
     const sub = await q.wal.subscribe(name)
     const delivered = await sub.next()
     await delivered!.ack() // dirty: waits for the interval flush
-    await Promise.all([q.wal.writeProgress(), q.wal.unsubscribe(name)])
+    await Promise.all([internals(q).wal.writeProgress(), q.wal.unsubscribe(name)])
   }
   t.is(most, 1)
   await q.close()

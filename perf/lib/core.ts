@@ -10,6 +10,7 @@ import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { Evaq, type EvaqOptions } from '../../src/index.js'
+import type { Log } from '../../src/log/log.js'
 import {
   CALLERS, type Config, loadRecord, loadSentence, type RunInfo, dirBytes, formatMet, formatRatio, gitRevision, int, type LatencySample, loadAverage, localDate,
   machineLine, markdownTable, median, nextPayload, PAYLOAD_BYTES, PAYLOAD_NOTE, PERF_DIR, RESULTS_DIR, summarize, textTable,
@@ -146,8 +147,9 @@ async function headVariant (root: string, config: Config, variant: HeadVariant['
     const ackMs = performance.now() - t0
     const zero = await countZero(q, performance.now())
     phases.push(await headPhase(q, sub, 'after-acks', config.headIterations, dir))
-    await q.wal.compact() // joins a compaction in flight, if any ...
-    await q.wal.compact() // ... then compacts what was deleted since
+    const wal = q.wal as Log // the log behind the QueueLog surface: compact() is not part of it
+    await wal.compact() // joins a compaction in flight, if any ...
+    await wal.compact() // ... then compacts what was deleted since
     phases.push(await headPhase(q, sub, 'after-compact', config.headIterations, dir))
     return {
       variant, options, records: config.headRecords, buildMs: built.ms, buildMsgsPerSec: built.msgsPerSec,

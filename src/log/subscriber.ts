@@ -1,7 +1,9 @@
 import { EvaqError, invalid } from '../errors.js'
 import { integer, rejectUnknown } from '../options.js'
 import { IdRanges } from './id-ranges.js'
-import type { QueueRecord } from './log.js'
+import type { QueueRecord, SubscriberInfo } from './types.js'
+
+export type { SubscriberInfo }
 
 /** Where a new subscriber starts; ignored when a subscriber of that name already exists. */
 export type SubscribeStart = 'earliest' | 'latest' | number
@@ -40,27 +42,6 @@ export interface Batch {
   nack (options?: { delayMs?: number }): Promise<void>
 }
 
-export interface SubscriberInfo {
-  readonly name: string
-  /** Every ID below this is acknowledged by the subscriber. */
-  readonly ackFloor: number
-  /** The next ID not yet delivered. */
-  readonly cursor: number
-  /** Records delivered and not acknowledged yet. */
-  readonly inFlight: number
-  /**
-   * Records committed at or above `ackFloor` and not acknowledged: the IDs in that range, at most
-   * the log's live records (an over-count while removed records lie in that range).
-   */
-  readonly lagRecords: number
-  /** Payload bytes of `lagRecords`, estimated from the log's mean record size. */
-  readonly lagBytes: number
-  /** Age of the oldest unacknowledged record in ms, or 0. */
-  readonly oldestUnackedAgeMs: number
-  readonly leaseMs: number
-  readonly maxDeliveries: number
-  readonly lastActiveAt: number
-}
 
 /** What a subscriber persists: enough to resume right after its acknowledgements. */
 export interface Progress {

@@ -4,10 +4,11 @@ import { crashPoint } from '../crash-points.js'
 import { EvaqError, fromLevel, invalid } from '../errors.js'
 import { rejectUnknown } from '../options.js'
 import { backoffDelay } from './backoff.js'
-import type { Moves } from './moves.js'
-import type { DeadLetterLog, DeadLetterRecord, ParkedLog } from './retry-log.js'
+import type { DeadLetterLog, DeadLetterRecord } from '../dlq/dead-letter-log.js'
+import type { Moves } from '../dlq/moves.js'
+import type { ParkedLog } from '../dlq/parked-log.js'
 import type { ResolvedRetryOptions } from './retry-options.js'
-import { scheduleTime, type AttemptError, type ParkedState, type ParkReason, type RetryState } from './retry-state.js'
+import { scheduleTime, type AttemptError, type ParkedState, type ParkReason, type RetryState } from '../dlq/retry-state.js'
 
 /** What the handler gets besides the record. */
 export interface RetryContext {

@@ -1,6 +1,6 @@
 import { EvaqError, isEvaqError } from '../errors.js'
 import type { Evaq, EvaqStats } from '../evaq.js'
-import type { Log, QueueRecord } from '../log/log.js'
+import type { LogView as Log, QueueRecord } from '../log/log.js'
 import type { Delivery, SubscribeStart, Subscriber, SubscriberInfo } from '../log/subscriber.js'
 import type { EvaqMetrics } from '../metrics.js'
 import { LOG_NAME_PATTERN, READ_DEFAULTS, READ_LIMITS } from './params.js'
@@ -144,7 +144,7 @@ export class QueueService {
     const options = { signal: controller.signal }
     let ids: number[]
     try {
-      const pushing = payloads.length === 1 ? log.push(payloads[0], options).then(id => [id]) : log.pushMany(payloads, options)
+      const pushing = payloads.length === 1 ? log.push(payloads[0]!, options).then(id => [id]) : log.pushMany(payloads, options)
       // A push is admitted, or starts to wait, within the call: with no timeout, that wait ends
       // now. (An already-aborted signal would refuse even a push that fits.)
       if (limit === 0) timeout()

@@ -33,6 +33,7 @@ import {
 } from './fixtures/corrupt-files.js'
 import { cycles, report } from './report.js'
 import { prng } from '../helpers/prng.js'
+import { internals } from '../helpers/internals.js'
 
 /** Leases never expire and nothing ages: records are delivered once, unacknowledged. */
 const NOW = 1_800_000_000_000
@@ -271,7 +272,7 @@ test('table: a LevelDB data block with a bad compression type: acknowledging pas
       t.is((err as EvaqError).code, 'EVAQ_CORRUPTION')
     }
   }
-  await q.wal.drain()
+  await internals(q).wal.drain()
   const quarantined = (await q.wal.stats()).quarantined
   t.true(quarantined > 0)
   t.is(delivered.size + quarantined, layout.records, 'every record was delivered or quarantined')
@@ -279,7 +280,7 @@ test('table: a LevelDB data block with a bad compression type: acknowledging pas
   // (its background error is sticky). evaq repairs the table while the queue stays open: the
   // pushes LevelDB refused are written again after the repair, none fails, and the queue never
   // degrades.
-  await q.wal.compact()
+  await internals(q).wal.compact()
   const acknowledged = await Promise.all(Array.from({ length: 20 }, (_, i) => q.pushWal(`after ${i}`)))
   t.deepEqual(degraded.map(e => e.code), [], 'the queue never degraded')
   t.deepEqual(acknowledged, [...acknowledged].sort((a, b) => a - b), 'IDs in push order')
@@ -288,8 +289,8 @@ test('table: a LevelDB data block with a bad compression type: acknowledging pas
   const more = await sub.next({ waitMs: 0, maxCount: 100 })
   t.deepEqual(more?.records.map(r => r.id), acknowledged)
   await more!.ack()
-  await q.wal.drain()
-  await q.wal.compact()
+  await internals(q).wal.drain()
+  await internals(q).wal.compact()
   const last = await q.pushWal('after the compaction')
   t.is(q.status, 'open')
   await closeWithin(q)
@@ -318,7 +319,7 @@ test('table: a damaged block no read has met: when a compaction meets it, LevelD
   const before = Array.from({ length: 40 }, (_, i) => i + 1)
   await q.removeWal(before)
   t.deepEqual([errors, dropped], [[], []], 'nothing has met the damage yet')
-  await q.wal.compact()
+  await internals(q).wal.compact()
   // LevelDB now refuses every write: each is refused, waits for the repair, and is written again.
   const live = Array.from({ length: layout.records - 80 }, (_, i) => i + 81)
   const [pushed, , moved] = await Promise.all([

@@ -30,6 +30,7 @@ import { inspect } from 'node:util'
 import { Evaq, EvaqError, type Durability, type Subscriber } from '../../src/index.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { cycles, report } from './report.js'
+import { internals } from '../helpers/internals.js'
 
 const RUNS = cycles('EVAQ_MODEL_CRASH_RUNS', 25)
 const SEED = process.env.EVAQ_MODEL_CRASH_SEED === undefined ? undefined : Number(process.env.EVAQ_MODEL_CRASH_SEED)
@@ -114,7 +115,7 @@ async function open (dir: string, config: Config): Promise<Ctx> {
 
 /** Everything in the log, checked against the model: `inFlight` holds payloads pushes may have stored. */
 async function verifyLog (m: Model, ctx: Ctx, inFlight: ReadonlyMap<string, number>, what: string): Promise<Map<number, string>> {
-  await ctx.q.wal.drain()
+  await internals(ctx.q).wal.drain()
   const records = await ctx.q.wal.read({ maxCount: Infinity, maxBytes: Infinity })
   const present = new Map<number, string>()
   let last = 0

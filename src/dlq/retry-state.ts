@@ -157,3 +157,20 @@ function writeU64 (buf: Buffer, at: number, value: number): void {
   buf.writeUInt32BE(Math.floor(value / 0x1_0000_0000), at)
   buf.writeUInt32BE(value >>> 0, at + 4)
 }
+
+/**
+ * The failure history both retry states carry (attempts, first and last failure, last error,
+ * source): from what a record was pushed with, else from its stored error and push time.
+ */
+export function failureHistory (s: Partial<RetryState> | Partial<ParkedState>, pushedAt: number, error: RecordError | undefined): Omit<RetryState, 'nextAttemptAt'> {
+  const lastError = s.lastError ?? attemptError(error)
+  const source = s.source ?? error?.source
+  return {
+    attempts: s.attempts ?? 0,
+    firstFailedAt: s.firstFailedAt ?? pushedAt,
+    lastFailedAt: s.lastFailedAt ?? pushedAt,
+    ...(s.lastAttemptAt === undefined ? {} : { lastAttemptAt: s.lastAttemptAt }),
+    ...(lastError === undefined ? {} : { lastError }),
+    ...(source === undefined ? {} : { source: { log: source.log, id: source.id } }),
+  }
+}

@@ -1,11 +1,8 @@
 import { EvaqError, isEvaqError } from '../errors.js'
-import { MOVES_SUBLEVEL } from '../schema.js'
-import { decodeKey } from '../store/codec.js'
-import type { Log } from '../log/log.js'
-import { Keyspace, type ChainedBatch, type Store, type Sublevel } from '../store/store.js'
-import type { RecordInit } from './retry-state.js'
-import type { MoveIntent } from './retry-state.js'
-import type { RetryLog } from './retry-log.js'
+import type { Store } from '../store/store.js'
+import { MoveIntents } from './move-intents.js'
+import type { MoveSource, RetryLog } from './retry-log.js'
+import type { MoveIntent, RecordInit } from './retry-state.js'
 
 /**
  * Moves of a record between logs (WAL to DLQ, DLQ to `parked`, `parked` to DLQ). A move is one
@@ -23,49 +20,28 @@ import type { RetryLog } from './retry-log.js'
  * still there, and if it is not, the copy in `to` is removed instead.
  */
 export class Moves {
-  private readonly level: Sublevel
-  private readonly keys: Keyspace
-  private seq = 0
+  /** The intents on disk (see the class comment); the retry logs write them in their batches. */
+  readonly intents: MoveIntents
 
   constructor (store: Store) {
-    this.level = store.sublevel(MOVES_SUBLEVEL)
-    this.keys = new Keyspace(this.level)
+    this.intents = new MoveIntents(store)
   }
 
   /** Read the last sequence number used; returns the keys read (at most one). */
-  async load (): Promise<number> {
-    const [last] = await this.level.keys({ reverse: true, limit: 1 }).all()
-    this.seq = last === undefined ? 0 : decodeKey(last)
-    return last === undefined ? 0 : 1
+  load (): Promise<number> {
+    return this.intents.load()
   }
 
-  put (batch: ChainedBatch, seq: number, intent: MoveIntent): void {
-    this.keys.put(batch, seq, Buffer.from(JSON.stringify(intent)))
-  }
-
-  del (batch: ChainedBatch, seq: number): void {
-    this.keys.del(batch, seq)
-  }
-
-  /** The intents on disk: moves under way, or left by a crash. Few: one per move in flight. */
-  async pending (): Promise<Array<[number, MoveIntent]>> {
-    const out: Array<[number, MoveIntent]> = []
-    for await (const [key, value] of this.level.iterator()) {
-      const seq = decodeKey(key)
-      try {
-        out.push([seq, JSON.parse(value.toString('utf8')) as MoveIntent])
-      } catch (cause) {
-        throw new EvaqError('EVAQ_CORRUPTION', `Move intent ${seq} cannot be decoded`, { cause })
-      }
-    }
-    return out
+  /** The intents on disk: moves under way, or left by a crash. */
+  pending (): Promise<Array<[number, MoveIntent]>> {
+    return this.intents.pending()
   }
 
   /**
    * Move record `id` of `from` to `to`, with `payload` and `init` (one batch, see the class
    * comment). Resolves with its new ID, or undefined when the record is no longer in `from`.
    */
-  async move (from: Log, to: RetryLog, id: number, payload: Buffer | Uint8Array | string, init: Omit<RecordInit, 'move'>): Promise<number | undefined> {
+  async move (from: MoveSource, to: RetryLog, id: number, payload: Buffer | Uint8Array | string, init: Omit<RecordInit, 'move'>): Promise<number | undefined> {
     try {
       return await to.pushMoved(payload, init, from, id)
     } catch (err) {

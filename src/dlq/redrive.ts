@@ -1,6 +1,6 @@
 import { isEvaqError } from '../errors.js'
 import type { Log } from '../log/log.js'
-import type { DeadLetterLog, DeadLetterRecord } from './retry-log.js'
+import type { DeadLetterLog, DeadLetterRecord } from './dead-letter-log.js'
 
 /**
  * Move a page of DLQ records back to `wal` (a redrive) in one LevelDB batch: their payloads are
