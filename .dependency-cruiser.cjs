@@ -10,7 +10,7 @@ const LAYERS = [
   ['log', '^src/log/'],
   ['dlq', '^src/(dlq|backup)/'],
   ['retry', '^src/retry/'],
-  ['facade', '^src/(evaq|metrics|index)\\.ts$'],
+  ['facade', '^src/((evaq|metrics|index)\\.ts$|facade/)'],
   ['kafka', '^src/kafka/'],
   ['server', '^src/server/'],
   ['cli', '^src/cli/'],
