@@ -67,7 +67,8 @@ await producer.send({ messages: [{ key: 'oversized', value: Buffer.alloc(2 * 102
 await producer.flush({ timeoutMs: 10 * 60_000 })
 const stats = await producer.stats()
 console.log(`all acknowledged by the broker ${(performance.now() - started).toFixed(0)} ms after the first send`)
-console.log(`sent ${stats.sent} (resent ${stats.resent}), dead-lettered ${stats.deadLettered}, failed attempts ${stats.failedAttempts}, left in the WAL ${stats.inWal}`)
+console.log(`sent ${stats.sent} (resent ${stats.resent}), dead-lettered ${stats.deadLettered}, ` +
+  `failed attempts ${stats.failedAttempts}, left in the WAL ${stats.inWal}`)
 
 await daemon.stop()
 await producer.stop()

@@ -92,7 +92,8 @@ console.log(`drained in ${ms} ms: ${counts.attempts} attempts, ${counts.succeede
 console.log(`server: ${server.requests} requests, ${server.ok} OK, ${server.unavailable} 503, ${server.rejected} 400`)
 console.log(`now: DLQ ${after.dlq.count}, parked ${after.parked.count}`)
 for (const r of await evaq.parked.read({ maxCount: 3 })) {
-  console.log(`  parked #${r.id} (was DLQ #${r.retry.dlqId ?? '-'}, ${r.retry.reason}, ${r.retry.attempts} attempts, last error ${r.retry.lastError?.code ?? ''}): ${r.payload.toString()}`)
+  console.log(`  parked #${r.id} (was DLQ #${r.retry.dlqId ?? '-'}, ${r.retry.reason}, ${r.retry.attempts} attempts, ` +
+    `last error ${r.retry.lastError?.code ?? ''}): ${r.payload.toString()}`)
 }
 
 // An operator fixed the endpoint for the ones that only ran out of attempts: requeue those, purge the poison.

@@ -11,13 +11,35 @@ export const ERROR_CODES = Object.freeze({
   EVAQ_LOCKED: { status: 409, retriable: true, summary: 'Another process holds the data directory (LevelDB allows one process per directory).' },
   EVAQ_CLOSED: { status: 503, retriable: false, summary: 'The queue is closing or closed.' },
   EVAQ_ABORTED: { status: 408, retriable: true, summary: 'The caller\'s `AbortSignal` aborted a wait.' },
-  EVAQ_AT_CAPACITY: { status: 503, retriable: true, summary: 'A disk or buffer budget is exhausted and the policy is to reject (or, over HTTP, a push waited `--push-timeout` for room). The service answers with `Retry-After`.' },
-  EVAQ_CORRUPTION: { status: 500, retriable: false, summary: 'Stored data failed its checksum or could not be decoded; the damaged record is never returned as data.' },
+  EVAQ_AT_CAPACITY: {
+    status: 503,
+    retriable: true,
+    summary: 'A disk or buffer budget is exhausted and the policy is to reject (or, over HTTP, a push waited `--push-timeout` for room). ' +
+      'The service answers with `Retry-After`.',
+  },
+  EVAQ_CORRUPTION: {
+    status: 500,
+    retriable: false,
+    summary: 'Stored data failed its checksum or could not be decoded; the damaged record is never returned as data.',
+  },
   EVAQ_UNSUPPORTED_FORMAT: { status: 500, retriable: false, summary: 'The data directory was written by an on-disk format this version does not know.' },
-  EVAQ_IO: { status: 503, retriable: true, summary: 'The storage engine failed to read or write (disk full, I/O error). A failed push may still have been stored.' },
+  EVAQ_IO: {
+    status: 503,
+    retriable: true,
+    summary: 'The storage engine failed to read or write (disk full, I/O error). A failed push may still have been stored.',
+  },
   EVAQ_UNAUTHORIZED: { status: 401, retriable: false, summary: 'The service needs `Authorization: Bearer <token>` and the request had none or a wrong one.' },
-  EVAQ_FORBIDDEN: { status: 403, retriable: false, summary: 'The service refused a request sent by a web page of another origin (its `Origin` or `Sec-Fetch-Site`); nothing was read, stored or changed.' },
-  EVAQ_MISDIRECTED: { status: 421, retriable: false, summary: 'The request\'s `Host` names a host the service does not serve (a DNS-rebinding guard); nothing was read, stored or changed.' },
+  EVAQ_FORBIDDEN: {
+    status: 403,
+    retriable: false,
+    summary: 'The service refused a request sent by a web page of another origin (its `Origin` or `Sec-Fetch-Site`); ' +
+      'nothing was read, stored or changed.',
+  },
+  EVAQ_MISDIRECTED: {
+    status: 421,
+    retriable: false,
+    summary: 'The request\'s `Host` names a host the service does not serve (a DNS-rebinding guard); nothing was read, stored or changed.',
+  },
   EVAQ_UNSUPPORTED_MEDIA_TYPE: { status: 415, retriable: false, summary: 'The service does not take a request body of this `Content-Type`.' },
   EVAQ_INTERNAL: { status: 500, retriable: false, summary: 'An unexpected failure inside evaq (a bug): please report it.' },
 } as const)

@@ -79,12 +79,14 @@ export class EvaqMetrics {
     this.nextId = gauge('next_id', 'The ID the next push to each log gets.', ['log'])
     this.quarantined = gauge('quarantined_records', 'Records taken out of each log because they failed their checksum (persisted).', ['log'])
     this.lagRecords = gauge('subscriber_lag_records', 'Records a subscriber has not acknowledged yet.', ['log', 'subscriber'])
-    this.lagBytes = gauge('subscriber_lag_bytes', 'Payload bytes a subscriber has not acknowledged yet (estimated from the mean record size).', ['log', 'subscriber'])
+    this.lagBytes = gauge('subscriber_lag_bytes',
+      'Payload bytes a subscriber has not acknowledged yet (estimated from the mean record size).', ['log', 'subscriber'])
     this.inFlight = gauge('subscriber_in_flight_records', 'Records delivered to a subscriber and leased, not yet acknowledged.', ['log', 'subscriber'])
     this.unackedAge = gauge('subscriber_oldest_unacked_age_seconds', 'Age of the oldest record a subscriber has not acknowledged.', ['log', 'subscriber'])
     this.status = gauge('status', 'The queue\'s status: 1 for the current one.', ['status'])
     this.diskFree = gauge('disk_free_bytes', 'Free bytes on the filesystem of the data directory (available to this user).')
-    this.diskUsed = gauge('disk_used_bytes', 'Bytes the data directory occupies (the disk budget\'s running figure under maxDiskBytes, otherwise measured at each scrape).')
+    this.diskUsed = gauge('disk_used_bytes',
+      'Bytes the data directory occupies (the disk budget\'s running figure under maxDiskBytes, otherwise measured at each scrape).')
     this.diskMax = gauge('disk_max_bytes', 'The disk budget maxDiskBytes (0 without one).')
     this.compactions = counter('compactions_total', 'Compactions of deleted ranges in this process.', ['log'])
     this.pushes = counter('pushes_total', 'Records pushed through the service.', ['log'])
@@ -111,7 +113,8 @@ export class EvaqMetrics {
     })
     this.removals = counter('removals_total', 'Records removed by ID through the service.', ['log'])
     this.deliveries = counter('deliveries_total', 'Records delivered to subscribers through the service.', ['log', 'subscriber'])
-    this.redeliveries = counter('redeliveries_total', 'Deliveries of a record delivered before (lease expired or nacked): retries of consumers.', ['log', 'subscriber'])
+    this.redeliveries = counter('redeliveries_total',
+      'Deliveries of a record delivered before (lease expired or nacked): retries of consumers.', ['log', 'subscriber'])
     this.acks = counter('acks_total', 'Records acknowledged by subscribers through the service.', ['log', 'subscriber'])
     this.nacks = counter('nacks_total', 'Records given back by subscribers through the service.', ['log', 'subscriber'])
     this.requeues = counter('requeued_total', 'Records requeued (DLQ to WAL, parked to DLQ) through the service.', ['from'])

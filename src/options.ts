@@ -198,24 +198,29 @@ export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptio
   if (o.minFreeDiskBytes > 0 && o.minFreeDiskBytes < 2 * o.writeBufferSize) {
     // LevelDB needs room of its own: flushing a memtable writes a table the size of its log, and
     // a database whose log cannot be converted cannot even reopen.
-    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`minFreeDiskBytes\` to be 0 or at least twice \`writeBufferSize\` (${2 * o.writeBufferSize}), got ${o.minFreeDiskBytes}`)
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+      `Expected \`minFreeDiskBytes\` to be 0 or at least twice \`writeBufferSize\` (${2 * o.writeBufferSize}), got ${o.minFreeDiskBytes}`)
   }
   if (o.maxPayloadBytes > o.maxBufferedBytes) {
-    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`maxPayloadBytes\` (${o.maxPayloadBytes}) to be at most \`maxBufferedBytes\` (${o.maxBufferedBytes})`)
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+      `Expected \`maxPayloadBytes\` (${o.maxPayloadBytes}) to be at most \`maxBufferedBytes\` (${o.maxBufferedBytes})`)
   }
   return Object.freeze(o)
 }
-
 
 function checkRetention (value: unknown): ResolvedOptions['retention'] {
   if (!isPlainObject(value)) throw invalid('retention', 'an object like { wal: { maxAgeMs } }', value)
   const out: { -readonly [K in LogName]?: Retention } = {}
   for (const [log, r] of Object.entries(value)) {
-    if (!LOG_NAMES.includes(log as LogName)) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown log \`${log}\` in \`retention\`; expected wal, dlq or parked`)
+    if (!LOG_NAMES.includes(log as LogName)) {
+      throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown log \`${log}\` in \`retention\`; expected wal, dlq or parked`)
+    }
     if (!isPlainObject(r)) throw invalid(`retention.${log}`, 'an object like { maxAgeMs, maxBytes }', r)
     rejectUnknown(r, ['maxAgeMs', 'maxBytes', 'onFull'], ` in \`retention.${log}\``)
     const { maxAgeMs, maxBytes, onFull } = r
-    if (onFull !== undefined && !POLICIES.includes(onFull as FullPolicy)) throw invalid(`retention.${log}.onFull`, "'backpressure', 'reject' or 'drop-oldest'", onFull)
+    if (onFull !== undefined && !POLICIES.includes(onFull as FullPolicy)) {
+      throw invalid(`retention.${log}.onFull`, "'backpressure', 'reject' or 'drop-oldest'", onFull)
+    }
     out[log as LogName] = Object.freeze({
       ...(maxAgeMs === undefined ? {} : { maxAgeMs: integer(`retention.${log}.maxAgeMs`, maxAgeMs, 1) }),
       ...(maxBytes === undefined ? {} : { maxBytes: integer(`retention.${log}.maxBytes`, maxBytes, 1) }),

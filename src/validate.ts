@@ -37,7 +37,8 @@ export function rejectUnknown (options: object, known: readonly string[], where 
   for (const key of Object.keys(options)) {
     if (known.includes(key)) continue
     const hint = closest(key, known)
-    const expected = known.length === 0 ? '; expected no options' : `; expected ${known.length === 1 ? known[0]! : `${known.slice(0, -1).join(', ')} or ${known[known.length - 1]!}`}`
+    const list = known.length === 1 ? known[0]! : `${known.slice(0, -1).join(', ')} or ${known[known.length - 1]!}`
+    const expected = known.length === 0 ? '; expected no options' : `; expected ${list}`
     throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown option \`${key}\`${where}${hint === undefined ? expected : `; did you mean \`${hint}\`?`}`)
   }
 }

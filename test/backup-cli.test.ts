@@ -58,7 +58,8 @@ async function view (t: ExecutionContext, dir: string): Promise<unknown> {
   for (const log of ['wal', 'dlq', 'parked']) out[log] = ok(t, await evaq(['peek', log, '--json', '--data', dir]), `peek ${log}`)
   const stats = JSON.parse(ok(t, await evaq(['stats', '--json', '--data', dir]), 'stats')) as Record<string, { count: number, bytes: number, nextId: number }>
   for (const log of ['wal', 'dlq', 'parked']) out[`${log} stats`] = { count: stats[log]!.count, bytes: stats[log]!.bytes, nextId: stats[log]!.nextId }
-  out.subscribers = (JSON.parse(ok(t, await evaq(['subscribers', '--json', '--data', dir]), 'subscribers')) as Array<{ log: string, name: string, ackFloor: number }>)
+  const subscribers = ok(t, await evaq(['subscribers', '--json', '--data', dir]), 'subscribers')
+  out.subscribers = (JSON.parse(subscribers) as Array<{ log: string, name: string, ackFloor: number }>)
     .map(s => [s.log, s.name, s.ackFloor])
   return out
 }
@@ -68,7 +69,12 @@ test('backup --data, then restore --verify: the restored directory shows what th
   const dir = await fixture(t, root)
   const file = join(root, 'full.evaq')
   const run = await evaq(['backup', '--data', dir, '--out', file, '--json'])
-  const done = JSON.parse(ok(t, run, 'backup')) as { file: string, bytes: number, manifest: { kind: string, logs: Record<string, { nextId: number }> }, summary: { entries: number } }
+  const done = JSON.parse(ok(t, run, 'backup')) as {
+    file: string
+    bytes: number
+    manifest: { kind: string, logs: Record<string, { nextId: number }> }
+    summary: { entries: number }
+  }
   t.is(done.file, file)
   t.is(done.bytes, (await stat(file)).size)
   t.is(done.manifest.kind, 'full')
@@ -158,9 +164,14 @@ test('backup --url through a running service (full and incremental), a raw POST 
   ok(t, await evaq(['backup', '--data', dir, '--token', TOKEN, '--out', f('via-data.evaq')]), 'backup --data through the service')
 
   ok(t, await evaq(['backup', '--url', service.url, '--out', f('full.evaq')], { env: { EVAQ_TOKEN: TOKEN } }), 'backup --url')
-  const push = await fetch(`${service.url}/v1/logs/wal/records`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/octet-stream' }, body: 'after the full backup' })
+  const push = await fetch(`${service.url}/v1/logs/wal/records`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/octet-stream' },
+    body: 'after the full backup',
+  })
   t.is(push.status, 201)
-  const inc = JSON.parse(ok(t, await evaq(['backup', '--url', service.url, '--token', TOKEN, '--out', f('inc.evaq'), '--since', f('full.evaq'), '--json']), 'incremental --url')) as { manifest: { kind: string } }
+  const incremental = await evaq(['backup', '--url', service.url, '--token', TOKEN, '--out', f('inc.evaq'), '--since', f('full.evaq'), '--json'])
+  const inc = JSON.parse(ok(t, incremental, 'incremental --url')) as { manifest: { kind: string } }
   t.is(inc.manifest.kind, 'incremental')
 
   // What `curl -H 'Authorization: Bearer …' -X POST URL/v1/backup -o raw.evaq` does.

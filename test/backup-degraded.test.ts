@@ -77,7 +77,7 @@ test('after a failed write, backups keep their high-water below it, and a chain 
   for (let i = 0; i < 5; i++) acknowledged.add(await q.pushWal(`after ${i}`))
   const after = await save(q, f('after'), during)
   t.true(after.logs.wal!.highWater <= firstLost)
-  const same = await save(q, f('same'))
+  await save(q, f('same'))
 
   await Evaq.restore([f('full'), f('during'), f('after')], join(root, 'chain'), { verify: true })
   await Evaq.restore(f('same'), join(root, 'single'))

@@ -112,7 +112,10 @@ test('the service keeps serving while a backup streams, and what is pushed meanw
   t.is(res.statusCode, 200)
   res.pause()
   // The body waits on a paused socket: the queue takes pushes and removals meanwhile.
-  const pushed = await send(s.url, 'POST', '/v1/logs/wal/records', { headers: { ...AUTH, 'content-type': 'application/octet-stream' }, body: 'during the backup' })
+  const pushed = await send(s.url, 'POST', '/v1/logs/wal/records', {
+    headers: { ...AUTH, 'content-type': 'application/octet-stream' },
+    body: 'during the backup',
+  })
   t.is(pushed.status, 201)
   await s.evaq.removeWal(1)
   const file = join(root, 'b.evaq')

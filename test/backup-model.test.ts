@@ -40,7 +40,7 @@ const ops: fc.Arbitrary<Op[]> = fc.array(fc.oneof(
   { weight: 2, arbitrary: fc.constantFrom('ok', 'fail', 'park').map(outcome => ({ op: 'retry', outcome }) as Op) },
   { weight: 1, arbitrary: fc.nat().map(pick => ({ op: 'requeue', pick }) as Op) },
   { weight: 1, arbitrary: fc.nat().map(pick => ({ op: 'purge', pick }) as Op) },
-  { weight: 2, arbitrary: fc.boolean().map(incremental => ({ op: 'backup', incremental }) as Op) },
+  { weight: 2, arbitrary: fc.boolean().map(incremental => ({ op: 'backup', incremental }) as Op) }
 ), { minLength: 1, maxLength: 30 })
 
 const config = fc.record({ maxBatchCount: fc.integer({ min: 1, max: 4 }), flushWorkers: fc.integer({ min: 1, max: 3 }) })
@@ -150,11 +150,15 @@ test('every chain of full and incremental backups restores to the queue of its m
       await Evaq.restore(c.files, a)
       await Evaq.restore(c.full, b)
       const ea = await entries(a)
-      if (!isDeepStrictEqual(ea, await entries(b))) throw new Error(`backup ${i}: the chain of ${c.files.length} restores other entries than a full backup of the same moment`)
+      if (!isDeepStrictEqual(ea, await entries(b))) {
+        throw new Error(`backup ${i}: the chain of ${c.files.length} restores other entries than a full backup of the same moment`)
+      }
       const r = await Evaq.open(a, options)
       try {
         const got = await state(r)
-        if (!isDeepStrictEqual(got, c.expected)) throw new Error(`backup ${i}: the restored queue differs:\n${JSON.stringify(got)}\nexpected\n${JSON.stringify(c.expected)}`)
+        if (!isDeepStrictEqual(got, c.expected)) {
+          throw new Error(`backup ${i}: the restored queue differs:\n${JSON.stringify(got)}\nexpected\n${JSON.stringify(c.expected)}`)
+        }
       } finally {
         await r.close()
       }
@@ -164,6 +168,6 @@ test('every chain of full and incremental backups restores to the queue of its m
   const seed = process.env.EVAQ_BACKUP_MODEL_SEED === undefined ? undefined : Number(process.env.EVAQ_BACKUP_MODEL_SEED)
   const details = await fc.check(property, { numRuns: RUNS, interruptAfterTimeLimit: 150_000, ...(seed === undefined ? {} : { seed }) })
   t.log(`${details.numRuns} run(s), seed ${details.seed}`)
-  if (details.failed) t.fail(`${fc.defaultReportMessage(details) ?? "failed"}\n${String((details.errorInstance as Error)?.message ?? details.errorInstance)}`)
+  if (details.failed) t.fail(`${fc.defaultReportMessage(details) ?? 'failed'}\n${String((details.errorInstance as Error)?.message ?? details.errorInstance)}`)
   else t.pass()
 })

@@ -48,7 +48,10 @@ async function state (q: Evaq): Promise<unknown> {
       retry: (r as { retry?: unknown }).retry,
     }))
     const { subscribers, ...counters } = await q[name].stats()
-    out[name] = { records, counters, subscribers: subscribers.map(s => ({ name: s.name, ackFloor: s.ackFloor, lagRecords: s.lagRecords, leaseMs: s.leaseMs, maxDeliveries: s.maxDeliveries })).sort((a, b) => a.name < b.name ? -1 : 1) }
+    const subs = subscribers
+      .map(s => ({ name: s.name, ackFloor: s.ackFloor, lagRecords: s.lagRecords, leaseMs: s.leaseMs, maxDeliveries: s.maxDeliveries }))
+      .sort((a, b) => a.name < b.name ? -1 : 1)
+    out[name] = { records, counters, subscribers: subs }
   }
   return out
 }
@@ -135,9 +138,9 @@ test('a backup taken under concurrent pushes restores exactly its snapshot: what
   const resolvedBefore = new Set<number>()
   const startedAfter = new Set<number>()
   let phase: 'before' | 'during' | 'after' = 'before'
-  let stop = false
+  const stop = new AbortController()
   const writer = async (w: number): Promise<void> => {
-    for (let i = 0; !stop; i++) {
+    for (let i = 0; !stop.signal.aborted; i++) {
       const payload = `w${w}-${i}-${'p'.repeat((i * 37 + w) % 300)}`
       const startedIn = phase
       const many = i % 3 === 0
@@ -156,7 +159,7 @@ test('a backup taken under concurrent pushes restores exactly its snapshot: what
   const saving = pipeline(Readable.from(stream), createWriteStream(file))
   while (startedAfter.size < 500) await new Promise(resolve => setImmediate(resolve))
   await saving
-  stop = true
+  stop.abort()
   await Promise.all(writers)
 
   const restoredDir = join(root, 'restored')
@@ -185,13 +188,21 @@ test('a backup taken under concurrent pushes restores exactly its snapshot: what
 // ---- damage -------------------------------------------------------------------------------------
 
 /** The frames of an archive: offsets and places. */
-async function frames (file: string): Promise<Array<{ offset: number, valueOffset: number, valueLength: number, log?: string, segment?: number, sublevel: string }>> {
+async function frames (
+  file: string
+): Promise<Array<{ offset: number, valueOffset: number, valueLength: number, log?: string, segment?: number, sublevel: string }>> {
   const reader = await ArchiveReader.open(file)
   const out = []
   try {
     for await (const f of reader.frames()) {
       const place = placeOf(f.key)
-      out.push({ offset: f.offset, valueOffset: f.valueOffset, valueLength: f.valueLength, sublevel: place.sublevel, ...(place.log === undefined ? {} : { log: place.log, segment: place.segment! }) })
+      out.push({
+        offset: f.offset,
+        valueOffset: f.valueOffset,
+        valueLength: f.valueLength,
+        sublevel: place.sublevel,
+        ...(place.log === undefined ? {} : { log: place.log, segment: place.segment! }),
+      })
     }
   } finally {
     await reader.close()
@@ -290,7 +301,8 @@ test('bad input: a missing file, not an archive, another version, a non-empty ta
   await rejects(t, q.backup({ since: { id: 'nope' } as never }), 'EVAQ_INVALID_ARGUMENT', 'a malformed since')
   await rejects(t, q.backup(null as never), 'EVAQ_INVALID_ARGUMENT', 'null options')
   const manifest = await readManifest(file)
-  await rejects(t, q.backup({ since: { ...manifest, logs: { ...manifest.logs, wal: { highWater: 1000, nextId: 1000 } } } }), 'EVAQ_INVALID_ARGUMENT', 'a base from the future (another queue)')
+  const future = { ...manifest, logs: { ...manifest.logs, wal: { highWater: 1000, nextId: 1000 } } }
+  await rejects(t, q.backup({ since: future }), 'EVAQ_INVALID_ARGUMENT', 'a base from the future (another queue)')
   await q.close()
   await rejects(t, q.backup(), 'EVAQ_CLOSED', 'a closed queue')
 })
@@ -367,7 +379,7 @@ test('a broken chain is refused before anything is written', async t => {
   const inc1 = await backupTo(q, join(root, 'inc1.evaq'), full)
   await q.pushWal('d')
   await backupTo(q, join(root, 'inc2.evaq'), inc1)
-  const other = await backupTo(q, join(root, 'other.evaq'))
+  await backupTo(q, join(root, 'other.evaq'))
   const target = join(root, 'r')
   const f = (name: string): string => join(root, `${name}.evaq`)
 

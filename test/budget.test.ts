@@ -54,7 +54,10 @@ async function until (cond: () => Promise<boolean> | boolean, tries = 100_000): 
 async function isPending (p: Promise<unknown>, turns = 50): Promise<boolean> {
   let settled = false
   p.then(() => { settled = true }, () => { settled = true })
-  for (let i = 0; i < turns && !settled; i++) await tick()
+  for (let i = 0; i < turns; i++) {
+    if (settled) return false
+    await tick()
+  }
   return !settled
 }
 
@@ -169,7 +172,8 @@ test("onFull 'backpressure': pushes past the budget wait until a lagging subscri
   await sub.ack(range(1, pushed.length))
   let settled = false
   void waiting!.then(() => { settled = true }, () => { settled = true })
-  for (let i = 0; i < 50 && !settled; i++) {
+  for (let i = 0; i < 50; i++) {
+    if (settled) break
     await q.maintain()
     await tick()
   }

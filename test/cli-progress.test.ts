@@ -27,6 +27,7 @@ test('a bar with a percentage when the total is known; redrawn at most every 100
   bar.update(400)
   bar.update(1000) // the last one is always drawn
   t.is(stream.out.length, 3)
+  // eslint-disable-next-line no-control-regex -- the bar ends its line with the terminal's erase sequence, ESC [K
   t.regex(stream.out[0]!, /^\rexport wal \[-+\]\s+0%\s+0\/1,000 records\x1b\[K$/)
   t.regex(stream.out[1]!, /\[#+-+\]\s+40%\s+400\/1,000 records/)
   t.regex(stream.out[2]!, /\[#+\] 100%\s+1,000\/1,000 records/)

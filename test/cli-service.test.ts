@@ -73,7 +73,10 @@ test('serve: the commands answer the same through the service (--url) as on the 
     if (c[0] === 'stats' || c[0] === 'subscribers') {
       // lastActiveAt and ages move with the clock: compare the counts.
       if (c.includes('--json')) t.deepEqual(shape(JSON.parse(viaUrl)), shape(JSON.parse(onDir[c.join(' ')]!)), c.join(' '))
-      else t.is(viaUrl.split('\n').map(l => l.split('\t').slice(0, 3).join('\t')).join('\n'), onDir[c.join(' ')]!.split('\n').map(l => l.split('\t').slice(0, 3).join('\t')).join('\n'), c.join(' '))
+      else {
+        const counts = (text: string): string => text.split('\n').map(l => l.split('\t').slice(0, 3).join('\t')).join('\n')
+        t.is(counts(viaUrl), counts(onDir[c.join(' ')]!), c.join(' '))
+      }
     } else {
       t.is(viaUrl, onDir[c.join(' ')]!, c.join(' '))
     }
@@ -141,7 +144,8 @@ test('tail prints records as they are pushed, from the next one, and stops after
   const tail = evaq(['tail', 'wal', '--url', service.url, '--count', '3', '--json']).finally(() => { done = true })
   // tail starts at the next ID when it starts: push one record at a time until it has printed three.
   const seen: number[] = []
-  for (let i = 0; !done && i < 5000; i++) {
+  for (let i = 0; i < 5000; i++) {
+    if (done) break
     const r = await send(service.url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'text/plain' }, body: `t${i}` })
     seen.push(...r.json.ids as number[])
   }
@@ -174,7 +178,8 @@ test('export and import: NDJSON round trip through files and pipes, --data and -
   t.deepEqual(JSON.parse(ok(t, await evaq(['import', 'wal', '--data', copy, '--in', file, '--json']), 'import')), { imported: 3, firstId: 1, lastId: 3 })
   // And through a service, from stdin, into its DLQ.
   const service = await serveInBackground(t, ['--data', copy])
-  t.deepEqual(JSON.parse(ok(t, await evaq(['import', 'dlq', '--url', service.url, '--json'], { input: await readFile(file) }), 'import stdin')), { imported: 3, firstId: 1, lastId: 3 })
+  const imported = await evaq(['import', 'dlq', '--url', service.url, '--json'], { input: await readFile(file) })
+  t.deepEqual(JSON.parse(ok(t, imported, 'import stdin')), { imported: 3, firstId: 1, lastId: 3 })
   const back = jsonLines(ok(t, await evaq(['export', 'dlq', '--url', service.url]), 'export --url'))
   t.deepEqual(back.map(r => r.payload), lines.map(r => r.payload), 'payloads survive the round trip byte for byte')
 
@@ -210,14 +215,28 @@ test('serve refuses a non-loopback address without a token; with a token, --url 
   const down = await evaq(['stats', '--url', 'http://127.0.0.1:1'])
   t.is(down.code, 1, 'a service that is not there')
   t.true(down.stderr.includes('EVAQ_IO'))
-  for (const args of [['check', '--url', service.url], ['repair', '--url', service.url, '--backup', dir], ['stats', '--data', dir, '--url', service.url], ['stats', '--url', 'not a url'], ['peek', 'wal', '--data', dir, '--token', 'x']]) {
+  for (const args of [
+    ['check', '--url', service.url],
+    ['repair', '--url', service.url, '--backup', dir],
+    ['stats', '--data', dir, '--url', service.url],
+    ['stats', '--url', 'not a url'],
+    ['peek', 'wal', '--data', dir, '--token', 'x'],
+  ]) {
     t.is((await evaq(args)).code, 2, args.join(' '))
   }
 })
 
-test('serve: --min-free-disk-bytes, --on-full and --push-timeout set the disk budget; a push that finds no room is answered 503 EVAQ_AT_CAPACITY with Retry-After, /readyz says full', async t => {
+test('serve: --min-free-disk-bytes, --on-full and --push-timeout set the disk budget; ' +
+  'a push that finds no room is answered 503 EVAQ_AT_CAPACITY with Retry-After, /readyz says full', async t => {
   const dir = join(await tmpDir(t, 'evaq-cli-svc-'), 'q')
-  for (const bad of [['--on-full', 'sometimes'], ['--push-timeout', '5m'], ['--push-timeout', '-1'], ['--min-free-disk-bytes', 'lots'], ['--min-free-disk-bytes', '1000'], ['--max-disk-bytes', '1k']]) {
+  for (const bad of [
+    ['--on-full', 'sometimes'],
+    ['--push-timeout', '5m'],
+    ['--push-timeout', '-1'],
+    ['--min-free-disk-bytes', 'lots'],
+    ['--min-free-disk-bytes', '1000'],
+    ['--max-disk-bytes', '1k'],
+  ]) {
     const run = await evaq(['serve', '--data', dir, '--port', '0', ...bad])
     t.is(run.code, 2, bad.join(' '))
     t.true(run.stderr.includes('EVAQ_INVALID_ARGUMENT') || run.stderr.includes('--on-full'), `${bad.join(' ')}: ${run.stderr.slice(0, 200)}`)
@@ -237,7 +256,8 @@ test('serve: --min-free-disk-bytes, --on-full and --push-timeout set the disk bu
     const ready = await send(service.url, 'GET', '/readyz')
     t.is(ready.status, 503, what)
     t.like(ready.json, { status: 'full', code: 'EVAQ_AT_CAPACITY' }, what)
-    t.like(JSON.parse(ok(t, await evaq(['stats', '--url', service.url, '--json']), 'stats')), { wal: { count: 0 }, disk: { full: true } }, `${what}: nothing stored`)
+    const stats = JSON.parse(ok(t, await evaq(['stats', '--url', service.url, '--json']), 'stats'))
+    t.like(stats, { wal: { count: 0 }, disk: { full: true } }, `${what}: nothing stored`)
     t.deepEqual(await service.stop('SIGTERM'), { code: 0, signal: null })
   }
 })
@@ -251,7 +271,8 @@ test('SIGTERM and SIGINT: serve finishes, flushes, closes and exits 0; a restart
     ids.push(...r.json.ids)
   }
   t.deepEqual(await service.stop('SIGINT'), { code: 0, signal: null })
-  t.deepEqual(service.logs.map(l => l.msg).filter(m => m.startsWith('evaq ')), ['evaq listening', 'evaq received a signal', 'evaq stopping: finishing requests in flight', 'evaq stopped: queue flushed and closed'])
+  t.deepEqual(service.logs.map(l => l.msg).filter(m => m.startsWith('evaq ')),
+    ['evaq listening', 'evaq received a signal', 'evaq stopping: finishing requests in flight', 'evaq stopped: queue flushed and closed'])
   service = await serveInBackground(t, ['--data', dir])
   const r = await send(service.url, 'GET', '/v1/logs/wal/records?maxCount=100')
   t.deepEqual(r.json.records.map((x: { id: number }) => x.id), ids)
@@ -265,7 +286,9 @@ test('SIGTERM under load: requests in flight finish, later ones are refused, and
   const outcomes = new Map<string, number>()
   let signal: () => void = () => {}
   const fifty = new Promise<void>(resolve => { signal = resolve })
-  const pushes = Array.from({ length: 400 }, (_, i) => send(service.url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'text/plain' }, body: `p${i}` }).then(r => {
+  const push = (i: number): ReturnType<typeof send> =>
+    send(service.url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'text/plain' }, body: `p${i}` })
+  const pushes = Array.from({ length: 400 }, (_, i) => push(i).then(r => {
     const key = r.status === 201 ? '201' : `${r.status} ${String(r.json?.code)}`
     outcomes.set(key, (outcomes.get(key) ?? 0) + 1)
     if (r.status === 201) acknowledged.push(...r.json.ids as number[])

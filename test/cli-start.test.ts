@@ -19,12 +19,19 @@ test('npm start serves, stops cleanly on SIGTERM, and a restart finds the data',
   let service = await start()
   const ready = await send(service.url, 'GET', '/readyz')
   t.deepEqual([ready.status, ready.json], [200, { status: 'open' }])
-  const pushed = await send(service.url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/x-ndjson' }, body: '{"order":1}\n{"order":2}\n' })
+  const pushed = await send(service.url, 'POST', '/v1/logs/wal/records', {
+    headers: { 'content-type': 'application/x-ndjson' },
+    body: '{"order":1}\n{"order":2}\n',
+  })
   t.deepEqual([pushed.status, pushed.json], [201, { ids: [1, 2] }])
-  const single = await send(service.url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from([1, 2, 3]) })
+  const single = await send(service.url, 'POST', '/v1/logs/wal/records', {
+    headers: { 'content-type': 'application/octet-stream' },
+    body: Buffer.from([1, 2, 3]),
+  })
   t.deepEqual(single.json, { ids: [3] })
   const read = await send(service.url, 'GET', '/v1/logs/wal/records')
-  t.deepEqual(read.json.records.map((r: { payload: string }) => Buffer.from(r.payload, 'base64')), [Buffer.from('{"order":1}'), Buffer.from('{"order":2}'), Buffer.from([1, 2, 3])])
+  t.deepEqual(read.json.records.map((r: { payload: string }) => Buffer.from(r.payload, 'base64')),
+    [Buffer.from('{"order":1}'), Buffer.from('{"order":2}'), Buffer.from([1, 2, 3])])
 
   const stopped = await service.stop('SIGTERM')
   t.is(stopped.code, 0, `npm start exited with ${String(stopped.code ?? stopped.signal)}: ${service.other.join('\n').slice(0, 1000)}`)

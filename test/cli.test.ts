@@ -200,7 +200,15 @@ test('peek dlq and peek parked --json carry the retry state; stats --json counts
 
 test('peek with a bad --from, --max-count or --max-bytes: EVAQ_INVALID_ARGUMENT, exit 2', async t => {
   const dir = await fixture(t)
-  for (const bad of [['--from', 'abc'], ['--from=-1'], ['--from', '1.5'], ['--from', ''], ['--from', '9007199254740993'], ['--max-count', '0'], ['--max-bytes', 'lots']]) {
+  for (const bad of [
+    ['--from', 'abc'],
+    ['--from=-1'],
+    ['--from', '1.5'],
+    ['--from', ''],
+    ['--from', '9007199254740993'],
+    ['--max-count', '0'],
+    ['--max-bytes', 'lots'],
+  ]) {
     const run = await runCli(['peek', 'wal', '--data', dir, ...bad])
     t.is(run.code, 2, `${bad.join(' ')} (stderr: ${run.stderr.slice(0, 200)})`)
     t.true(run.stderr.includes('EVAQ_INVALID_ARGUMENT'), `${bad.join(' ')} prints EVAQ_INVALID_ARGUMENT: ${run.stderr.slice(0, 200)}`)
@@ -323,7 +331,16 @@ test('repair: copies first, reports records before and after, exit 0; refuses a 
   t.deepEqual(await diffTrees(reference, backup), [], 'the backup equals the directory as it was')
   t.like(r.before, { damaged: false, logs: { wal: { records: 4 }, dlq: { records: 2 } } })
   t.like(r.after, { damaged: false, logs: { wal: { records: 4 }, dlq: { records: 2 } } })
-  t.deepEqual(r.fixed.wal, { quarantinedSegments: 0, quarantinedRecords: 0, summariesRewritten: 0, orphansRemoved: 0, lostRecords: 0, before: 4, after: 4, ranges: [] })
+  t.deepEqual(r.fixed.wal, {
+    quarantinedSegments: 0,
+    quarantinedRecords: 0,
+    summariesRewritten: 0,
+    orphansRemoved: 0,
+    lostRecords: 0,
+    before: 4,
+    after: 4,
+    ranges: [],
+  })
 
   const q = await Evaq.open(dir, OPTIONS)
   t.teardown(() => q.close())

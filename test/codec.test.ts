@@ -17,7 +17,8 @@ test('keys are fixed-width big-endian, so byte order is ID order', t => {
 })
 
 test('a segment round-trips its payloads', t => {
-  fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 1, maxLength: 50 }), fc.integer({ min: 1, max: 2 ** 40 }), (arrays, firstId) => {
+  const arraysOfBytes = fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 1, maxLength: 50 })
+  fc.assert(fc.property(arraysOfBytes, fc.integer({ min: 1, max: 2 ** 40 }), (arrays, firstId) => {
     const payloads = arrays.map(a => Buffer.from(a))
     const value = encodeSegment(payloads, 0, payloads.length, 1234.5)
     const header = decodeHeader(firstId, value)

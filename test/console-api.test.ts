@@ -62,7 +62,16 @@ test('GET / is the console page, and its assets are served with their types, a C
 
 test('only the console\'s own files are served: anything else under /console/ is 404', async t => {
   const s = await startServer(t)
-  for (const path of ['/console/nope.js', '/console/..%2Fapp.ts', '/console/%2E%2E%2Fconsole-routes.ts', '/console/../app.ts', '/console/index.html', '/console/', '/console/app.js.map', '/console/APP.JS']) {
+  for (const path of [
+    '/console/nope.js',
+    '/console/..%2Fapp.ts',
+    '/console/%2E%2E%2Fconsole-routes.ts',
+    '/console/../app.ts',
+    '/console/index.html',
+    '/console/',
+    '/console/app.js.map',
+    '/console/APP.JS',
+  ]) {
     const r = await s.call('GET', path)
     isError(t, r, 404, 'EVAQ_NOT_FOUND', path)
   }
@@ -100,7 +109,17 @@ test('GET /v1/overview: every log\'s counters, its oldest record\'s time and age
   t.false('maxDiskBytes' in r.json.disk, 'no budget: no maxDiskBytes')
   t.deepEqual(r.json.logs.map((l: { name: string }) => l.name), ['wal', 'dlq', 'parked'])
   const [wal, dlq, parked] = r.json.logs
-  t.like(wal, { count: 4, bytes: 10, firstId: 1, lastId: 4, nextId: 5, oldestPushedAt: 1_700_000_000_000, oldestAgeMs: 65_000, dropped: { records: 0, bytes: 0 }, quarantined: 0 })
+  t.like(wal, {
+    count: 4,
+    bytes: 10,
+    firstId: 1,
+    lastId: 4,
+    nextId: 5,
+    oldestPushedAt: 1_700_000_000_000,
+    oldestAgeMs: 65_000,
+    dropped: { records: 0, bytes: 0 },
+    quarantined: 0,
+  })
   t.is(wal.subscribers.length, 1)
   t.like(wal.subscribers[0], { name: 'exporter', lagRecords: 4, inFlight: 0 })
   t.like(dlq, { count: 1, bytes: 6, firstId: 1, lastId: 1, nextId: 2, oldestPushedAt: 1_700_000_005_000, oldestAgeMs: 60_000 })
@@ -116,12 +135,20 @@ test('GET /v1/overview: every log\'s counters, its oldest record\'s time and age
 test('GET /v1/logs/:log/previews: pages of records with the payload cut to previewBytes, the full size, and the retry state', async t => {
   const s = await startServer(t)
   const big = Buffer.alloc(5000, 0x61)
-  for (let i = 1; i <= 5; i++) await s.evaq.pushRetryItem(i === 3 ? big : `payload ${i}`, { error: { code: 'HTTP_503', message: `attempt ${i} failed` }, attempts: i })
+  for (let i = 1; i <= 5; i++) {
+    await s.evaq.pushRetryItem(i === 3 ? big : `payload ${i}`, { error: { code: 'HTTP_503', message: `attempt ${i} failed` }, attempts: i })
+  }
 
   const first = await s.call('GET', '/v1/logs/dlq/previews?maxCount=2')
   t.is(first.status, 200)
   t.deepEqual(first.json.records.map((r: { id: number }) => r.id), [1, 2])
-  t.like(first.json.records[0], { id: 1, size: 9, preview: b64('payload 1'), error: { code: 'HTTP_503', message: 'attempt 1 failed' }, retry: { attempts: 1, lastError: { code: 'HTTP_503', message: 'attempt 1 failed' } } })
+  t.like(first.json.records[0], {
+    id: 1,
+    size: 9,
+    preview: b64('payload 1'),
+    error: { code: 'HTTP_503', message: 'attempt 1 failed' },
+    retry: { attempts: 1, lastError: { code: 'HTTP_503', message: 'attempt 1 failed' } },
+  })
   t.is(typeof first.json.records[0].retry.nextAttemptAt, 'number')
   t.is(typeof first.json.records[0].pushedAt, 'number')
 
@@ -129,7 +156,8 @@ test('GET /v1/logs/:log/previews: pages of records with the payload cut to previ
   t.deepEqual(next.json.records.map((r: { id: number }) => r.id), [3, 4])
   t.like(next.json.records[0], { id: 3, size: 5000, preview: b64(big.subarray(0, 16)) })
   t.like(next.json.records[1], { id: 4, size: 9, preview: b64('payload 4') })
-  t.like((await s.call('GET', '/v1/logs/dlq/previews?from=3&maxCount=1')).json.records[0], { size: 5000, preview: b64(big.subarray(0, 1024)) }, 'previewBytes defaults to 1 KiB')
+  t.like((await s.call('GET', '/v1/logs/dlq/previews?from=3&maxCount=1')).json.records[0],
+    { size: 5000, preview: b64(big.subarray(0, 1024)) }, 'previewBytes defaults to 1 KiB')
   t.like((await s.call('GET', '/v1/logs/dlq/previews?from=5&previewBytes=0')).json.records[0], { id: 5, size: 9, preview: '' })
   t.deepEqual((await s.call('GET', '/v1/logs/dlq/previews?from=6')).json, { records: [] })
   t.deepEqual((await s.call('GET', '/v1/logs/parked/previews')).json, { records: [] })
@@ -145,7 +173,10 @@ test('GET /v1/logs/:log/previews: bad bounds and names are 400 or 404, and nothi
   const s = await startServer(t)
   await s.evaq.pushRetryItem('x')
   await unchanged(t, s, async () => {
-    for (const q of ['maxCount=0', 'maxCount=1001', 'previewBytes=65537', 'from=-1', 'from=1.5', 'from=9007199254740993', 'maxCount=abc', 'from=1&from=2', 'bogus=1', 'waitMs=10', 'maxBytes=1']) {
+    for (const q of [
+      'maxCount=0', 'maxCount=1001', 'previewBytes=65537', 'from=-1', 'from=1.5', 'from=9007199254740993',
+      'maxCount=abc', 'from=1&from=2', 'bogus=1', 'waitMs=10', 'maxBytes=1',
+    ]) {
       isError(t, await s.call('GET', `/v1/logs/dlq/previews?${q}`), 400, 'EVAQ_INVALID_ARGUMENT', q)
     }
     isError(t, await s.call('GET', '/v1/logs/queue/previews'), 404, 'EVAQ_NOT_FOUND', 'an unknown log')

@@ -19,7 +19,14 @@ test.before(async () => {
   browser = await chromium.launch({
     executablePath: chromiumPath(),
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage', '--host-resolver-rules=MAP rebound.test 127.0.0.1'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-dev-shm-usage',
+      '--host-resolver-rules=MAP rebound.test 127.0.0.1',
+    ],
   })
 })
 test.after.always(async () => { await browser?.close() })
@@ -45,7 +52,8 @@ function attackerPage (target: string): string {
     ['purge', '/v1/dlq/purge', '<input name=\'{"all":true,"x":"\' value=\'"}\'>'],
   ]
   return `<!doctype html><title>attacker</title>
-${forms.map(([name, path, fields]) => `<iframe name="f-${name!}"></iframe><form id="${name!}" method="POST" enctype="text/plain" target="f-${name!}" action="${target}${path!}">${fields!}</form>`).join('\n')}
+${forms.map(([name, path, fields]) => `<iframe name="f-${name!}"></iframe>` +
+  `<form id="${name!}" method="POST" enctype="text/plain" target="f-${name!}" action="${target}${path!}">${fields!}</form>`).join('\n')}
 <script>
 const target = ${JSON.stringify(target)}
 const post = (path, init = {}) => fetch(target + path, { method: 'POST', mode: 'no-cors', ...init }).catch(() => {})
@@ -55,7 +63,9 @@ const pending = [
   post('/v1/logs/wal/subscribers/exporter/next', { headers: { 'content-type': 'text/plain' }, body: '' }),
   post('/v1/dlq/purge', { headers: { 'content-type': 'text/plain' }, body: '{"all":true}' }),
   post('/v1/backup'),
-  ...['/v1/logs/wal/records?waitMs=0', '/v1/stats'].map(path => new Promise(done => { const img = new Image(); img.onload = img.onerror = done; img.src = target + path })),
+  ...['/v1/logs/wal/records?waitMs=0', '/v1/stats'].map(path => new Promise(done => {
+    const img = new Image(); img.onload = img.onerror = done; img.src = target + path
+  })),
   ...${JSON.stringify(forms.map(f => f[0]))}.map(name => new Promise(done => {
     document.querySelector('iframe[name="f-' + name + '"]').addEventListener('load', done, { once: true })
     document.getElementById(name).submit()

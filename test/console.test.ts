@@ -84,7 +84,9 @@ test.serial('each log\'s depth, bytes and oldest age after pushes; push and drai
 
 test.serial('pages through the DLQ: 20 records a page, Next and Previous (with the keyboard too)', async t => {
   const s = await startService(t)
-  for (let i = 1; i <= 45; i++) await s.evaq.pushRetryItem(JSON.stringify({ order: i }), { error: { code: 'HTTP_503', message: 'upstream unavailable' }, attempts: 1 })
+  for (let i = 1; i <= 45; i++) {
+    await s.evaq.pushRetryItem(JSON.stringify({ order: i }), { error: { code: 'HTTP_503', message: 'upstream unavailable' }, attempts: 1 })
+  }
   const page = await newPage(t, browser())
   await page.goto(consoleUrl(s))
 
@@ -286,7 +288,9 @@ test.serial('payloads as text, hex and JSON; the record dialog shows the retry s
   const dialog = page.getByTestId('record-dialog')
   await dialog.waitFor()
   t.is(await page.locator('#record-payload').textContent(), '{\n  "order": 42,\n  "sku": "A-1"\n}')
-  const fields = Object.fromEntries(await Promise.all((await dialog.locator('dt').all()).map(async dt => [await dt.textContent(), await dt.locator('xpath=following-sibling::dd[1]').textContent()])))
+  const terms = await dialog.locator('dt').all()
+  const fields = Object.fromEntries(await Promise.all(terms.map(async dt =>
+    [await dt.textContent(), await dt.locator('xpath=following-sibling::dd[1]').textContent()])))
   t.is(fields.Attempts, '2')
   t.is(fields['Last error'], 'HTTP_503: Service Unavailable')
   t.regex(fields['Next attempt'] ?? '', /^\d{4}-\d\d-\d\dT.*\(due\)$/)
@@ -342,7 +346,10 @@ test.serial('with a token: a prompt; a wrong token is refused, the right one is 
 
 test.serial('on a phone (390×844): one column, no sideways scrolling, every record action reachable', async t => {
   const s = await startService(t)
-  for (let i = 1; i <= 3; i++) await s.evaq.pushRetryItem(JSON.stringify({ order: i, note: 'a fairly long payload that would not fit a narrow column' }), { error: { code: 'ECONNRESET', message: 'socket hang up while talking to the downstream service' } })
+  for (let i = 1; i <= 3; i++) {
+    await s.evaq.pushRetryItem(JSON.stringify({ order: i, note: 'a fairly long payload that would not fit a narrow column' }),
+      { error: { code: 'ECONNRESET', message: 'socket hang up while talking to the downstream service' } })
+  }
   await s.evaq.pushWal('w')
   await send(s.url, 'PUT', '/v1/logs/wal/subscribers/exporter', { headers: { 'content-type': 'application/json' }, body: '{}' })
   const page = await newPage(t, browser(), { width: 390, height: 844 })
@@ -363,12 +370,19 @@ test.serial('on a phone (390×844): one column, no sideways scrolling, every rec
 test.serial('a populated console at 1280×800 (the README\'s screenshot: EVAQ_UPDATE_SCREENSHOT=1 writes docs/console.png)', async t => {
   const s = await startService(t)
   const random = prng(9)
-  const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!
-  const order = (n: number): string => JSON.stringify({ type: 'order.created', orderId: `ord_${(48_210 + n).toString(36)}`, customer: `cus_${Math.floor(random() * 1e6).toString(36)}`, total: Math.round(random() * 50_000) / 100, currency: 'EUR' })
+  const order = (n: number): string => JSON.stringify({
+    type: 'order.created',
+    orderId: `ord_${(48_210 + n).toString(36)}`,
+    customer: `cus_${Math.floor(random() * 1e6).toString(36)}`,
+    total: Math.round(random() * 50_000) / 100,
+    currency: 'EUR',
+  })
 
   // Parked: rejected for good by the downstream.
   for (let i = 0; i < 4; i++) await s.evaq.pushRetryItem(order(i), { attempts: 3 + i, source: { log: 'wal', id: 100 + i } })
-  const reject = s.evaq.retry(() => { throw Object.assign(new Error('422 Unprocessable Entity: currency EUR not enabled for merchant'), { code: 'HTTP_422', retriable: false }) }, { autoStart: false })
+  const reject = s.evaq.retry(() => {
+    throw Object.assign(new Error('422 Unprocessable Entity: currency EUR not enabled for merchant'), { code: 'HTTP_422', retriable: false })
+  }, { autoStart: false })
   await reject.tick()
   await reject.stop()
   // The DLQ: failures the daemon will try again, scheduled minutes ahead.
@@ -379,7 +393,10 @@ test.serial('a populated console at 1280×800 (the README\'s screenshot: EVAQ_UP
     { code: 'ETIMEDOUT', message: 'no answer within 10000 ms' },
   ]
   for (let i = 0; i < 37; i++) await s.evaq.pushRetryItem(order(10 + i), { attempts: Math.floor(random() * 4), source: { log: 'wal', id: 200 + i } })
-  const fail = s.evaq.retry(record => { throw Object.assign(new Error(failures[record.id % failures.length]!.message), { code: failures[record.id % failures.length]!.code }) }, { autoStart: false, backoff: { initialMs: 60_000, maxMs: 3_600_000 }, random })
+  const fail = s.evaq.retry(record => {
+    const failure = failures[record.id % failures.length]!
+    throw Object.assign(new Error(failure.message), { code: failure.code })
+  }, { autoStart: false, backoff: { initialMs: 60_000, maxMs: 3_600_000 }, random })
   await fail.tick()
   await fail.stop()
 

@@ -68,6 +68,7 @@ const WITH_OPTIONS: Record<string, Call> = {
   'wal.subscribe': (w, o) => w.q.wal.subscribe('t', o),
   'subscriber.next': (w, o) => w.sub.next(o),
   'subscriber.nack': (w, o) => w.sub.nack(1, o),
+  // eslint-disable-next-line no-unreachable-loop, @typescript-eslint/no-unused-vars -- takes the first batch; break closes the iterator
   'subscriber.batches': async (w, o) => { for await (const _ of w.sub.batches(o)) break },
   retry: (w, o) => w.q.retry(async () => {}, { autoStart: false, ...o }),
   'retryDaemon.stop': async (w, o) => {

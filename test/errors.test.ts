@@ -7,7 +7,7 @@ test('the error table of docs/api.md lists exactly the codes evaq has, with thei
   const rows = [...page.matchAll(/^\| `(EVAQ_[A-Z_]+)` \| (\d{3}) \|/gm)].map(m => [m[1], Number(m[2])])
   t.deepEqual(
     rows.sort(),
-    Object.entries(ERROR_CODES).map(([code, { status }]) => [code, status]).sort(),
+    Object.entries(ERROR_CODES).map(([code, { status }]) => [code, status]).sort()
   )
 })
 

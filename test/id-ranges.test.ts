@@ -7,7 +7,7 @@ test('IdRanges behaves like a set of IDs', t => {
     fc.array(fc.oneof(
       fc.record({ op: fc.constant('add' as const), id: fc.integer({ min: 1, max: 60 }) }),
       fc.record({ op: fc.constant('range' as const), id: fc.integer({ min: 1, max: 60 }), len: fc.integer({ min: 0, max: 8 }) }),
-      fc.record({ op: fc.constant('prune' as const), id: fc.integer({ min: 1, max: 60 }) }),
+      fc.record({ op: fc.constant('prune' as const), id: fc.integer({ min: 1, max: 60 }) })
     ), { maxLength: 60 }),
     ops => {
       const set = new IdRanges()
@@ -30,7 +30,7 @@ test('IdRanges behaves like a set of IDs', t => {
       const ranges = set.toJSON()
       for (let i = 1; i < ranges.length; i++) if (ranges[i]![0] <= ranges[i - 1]![1] + 1) return false
       return set.size === model.size && IdRanges.from(ranges).size === model.size
-    },
+    }
   ), { numRuns: 500 })
   t.pass()
 })

@@ -56,7 +56,12 @@ function summary (run: Run): { imported: number, interrupted?: string, line?: nu
 }
 
 /** Run the import again to the end: exactly every record of the file, once each; no progress file left. */
-async function assertResumes (t: ExecutionContext, s: { root: string, source: string, data: string, marker: string }, before: number, what: string): Promise<void> {
+async function assertResumes (
+  t: ExecutionContext,
+  s: { root: string, source: string, data: string, marker: string },
+  before: number,
+  what: string
+): Promise<void> {
   const run = await evaq(['import', 'wal', '--in', s.source, '--data', s.data, '--json'])
   t.is(run.code, 0, `${what}: the import run again completes (${run.stderr.slice(0, 300)})`)
   t.is(summary(run).imported, RECORDS - before, `${what}: it imports the rest`)
@@ -71,7 +76,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     // Once a batch is stored: LevelDB's log holds more than the first batch's bytes.
     const importing = await when(running, async () => {
       let bytes = 0
-      for (const name of await readdir(s.data).catch(() => [])) if (name.endsWith('.log')) bytes += (await stat(join(s.data, name)).catch(() => ({ size: 0 }))).size
+      for (const name of await readdir(s.data).catch(() => [])) {
+        if (name.endsWith('.log')) bytes += (await stat(join(s.data, name)).catch(() => ({ size: 0 }))).size
+      }
       return bytes > 30_000
     })
     t.true(importing, 'the import was under way')

@@ -107,7 +107,8 @@ test('restore interrupted at exact steps: before it completes nothing is at the 
     const name = `r${i}`
     const target = join(root, name)
     if (existed) await mkdir(target)
-    const running = start(t, ['restore', '--from', archive, '--data', target, ...(verify ? ['--verify'] : [])], { EVAQ_CRASH_POINT: point, EVAQ_CRASH_SIGNAL: signal })
+    const running = start(t, ['restore', '--from', archive, '--data', target, ...(verify ? ['--verify'] : [])],
+      { EVAQ_CRASH_POINT: point, EVAQ_CRASH_SIGNAL: signal })
     const run = await running.exited
     if (outcome === 'complete') {
       if (signal === 'SIGKILL') t.is(run.signal, 'SIGKILL', what)
@@ -181,7 +182,8 @@ test('a work directory of a restore still running is left alone; an aborted Evaq
     onProgress: phase => { if (phase === 'restore') controller.abort() },
   }))
   t.is((err as { code?: string }).code, 'EVAQ_ABORTED')
-  t.deepEqual((await readdir(root)).sort(), [`.r.evaq-restore-${process.pid}-00c0ffee`], 'nothing at the target, no work directory but the live one; the stale one was removed')
+  t.deepEqual((await readdir(root)).sort(), [`.r.evaq-restore-${process.pid}-00c0ffee`],
+    'nothing at the target, no work directory but the live one; the stale one was removed')
 
   const result = await Evaq.restore(archive, join(root, 'r'), { verify: true })
   t.true(result.verified)

@@ -58,7 +58,8 @@ async function runChild (args: string[], killWhen?: (run: Run) => boolean): Prom
   return run
 }
 
-test('SIGKILL mid-stream, also during an outage, then a restart: every message whose send() resolved is delivered, per-key order holds, resends carry the same evaq-id', async t => {
+test('SIGKILL mid-stream, also during an outage, then a restart: every message whose send() resolved is delivered, ' +
+  'per-key order holds, resends carry the same evaq-id', async t => {
   const c = await cluster(t)
   await c.createTopic('crash', 4)
   for (let p = 0; p < 4; p++) await c.setLeader('crash', p, (p % 2) + 1)
@@ -115,7 +116,8 @@ test('SIGKILL mid-stream, also during an outage, then a restart: every message w
     last.set(m.key!, seq)
   }
   t.is(outOfOrder, 0)
-  t.log(`run 1: ${one.acked.length} sends, ${one.sent} sent before the kill; run 2: ${two.acked.length} sends, ${two.retries} failed attempts; ${read.length} messages read, ${read.length - seen.size} duplicates`)
+  t.log(`run 1: ${one.acked.length} sends, ${one.sent} sent before the kill; run 2: ${two.acked.length} sends, ${two.retries} failed attempts; ` +
+    `${read.length} messages read, ${read.length - seen.size} duplicates`)
 })
 
 const DEAD_LETTER = fileURLToPath(new URL('./fixtures/kafka-dead-letter.ts', import.meta.url))

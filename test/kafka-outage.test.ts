@@ -9,7 +9,8 @@ const PER_SEND = 250
 const KEYS = 64
 const PARTITIONS = 6
 
-test('50,000 messages while brokers go down and come back: every message arrives, duplicates come only from resends and carry the same evaq-id, per-key order holds', async t => {
+test('50,000 messages while brokers go down and come back: every message arrives, ' +
+  'duplicates come only from resends and carry the same evaq-id, per-key order holds', async t => {
   const c = await cluster(t)
   await c.createTopic('stream', PARTITIONS)
   // Each broker leads two partitions, so that taking any broker down stops some of the stream.
@@ -17,7 +18,13 @@ test('50,000 messages while brokers go down and come back: every message arrives
   const dir = await tmpDir(t, 'evaq-kafka-outage-')
   const evaq = await Evaq.open(dir)
   t.teardown(() => evaq.close())
-  const ep = new EvacuatingProducer({ evaq, producer: kafka(c.brokers).producer(), topic: 'stream', maxBatchCount: 1000, backoff: { initialMs: 10, maxMs: 100 } })
+  const ep = new EvacuatingProducer({
+    evaq,
+    producer: kafka(c.brokers).producer(),
+    topic: 'stream',
+    maxBatchCount: 1000,
+    backoff: { initialMs: 10, maxMs: 100 },
+  })
   t.teardown(() => ep.stop())
 
   // Progress as the producer reports it; the outage script waits on these, never on the clock.

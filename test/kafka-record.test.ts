@@ -10,7 +10,8 @@ const message = fc.record({
   key: fc.option(fc.oneof(bytes, text), { nil: undefined }),
   value: fc.oneof(bytes, text, fc.constant(null)),
   partition: fc.option(fc.integer({ min: 0, max: 0x7FFF_FFFF }), { nil: undefined }),
-  headers: fc.option(fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.oneof(bytes, text, fc.array(fc.oneof(bytes, text), { minLength: 1, maxLength: 3 }))), { nil: undefined }),
+  headers: fc.option(fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }),
+    fc.oneof(bytes, text, fc.array(fc.oneof(bytes, text), { minLength: 1, maxLength: 3 }))), { nil: undefined }),
   timestamp: fc.option(fc.oneof(fc.nat().map(String), fc.nat()), { nil: undefined }),
 }, { requiredKeys: ['value'] })
 
@@ -73,7 +74,8 @@ test('classification: broker refusals are permanent, everything else keeps the m
   t.is(classifyKafkaError(protocol('TOPIC_AUTHORIZATION_FAILED', 29, false)), 'permanent')
   // kafkajs gives up on a retriable error with a non-retriable wrapper: the cause decides.
   t.is(classifyKafkaError(wrapped('KafkaJSNumberOfRetriesExceeded', protocol('LEADER_NOT_AVAILABLE', 5, true))), 'retriable')
-  t.is(classifyKafkaError(wrapped('KafkaJSNumberOfRetriesExceeded', Object.assign(new Error('refused'), { name: 'KafkaJSConnectionError', code: 'ECONNREFUSED', retriable: true }))), 'retriable')
+  const refused = Object.assign(new Error('refused'), { name: 'KafkaJSConnectionError', code: 'ECONNREFUSED', retriable: true })
+  t.is(classifyKafkaError(wrapped('KafkaJSNumberOfRetriesExceeded', refused)), 'retriable')
   t.is(classifyKafkaError(Object.assign(new Error('x'), { name: 'KafkaJSNonRetriableError', retriable: false })), 'retriable')
   t.is(classifyKafkaError(new TypeError('x')), 'retriable')
   t.is(classifyKafkaError(undefined), 'retriable')

@@ -68,7 +68,8 @@ function increasing (list: readonly number[]): boolean {
   return list.every((id, i) => i === 0 || list[i - 1]! < id)
 }
 
-test('a message over the broker\'s message.max.bytes goes to the DLQ with MESSAGE_TOO_LARGE and its evaq-id; the messages behind it are delivered in order', async t => {
+test('a message over the broker\'s message.max.bytes goes to the DLQ with MESSAGE_TOO_LARGE and its evaq-id; ' +
+  'the messages behind it are delivered in order', async t => {
   const c = await cluster(t, { messageMaxBytes: 64 * 1024 })
   await c.createTopic('sized', 3)
   const evaq = await openEvaq(t)
@@ -131,7 +132,8 @@ test('an invalid topic and a topic the producer may not write go to the DLQ with
   t.deepEqual([...distinctIds(read)].sort(), [sends[0]!.evaqIds, sends[2]!.evaqIds, sends[4]!.evaqIds].flat().sort())
 })
 
-test('retriable broker errors (not leader, timeouts, not enough replicas) keep the messages in the WAL until they are sent; nothing is dead-lettered', async t => {
+test('retriable broker errors (not leader, timeouts, not enough replicas) keep the messages in the WAL until they are sent; ' +
+  'nothing is dead-lettered', async t => {
   const c = await cluster(t)
   await c.createTopic('flaky', 3)
   const evaq = await openEvaq(t)
@@ -212,7 +214,8 @@ test('one producer per queue; a WAL record the producer did not write goes to th
   t.is((await evaq.wal.stats()).count, 1)
 })
 
-test('backpressure: when the WAL\'s budget is full, send() rejects with EVAQ_AT_CAPACITY (onFull: reject) or waits until the broker took messages (backpressure)', async t => {
+test('backpressure: when the WAL\'s budget is full, send() rejects with EVAQ_AT_CAPACITY (onFull: reject) ' +
+  'or waits until the broker took messages (backpressure)', async t => {
   const c = await cluster(t)
   await c.createTopic('full', 2)
   await c.down(-1)

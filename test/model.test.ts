@@ -482,7 +482,10 @@ class ConcurrentCmd implements Cmd {
     await verify(m, r, what)
   }
 
-  toString (): string { return `concurrently(push ${JSON.stringify(this.payloads)}, ack sub#${this.who} picks=${JSON.stringify(this.ackPicks)}, remove picks=${JSON.stringify(this.removePicks)})` }
+  toString (): string {
+    return `concurrently(push ${JSON.stringify(this.payloads)}, ack sub#${this.who} picks=${JSON.stringify(this.ackPicks)}, ` +
+      `remove picks=${JSON.stringify(this.removePicks)})`
+  }
 }
 
 class AdvanceCmd implements Cmd {
@@ -549,7 +552,8 @@ async function drainAll (m: Model, r: Real, what: string): Promise<void> {
       await batch.ack()
       for (const rec of batch.records) { sub.leases.delete(rec.id); sub.acked.add(rec.id) }
     }
-    expectEqual(got.filter(id => !m.records.get(id)!.removed).sort((a, b) => a - b), owed, `${what}: subscriber ${name} got exactly the records it had not acked`)
+    expectEqual(got.filter(id => !m.records.get(id)!.removed).sort((a, b) => a - b), owed,
+      `${what}: subscriber ${name} got exactly the records it had not acked`)
     expectEqual(new Set(got).size, got.length, `${what}: subscriber ${name} got a record twice in the drain`)
   }
   await verify(m, r, `${what}: after the drain`)
@@ -610,7 +614,8 @@ test('log and subscribers behave like the reference model (fast-check commands)'
   const root = await tmpDir(t, 'evaq-model-')
   t.timeout(SOAK ? 24 * 3_600_000 : 115_000)
   let runs = 0
-  const property = fc.asyncProperty(config, fc.commands(commands, { maxCommands: MAX_COMMANDS, size: 'max', ...(REPLAY === undefined ? {} : { replayPath: REPLAY }) }), async (cfg, cmds) => {
+  const sequences = fc.commands(commands, { maxCommands: MAX_COMMANDS, size: 'max', ...(REPLAY === undefined ? {} : { replayPath: REPLAY }) })
+  const property = fc.asyncProperty(config, sequences, async (cfg, cmds) => {
     runs++
     const dir = await mkdtemp(join(root, 'run-'))
     const r = new Real(dir, cfg)
@@ -634,7 +639,8 @@ test('log and subscribers behave like the reference model (fast-check commands)'
     // Shrinking a failure must end before the test's timeout; the counterexample so far is reported.
     ...(SOAK ? {} : { interruptAfterTimeLimit: 100_000 }),
   })
-  t.log(`${details.numRuns} run(s), ${runs} execution(s) with shrinking, in ${Math.round(performance.now() - started)} ms; seed ${details.seed}${details.interrupted ? ' (interrupted by the time limit)' : ''}`)
+  t.log(`${details.numRuns} run(s), ${runs} execution(s) with shrinking, in ${Math.round(performance.now() - started)} ms; ` +
+    `seed ${details.seed}${details.interrupted ? ' (interrupted by the time limit)' : ''}`)
   if (details.failed) {
     const commandsVar = (process.env.EVAQ_MODEL_COMMANDS === undefined ? '' : ` EVAQ_MODEL_COMMANDS=${MAX_COMMANDS}`) +
       (REDELIVER_REMOVED ? ' EVAQ_MODEL_REDELIVER_REMOVED=1' : '')

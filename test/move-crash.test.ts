@@ -27,7 +27,6 @@ async function run (t: ExecutionContext, dir: string, mode: string, id: number, 
   t.false(stdout.includes('D\n'), `${mode} at ${point}: the work finished before the kill`)
 }
 
-
 async function where (evaq: Evaq, payload: string): Promise<{ wal: number, dlq: number, parked: number }> {
   const count = async (log: QueueLog): Promise<number> =>
     (await log.read({ maxBytes: Infinity, maxCount: Infinity })).filter(r => r.payload.toString() === payload).length
@@ -55,7 +54,8 @@ test('WAL to DLQ with moveWalToDlq: killed before its write the record is in the
   }
 })
 
-test('a subscriber\'s dead-letter move: killed before its write the record is still to be delivered and not in the DLQ, after it in the DLQ and acknowledged', async t => {
+test('a subscriber\'s dead-letter move: killed before its write the record is still to be delivered and not in the DLQ, ' +
+  'after it in the DLQ and acknowledged', async t => {
   for (const [point, inDlq] of [['move:before', false], ['move:after', true]] as const) {
     const dir = await tmpDir(t, 'evaq-move-sub-')
     const setup = await Evaq.open(dir, OPTIONS)

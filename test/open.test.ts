@@ -55,7 +55,12 @@ async function countingReads<T> (fn: () => Promise<T>): Promise<{ value: T, gets
     const value = await fn()
     return { value, gets, iterated }
   } finally {
-    Object.assign(binding, { db_get: original.db_get, db_get_sync: original.db_get_sync, db_get_many: original.db_get_many, iterator_nextv: original.iterator_nextv })
+    Object.assign(binding, {
+      db_get: original.db_get,
+      db_get_sync: original.db_get_sync,
+      db_get_many: original.db_get_many,
+      iterator_nextv: original.iterator_nextv,
+    })
   }
 }
 
@@ -159,14 +164,23 @@ for (const s of scenarios) {
     const first = await openCounted(t, dir)
     const { q } = first
     const keysRead = q.openReport.keysRead
-    t.log(`${s.title}: built in ${Math.round(built.ms)} ms; first open after the build ${first.ms.toFixed(1)} ms, keysRead ${keysRead}, LevelDB entries read ${first.entries}`)
+    t.log(`${s.title}: built in ${Math.round(built.ms)} ms; first open after the build ${first.ms.toFixed(1)} ms, ` +
+      `keysRead ${keysRead}, LevelDB entries read ${first.entries}`)
     t.true(keysRead >= 1 + SUBS.length, `keysRead ${keysRead} does not even cover the subscribers`)
     t.true(keysRead <= SNAPSHOT_KEYS_MAX + SUBS.length, `keysRead ${keysRead} is above ${SNAPSHOT_KEYS_MAX} + ${SUBS.length}`)
     t.true(first.entries <= keysRead + META_GETS_MAX, `open read ${first.entries} entries from LevelDB, but reports ${keysRead}`)
 
     // The counters: from the journal, not from a scan.
     const stats = await q.wal.stats()
-    t.like(stats, { count: s.records, bytes: s.records * s.size, firstId: 1, lastId: s.records, nextId: s.records + 1, dropped: { records: 0, bytes: 0 }, expiredSubscribers: 0 })
+    t.like(stats, {
+      count: s.records,
+      bytes: s.records * s.size,
+      firstId: 1,
+      lastId: s.records,
+      nextId: s.records + 1,
+      dropped: { records: 0, bytes: 0 },
+      expiredSubscribers: 0,
+    })
     t.like(stats, { count: before.count, bytes: before.bytes, nextId: before.nextId })
     t.like(await q.dlq.stats(), { count: 0, nextId: 1 })
 
@@ -210,7 +224,8 @@ for (const s of scenarios) {
     })
     t.deepEqual(scan.value, { last: s.records, wrong: 0 })
     t.log(`${s.title}: reading every record back took ${scan.iterated} LevelDB iterator entries`)
-    t.true(scan.iterated >= s.segments[0] && scan.iterated <= s.segments[1] + 1000, `${scan.iterated} iterator entries for ${s.records} records; expected ${s.segments[0]} to ${s.segments[1]} segments`)
+    t.true(scan.iterated >= s.segments[0] && scan.iterated <= s.segments[1] + 1000,
+      `${scan.iterated} iterator entries for ${s.records} records; expected ${s.segments[0]} to ${s.segments[1]} segments`)
     await q.close()
 
     // Open again (LevelDB's own recovery has less to do now): the same keys, counters unchanged

@@ -25,7 +25,6 @@ async function run (t: ExecutionContext, args: string[], point: string): Promise
   t.false(stdout.includes('D\n'), `${args[1]!} at ${point}: the work finished before the kill`)
 }
 
-
 async function payloads (log: QueueLog): Promise<string[]> {
   return (await log.read({ maxBytes: Infinity, maxCount: Infinity })).map(r => r.payload.toString())
 }

@@ -96,7 +96,6 @@ async function look (evaq: Evaq): Promise<Seen> {
   return seen
 }
 
-
 test('SIGKILL of a child running the daemon: no DLQ record lost or in two places, no attempt counted twice beyond the one in flight', async t => {
   t.timeout(240_000)
   const seed = process.env.EVAQ_RETRY_CRASH_SEED ?? String(randomInt(2 ** 31))

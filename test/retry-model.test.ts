@@ -141,8 +141,10 @@ class TickCmd implements Cmd {
       rec.attempts = attempt
       const outcome = decide(this.table, rec.payload, attempt)
       if (outcome === 'success') rec.where = 'removed'
-      else if (outcome === 'permanent' || attempt >= m.maxAttempts) { rec.where = 'parked'; rec.reason = outcome === 'permanent' ? 'permanent' : 'max-attempts' }
-      else rec.nextAttemptAt = m.now + backoffDelay(attempt + 1, BACKOFF, random)
+      else if (outcome === 'permanent' || attempt >= m.maxAttempts) {
+        rec.where = 'parked'
+        rec.reason = outcome === 'permanent' ? 'permanent' : 'max-attempts'
+      } else rec.nextAttemptAt = m.now + backoffDelay(attempt + 1, BACKOFF, random)
     }
     const calls: string[] = []
     const d = r.q.retry((record, { attempt }) => {
@@ -305,7 +307,8 @@ test('DLQ, daemon and parked records behave like the reference model (fast-check
   })
   t.log(`${details.numRuns} run(s), ${executed} commands, in ${Math.round(performance.now() - started)} ms; seed ${details.seed}`)
   if (details.failed) {
-    t.fail(`Model mismatch. Replay with EVAQ_RETRY_MODEL_SEED=${details.seed} EVAQ_RETRY_MODEL_PATH=${details.counterexamplePath ?? ''}\n\n${fc.defaultReportMessage(details) ?? ''}`)
+    t.fail(`Model mismatch. Replay with EVAQ_RETRY_MODEL_SEED=${details.seed} EVAQ_RETRY_MODEL_PATH=${details.counterexamplePath ?? ''}` +
+      `\n\n${fc.defaultReportMessage(details) ?? ''}`)
   } else {
     t.pass()
   }

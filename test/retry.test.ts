@@ -41,7 +41,7 @@ function failure (code: string, props: object = {}): Error {
 
 function deferred (): { promise: Promise<void>, resolve: () => void } {
   let resolve!: () => void
-  const promise = new Promise<void>(r => { resolve = r })
+  const promise = new Promise<void>(_resolve => { resolve = _resolve })
   return { promise, resolve }
 }
 
@@ -235,6 +235,7 @@ test('transient errors are rescheduled, including a TypeError with a cause (fetc
   await q.pushRetryItem('b')
   const d = daemon(q, record => {
     if (record.payload.toString() === 'a') throw new TypeError('fetch failed', { cause: failure('ECONNREFUSED') })
+    // eslint-disable-next-line no-throw-literal -- a handler that throws a non-Error is part of what is tested
     throw 'a string'
   })
   await d.tick()

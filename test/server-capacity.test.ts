@@ -17,7 +17,11 @@ import { tmpDir } from './helpers/tmp.js'
 /** No filesystem has this much free: the disk budget is full from the first push. */
 const NO_ROOM: EvaqOptions = { minFreeDiskBytes: 2 ** 50 }
 
-async function start (t: ExecutionContext, evaqOptions: EvaqOptions, serviceOptions: QueueServiceOptions): Promise<{ url: string, evaq: Evaq, service: QueueService }> {
+async function start (
+  t: ExecutionContext,
+  evaqOptions: EvaqOptions,
+  serviceOptions: QueueServiceOptions
+): Promise<{ url: string, evaq: Evaq, service: QueueService }> {
   const dir = join(await tmpDir(t, 'evaq-capacity-'), 'q')
   const evaq = await Evaq.open(dir, { ...TEST_OPTIONS, ...evaqOptions })
   const metrics = new EvaqMetrics(evaq, { processMetrics: false })
@@ -40,12 +44,14 @@ function atCapacity (t: ExecutionContext, r: Reply, what: string): void {
   t.regex(String(r.headers['retry-after']), /^[1-9][0-9]*$/, `${what}: Retry-After in seconds`)
 }
 
-test('backpressure: a push that waits is answered 503 EVAQ_AT_CAPACITY with Retry-After after the push timeout, storing nothing; /readyz says full', async t => {
+test('backpressure: a push that waits is answered 503 EVAQ_AT_CAPACITY with Retry-After after the push timeout, storing nothing; ' +
+  '/readyz says full', async t => {
   const { url, evaq } = await start(t, { ...NO_ROOM, onFull: 'backpressure', maintenanceIntervalMs: 2500 }, { pushTimeoutMs: 50 })
   const ready = await send(url, 'GET', '/readyz')
   t.is(ready.status, 200, 'ready before any push waited')
   atCapacity(t, await push(url, 'waits'), 'a waiting push')
-  atCapacity(t, await send(url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/x-ndjson' }, body: '{"a":1}\n{"b":2}\n' }), 'a waiting batch')
+  const batch = await send(url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/x-ndjson' }, body: '{"a":1}\n{"b":2}\n' })
+  atCapacity(t, batch, 'a waiting batch')
   t.like(await evaq.wal.stats(), { count: 0, nextId: 1 }, 'nothing was stored, no ID was taken')
   const full = await send(url, 'GET', '/readyz')
   atCapacity(t, full, '/readyz')

@@ -22,7 +22,8 @@ test('a full disk: writes and /readyz answer 503 EVAQ_IO while degraded, reads a
   const base = await tmpDir(t, 'evaq-http-full-')
   const mountpoint = (await new Mounts(t).mountTmpfs(join(base, 'mnt'), '16m')).mountpoint
   const s = await startServer(t, { dir: join(mountpoint, 'q'), evaq: { minFreeDiskBytes: 0 } })
-  const push = (body: Buffer | string): Promise<Reply> => s.call('POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/octet-stream' }, body })
+  const push = (body: Buffer | string): Promise<Reply> =>
+    s.call('POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/octet-stream' }, body })
   const acknowledged: number[] = []
   for (let i = 0; i < 20; i++) acknowledged.push(...(await push(randomBytes(1000))).json.ids)
 
@@ -46,7 +47,8 @@ test('a full disk: writes and /readyz answer 503 EVAQ_IO while degraded, reads a
   t.deepEqual([write.status, write.json.code], [503, 'EVAQ_IO'])
   const read = await s.call('GET', '/v1/logs/wal/records?maxCount=10000&maxBytes=67108864')
   t.is(read.status, 200)
-  t.deepEqual(read.json.records.map((r: { id: number }) => r.id).filter((id: number) => acknowledged.includes(id)), acknowledged, 'reads return every acknowledged record')
+  t.deepEqual(read.json.records.map((r: { id: number }) => r.id).filter((id: number) => acknowledged.includes(id)), acknowledged,
+    'reads return every acknowledged record')
   const metrics = (await s.call('GET', '/metrics')).text
   t.regex(metrics, /^evaq_status\{status="degraded"\} 1$/m)
   t.regex(metrics, /^evaq_degraded_total 1$/m)

@@ -25,7 +25,10 @@ async function start (t: ExecutionContext, options: Partial<ServeOptions> = {}):
 async function seed (s: Service, headers: Record<string, string> = {}): Promise<void> {
   await s.evaq.wal.push(Buffer.from('order 1'))
   await s.evaq.dlq.push(Buffer.from('failed 1'))
-  const r = await send(s.url, 'PUT', '/v1/logs/wal/subscribers/exporter', { headers: { 'content-type': 'application/json', ...headers }, body: '{"start":"earliest"}' })
+  const r = await send(s.url, 'PUT', '/v1/logs/wal/subscribers/exporter', {
+    headers: { 'content-type': 'application/json', ...headers },
+    body: '{"start":"earliest"}',
+  })
   if (r.status !== 201) throw new Error(`subscribe: ${r.status} ${r.text}`)
 }
 

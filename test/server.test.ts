@@ -129,9 +129,12 @@ test('a body over the limit is 413 before it is read (Content-Length) or as soon
   await seed(s)
   await unchanged(t, s, async () => {
     const big = Buffer.alloc(64 * 1024 + 1, 0x61)
-    isError(t, await s.call('POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/octet-stream' }, body: big }), 413, 'EVAQ_TOO_LARGE', 'Content-Length over the limit')
-    isError(t, await s.call('POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/x-ndjson' }, body: Buffer.alloc(200 * 1024, 0x20) }), 413, 'EVAQ_TOO_LARGE', 'NDJSON over the limit')
-    isError(t, await s.json('DELETE', '/v1/logs/wal/records', { ids: Array.from({ length: 20_000 }, (_, i) => i + 1) }), 413, 'EVAQ_TOO_LARGE', 'a JSON body over the limit')
+    isError(t, await s.call('POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/octet-stream' }, body: big }),
+      413, 'EVAQ_TOO_LARGE', 'Content-Length over the limit')
+    isError(t, await s.call('POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/x-ndjson' }, body: Buffer.alloc(200 * 1024, 0x20) }),
+      413, 'EVAQ_TOO_LARGE', 'NDJSON over the limit')
+    isError(t, await s.json('DELETE', '/v1/logs/wal/records', { ids: Array.from({ length: 20_000 }, (_, i) => i + 1) }),
+      413, 'EVAQ_TOO_LARGE', 'a JSON body over the limit')
     // Chunked: no Content-Length, and the client would go on sending 64 MiB; the server answers
     // after the limit and closes the connection instead of reading the rest.
     const answer = await chunkedUpload(s.url, 64 * 1024 * 1024)
@@ -173,7 +176,8 @@ function chunkedUpload (url: string, total: number): Promise<{ status: number, c
     socket.on('connect', () => {
       socket.write('POST /v1/logs/wal/records HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n')
       const pump = (): void => {
-        while (!done && sent < total) {
+        while (sent < total) {
+          if (done) return
           sent += chunk.length
           if (!socket.write(`${chunk.length.toString(16)}\r\n`) || !socket.write(chunk) || !socket.write('\r\n')) {
             socket.once('drain', pump)
@@ -195,7 +199,8 @@ test('GET records: base64 payloads in ID order, bounded by from, maxBytes and ma
   t.deepEqual(ids, [1, 2, 3, 4])
   const all = await s.call('GET', '/v1/logs/wal/records')
   t.is(all.status, 200)
-  t.deepEqual(all.json.records.map((r: { id: number, payload: string }) => [r.id, Buffer.from(r.payload, 'base64').toString()]), [[1, 'a'], [2, 'bb'], [3, 'ccc'], [4, 'dddd']])
+  t.deepEqual(all.json.records.map((r: { id: number, payload: string }) => [r.id, Buffer.from(r.payload, 'base64').toString()]),
+    [[1, 'a'], [2, 'bb'], [3, 'ccc'], [4, 'dddd']])
   for (const r of all.json.records) t.is(typeof r.pushedAt, 'number')
   t.deepEqual((await s.call('GET', '/v1/logs/wal/records?from=3')).json.records.map((r: { id: number }) => r.id), [3, 4])
   t.deepEqual((await s.call('GET', '/v1/logs/wal/records?from=2&maxCount=2')).json.records.map((r: { id: number }) => r.id), [2, 3])
@@ -247,7 +252,9 @@ test('log names: unknown is 404, malformed is 400, on every route that takes one
       ['POST', '/subscribers/s/nack', { ids: [1] }],
     ]
     for (const [method, suffix, body] of routes) {
-      const go = (log: string): Promise<Reply> => body === undefined ? s.call(method, `/v1/logs/${log}${suffix}`) : s.json(method, `/v1/logs/${log}${suffix}`, body)
+      const go = (log: string): Promise<Reply> => body === undefined
+        ? s.call(method, `/v1/logs/${log}${suffix}`)
+        : s.json(method, `/v1/logs/${log}${suffix}`, body)
       isError(t, await go('queue'), 404, 'EVAQ_NOT_FOUND', `${method} unknown log ${suffix}`)
       isError(t, await go('WAL'), 404, 'EVAQ_NOT_FOUND', `${method} log names are case-sensitive ${suffix}`)
       for (const bad of ['wal.x', 'w%20al', 'w%2Fal', 'a'.repeat(65), '%F0%9F%92%A5', 'wal%00']) {
@@ -279,14 +286,18 @@ test('DELETE records with invalid IDs or bodies is 400, a body that is not JSON 
   await seed(s)
   await unchanged(t, s, async () => {
     for (const raw of ['-1', '0', '1.5', '9007199254740992', MAX_SAFE_PLUS_2, '"abc"', '"1"', '9'.repeat(500), 'null', 'true', '[1]', '{}']) {
-      isError(t, await s.call('DELETE', '/v1/logs/wal/records', { headers: { 'content-type': 'application/json' }, body: `{"ids":[1,${raw}]}` }), 400, 'EVAQ_INVALID_ARGUMENT', `ids with ${raw.slice(0, 20)}`)
+      isError(t, await s.call('DELETE', '/v1/logs/wal/records', { headers: { 'content-type': 'application/json' }, body: `{"ids":[1,${raw}]}` }),
+        400, 'EVAQ_INVALID_ARGUMENT', `ids with ${raw.slice(0, 20)}`)
     }
     for (const body of ['{"ids":1}', '{"ids":"1"}', '{}', '[]', '{"ids":[1],"extra":true}', '{"ids":[1]', 'null']) {
-      isError(t, await s.call('DELETE', '/v1/logs/wal/records', { headers: { 'content-type': 'application/json' }, body }), 400, 'EVAQ_INVALID_ARGUMENT', `body ${body}`)
+      isError(t, await s.call('DELETE', '/v1/logs/wal/records', { headers: { 'content-type': 'application/json' }, body }),
+        400, 'EVAQ_INVALID_ARGUMENT', `body ${body}`)
     }
     isError(t, await s.call('DELETE', '/v1/logs/wal/records'), 400, 'EVAQ_INVALID_ARGUMENT', 'no body')
-    isError(t, await s.call('DELETE', '/v1/logs/wal/records', { headers: { 'content-type': 'text/plain' }, body: '1' }), 415, 'EVAQ_UNSUPPORTED_MEDIA_TYPE', 'text/plain')
-    isError(t, await s.call('DELETE', '/v1/logs/wal/records', { headers: { 'content-type': 'application/x-ndjson' }, body: '1' }), 415, 'EVAQ_UNSUPPORTED_MEDIA_TYPE', 'NDJSON')
+    isError(t, await s.call('DELETE', '/v1/logs/wal/records', { headers: { 'content-type': 'text/plain' }, body: '1' }),
+      415, 'EVAQ_UNSUPPORTED_MEDIA_TYPE', 'text/plain')
+    isError(t, await s.call('DELETE', '/v1/logs/wal/records', { headers: { 'content-type': 'application/x-ndjson' }, body: '1' }),
+      415, 'EVAQ_UNSUPPORTED_MEDIA_TYPE', 'NDJSON')
   })
 })
 
@@ -323,7 +334,8 @@ test('subscribers: create, resume, next (leases), ack, nack and redelivery, list
   t.deepEqual((await s.json('POST', '/v1/logs/wal/subscribers/exporter/ack', { ids: [1] })).json, { acked: 1 })
   t.deepEqual((await s.json('POST', '/v1/logs/wal/subscribers/exporter/nack', { ids: [2] })).json, { nacked: 1 })
   const again = await s.call('POST', '/v1/logs/wal/subscribers/exporter/next')
-  t.deepEqual(again.json.records.map((r: { id: number, deliveryCount: number }) => [r.id, r.deliveryCount]), [[2, 2], [3, 1]], 'the nacked record first, delivered again')
+  t.deepEqual(again.json.records.map((r: { id: number, deliveryCount: number }) => [r.id, r.deliveryCount]), [[2, 2], [3, 1]],
+    'the nacked record first, delivered again')
   t.deepEqual((await s.json('POST', '/v1/logs/wal/subscribers/exporter/ack', { ids: [2, 3] })).json, { acked: 2 })
   t.deepEqual((await s.json('POST', '/v1/logs/wal/subscribers/exporter/next', { waitMs: 0 })).json, { records: [] })
 
@@ -404,7 +416,8 @@ test('parked: list with the history, requeue to the DLQ, purge', async t => {
   stopWatching()
   const list = await s.call('GET', '/v1/parked')
   // The daemon works with concurrency: records are parked in any order.
-  const byPayload = new Map<string, { id: number, retry: Record<string, unknown> }>(list.json.records.map((r: { payload: string, id: number, retry: Record<string, unknown> }) => [Buffer.from(r.payload, 'base64').toString(), r]))
+  const byPayload = new Map<string, { id: number, retry: Record<string, unknown> }>(
+    list.json.records.map((r: { payload: string, id: number, retry: Record<string, unknown> }) => [Buffer.from(r.payload, 'base64').toString(), r]))
   t.deepEqual([...byPayload.keys()].sort(), ['p1', 'p2', 'p3'])
   t.like(byPayload.get('p1')!.retry, { reason: 'permanent', attempts: 1, dlqId: 1 })
   const ids = ['p1', 'p2', 'p3'].map(p => byPayload.get(p)!.id)
@@ -513,14 +526,22 @@ test('with a token, every route but /healthz and /readyz needs it: missing or wr
   ]
   await unchanged(t, s, async () => {
     for (const [method, path, body] of routes) {
-      for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Bearer ${token}x` }, { authorization: token }, { authorization: `Basic ${token}` }, { authorization: 'Bearer ' }] as Array<Record<string, string>>) {
+      for (const headers of [
+        {},
+        { authorization: 'Bearer wrong' },
+        { authorization: `Bearer ${token}x` },
+        { authorization: token },
+        { authorization: `Basic ${token}` },
+        { authorization: 'Bearer ' },
+      ] as Array<Record<string, string>>) {
         const r = body === undefined ? await s.call(method, path, { headers }) : await s.json(method, path, body, headers)
         isError(t, r, 401, 'EVAQ_UNAUTHORIZED', `${method} ${path} with ${JSON.stringify(headers)}`)
         t.regex(String(r.headers['www-authenticate']), /^Bearer/)
       }
     }
     // An unauthenticated oversized body is refused for the token, before it is read.
-    isError(t, await s.call('POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/octet-stream' }, body: Buffer.alloc(9 * 1024 * 1024) }), 401, 'EVAQ_UNAUTHORIZED', 'oversized and unauthenticated')
+    isError(t, await s.call('POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/octet-stream' }, body: Buffer.alloc(9 * 1024 * 1024) }),
+      401, 'EVAQ_UNAUTHORIZED', 'oversized and unauthenticated')
   }, auth)
   t.is((await s.call('GET', '/healthz')).status, 200)
   t.is((await s.call('GET', '/readyz')).status, 200)
@@ -548,7 +569,12 @@ test('malformed HTTP gets a JSON 400 and the connection closes; the server keeps
   const s = await startServer(t)
   await seed(s)
   await unchanged(t, s, async () => {
-    for (const raw of ['GARBAGE\r\n\r\n', 'GET / HTTP/9.9\r\n\r\n', 'POST /v1/logs/wal/records HTTP/1.1\r\nContent-Length: abc\r\n\r\n', 'GET /v1/stats HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n']) {
+    for (const raw of [
+      'GARBAGE\r\n\r\n',
+      'GET / HTTP/9.9\r\n\r\n',
+      'POST /v1/logs/wal/records HTTP/1.1\r\nContent-Length: abc\r\n\r\n',
+      'GET /v1/stats HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n',
+    ]) {
       const answer = await rawRequest(s.url, raw)
       t.regex(answer, /^HTTP\/1\.1 400 /, JSON.stringify(raw))
       t.is(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).code, 'EVAQ_INVALID_ARGUMENT')

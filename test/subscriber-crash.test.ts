@@ -106,7 +106,8 @@ function shuffle<T> (items: T[], random: () => number): T[] {
  * test's own acks are checked again by the next runs and drains (they must never be delivered).
  * The last cycle acknowledges everything, so the run ends with an empty log.
  */
-test('SIGKILL while consuming: acknowledged records are never redelivered, unacknowledged ones never lost or cleaned up, fresh deliveries in ID order', async t => {
+test('SIGKILL while consuming: acknowledged records are never redelivered, unacknowledged ones never lost or cleaned up, ' +
+  'fresh deliveries in ID order', async t => {
   const seed = process.env.EVAQ_SUB_CRASH_SEED === undefined ? randomInt(2 ** 31) : Number(process.env.EVAQ_SUB_CRASH_SEED)
   t.log(`seed ${seed} (replay with EVAQ_SUB_CRASH_SEED=${seed})`)
   // The plan of each cycle comes from its own generator, so that it replays exactly even though
@@ -198,8 +199,11 @@ test('SIGKILL while consuming: acknowledged records are never redelivered, unack
           else if (list.length > 0 && line.id <= list[list.length - 1]!) problem(`(c) ${sub} was delivered ID ${line.id} fresh after ${list[list.length - 1]}`)
           list.push(line.id)
         } else {
-          if (previous === undefined || line.count !== previous + 1) problem(`${sub} was delivered ID ${line.id} with deliveryCount ${line.count} after ${String(previous)}`)
-          else if (!nacked[sub].has(line.id)) problem(`${sub} was delivered ID ${line.id} again (deliveryCount ${line.count}) without a nack or an expired lease`)
+          if (previous === undefined || line.count !== previous + 1) {
+            problem(`${sub} was delivered ID ${line.id} with deliveryCount ${line.count} after ${String(previous)}`)
+          } else if (!nacked[sub].has(line.id)) {
+            problem(`${sub} was delivered ID ${line.id} again (deliveryCount ${line.count}) without a nack or an expired lease`)
+          }
         }
         nacked[sub].delete(line.id)
         lastCount[sub].set(line.id, line.count)
@@ -239,7 +243,10 @@ test('SIGKILL while consuming: acknowledged records are never redelivered, unack
           continue
         }
         // Not acknowledged: a push of the killed run that committed before its ack was written.
-        if (checkPayload(rec.payload) !== tag || rec.id <= maxBefore) { problem(`ID ${rec.id} was never acknowledged and is not a whole payload of this run`); continue }
+        if (checkPayload(rec.payload) !== tag || rec.id <= maxBefore) {
+          problem(`ID ${rec.id} was never acknowledged and is not a whole payload of this run`)
+          continue
+        }
         pushed.set(rec.id, digest(rec.payload))
         if (rec.id > maxId) maxId = rec.id
       }
@@ -321,7 +328,10 @@ test('SIGKILL while consuming: acknowledged records are never redelivered, unack
         // Some whole batches through batch.ack()...
         const loose: number[] = []
         for (const b of batches) {
-          if (random() < share * 0.3) { calls.push(b.ack()); for (const r of b.records) acking.push(r.id) } else for (const r of b.records) if (random() < share) loose.push(r.id)
+          if (random() < share * 0.3) {
+            calls.push(b.ack())
+            for (const r of b.records) acking.push(r.id)
+          } else for (const r of b.records) if (random() < share) loose.push(r.id)
         }
         // ...the rest out of order, as single IDs and as lists, several calls in flight.
         shuffle(loose, random)

@@ -37,7 +37,10 @@ async function until (cond: () => Promise<boolean> | boolean, tries = 100_000): 
 async function isPending (p: Promise<unknown>, turns = 50): Promise<boolean> {
   let settled = false
   p.then(() => { settled = true }, () => { settled = true })
-  for (let i = 0; i < turns && !settled; i++) await tick()
+  for (let i = 0; i < turns; i++) {
+    if (settled) return false
+    await tick()
+  }
   return !settled
 }
 

@@ -22,7 +22,8 @@ export async function saveArchive (
   try {
     handle = await open(partial, 'wx')
   } catch (err) {
-    throw new EvaqError((err as { code?: string }).code === 'ENOENT' ? 'EVAQ_NOT_FOUND' : 'EVAQ_IO', `Cannot create ${partial}: ${(err as Error).message}`, { cause: err })
+    const code = (err as { code?: string }).code === 'ENOENT' ? 'EVAQ_NOT_FOUND' : 'EVAQ_IO'
+    throw new EvaqError(code, `Cannot create ${partial}: ${(err as Error).message}`, { cause: err })
   }
   let bytes = 0
   try {
@@ -40,7 +41,9 @@ export async function saveArchive (
     try {
       await link(partial, file)
     } catch (err) {
-      if ((err as { code?: string }).code === 'EEXIST') throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${file} exists: a backup never replaces a file`, { cause: err })
+      if ((err as { code?: string }).code === 'EEXIST') {
+        throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${file} exists: a backup never replaces a file`, { cause: err })
+      }
       throw new EvaqError('EVAQ_IO', `Cannot name the archive ${file}: ${(err as Error).message}`, { cause: err })
     }
     await rm(partial, { force: true })

@@ -94,7 +94,7 @@ export class ArchiveReader {
     private readonly handle: FileHandle,
     private readonly bytes: FileBytes,
     readonly manifest: BackupManifest,
-    digest: number,
+    digest: number
   ) {
     this.digest = digest
   }
@@ -133,7 +133,9 @@ export class ArchiveReader {
         throw new EvaqError('EVAQ_UNSUPPORTED_FORMAT', `${file} is a backup archive of version ${version}; this evaq reads version ${ARCHIVE_VERSION}`)
       }
       const head = await readHead(bytes, file, 0)
-      if (head.kind !== FrameKind.MANIFEST || head.key.byteLength !== 0) throw damaged(file, { offset: head.offset, reason: 'order' }, 'its first frame is not the manifest')
+      if (head.kind !== FrameKind.MANIFEST || head.key.byteLength !== 0) {
+        throw damaged(file, { offset: head.offset, reason: 'order' }, 'its first frame is not the manifest')
+      }
       if (head.valueLength > MAX_JSON_BYTES) throw damaged(file, { offset: head.offset, reason: 'length' }, 'its manifest is too large')
       const value = await readValue(bytes, file, head)
       const manifest = parseManifest(value, file)
@@ -155,18 +157,28 @@ export class ArchiveReader {
     for (;;) {
       const head = await readHead(bytes, file, entries)
       if (head.kind === FrameKind.SUMMARY) {
-        if (head.key.byteLength !== 0 || head.valueLength > MAX_JSON_BYTES) throw damaged(file, { offset: head.offset, reason: 'summary' }, 'its summary frame is malformed')
+        if (head.key.byteLength !== 0 || head.valueLength > MAX_JSON_BYTES) {
+          throw damaged(file, { offset: head.offset, reason: 'summary' }, 'its summary frame is malformed')
+        }
         const summary = parseSummary(await readValue(bytes, file, head), file)
         if (summary.entries !== entries || summary.references !== references || summary.digest !== this.digest) {
-          throw damaged(file, { offset: head.offset, reason: 'summary' }, `its summary counts ${summary.entries} entries (${summary.references} references), the archive holds ${entries} (${references}), or frames were moved`)
+          throw damaged(file, { offset: head.offset, reason: 'summary' },
+            `its summary counts ${summary.entries} entries (${summary.references} references), ` +
+            `the archive holds ${entries} (${references}), or frames were moved`)
         }
-        if (bytes.position !== bytes.size) throw damaged(file, { offset: bytes.position, reason: 'trailing' }, `${bytes.size - bytes.position} bytes follow its summary`)
+        if (bytes.position !== bytes.size) {
+          throw damaged(file, { offset: bytes.position, reason: 'trailing' }, `${bytes.size - bytes.position} bytes follow its summary`)
+        }
         this.summary = summary
         return
       }
       const where = entryDamage(head.offset, head.key)
-      if (head.kind !== FrameKind.ENTRY && head.kind !== FrameKind.REFERENCE) throw damaged(file, { ...where, reason: 'order' }, `a frame of kind ${head.kind} stands among its entries`)
-      if (head.kind === FrameKind.REFERENCE && this.manifest.kind !== 'incremental') throw damaged(file, { ...where, reason: 'reference' }, 'a full archive holds a reference')
+      if (head.kind !== FrameKind.ENTRY && head.kind !== FrameKind.REFERENCE) {
+        throw damaged(file, { ...where, reason: 'order' }, `a frame of kind ${head.kind} stands among its entries`)
+      }
+      if (head.kind === FrameKind.REFERENCE && this.manifest.kind !== 'incremental') {
+        throw damaged(file, { ...where, reason: 'reference' }, 'a full archive holds a reference')
+      }
       if (previous !== undefined && Buffer.compare(previous, head.key) >= 0) throw damaged(file, { ...where, reason: 'order' }, 'its entries are out of order')
       previous = head.key
       this.digest = chainDigest(this.digest, head.crc)
@@ -204,7 +216,9 @@ function entryDamage (offset: number, key: Buffer): Omit<ArchiveDamage, 'archive
 }
 
 function damaged (archive: string, damage: Omit<ArchiveDamage, 'archive'>, why: string): ArchiveCorruption {
-  const what = damage.segment !== undefined ? ` (segment ${damage.segment} of ${damage.log})` : damage.sublevel !== undefined ? ` (an entry of ${damage.sublevel === '' ? 'the root' : damage.sublevel})` : ''
+  const what = damage.segment !== undefined
+    ? ` (segment ${damage.segment} of ${damage.log})`
+    : damage.sublevel !== undefined ? ` (an entry of ${damage.sublevel === '' ? 'the root' : damage.sublevel})` : ''
   return new ArchiveCorruption(`The archive ${archive} is damaged at byte ${damage.offset}${what}: ${why}`, { archive, ...damage })
 }
 
@@ -218,7 +232,14 @@ async function readHead (bytes: FileBytes, file: string, entries: number): Promi
   if (rest === undefined) throw damaged(file, { offset, reason: 'truncated' }, 'it ends inside a frame: it was cut short')
   const crc = crc32(rest.subarray(0, keyLength), crc32(fixed))
   if (crc !== rest.readUInt32BE(keyLength)) throw damaged(file, { offset, reason: 'head-checksum' }, 'a frame head failed its checksum')
-  const head = { kind: fixed.readUInt8(0), offset, key: Buffer.from(rest.subarray(0, keyLength)), valueLength: fixed.readUInt32BE(5), valueCrc: fixed.readUInt32BE(9), crc }
+  const head = {
+    kind: fixed.readUInt8(0),
+    offset,
+    key: Buffer.from(rest.subarray(0, keyLength)),
+    valueLength: fixed.readUInt32BE(5),
+    valueCrc: fixed.readUInt32BE(9),
+    crc,
+  }
   if (head.valueLength > MAX_VALUE_BYTES) throw damaged(file, { ...entryDamage(offset, head.key), reason: 'length' }, `a value of ${head.valueLength} bytes`)
   return head
 }
@@ -239,7 +260,10 @@ export async function readManifest (file: string): Promise<BackupManifest> {
 }
 
 /** Read and verify a whole archive; resolves with its manifest and summary. */
-export async function verifyArchive (file: string, onProgress?: (bytes: number, total: number) => void): Promise<{ manifest: BackupManifest, summary: BackupSummary }> {
+export async function verifyArchive (
+  file: string,
+  onProgress?: (bytes: number, total: number) => void
+): Promise<{ manifest: BackupManifest, summary: BackupSummary }> {
   const reader = await ArchiveReader.open(file)
   try {
     let n = 0

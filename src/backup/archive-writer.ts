@@ -13,12 +13,15 @@ const CHUNK_BYTES = 256 * 1024
 export function newManifest (logs: Record<string, BackupLogMark>, createdAt: number, base: BackupBase | undefined): BackupManifest {
   if (base !== undefined) {
     if (base.storeFormat !== FORMAT_VERSION) {
-      throw new EvaqError('EVAQ_INVALID_ARGUMENT', `The base archive holds data directory format ${base.storeFormat}; this queue is format ${FORMAT_VERSION}: take a full backup`)
+      throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+        `The base archive holds data directory format ${base.storeFormat}; this queue is format ${FORMAT_VERSION}: take a full backup`)
     }
     for (const [log, mark] of Object.entries(base.logs)) {
       const now = logs[log]
       if (now === undefined || mark.highWater > now.highWater) {
-        throw new EvaqError('EVAQ_INVALID_ARGUMENT', `The base archive ${base.id} is not an earlier backup of this queue: its high-water ID of ${log} (${mark.highWater}) lies above this queue's (${now?.highWater ?? 'none'})`)
+        throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+          `The base archive ${base.id} is not an earlier backup of this queue: ` +
+          `its high-water ID of ${log} (${mark.highWater}) lies above this queue's (${now?.highWater ?? 'none'})`)
       }
     }
   }

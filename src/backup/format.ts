@@ -42,6 +42,7 @@ export const PREAMBLE_BYTES = ARCHIVE_MAGIC.byteLength + 4
 export const HEAD_BYTES = 13
 
 export const FrameKind = Object.freeze({ MANIFEST: 1, ENTRY: 2, REFERENCE: 3, SUMMARY: 4 } as const)
+// eslint-disable-next-line @typescript-eslint/no-redeclare -- the value and its type share a name, as an enum would
 export type FrameKind = typeof FrameKind[keyof typeof FrameKind]
 
 /** Media type of an archive (the HTTP route answers with it) and the usual file extension. */

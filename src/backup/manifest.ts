@@ -109,7 +109,9 @@ export function parseManifest (json: Buffer, what: string): BackupManifest {
     throw bad(what, 'not JSON')
   }
   if (v === null || typeof v !== 'object' || v.format !== 'evaq-backup') throw bad(what, '`format` is not `evaq-backup`')
-  if (v.version !== ARCHIVE_VERSION) throw new EvaqError('EVAQ_UNSUPPORTED_FORMAT', `${what} has manifest version ${String(v.version)}; this evaq reads version ${ARCHIVE_VERSION}`)
+  if (v.version !== ARCHIVE_VERSION) {
+    throw new EvaqError('EVAQ_UNSUPPORTED_FORMAT', `${what} has manifest version ${String(v.version)}; this evaq reads version ${ARCHIVE_VERSION}`)
+  }
   if (typeof v.id !== 'string' || !ID_PATTERN.test(v.id)) throw bad(what, '`id` is not an archive ID')
   if (v.kind !== 'full' && v.kind !== 'incremental') throw bad(what, '`kind` is neither full nor incremental')
   if (typeof v.createdAt !== 'number' || !Number.isFinite(v.createdAt)) throw bad(what, '`createdAt` is not a time')

@@ -112,7 +112,11 @@ export async function commit (target: RestoreTarget): Promise<void> {
       await rename(target.work, target.dir)
     } catch (err) {
       const code = (err as { code?: string }).code
-      if (code === 'ENOTEMPTY' || code === 'EEXIST') throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`${target.dir}\` to be a new or empty directory; something was written to it during the restore. A restore never writes over data`, { cause: err })
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+        throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+          `Expected \`${target.dir}\` to be a new or empty directory; something was written to it during the restore. ` +
+          'A restore never writes over data', { cause: err })
+      }
       throw new EvaqError('EVAQ_IO', `Cannot rename ${target.work} to ${target.dir}`, { cause: err })
     }
     crashPoint('restore:renamed')

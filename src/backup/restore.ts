@@ -91,7 +91,8 @@ async function openAll (files: readonly string[]): Promise<ArchiveReader[]> {
 /** The manifests of `files`, checked to form one chain: EVAQ_INVALID_ARGUMENT says where it breaks. */
 export async function checkChain (files: readonly string[]): Promise<BackupManifest[]> {
   if (!Array.isArray(files) || files.length === 0 || files.some(f => typeof f !== 'string' || f.length === 0)) {
-    throw new EvaqError('EVAQ_INVALID_ARGUMENT', 'Expected `from` to be a list of archive files: a full backup, then the incremental ones built on it, in order')
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+      'Expected `from` to be a list of archive files: a full backup, then the incremental ones built on it, in order')
   }
   const readers = await openAll(files)
   await Promise.all(readers.map(r => r.close()))
@@ -101,10 +102,13 @@ export async function checkChain (files: readonly string[]): Promise<BackupManif
       throw new EvaqError('EVAQ_UNSUPPORTED_FORMAT', `${files[i]} holds data directory format ${m.storeFormat}; this evaq writes format ${FORMAT_VERSION}`)
     }
     if (i === 0 && m.kind !== 'full') {
-      throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${files[0]} is an incremental backup (of ${m.base!.id}): a restore starts from the full backup it builds on, then takes the incremental ones in order`)
+      throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+        `${files[0]} is an incremental backup (of ${m.base!.id}): ` +
+        'a restore starts from the full backup it builds on, then takes the incremental ones in order')
     }
     if (i > 0 && (m.kind !== 'incremental' || m.base!.id !== manifests[i - 1]!.id)) {
-      throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${files[i]} does not build on ${files[i - 1]} (${m.kind === 'full' ? 'it is a full backup' : `its base is ${m.base!.id}, not ${manifests[i - 1]!.id}`}): give the archives of one chain, oldest first`)
+      const why = m.kind === 'full' ? 'it is a full backup' : `its base is ${m.base!.id}, not ${manifests[i - 1]!.id}`
+      throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${files[i]} does not build on ${files[i - 1]} (${why}): give the archives of one chain, oldest first`)
     }
   })
   return manifests
@@ -124,7 +128,10 @@ async function assertEmptyTarget (dir: string): Promise<boolean> {
   }
   // Another restore's work directory, when the target is a mount point, does not count (see restore-dir.ts).
   names = names.filter(n => !isWorkName(n))
-  if (names.length > 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`${dir}\` to be a new or empty directory; it holds ${names.length} file(s). A restore never writes over data`)
+  if (names.length > 0) {
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+      `Expected \`${dir}\` to be a new or empty directory; it holds ${names.length} file(s). A restore never writes over data`)
+  }
   return true
 }
 
@@ -150,7 +157,8 @@ async function verifyChain (files: readonly string[], onProgress: RestoreOptions
           const found = await base!.seek(frame.key)
           if (found === undefined || found.valueLength !== frame.valueLength || found.valueCrc !== frame.valueCrc) {
             const place = placeOf(frame.key)
-            throw new ArchiveCorruption(`${files[i]} refers to an entry its base ${files[i - 1]} does not hold${place.segment === undefined ? '' : ` (segment ${place.segment} of ${place.log})`}: they are not backups of one queue`, {
+            const where = place.segment === undefined ? '' : ` (segment ${place.segment} of ${place.log})`
+            throw new ArchiveCorruption(`${files[i]} refers to an entry its base ${files[i - 1]} does not hold${where}: they are not backups of one queue`, {
               archive: files[i]!,
               offset: frame.offset,
               sublevel: place.sublevel,
@@ -203,11 +211,20 @@ function startsWith (key: Buffer): boolean {
 }
 
 /** Compare every entry of the restored database with the last archive's list (key, length, CRC). */
-async function readBack (work: string, dir: string, last: string, onProgress: RestoreOptions['onProgress'], entries: number, signal: AbortSignal | undefined): Promise<void> {
+async function readBack (
+  work: string,
+  dir: string,
+  last: string,
+  onProgress: RestoreOptions['onProgress'],
+  entries: number,
+  signal: AbortSignal | undefined
+): Promise<void> {
   const cursor = new Cursor(await ArchiveReader.open(last))
   const mismatch = (key: Buffer, why: string): EvaqError => {
     const place = placeOf(key)
-    return new EvaqError('EVAQ_CORRUPTION', `The restored database in ${dir} does not match ${last}: ${why} (${place.sublevel === '' ? 'root' : place.sublevel} key ${place.key.toString('hex')})`, place.segment === undefined ? {} : { ids: [place.segment] })
+    const sublevel = place.sublevel === '' ? 'root' : place.sublevel
+    return new EvaqError('EVAQ_CORRUPTION', `The restored database in ${dir} does not match ${last}: ${why} (${sublevel} key ${place.key.toString('hex')})`,
+      place.segment === undefined ? {} : { ids: [place.segment] })
   }
   let n = 0
   let seen = 0

@@ -103,10 +103,16 @@ export function openRemote (url: string, token: string | undefined): Backend {
     }
     let res: Response
     try {
-      res = await fetch(new URL(path, base), { method, headers, ...(payload === undefined ? {} : { body: payload }), ...(signal === undefined ? {} : { signal }) })
+      res = await fetch(new URL(path, base), {
+        method,
+        headers,
+        ...(payload === undefined ? {} : { body: payload }),
+        ...(signal === undefined ? {} : { signal }),
+      })
     } catch (err) {
       if ((err as Error).name === 'AbortError') throw new EvaqError('EVAQ_ABORTED', 'The request was aborted', { cause: err })
-      throw new EvaqError('EVAQ_IO', `Cannot reach the evaq service at ${base.origin}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}`, { cause: err })
+      const why = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message
+      throw new EvaqError('EVAQ_IO', `Cannot reach the evaq service at ${base.origin}: ${why}`, { cause: err })
     }
     const text = await res.text()
     let json: unknown
@@ -128,10 +134,13 @@ export function openRemote (url: string, token: string | undefined): Backend {
   return {
     logNames: logs,
     stats: () => call('GET', '/v1/stats'),
-    read: async (log, r) => records((await call<{ records: RecordJson[] }>('GET', `/v1/logs/${encodeURIComponent(log)}/records?${query(r)}`, undefined, r.signal)).records),
+    read: async (log, r) =>
+      records((await call<{ records: RecordJson[] }>('GET', `/v1/logs/${encodeURIComponent(log)}/records?${query(r)}`, undefined, r.signal)).records),
     // One record goes as a raw body, so that it may be as large as the service's body limit.
-    push: async (log, payloads) => (await call<{ ids: number[] }>('POST', `/v1/logs/${encodeURIComponent(log)}/records`, payloads.length === 1 ? payloads[0] : payloads.map(p => p.toString('base64')))).ids,
-    subscribers: async log => (await call<{ subscribers: LogSubscriberInfo[] }>('GET', log === undefined ? '/v1/subscribers' : `/v1/logs/${encodeURIComponent(log)}/subscribers`)).subscribers,
+    push: async (log, payloads) => (await call<{ ids: number[] }>('POST', `/v1/logs/${encodeURIComponent(log)}/records`,
+      payloads.length === 1 ? payloads[0] : payloads.map(p => p.toString('base64')))).ids,
+    subscribers: async log => (await call<{ subscribers: LogSubscriberInfo[] }>('GET',
+      log === undefined ? '/v1/subscribers' : `/v1/logs/${encodeURIComponent(log)}/subscribers`)).subscribers,
     requeue: async (log, ids) => (await call<{ ids: number[] }>('POST', `/v1/${log}/requeue`, ids === 'all' ? { all: true } : { ids })).ids,
     purge: async (log, ids) => (await call<{ purged: number }>('POST', `/v1/${log}/purge`, ids === 'all' ? { all: true } : { ids })).purged,
     close: async () => {},

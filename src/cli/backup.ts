@@ -37,7 +37,9 @@ function printBackup (done: BackupDone, json: boolean): void {
   }
   const { manifest: m, summary: s } = done
   const marks = Object.entries(m.logs).map(([log, mark]) => `${log} ${mark.highWater}`).join(', ')
-  console.log(`${m.kind} backup ${m.id}${m.base === undefined ? '' : ` (on ${m.base.id})`} written to ${done.file}: ${done.bytes} bytes, ${s.entries} entries, ${s.references} of them by reference to the base`)
+  const on = m.base === undefined ? '' : ` (on ${m.base.id})`
+  console.log(`${m.kind} backup ${m.id}${on} written to ${done.file}: ` +
+    `${done.bytes} bytes, ${s.entries} entries, ${s.references} of them by reference to the base`)
   console.log(`high-water IDs: ${marks}`)
 }
 
@@ -124,7 +126,8 @@ async function remoteBackup (url: string, token: string | undefined, out: string
       ...(since === undefined ? {} : { body: JSON.stringify({ since }) }),
     })
   } catch (err) {
-    throw new EvaqError('EVAQ_IO', `Cannot reach the evaq service at ${base.origin}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}`, { cause: err })
+    const why = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message
+    throw new EvaqError('EVAQ_IO', `Cannot reach the evaq service at ${base.origin}: ${why}`, { cause: err })
   }
   if (!res.ok || res.body === null) {
     let e: { code?: string, message?: string } | undefined
@@ -137,7 +140,8 @@ async function remoteBackup (url: string, token: string | undefined, out: string
     const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>)
     const saved = await saveArchive(body, out, bar.onProgress).catch((err: unknown) => {
       if (err instanceof EvaqError) throw err
-      throw new EvaqError('EVAQ_IO', `The service at ${base.origin} ended the backup early (${(err as Error).message}); nothing was written to ${out}`, { cause: err })
+      throw new EvaqError('EVAQ_IO',
+        `The service at ${base.origin} ended the backup early (${(err as Error).message}); nothing was written to ${out}`, { cause: err })
     })
     return { file: out, ...saved }
   } finally {
@@ -155,7 +159,9 @@ export async function restoreCommand (values: Values): Promise<number> {
   if (values.url !== undefined) throw new UsageError('restore writes a new directory (--data NEWDIR); it does not go through a service')
   if (typeof values.data !== 'string') throw new UsageError('restore needs --data NEWDIR: a new or empty directory')
   const from = values.from as string[] | undefined
-  if (from === undefined || from.length === 0) throw new UsageError('restore needs --from FILE: a full backup, then --from for each incremental one built on it, oldest first')
+  if (from === undefined || from.length === 0) {
+    throw new UsageError('restore needs --from FILE: a full backup, then --from for each incremental one built on it, oldest first')
+  }
   const dir = values.data
   const verify = values.verify === true
   let phase: RestorePhase | undefined
@@ -197,11 +203,24 @@ export async function restoreCommand (values: Values): Promise<number> {
   }
   const m = result.manifest
   if (values.json === true) {
-    console.log(JSON.stringify({ dir, archives: from.length, entries: result.entries, nextIds: result.nextIds, manifest: m, verified: verify ? !damaged : undefined, check: report }))
+    console.log(JSON.stringify({
+      dir,
+      archives: from.length,
+      entries: result.entries,
+      nextIds: result.nextIds,
+      manifest: m,
+      verified: verify ? !damaged : undefined,
+      check: report,
+    }))
   } else {
-    console.log(`restored ${result.entries} entries from ${from.length} archive(s) into ${dir}: the queue as of ${new Date(m.createdAt).toISOString()} (${m.kind} backup ${m.id})`)
+    console.log(`restored ${result.entries} entries from ${from.length} archive(s) into ${dir}: ` +
+      `the queue as of ${new Date(m.createdAt).toISOString()} (${m.kind} backup ${m.id})`)
     console.log(`next IDs: ${Object.entries(result.nextIds).map(([log, next]) => `${log} ${next}`).join(', ')}`)
-    if (verify) console.log(damaged ? 'DAMAGED: the restored directory fails `evaq check`' : 'verified: every entry read back and matched, every record passed its checksum')
+    if (verify) {
+      console.log(damaged
+        ? 'DAMAGED: the restored directory fails `evaq check`'
+        : 'verified: every entry read back and matched, every record passed its checksum')
+    }
   }
   return damaged ? 1 : 0
 }

@@ -64,8 +64,11 @@ export async function bench (values: Record<string, string | boolean | undefined
     }
     if (values.json === true) console.log(JSON.stringify(result))
     else {
-      console.log(`${result.records.toLocaleString('en-US')} pushes of ${size} B in ${result.seconds} s from ${concurrency} callers (durability ${JSON.stringify(durability)})`)
-      console.log(`${result.recordsPerSecond.toLocaleString('en-US')} msg/s, ${result.megabytesPerSecond} MB/s; latency p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, max ${result.latencyMs.max} ms`)
+      console.log(`${result.records.toLocaleString('en-US')} pushes of ${size} B in ${result.seconds} s ` +
+        `from ${concurrency} callers (durability ${JSON.stringify(durability)})`)
+      const { p50, p99, max } = result.latencyMs
+      console.log(`${result.recordsPerSecond.toLocaleString('en-US')} msg/s, ${result.megabytesPerSecond} MB/s; ` +
+        `latency p50 ${p50} ms, p99 ${p99} ms, max ${max} ms`)
     }
     return 0
   } finally {

@@ -52,10 +52,15 @@ export async function readMarker (path: string): Promise<ImportMarker | undefine
   }
   try {
     const m = JSON.parse(text) as ImportMarker
-    if (m.version !== 1 || typeof m.target !== 'string' || typeof m.log !== 'string' || !Number.isSafeInteger(m.line) || !Number.isSafeInteger(m.imported)) throw new Error('unknown layout')
+    if (m.version !== 1 ||
+      typeof m.target !== 'string' ||
+      typeof m.log !== 'string' ||
+      !Number.isSafeInteger(m.line) ||
+      !Number.isSafeInteger(m.imported)) throw new Error('unknown layout')
     return m
   } catch (err) {
-    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${path} is not the progress file of an evaq import (${(err as Error).message}); delete it to import from the first line`, { cause: err })
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+      `${path} is not the progress file of an evaq import (${(err as Error).message}); delete it to import from the first line`, { cause: err })
   }
 }
 
@@ -85,6 +90,12 @@ export async function pendingStored (q: Backend, marker: ImportMarker, payloads:
   const pending = marker.pending!
   const records = await q.read(marker.log, { from: pending.nextId, maxCount: pending.count, maxBytes: 16 * 1024 * 1024 })
   if (records.length === 0) return false
-  if (payloads.length === pending.count && records.length === pending.count && records.every((r, i) => r.id === pending.nextId + i && r.payload.equals(payloads[i]!))) return true
-  throw new EvaqError('EVAQ_INVALID_ARGUMENT', `The import was stopped while it pushed the records of lines ${pending.from}..${pending.line} to ${marker.log} (as IDs from ${pending.nextId}), and the log cannot tell whether they were stored: it holds other records from ID ${records[0]!.id}. Look at ${marker.log} from ID ${pending.nextId}; then either delete ${path} (to import from the first line) or set its "line" to ${pending.line} (they were stored) and remove "pending"`)
+  if (payloads.length === pending.count &&
+    records.length === pending.count &&
+    records.every((r, i) => r.id === pending.nextId + i && r.payload.equals(payloads[i]!))) return true
+  throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+    `The import was stopped while it pushed the records of lines ${pending.from}..${pending.line} to ${marker.log} ` +
+    `(as IDs from ${pending.nextId}), and the log cannot tell whether they were stored: it holds other records from ID ${records[0]!.id}. ` +
+    `Look at ${marker.log} from ID ${pending.nextId}; then either delete ${path} (to import from the first line) ` +
+    `or set its "line" to ${pending.line} (they were stored) and remove "pending"`)
 }

@@ -131,7 +131,9 @@ const COMMANDS: Record<string, Command> = {
         const subs = await q.subscribers(args[0])
         if (values.json === true) await writeOut(`${JSON.stringify(subs)}\n`)
         else {
-          await writeOut(subs.map(s => `${s.log}\t${s.name}\tacked below ${s.ackFloor}\tlag ${s.lagRecords} record(s), ${s.lagBytes} bytes\tin flight ${s.inFlight}\tlease ${s.leaseMs} ms\tlast active ${new Date(s.lastActiveAt).toISOString()}\n`).join(''))
+          await writeOut(subs.map(s => `${s.log}\t${s.name}\tacked below ${s.ackFloor}` +
+            `\tlag ${s.lagRecords} record(s), ${s.lagBytes} bytes\tin flight ${s.inFlight}` +
+            `\tlease ${s.leaseMs} ms\tlast active ${new Date(s.lastActiveAt).toISOString()}\n`).join(''))
         }
         return 0
       })
@@ -144,7 +146,8 @@ const COMMANDS: Record<string, Command> = {
     run: (values, args) => {
       const log = logArg(args, 'export')
       format(values)
-      return withTarget(values, q => exportLog(q, log, { out: values.out as string | undefined, from: intFlag(values.from as string | undefined, '--from', 0) }))
+      const from = intFlag(values.from as string | undefined, '--from', 0)
+      return withTarget(values, q => exportLog(q, log, { out: values.out as string | undefined, from }))
     },
   },
   import: {
@@ -215,7 +218,10 @@ const COMMANDS: Record<string, Command> = {
           const a = report.after.logs[log]
           const f = report.fixed[log]!
           const lost = f.ranges.map(r => r.firstId === r.lastId ? `${r.firstId}` : `${r.firstId}..${r.lastId}`).join(',')
-          console.log(`${log}\trecords before ${f.before}, after ${f.after}, taken out ${f.before - f.after}${lost === '' ? '' : ` (IDs ${lost})`}\tquarantined ${f.quarantinedSegments} segment(s), ${f.quarantinedRecords} record(s), lost ${f.lostRecords}\tsummaries rewritten ${f.summariesRewritten}\t(readable before the repair: ${b?.records ?? '?'}, after: ${a?.records ?? '?'})`)
+          const lostIds = lost === '' ? '' : ` (IDs ${lost})`
+          console.log(`${log}\trecords before ${f.before}, after ${f.after}, taken out ${f.before - f.after}${lostIds}` +
+            `\tquarantined ${f.quarantinedSegments} segment(s), ${f.quarantinedRecords} record(s), lost ${f.lostRecords}` +
+            `\tsummaries rewritten ${f.summariesRewritten}\t(readable before the repair: ${b?.records ?? '?'}, after: ${a?.records ?? '?'})`)
         }
         console.log(report.after.damaged ? 'still damaged: see `evaq check`' : 'ok')
       }
@@ -237,7 +243,14 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   bench: {
-    options: { dir: { type: 'string' }, seconds: { type: 'string' }, concurrency: { type: 'string' }, size: { type: 'string' }, durability: { type: 'string' }, ...JSON_FLAG },
+    options: {
+      dir: { type: 'string' },
+      seconds: { type: 'string' },
+      concurrency: { type: 'string' },
+      size: { type: 'string' },
+      durability: { type: 'string' },
+      ...JSON_FLAG,
+    },
     run: (values, args) => {
       noArgs(args)
       return import('./bench.js').then(m => m.bench(values))
@@ -261,7 +274,8 @@ function retryLogCommand (log: 'dlq' | 'parked', target: string): Command {
           return withTarget(values, async q => {
             if (action === 'requeue') {
               const newIds = await q.requeue(log, selection)
-              await writeOut(values.json === true ? `${JSON.stringify({ ids: newIds })}\n` : `requeued ${newIds.length} record(s) to ${target}${newIds.length > 0 ? `: IDs ${newIds.join(', ')}` : ''}\n`)
+              const listed = newIds.length > 0 ? `: IDs ${newIds.join(', ')}` : ''
+              await writeOut(values.json === true ? `${JSON.stringify({ ids: newIds })}\n` : `requeued ${newIds.length} record(s) to ${target}${listed}\n`)
             } else {
               const purged = await q.purge(log, selection)
               await writeOut(values.json === true ? `${JSON.stringify({ purged })}\n` : `purged ${purged} record(s)\n`)
@@ -279,7 +293,11 @@ function retryLogCommand (log: 'dlq' | 'parked', target: string): Command {
 async function main (argv: string[]): Promise<number> {
   const first = argv[0]
   if (first === undefined || first.startsWith('-')) {
-    const { values } = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } }, allowPositionals: true })
+    const { values } = parseArgs({
+      args: argv,
+      options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
+      allowPositionals: true,
+    })
     if (values.version === true) {
       const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
       console.log(pkg.version)
@@ -367,7 +385,9 @@ function printCheck (report: CheckReport): void {
     console.log(`cannot check ${report.dir}: ${report.error?.code ?? ''} ${report.error?.message ?? ''}`)
   }
   for (const [log, l] of Object.entries(report.logs)) {
-    console.log(`${log}\t${l.segments} segment(s), ${l.records} record(s), ${l.bytes} bytes\tdamaged: ${l.badSegments} segment(s), ${l.badRecords} record(s)\tinconsistencies ${l.inconsistencies}${l.unreadable ? '\tUNREADABLE' : ''}\tcounted ${l.counted.records}\tquarantined ${l.quarantined}`)
+    console.log(`${log}\t${l.segments} segment(s), ${l.records} record(s), ${l.bytes} bytes` +
+      `\tdamaged: ${l.badSegments} segment(s), ${l.badRecords} record(s)\tinconsistencies ${l.inconsistencies}` +
+      `${l.unreadable ? '\tUNREADABLE' : ''}\tcounted ${l.counted.records}\tquarantined ${l.quarantined}`)
   }
   if (report.subscribers.bad > 0) console.log(`subscribers: ${report.subscribers.bad} damaged`)
   for (const line of report.engine) console.log(`leveldb: ${line}`)

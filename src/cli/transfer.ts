@@ -136,7 +136,8 @@ async function importWith (q: Backend, log: string, options: { in: string | unde
   }
   const summary = (): string => `imported ${ids.length} record(s) into ${log}${ids.length > 0 ? ` (IDs ${ids[0]}..${ids[ids.length - 1]})` : ''}`
   const rest = (): string => marker !== undefined
-    ? `; ${marker.imported} of the file's records are imported, through line ${done}: run the same command again to continue after it (the progress is in ${path})`
+    ? `; ${marker.imported} of the file's records are imported, through line ${done}: ` +
+      `run the same command again to continue after it (the progress is in ${path})`
     : `; the input was imported through line ${done}, the records after it were not`
   try {
     for await (const { payload, line, bytes } of lines(input)) {
@@ -159,12 +160,15 @@ async function importWith (q: Backend, log: string, options: { in: string | unde
   bar.done()
   if (interrupt.received !== undefined) {
     console.error(`evaq: import interrupted (${interrupt.received}): ${summary()}${rest()}`)
-    if (options.json) console.log(JSON.stringify({ imported: ids.length, firstId: ids[0], lastId: ids[ids.length - 1], interrupted: interrupt.received, line: done }))
+    if (options.json) {
+      console.log(JSON.stringify({ imported: ids.length, firstId: ids[0], lastId: ids[ids.length - 1], interrupted: interrupt.received, line: done }))
+    }
     return interrupt.exitCode
   }
   if (path !== undefined) await removeMarker(path)
   const result = { imported: ids.length, firstId: ids[0], lastId: ids[ids.length - 1] }
-  console.log(options.json ? JSON.stringify(result) : `imported ${ids.length} record(s) into ${log}${ids.length > 0 ? `: IDs ${ids[0]}..${ids[ids.length - 1]}` : ''}`)
+  const range = ids.length > 0 ? `: IDs ${ids[0]}..${ids[ids.length - 1]}` : ''
+  console.log(options.json ? JSON.stringify(result) : `imported ${ids.length} record(s) into ${log}${range}`)
   return 0
 }
 
@@ -173,10 +177,12 @@ async function resume (q: Backend, log: string, source: string, path: string, ta
   const found = await readMarker(path)
   if (found === undefined) return { version: 1, target, log, source: file, line: 0, imported: 0 }
   if (found.target !== target || found.log !== log) {
-    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${source} has an unfinished import into ${found.log} of ${found.target} (${path}): finish it with that target and log, or delete ${path} to import from the first line`)
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${source} has an unfinished import into ${found.log} of ${found.target} (${path}): ` +
+      `finish it with that target and log, or delete ${path} to import from the first line`)
   }
   if (found.source.size !== file.size || found.source.mtimeMs !== file.mtimeMs) {
-    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${source} changed since its import was interrupted (${path}): delete ${path} to import it from the first line`)
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+      `${source} changed since its import was interrupted (${path}): delete ${path} to import it from the first line`)
   }
   if (found.pending !== undefined) {
     const { from, line } = found.pending

@@ -70,6 +70,7 @@ export class EvacuatingProducer extends EventEmitter<EvacuatingProducerEvents> {
     const previous = this.stopping
     this.stopping = undefined
     let starting: Promise<void> | undefined
+    // eslint-disable-next-line prefer-const -- TypeScript flags a const read inside its own IIFE initializer (TS2454)
     starting = (async () => {
       await previous
       const other = running.get(this.evaq)

@@ -82,7 +82,9 @@ export function checkMessage (message: unknown, name: string, now: number): Chec
   if (message === null || typeof message !== 'object' || Array.isArray(message)) throw invalid(name, 'a message object like { key, value, headers }', message)
   const { key, value, partition, headers, timestamp, ...rest } = message as Record<string, unknown>
   const unknown = Object.keys(rest)
-  if (unknown.length > 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown message field \`${unknown[0]}\` in ${name}; expected key, value, partition, headers or timestamp`)
+  if (unknown.length > 0) {
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown message field \`${unknown[0]}\` in ${name}; expected key, value, partition, headers or timestamp`)
+  }
   if (value !== null && !isBytes(value)) throw invalid(`${name}.value`, 'a Buffer, a string or null', value)
   if (key !== undefined && key !== null && !isBytes(key)) throw invalid(`${name}.key`, 'a Buffer, a string, null or undefined', key)
   if (partition !== undefined && (typeof partition !== 'number' || !Number.isInteger(partition) || partition < 0 || partition > MAX_PARTITION)) {
@@ -117,7 +119,12 @@ export function checkMessage (message: unknown, name: string, now: number): Chec
 }
 
 /** Encode a message of `topic` for the WAL. `extraHeaders` go after the message's own. */
-export function encodeRecord (topic: string, acks: number | undefined, m: CheckedMessage, extraHeaders: ReadonlyArray<readonly [string, Uint8Array]> = []): Buffer {
+export function encodeRecord (
+  topic: string,
+  acks: number | undefined,
+  m: CheckedMessage,
+  extraHeaders: ReadonlyArray<readonly [string, Uint8Array]> = []
+): Buffer {
   const topicBytes = Buffer.from(topic, 'utf8')
   const headers = extraHeaders.length === 0 ? m.headers : [...m.headers, ...extraHeaders]
   const headerBytes = headers.map(([h, v]) => [Buffer.from(h, 'utf8'), v] as const)
@@ -129,7 +136,10 @@ export function encodeRecord (topic: string, acks: number | undefined, m: Checke
   buf[at++] = MAGIC_0
   buf[at++] = MAGIC_1
   buf[at++] = VERSION
-  buf[at++] = (m.key === null ? 0 : HAS_KEY) | (m.value === null ? 0 : HAS_VALUE) | (m.partition === undefined ? 0 : HAS_PARTITION) | (acks === undefined ? 0 : HAS_ACKS)
+  buf[at++] = (m.key === null ? 0 : HAS_KEY) |
+    (m.value === null ? 0 : HAS_VALUE) |
+    (m.partition === undefined ? 0 : HAS_PARTITION) |
+    (acks === undefined ? 0 : HAS_ACKS)
   if (acks !== undefined) at = buf.writeInt8(acks, at)
   at = buf.writeUInt16BE(topicBytes.byteLength, at)
   at += topicBytes.copy(buf, at)

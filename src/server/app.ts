@@ -169,7 +169,8 @@ function clientError (err: NodeJS.ErrnoException, socket: Socket): void {
   const code = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'EVAQ_ABORTED' : 'EVAQ_INVALID_ARGUMENT'
   const status = code === 'EVAQ_ABORTED' ? '408 Request Timeout' : '400 Bad Request'
   const body = JSON.stringify({ code, message: `Malformed HTTP request (${err.code ?? 'unknown'})` })
-  socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
 
 /** Answer any error a request met in evaq's shape (see errorReply). */
@@ -265,7 +266,8 @@ export async function createApp (service: QueueService, options: AppOptions = {}
       let payloads: Buffer[]
       if (body instanceof Payloads) payloads = body.list
       else if (body === undefined) {
-        throw new EvaqError('EVAQ_UNSUPPORTED_MEDIA_TYPE', `Send records as ${RAW_TYPES.join(', ')}, ${NDJSON_TYPE} or application/json (an array of base64 strings)`)
+        throw new EvaqError('EVAQ_UNSUPPORTED_MEDIA_TYPE',
+          `Send records as ${RAW_TYPES.join(', ')}, ${NDJSON_TYPE} or application/json (an array of base64 strings)`)
       } else payloads = base64Payloads(body)
       const ids = await service.push(request.params.log, payloads, clientGone(reply))
       return reply.code(201).send({ ids })
@@ -302,7 +304,10 @@ export async function createApp (service: QueueService, options: AppOptions = {}
     schema: { params: LOG_PARAMS, response: { 200: { type: 'object', properties: { subscribers: { type: 'array', items: SUBSCRIBER } } } } },
   }, async request => ({ subscribers: await service.subscribers(request.params.log) }))
 
-  app.put<{ Params: SubParams, Body: { start?: 'earliest' | 'latest' | number, leaseMs?: number, maxDeliveries?: number } | null }>('/v1/logs/:log/subscribers/:name', {
+  app.put<{
+    Params: SubParams
+    Body: { start?: 'earliest' | 'latest' | number, leaseMs?: number, maxDeliveries?: number } | null
+  }>('/v1/logs/:log/subscribers/:name', {
     schema: {
       params: SUB_PARAMS,
       body: SUBSCRIBE_BODY,
@@ -400,7 +405,11 @@ export async function createApp (service: QueueService, options: AppOptions = {}
     if (status === 'open' && !service.stopSignal.aborted) {
       if (!service.full) return { status }
       reply.header('retry-after', String(service.retryAfterSeconds))
-      return reply.code(503).send({ code: 'EVAQ_AT_CAPACITY', message: 'The disk budget is full: pushes are refused or held back until space is freed', status: 'full' })
+      return reply.code(503).send({
+        code: 'EVAQ_AT_CAPACITY',
+        message: 'The disk budget is full: pushes are refused or held back until space is freed',
+        status: 'full',
+      })
     }
     const code = status === 'degraded' ? 'EVAQ_IO' : 'EVAQ_CLOSED'
     return reply.code(503).send({ code, message: `The queue is ${service.stopSignal.aborted ? 'shutting down' : status}`, status })

@@ -28,7 +28,8 @@ const TYPES: Readonly<Record<string, string>> = {
   html: 'text/html; charset=utf-8',
 }
 /** The page loads nothing from elsewhere and runs no inline script or style. */
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 /** Bounds of `GET /v1/logs/:log/previews`. */
 export const PREVIEW_LIMITS = Object.freeze({
@@ -154,7 +155,12 @@ export async function overview (service: QueueService): Promise<Overview> {
 
 /** A record with its payload cut to `previewBytes`, and its full size. */
 export function previewJson (r: QueueRecord, previewBytes: number): Record<string, unknown> {
-  const out: Record<string, unknown> = { id: r.id, pushedAt: r.pushedAt, size: r.payload.length, preview: r.payload.subarray(0, previewBytes).toString('base64') }
+  const out: Record<string, unknown> = {
+    id: r.id,
+    pushedAt: r.pushedAt,
+    size: r.payload.length,
+    preview: r.payload.subarray(0, previewBytes).toString('base64'),
+  }
   if (r.error !== undefined) out.error = r.error
   const retry = (r as { retry?: unknown }).retry
   if (retry !== undefined) out.retry = retry
@@ -195,7 +201,9 @@ export async function registerConsole (app: FastifyInstance, service: QueueServi
   const cache = new Map<string, Buffer>()
 
   app.get('/', { config: { public: true } }, async (_request, reply) => {
-    if (!names.has('index.html')) throw new EvaqError('EVAQ_NOT_FOUND', `The console's files are missing from ${fileURLToPath(ASSETS)} (build with \`npm run build\`, which copies them)`)
+    if (!names.has('index.html')) {
+      throw new EvaqError('EVAQ_NOT_FOUND', `The console's files are missing from ${fileURLToPath(ASSETS)} (build with \`npm run build\`, which copies them)`)
+    }
     return sendAsset(reply, cache, 'index.html')
   })
 

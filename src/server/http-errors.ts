@@ -26,7 +26,8 @@ const BY_STATUS: Readonly<Record<number, EvaqErrorCode>> = {
  */
 export function errorReply (err: unknown): { status: number, body: ErrorBody, internal: boolean } {
   if (err instanceof EvaqError) {
-    return { status: err.status, body: { code: err.code, message: err.message, ...(err.ids === undefined ? {} : { ids: err.ids.slice(0, 100) }) }, internal: false }
+    const body = { code: err.code, message: err.message, ...(err.ids === undefined ? {} : { ids: err.ids.slice(0, 100) }) }
+    return { status: err.status, body, internal: false }
   }
   const e = err as { statusCode?: unknown, status?: unknown, message?: unknown }
   const status = typeof e?.statusCode === 'number' ? e.statusCode : typeof e?.status === 'number' ? e.status : 500

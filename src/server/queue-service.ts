@@ -221,7 +221,11 @@ export class QueueService {
    * Create a subscriber, or resume it with new limits. Resolves with its info and whether it was
    * created by this call.
    */
-  async subscribe (name: string, subscriber: string, options: { start?: SubscribeStart, leaseMs?: number, maxDeliveries?: number } = {}): Promise<{ created: boolean, info: LogSubscriberInfo }> {
+  async subscribe (
+    name: string,
+    subscriber: string,
+    options: { start?: SubscribeStart, leaseMs?: number, maxDeliveries?: number } = {}
+  ): Promise<{ created: boolean, info: LogSubscriberInfo }> {
     const log = this.log(name)
     const existed = log.subscribers().some(s => s.name === subscriber)
     const existing = existed ? log.subscribers().find(s => s.name === subscriber) : undefined
@@ -242,7 +246,11 @@ export class QueueService {
   }
 
   /** The next batch for a subscriber (leased); waits up to `waitMs` for one. Empty when none came. */
-  async next (name: string, subscriber: string, options: { maxBytes?: number, maxCount?: number, waitMs?: number, signal?: AbortSignal } = {}): Promise<Delivery[]> {
+  async next (
+    name: string,
+    subscriber: string,
+    options: { maxBytes?: number, maxCount?: number, waitMs?: number, signal?: AbortSignal } = {}
+  ): Promise<Delivery[]> {
     const { maxBytes = READ_DEFAULTS.maxBytes, maxCount = READ_DEFAULTS.maxCount, waitMs = 0 } = options
     checkBound('maxBytes', maxBytes, 0, READ_LIMITS.maxBytes)
     checkBound('maxCount', maxCount, 1, READ_LIMITS.maxCount)

@@ -77,7 +77,8 @@ export async function serve (options: ServeOptions): Promise<Service> {
   const port = options.port ?? SERVE_DEFAULTS.port
   if (options.token !== undefined && options.token.length === 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', 'Expected `token` to be a non-empty string')
   if (options.token === undefined && !await bindsLoopbackOnly(host)) {
-    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Refusing to serve on ${host} without a token: anyone who can reach it could read and delete the queue. Set --token (or EVAQ_TOKEN), or bind to 127.0.0.1`)
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Refusing to serve on ${host} without a token: ` +
+      'anyone who can reach it could read and delete the queue. Set --token (or EVAQ_TOKEN), or bind to 127.0.0.1')
   }
   // The Host check (without a token, or when hosts are named) serves the name bound to as well.
   const allowedHosts = options.token !== undefined && options.allowedHosts === undefined

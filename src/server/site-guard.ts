@@ -42,7 +42,8 @@ export function allowedHost (value: string): string {
   const v = value.toLowerCase()
   const bare = v.replace(/^\[(.*)\]$/, '$1')
   if (v === '*' || HOST_NAME.test(v) || isIP(bare) !== 0) return bare.replace(/\.$/, '')
-  throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected an allowed host to be a host name without a port (e.g. evaq.internal) or \`*\`, got \`${value.slice(0, 80)}\``)
+  throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+    `Expected an allowed host to be a host name without a port (e.g. evaq.internal) or \`*\`, got \`${value.slice(0, 80)}\``)
 }
 
 /** An `--allowed-origin` value as browsers send it (`scheme://host[:port]`, lower case, no path). */

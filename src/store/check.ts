@@ -54,7 +54,9 @@ function describeError (err: unknown): { code: string, message: string } {
   const e = err instanceof EvaqError ? err : fromLevel(err, 'LevelDB failed')
   let cause = e.cause as { code?: unknown } | undefined
   const codes = [e.code]
-  for (let i = 0; cause != null && i < 4; i++, cause = (cause as { cause?: { code?: unknown } }).cause) if (typeof cause.code === 'string') codes.push(cause.code as never)
+  for (let i = 0; cause != null && i < 4; i++, cause = (cause as { cause?: { code?: unknown } }).cause) {
+    if (typeof cause.code === 'string') codes.push(cause.code as never)
+  }
   return { code: e.code, message: `${e.message} (${codes.join(' <- ')})` }
 }
 
@@ -125,7 +127,10 @@ async function checkCopy (dir: string, original: string, report: CheckReport, on
     if (ids.problem !== undefined) report.engine.push(ids.problem)
     for (const log of LOGS) {
       const gap = ids.lost(log, journal.counters(log).next)
-      if (gap !== undefined) report.engine.push(`${log}: LevelDB lost records it had acknowledged before the last clean close: its counters end at ID ${gap.found - 1}, they ended at ${gap.expected - 1}`)
+      if (gap !== undefined) {
+        report.engine.push(`${log}: LevelDB lost records it had acknowledged before the last clean close: ` +
+          `its counters end at ID ${gap.found - 1}, they ended at ${gap.expected - 1}`)
+      }
     }
     let done = 0
     for (const log of LOGS) {

@@ -149,7 +149,9 @@ export function decodeHeader (firstId: number, value: Buffer): SegmentHeader {
     pos += lengths[i]!
   }
   const payloadBytes = pos - HEADER_BYTES
-  if (pos !== value.byteLength - n * INDEX_ENTRY) throw bad(`payload lengths add up to ${payloadBytes} bytes, the segment has room for ${value.byteLength - n * INDEX_ENTRY - HEADER_BYTES}`)
+  if (pos !== value.byteLength - n * INDEX_ENTRY) {
+    throw bad(`payload lengths add up to ${payloadBytes} bytes, the segment has room for ${value.byteLength - n * INDEX_ENTRY - HEADER_BYTES}`)
+  }
   return { firstId, count: n, pushedAt: value.readDoubleBE(8), lengths, crcs, offsets, payloadBytes }
 }
 

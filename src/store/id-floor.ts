@@ -66,7 +66,8 @@ export class IdFloor {
     } catch (err) {
       // A damaged reservation file must not keep the queue closed: LevelDB's own high-water mark
       // still holds for every crash it survives. Reported, and rewritten at the next reservation.
-      return new IdFloor(dir, { version: 1, clean: false, logs: {} }, `${ID_FILE} cannot be read (${(err as Error).message}); IDs continue from LevelDB's counters`)
+      const why = `${ID_FILE} cannot be read (${(err as Error).message}); IDs continue from LevelDB's counters`
+      return new IdFloor(dir, { version: 1, clean: false, logs: {} }, why)
     }
   }
 

@@ -169,7 +169,16 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
     const counters: Record<string, { next: number, count: number, bytes: number, floor: number, quarantined: number }> = {}
     for (const log of LOGS) {
       const c = journal.counters(log)
-      const f: LogRepair = { quarantinedSegments: 0, quarantinedRecords: 0, summariesRewritten: 0, orphansRemoved: 0, lostRecords: 0, before: c.count, after: 0, ranges: [] }
+      const f: LogRepair = {
+        quarantinedSegments: 0,
+        quarantinedRecords: 0,
+        summariesRewritten: 0,
+        orphansRemoved: 0,
+        lostRecords: 0,
+        before: c.count,
+        after: 0,
+        ranges: [],
+      }
       let quarantinedLive = 0
       /** [first, end) of every segment left, and of every range taken out, with its live records. */
       const kept: Array<[number, number]> = []
@@ -285,7 +294,14 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
  * the segments left, within [floor, next): those gaps are named, the count given to them in ID
  * order (a gap may also hold records removed before the damage).
  */
-function lostRanges (taken: LostRange[], orphans: ReadonlyArray<{ firstId: number, count: number }>, kept: ReadonlyArray<[number, number]>, lost: number, floor: number, next: number): LostRange[] {
+function lostRanges (
+  taken: LostRange[],
+  orphans: ReadonlyArray<{ firstId: number, count: number }>,
+  kept: ReadonlyArray<[number, number]>,
+  lost: number,
+  floor: number,
+  next: number
+): LostRange[] {
   const ranges = [...taken]
   let left = lost
   const covered: Array<[number, number]> = [...kept]

@@ -125,7 +125,10 @@ export class StoreLoader {
     let created = false
     try {
       const names = await readdir(dir)
-      if (names.length > 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`${dir}\` to be a new or empty directory; it holds ${names.length} file(s). A restore never writes over data`)
+      if (names.length > 0) {
+        throw new EvaqError('EVAQ_INVALID_ARGUMENT',
+          `Expected \`${dir}\` to be a new or empty directory; it holds ${names.length} file(s). A restore never writes over data`)
+      }
     } catch (err) {
       const code = (err as { code?: string }).code
       if (code === 'ENOTDIR') throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`${dir}\` to be a directory`, { cause: err })

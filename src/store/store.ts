@@ -16,9 +16,7 @@ export type Db = ClassicLevel<Bytes, Bytes>
 export type Sublevel = AbstractSublevel<Db, string | Buffer | Uint8Array, Bytes, Bytes>
 export type ChainedBatch = ReturnType<Db['batch']>
 
-
 const ENC = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
-
 
 /**
  * Keys of one sublevel, written through the root database. A sublevel stores its keys with a
@@ -271,7 +269,8 @@ export async function assertNotOrphaned (dir: string): Promise<void> {
   if (names.includes('CURRENT')) return
   const leveldb = names.filter(n => /^(MANIFEST-\d+|\d+\.(ldb|log|sst))$/.test(n))
   if (leveldb.length > 0) {
-    throw new EvaqError('EVAQ_CORRUPTION', `${dir} holds LevelDB files (${leveldb.slice(0, 3).join(', ')}) but no CURRENT file; opening it would start an empty database over them. Run \`evaq repair\`.`)
+    throw new EvaqError('EVAQ_CORRUPTION', `${dir} holds LevelDB files (${leveldb.slice(0, 3).join(', ')}) but no CURRENT file; ` +
+      'opening it would start an empty database over them. Run `evaq repair`.')
   }
 }
 

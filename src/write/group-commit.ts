@@ -84,7 +84,7 @@ export class GroupCommit {
     private readonly options: GroupCommitOptions,
     nextId: number,
     private readonly commit: CommitFn,
-    private readonly onCommitted: () => void,
+    private readonly onCommitted: () => void
   ) {
     this.nextId = nextId
     this.workers = new PQueue({ concurrency: options.flushWorkers })
@@ -125,7 +125,13 @@ export class GroupCommit {
    * Queue payloads; resolves with the first ID once all are committed. Waits for space when the
    * buffer is full; `signal` aborts that wait (nothing is written then).
    */
-  push (payloads: readonly Uint8Array[], bytes: number, extras: readonly (Buffer | undefined)[] | undefined, signal: AbortSignal | undefined, carrier?: unknown): Promise<number> {
+  push (
+    payloads: readonly Uint8Array[],
+    bytes: number,
+    extras: readonly (Buffer | undefined)[] | undefined,
+    signal: AbortSignal | undefined,
+    carrier?: unknown
+  ): Promise<number> {
     if (this.waiters.length > 0 || (this.heldBytes > 0 && this.heldBytes + bytes > this.options.maxBufferedBytes)) {
       return this.waitForSpace(bytes, signal, () => this.admit(payloads, bytes, extras, carrier))
     }

@@ -16,7 +16,8 @@ export const ARTIFACTS = new URL('../artifacts/console/', import.meta.url)
 
 /** Where Chromium is: `$CHROMIUM`, else Debian's and other usual places. */
 export function chromiumPath (): string {
-  const candidates = [process.env.CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].filter((p): p is string => p !== undefined && p !== '')
+  const candidates = [process.env.CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome']
+    .filter((p): p is string => p !== undefined && p !== '')
   const found = candidates.find(p => existsSync(p))
   if (found === undefined) throw new Error(`No Chromium at ${candidates.join(', ')}: apt-get install chromium (.ci/run does), or set CHROMIUM`)
   return found

@@ -42,7 +42,8 @@ export interface Consumed {
  */
 export async function consume (brokers: string[], topics: string[], done: (messages: readonly Consumed[]) => boolean, timeoutMs = 60_000): Promise<Consumed[]> {
   // The consumer keeps kafkajs's retries: joining a group meets transient coordinator errors.
-  const consumer = kafka(brokers, { retry: { retries: 8, initialRetryTime: 50, maxRetryTime: 1000 } }).consumer({ groupId: `evaq-test-${process.pid}-${Math.random().toString(36).slice(2)}`, maxWaitTimeInMs: 50 })
+  const consumer = kafka(brokers, { retry: { retries: 8, initialRetryTime: 50, maxRetryTime: 1000 } })
+    .consumer({ groupId: `evaq-test-${process.pid}-${Math.random().toString(36).slice(2)}`, maxWaitTimeInMs: 50 })
   const messages: Consumed[] = []
   await consumer.connect()
   try {

@@ -69,7 +69,9 @@ test.after.always(async () => {
   await report({
     part: 'corruption',
     failure: 'flipped bytes in tables and logs, torn log, empty and missing table, damaged MANIFEST and CURRENT',
-    guarantee: 'no record failing its CRC is returned; damage is quarantined and counted or reported (lost = records returned changed, or missing with nothing reported); consumers get past unreadable blocks; IDs of lost records never issued again; check finds it, repair recovers what LevelDB can',
+    guarantee: 'no record failing its CRC is returned; damage is quarantined and counted or reported ' +
+      '(lost = records returned changed, or missing with nothing reported); consumers get past unreadable blocks; ' +
+      'IDs of lost records never issued again; check finds it, repair recovers what LevelDB can',
     test: 'test/reliability/corruption.test.ts',
     cycles: damagedDirs,
     acknowledged: checkedRecords,
@@ -189,7 +191,6 @@ function account (layout: Layout, d: Drain): Accounting {
   return { wrong, quarantined, missing }
 }
 
-
 function tally (layout: Layout, a: Accounting, explained: boolean): void {
   damagedDirs++
   checkedRecords += layout.records
@@ -239,7 +240,8 @@ function assertEngineDrop (t: ExecutionContext, layout: Layout, d: Drain, mode: 
   t.deepEqual(ranges(a.missing), 'none', `${mode}: records gone that no 'dropped' event names`)
   t.true(a.quarantined.size > 0, `${mode}: LevelDB dropped nothing: the damage missed`)
   t.deepEqual(d.openReport?.dropped, d.dropped.filter(e => e.reason === 'corruption'), `${mode}: the events are what openReport.dropped lists`)
-  t.is(d.stats?.quarantined, d.dropped.filter(e => e.reason === 'corruption').reduce((n, e) => n + e.records, 0), `${mode}: stats().quarantined counts the records the events name`)
+  t.is(d.stats?.quarantined, d.dropped.filter(e => e.reason === 'corruption').reduce((n, e) => n + e.records, 0),
+    `${mode}: stats().quarantined counts the records the events name`)
   for (const err of d.errors) t.true(err instanceof EvaqError, `${mode}: rejected with ${describeError(err)}`)
   t.is(d.statsError, undefined, `${mode}: stats() rejected: ${describeError(d.statsError)}`)
   t.is(d.stats?.count, d.delivered.size, `${mode}: evaq recounted at open what LevelDB left: stats().count counts what is there`)
@@ -248,7 +250,8 @@ function assertEngineDrop (t: ExecutionContext, layout: Layout, d: Drain, mode: 
 
 // ---- after the consumer got past damage it can see ---------------------------------------------
 
-test('table: a LevelDB data block with a bad compression type: acknowledging past it cleans up; when a compaction meets the block, evaq repairs the engine while the queue stays open and no push fails', async t => {
+test('table: a LevelDB data block with a bad compression type: acknowledging past it cleans up; ' +
+  'when a compaction meets the block, evaq repairs the engine while the queue stays open and no push fails', async t => {
   const s = SCENARIOS.find(x => x.title.includes('bad compression type'))!
   const { layout, dirs } = await prepare(t, s.layout, s.damage)
   const errors: EvaqError[] = []
@@ -303,7 +306,8 @@ test('table: a LevelDB data block with a bad compression type: acknowledging pas
   await closeWithin(again)
 })
 
-test('table: a damaged block no read has met: when a compaction meets it, LevelDB refuses writes; pushes, removals and a move wait for the repair, none fails', async t => {
+test('table: a damaged block no read has met: when a compaction meets it, LevelDB refuses writes; ' +
+  'pushes, removals and a move wait for the repair, none fails', async t => {
   const s = SCENARIOS.find(x => x.title.includes('bad compression type'))!
   const { layout, dirs } = await prepare(t, s.layout, s.damage)
   const q = await Evaq.open(dirs.subscriber, OPTIONS)
@@ -342,7 +346,8 @@ test('table: a damaged block no read has met: when a compaction meets it, LevelD
 })
 
 for (const mode of ['read', 'subscriber'] as const) {
-  test(`entries: LevelDB's iterator stops in the middle of a block and passes over segments it could read (${mode}): they are returned, the damaged ones named`, async t => {
+  test(`entries: LevelDB's iterator stops in the middle of a block and passes over segments it could read (${mode}): ` +
+    'they are returned, the damaged ones named', async t => {
     let broken: { damaged: number, after: number[] } | undefined
     const { layout, dirs } = await prepare(t, 'entries', async (dir, layout) => {
       broken = await breakBlockEntry(join(dir, tableOf(layout, 1)))
@@ -401,7 +406,13 @@ function assertCheckDamaged (t: ExecutionContext, run: CliResult, counts: (c: Ch
  * `evaq check` is clean, the queue opens, every record is intact and new IDs continue above
  * `idFloor` (the highest ID that must never be issued again).
  */
-async function assertRepaired (t: ExecutionContext, layout: Layout, run: CliResult, dirs: Dirs, idFloor: 'pushed' | 'surviving'): Promise<{ repaired: RepairJson, survivors: number[] }> {
+async function assertRepaired (
+  t: ExecutionContext,
+  layout: Layout,
+  run: CliResult,
+  dirs: Dirs,
+  idFloor: 'pushed' | 'surviving'
+): Promise<{ repaired: RepairJson, survivors: number[] }> {
   const repaired = parseJson<RepairJson>(t, run, 'evaq repair')
   t.deepEqual(await diffTrees(dirs.reference, dirs.backup), [], 'the backup equals the damaged directory byte for byte')
   t.is(repaired.backup, dirs.backup)
@@ -445,7 +456,9 @@ async function assertRepaired (t: ExecutionContext, layout: Layout, run: CliResu
   const id = await q.pushWal('after repair')
   t.true(id > highest, `a new push got ${id}, above the surviving ${highest}`)
   if (idFloor === 'pushed') t.true(id > layout.records, `a new push got ${id}, above every ID pushed (${layout.records})`)
-  else if (id <= layout.records) notes.add(`after LevelDB lost the tail of its log, IDs ${id}..${layout.records} were issued again (they were acknowledged, then lost)`)
+  else if (id <= layout.records) {
+    notes.add(`after LevelDB lost the tail of its log, IDs ${id}..${layout.records} were issued again (they were acknowledged, then lost)`)
+  }
   await closeWithin(q)
   checkedRecords += survivors.length
   return { repaired, survivors }
@@ -464,7 +477,11 @@ interface Dirs {
 }
 
 /** Copy the pristine layout, damage it, and copy the damaged directory for each check. */
-async function prepare (t: ExecutionContext, kind: LayoutKind, damage: (dir: string, layout: Layout) => Promise<void>): Promise<{ layout: Layout, dirs: Dirs }> {
+async function prepare (
+  t: ExecutionContext,
+  kind: LayoutKind,
+  damage: (dir: string, layout: Layout) => Promise<void>
+): Promise<{ layout: Layout, dirs: Dirs }> {
   const root = await tmpDir(t, 'evaq-corrupt-')
   const layout = pristine.get(kind)!
   const dirs: Dirs = {
@@ -630,7 +647,9 @@ const SCENARIOS: Scenario[] = [
 
 for (const s of SCENARIOS) {
   for (const mode of ['subscriber', 'read'] as const) {
-    const what = mode === 'subscriber' ? 'a subscriber never gets a damaged record and goes on past the damage' : 'read() never returns a damaged record and goes on past the damage'
+    const what = mode === 'subscriber'
+      ? 'a subscriber never gets a damaged record and goes on past the damage'
+      : 'read() never returns a damaged record and goes on past the damage'
     test(`${s.title}: ${what}`, async t => {
       const { layout, dirs } = await prepare(t, s.layout, s.damage)
       const d = await drain(t, mode === 'subscriber' ? dirs.subscriber : dirs.reader, layout, mode)
@@ -747,7 +766,8 @@ for (const s of UNOPENABLE) {
       const after = await runCli(['repair', '--data', dirs.subscriber, '--backup', `${dirs.subscriber}.bak`, '--json'])
       let recovered = '?'
       try { recovered = String((JSON.parse(after.stdout) as RepairJson).after.logs.wal?.records) } catch {}
-      t.fail(`Evaq.open resolved on a directory LevelDB cannot open as it is: ${stats.count} of ${layout.records} records, next ID ${stats.nextId}, openReport ${JSON.stringify(q.openReport)}; evaq repair afterwards recovers ${recovered} record(s)`)
+      t.fail(`Evaq.open resolved on a directory LevelDB cannot open as it is: ${stats.count} of ${layout.records} records, ` +
+        `next ID ${stats.nextId}, openReport ${JSON.stringify(q.openReport)}; evaq repair afterwards recovers ${recovered} record(s)`)
     }
     t.true(openError instanceof EvaqError, `Evaq.open rejected with ${describeError(openError)}`)
     t.is((openError as EvaqError).code, s.code)
@@ -766,7 +786,8 @@ for (const s of UNOPENABLE) {
 
     const { survivors } = await assertRepaired(t, layout, repairedRun, dirs, 'pushed')
     t.is(survivors.length, s.survive(layout), 'repair brings back what LevelDB still has')
-    t.true(c.error?.code === 'EVAQ_CORRUPTION' || c.error?.code === 'EVAQ_IO', `check names why it cannot open with EVAQ_CORRUPTION or EVAQ_IO, got ${c.error?.code}`)
+    t.true(c.error?.code === 'EVAQ_CORRUPTION' || c.error?.code === 'EVAQ_IO',
+      `check names why it cannot open with EVAQ_CORRUPTION or EVAQ_IO, got ${c.error?.code}`)
   })
 }
 
@@ -824,12 +845,29 @@ for (const kind of ['log', 'table', 'tables'] as const) {
     t.false(c.damaged)
     t.true(c.opened)
     t.deepEqual(c.engine, [])
-    t.like(c.logs.wal, { records: layout.records, segments: layout.records / layout.perSegment, badSegments: 0, badRecords: 0, inconsistencies: 0, unreadable: false, quarantined: 0 })
+    t.like(c.logs.wal, {
+      records: layout.records,
+      segments: layout.records / layout.perSegment,
+      badSegments: 0,
+      badRecords: 0,
+      inconsistencies: 0,
+      unreadable: false,
+      quarantined: 0,
+    })
     t.like(c.logs.wal!.counted, { records: layout.records, bytes: layout.records * layout.payloadBytes })
     const { repaired, survivors } = await assertRepaired(t, layout, repairedRun, dirs, 'pushed')
     t.is(repaired.before.logs.wal!.records, layout.records)
     t.is(repaired.after.logs.wal!.records, layout.records)
-    t.deepEqual(repaired.fixed.wal, { quarantinedSegments: 0, quarantinedRecords: 0, summariesRewritten: 0, orphansRemoved: 0, lostRecords: 0, before: layout.records, after: layout.records, ranges: [] })
+    t.deepEqual(repaired.fixed.wal, {
+      quarantinedSegments: 0,
+      quarantinedRecords: 0,
+      summariesRewritten: 0,
+      orphansRemoved: 0,
+      lostRecords: 0,
+      before: layout.records,
+      after: layout.records,
+      ranges: [],
+    })
     t.is(survivors.length, layout.records)
   })
 }

@@ -229,7 +229,8 @@ function planCycle (cycle: number, random: () => number): Plan {
   return plan
 }
 
-test('SIGKILL at random moments and at every named crash point: nothing acknowledged lost, IDs never reused, subscribers at-least-once, the database always opens', async t => {
+test('SIGKILL at random moments and at every named crash point: nothing acknowledged lost, IDs never reused, ' +
+  'subscribers at-least-once, the database always opens', async t => {
   t.timeout(Math.max(120_000, CYCLES * 10_000))
   const seed = process.env.EVAQ_CRASH_POINTS_SEED === undefined ? randomInt(2 ** 31) : Number(process.env.EVAQ_CRASH_POINTS_SEED)
   t.log(`seed ${seed} (replay with EVAQ_CRASH_POINTS_SEED=${seed}), ${CYCLES} cycles`)
@@ -259,14 +260,18 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
   const pointFallbacks: Record<Point, number> = Object.fromEntries(POINTS.map(p => [p, 0])) as Record<Point, number>
 
   const finish = async (): Promise<void> => {
-    const note = `kills at named points: ${POINTS.map(p => `${p} ${pointKills[p]}`).join(', ')}; ${totals.randomKills} random kills (${totals.earlyKills} before the child had opened); ` +
-      `${totals.removals} acknowledged removals, ${totals.removalGroups} removal calls in flight at a kill checked all-or-nothing, ${totals.subscriberAcks} acknowledged subscriber acks, ${totals.deliveries} deliveries checked` +
+    const note = `kills at named points: ${POINTS.map(p => `${p} ${pointKills[p]}`).join(', ')}; ` +
+      `${totals.randomKills} random kills (${totals.earlyKills} before the child had opened); ` +
+      `${totals.removals} acknowledged removals, ${totals.removalGroups} removal calls in flight at a kill checked all-or-nothing, ` +
+      `${totals.subscriberAcks} acknowledged subscriber acks, ${totals.deliveries} deliveries checked` +
       (problems.length > 0 ? `; FAILED: ${problems[0]}` : '')
     t.log(note)
     await report({
       part: 'crash-loop',
       failure: 'Process crash (SIGKILL) at random moments and at named points inside evaq',
-      guarantee: "No acknowledged push lost (every durability mode), IDs never reused, subscribers at-least-once (nothing acked with ackDurability 'sync' redelivered, nothing unacked missing), every in-flight removeWal call all or nothing, the database always opens",
+      guarantee: 'No acknowledged push lost (every durability mode), IDs never reused, subscribers at-least-once ' +
+        "(nothing acked with ackDurability 'sync' redelivered, nothing unacked missing), every in-flight removeWal call all or nothing, " +
+        'the database always opens',
       test: 'test/reliability/crash-points.test.ts',
       cycles: CYCLES,
       acknowledged: totals.acknowledgedPushes,
@@ -297,7 +302,9 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
     const tag = `c${cycle}`
     const ackSync = plan.fixture === 'consumer' && plan.ackDurability === 'sync'
     where = `cycle ${cycle} (seed ${seed}, ${plan.fixture} ${plan.args.slice(0, -1).join(' ')}` +
-      (plan.point !== undefined ? `, EVAQ_CRASH_POINT=${plan.point}:${plan.nth}` : plan.killAtMs !== undefined ? `, kill ${plan.killAtMs} ms after spawn` : `, kill ${plan.killAfterOpenMs} ms after open`) + ')'
+      (plan.point !== undefined
+        ? `, EVAQ_CRASH_POINT=${plan.point}:${plan.nth}`
+        : plan.killAtMs !== undefined ? `, kill ${plan.killAtMs} ms after spawn` : `, kill ${plan.killAfterOpenMs} ms after open`) + ')'
 
     const run = await runChild(dir, plan)
     lastRun = { cycle, plan, run }
@@ -348,7 +355,10 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
         }
       } else {
         const sub = line.sub as SubName
-        if (!plan.subs.includes(sub) || plan.fixture !== 'consumer') { problem(`a line for subscriber ${line.sub}, which this run does not consume: ${JSON.stringify(line)}`); continue }
+        if (!plan.subs.includes(sub) || plan.fixture !== 'consumer') {
+          problem(`a line for subscriber ${line.sub}, which this run does not consume: ${JSON.stringify(line)}`)
+          continue
+        }
         if (line.kind === 'S') {
           // Every ID below the resumed floor must have been acknowledged by this subscriber.
           for (const id of live.keys()) {
@@ -430,7 +440,8 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
       // At the first pass, exactly: the first segment write of the run never happened, or
       // happened and acknowledged nothing.
       if (atPoint === 'segment-write:before' && plan.nth === 1 && (pushed.size > 0 || unacknowledged.length > 0)) {
-        problem(`killed before the run's first segment write, yet ${pushed.size} push(es) were acknowledged and ${unacknowledged.length} unacknowledged one(s) are stored`)
+        problem(`killed before the run's first segment write, yet ${pushed.size} push(es) were acknowledged ` +
+          `and ${unacknowledged.length} unacknowledged one(s) are stored`)
       }
       if (atPoint === 'segment-write:after' && plan.nth === 1 && pushed.size > 0) {
         problem(`killed right after the run's first segment write, yet ${pushed.size} push(es) were acknowledged`)
@@ -438,7 +449,9 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
       // A removeWal call is atomic: every call in flight at the kill happened entirely or not at all.
       for (const ids of groups.values()) {
         const gone = ids.filter(id => !present.has(id))
-        if (gone.length > 0 && gone.length < ids.length) problem(`the removal of ${ids.join(', ')} was in flight and only ${gone.join(', ')} went: half a removal`)
+        if (gone.length > 0 && gone.length < ids.length) {
+          problem(`the removal of ${ids.join(', ')} was in flight and only ${gone.join(', ')} went: half a removal`)
+        }
       }
       totals.removalGroups += groups.size
       if (atPoint === 'removal:before') {
@@ -447,7 +460,9 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
       }
       if (atPoint === 'removal:after') {
         if (removing.size === 0) problem('killed after a removal\'s write, but no removal was in flight')
-        else if ([...removing].every(id => present.has(id))) problem(`killed after a removal's write, yet none of the ${removing.size} removals in flight took effect`)
+        else if ([...removing].every(id => present.has(id))) {
+          problem(`killed after a removal's write, yet none of the ${removing.size} removals in flight took effect`)
+        }
       }
       if (await stop()) return
 
@@ -468,7 +483,9 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
             if (sha === undefined) problem(`drain of ${s}: ID ${r.id} delivered, but read() does not return it`)
             else if (digest(r.payload) !== sha) problem(`drain of ${s}: ID ${r.id} delivered with a payload other than read()'s`)
             if (acked[s].has(r.id)) problem(`drain of ${s}: ID ${r.id} delivered again, but it was acknowledged durably before the run`)
-            if (ackSync && ackDone[s].has(r.id)) problem(`drain of ${s}: ID ${r.id} delivered again, but its ack (ackDurability 'sync') resolved before the kill`)
+            if (ackSync && ackDone[s].has(r.id)) {
+              problem(`drain of ${s}: ID ${r.id} delivered again, but its ack (ackDurability 'sync') resolved before the kill`)
+            }
             drained[s].push(r.id)
           }
           batches[s].push({ ack: () => batch.ack(), ids: batch.records.map(r => r.id) })
@@ -494,7 +511,9 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
       if (atPoint === 'progress-write:after' && ackSync) {
         const inFlight = SUBS.flatMap(s => [...ackStarted[s]].filter(id => !ackDone[s].has(id)).map(id => [s, id] as const))
         if (inFlight.length === 0) problem('killed right after a progress write, but no ack was in flight')
-        else if (inFlight.every(([s, id]) => drained[s].includes(id))) problem(`killed right after a progress write, yet none of the ${inFlight.length} acks in flight was persisted`)
+        else if (inFlight.every(([s, id]) => drained[s].includes(id))) {
+          problem(`killed right after a progress write, yet none of the ${inFlight.length} acks in flight was persisted`)
+        }
       }
       if (await stop()) return
 

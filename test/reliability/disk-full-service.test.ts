@@ -64,7 +64,8 @@ async function ready (url: string): Promise<{ status: number, body: { status?: s
   return { status: r.status, body: await r.json() as { status?: string, code?: string }, retryAfter: r.headers.get('retry-after') }
 }
 
-maybe(`service: pushes that wait for space are answered 503 EVAQ_AT_CAPACITY with Retry-After within the push timeout, /readyz says full; once space is freed the same pushers succeed${suffix}`, async t => {
+maybe('service: pushes that wait for space are answered 503 EVAQ_AT_CAPACITY with Retry-After within the push timeout, ' +
+  `/readyz says full; once space is freed the same pushers succeed${suffix}`, async t => {
   const mountpoint = await tmpfs(t)
   const pushTimeoutMs = 1000
   const service = await serve({
@@ -122,7 +123,8 @@ maybe(`service: pushes that wait for space are answered 503 EVAQ_AT_CAPACITY wit
   await report({
     part: 'disk-full-service',
     failure: 'disk full under the service (tmpfs 16 MiB, 8 HTTP pushers of 64 KiB)',
-    guarantee: 'a push waiting for room is answered 503 EVAQ_AT_CAPACITY with Retry-After within the push timeout and stores nothing; /readyz says full; once space is freed the same pushers succeed',
+    guarantee: 'a push waiting for room is answered 503 EVAQ_AT_CAPACITY with Retry-After within the push timeout and stores nothing; ' +
+      '/readyz says full; once space is freed the same pushers succeed',
     test: 'test/reliability/disk-full-service.test.ts',
     cycles: 1,
     acknowledged: ids.length,

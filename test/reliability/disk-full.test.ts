@@ -58,7 +58,12 @@ async function nextEvent (q: Evaq, events: ReadonlyArray<'recovered' | 'error' |
  * present or not; `maybe` are digests of pushes that failed with EVAQ_IO and may have been
  * stored all the same (at-least-once), each at most once. Anything else is a problem.
  */
-function compare (records: readonly QueueRecord[], live: ReadonlyMap<number, string>, optional: ReadonlyMap<number, string>, maybe: readonly string[] = []): { problems: string[], lost: number } {
+function compare (
+  records: readonly QueueRecord[],
+  live: ReadonlyMap<number, string>,
+  optional: ReadonlyMap<number, string>,
+  maybe: readonly string[] = []
+): { problems: string[], lost: number } {
   const problems: string[] = []
   let lost = 0
   const seen = new Set<number>()
@@ -270,7 +275,8 @@ for (const fs of FILESYSTEMS) {
         maybeStored.push(sha(payload))
       }
     }
-    t.true(isEvaqError(failure, 'EVAQ_IO'), `the push that met the full disk failed with EVAQ_IO, got ${String((failure as { code?: unknown })?.code ?? failure)}`)
+    t.true(isEvaqError(failure, 'EVAQ_IO'),
+      `the push that met the full disk failed with EVAQ_IO, got ${String((failure as { code?: unknown })?.code ?? failure)}`)
     t.is(q.status, 'degraded')
     t.deepEqual(degraded.map(e => e.code), ['EVAQ_IO'], 'one degraded event, with the EVAQ_IO error')
 
@@ -279,15 +285,18 @@ for (const fs of FILESYSTEMS) {
     t.is(write, 'EVAQ_IO', 'a push while degraded fails with EVAQ_IO')
     const removal = await q.removeWal([...live.keys()][0]!).then(() => 'removed', (err: unknown) => isEvaqError(err) ? err.code : String(err))
     t.is(removal, 'EVAQ_IO', 'a removal while degraded fails with EVAQ_IO')
-    const readNow = await readAll(q.wal).then(records => compare(records, live, optional, maybeStored).problems, (err: unknown) => [`read failed: ${isEvaqError(err) ? err.code : String(err)}`])
+    const readNow = await readAll(q.wal).then(records => compare(records, live, optional, maybeStored).problems,
+      (err: unknown) => [`read failed: ${isEvaqError(err) ? err.code : String(err)}`])
     t.deepEqual(readNow.slice(0, 20), [], 'reads while degraded return every acknowledged record')
 
     // While the disk is still full evaq does not close the database to reopen it (it could not
     // open again): reads keep working, however long the disk stays full.
     t.is(q.status, 'degraded')
-    const readAfterAttempt = await readAll(q.wal).then(records => compare(records, live, optional, maybeStored).problems, (err: unknown) => [`read failed: ${isEvaqError(err) ? err.code : String(err)}`])
+    const readAfterAttempt = await readAll(q.wal).then(records => compare(records, live, optional, maybeStored).problems,
+      (err: unknown) => [`read failed: ${isEvaqError(err) ? err.code : String(err)}`])
     t.deepEqual(readAfterAttempt.slice(0, 20), [], 'reads after a failed recovery attempt return every acknowledged record')
-    const delivered = await sub.next({ maxCount: 10 }).then(b => b?.records.map(r => r.id) ?? [], (err: unknown) => `next failed: ${isEvaqError(err) ? err.code : String(err)}`)
+    const delivered = await sub.next({ maxCount: 10 }).then(b => b?.records.map(r => r.id) ?? [],
+      (err: unknown) => `next failed: ${isEvaqError(err) ? err.code : String(err)}`)
     t.deepEqual(delivered, [...live.keys()].filter(id => id >= floor).slice(0, 10), 'the subscriber still gets records while degraded')
 
     // Free the space: evaq recovers by itself.
@@ -323,7 +332,8 @@ test.after(async () => {
   await report({
     part: 'disk-full',
     failure: 'disk full (tmpfs 16 MiB, ext4 32 MiB -m 0)',
-    guarantee: 'EVAQ_AT_CAPACITY before ENOSPC with a reserve; otherwise EVAQ_IO, degraded, reads go on, recovery once space is freed; nothing acknowledged lost',
+    guarantee: 'EVAQ_AT_CAPACITY before ENOSPC with a reserve; otherwise EVAQ_IO, degraded, reads go on, ' +
+      'recovery once space is freed; nothing acknowledged lost',
     test: 'test/reliability/disk-full.test.ts',
     cycles: scenarios,
     acknowledged,

@@ -87,7 +87,8 @@ test.after.always(async () => {
   await report({
     part: 'flip-sweep',
     failure: 'random bit flips in compressed LevelDB tables of a 1,000-record-segment queue',
-    guarantee: 'every pushed ID is returned intact or named (EVAQ_CORRUPTION ids, dropped events, repair ranges); counters add up; new IDs above every ID issued',
+    guarantee: 'every pushed ID is returned intact or named (EVAQ_CORRUPTION ids, dropped events, repair ranges); ' +
+      'counters add up; new IDs above every ID issued',
     test: 'test/reliability/flip-sweep.test.ts',
     cycles: damaged,
     acknowledged: checked,
@@ -140,7 +141,18 @@ interface Consumed {
  * as a subscriber or as a reader.
  */
 async function consume (t: ExecutionContext, dir: string, mode: 'subscriber' | 'read', records: number): Promise<Consumed> {
-  const c: Consumed = { returned: new Map(), named: new Set(), errors: [], finished: false, count: 0, quarantined: 0, corruptionEvents: 0, nextIdAfter: 0, rangeless: 0, degraded: [] }
+  const c: Consumed = {
+    returned: new Map(),
+    named: new Set(),
+    errors: [],
+    finished: false,
+    count: 0,
+    quarantined: 0,
+    corruptionEvents: 0,
+    nextIdAfter: 0,
+    rangeless: 0,
+    degraded: [],
+  }
   const name = (first: number, last: number): void => { for (let id = first; id <= last; id++) c.named.add(id) }
   let q: Evaq
   try {
@@ -212,7 +224,8 @@ async function cycle (t: ExecutionContext, kind: Kind, records: number, seed: nu
       c = await consume(t, copies[mode], mode, records)
     } catch (err) {
       lostTotal += records
-      t.fail(`${kind} seed ${seed}, ${mode} (${where.join(' ')}): ${err instanceof EvaqError ? err.code : ''} ${(err as Error).message} ${String((err as Error).cause ?? '')}`)
+      t.fail(`${kind} seed ${seed}, ${mode} (${where.join(' ')}): ` +
+        `${err instanceof EvaqError ? err.code : ''} ${(err as Error).message} ${String((err as Error).cause ?? '')}`)
       continue
     }
     const what = `${kind} seed ${seed}, ${mode} (${where.join(' ')}; errors ${c.errors.join(',') || 'none'})`
@@ -235,7 +248,6 @@ async function cycle (t: ExecutionContext, kind: Kind, records: number, seed: nu
     if (c.quarantined === 0 && c.named.size === 0) t.is(c.count, records, `${what}: nothing damaged, everything counted`)
   }
 }
-
 
 test('50,000 records, 20 bit flips in the tables: every ID is returned intact or named', async t => {
   t.timeout(120_000)

@@ -211,7 +211,9 @@ async function runWriter (label: string, fault: Fault | undefined, when: number,
         case 'F': run.failures.push({ key: a, code: b, sha: c }); break
         case 'D': run.events.push('degraded'); run.degraded.push(a); break
         case 'W': run.whileDegraded = a; break
-        case 'Q': run.reads = { ok: Number(a), codes: JSON.parse(b) as Record<string, number>, messages: JSON.parse(c || '{}') as Record<string, string> }; break
+        case 'Q':
+          run.reads = { ok: Number(a), codes: JSON.parse(b) as Record<string, number>, messages: JSON.parse(c || '{}') as Record<string, string> }
+          break
         case 'V': run.events.push('recovered'); run.recovered.push(a); break
         case 'T': run.gaveUp = true; break
         case 'C': run.closed = a; break
@@ -257,7 +259,9 @@ async function checkRestart (dir: string, seeds: ReadonlyMap<number, string>, ru
     const got = stored.get(id)
     if (got === undefined) { lost++; missing.push(id) } else if (got !== digest) { lost++; problems.push(`acknowledged ID ${id} holds a different payload`) }
   }
-  if (missing.length > 0) problems.push(`${missing.length} acknowledged record(s) missing, IDs ${missing.slice(0, 20).join(',')}${missing.length > 20 ? ',…' : ''}`)
+  if (missing.length > 0) {
+    problems.push(`${missing.length} acknowledged record(s) missing, IDs ${missing.slice(0, 20).join(',')}${missing.length > 20 ? ',…' : ''}`)
+  }
   const presentFailed = new Set<string>()
   for (const [id, digest] of stored) {
     if (acked.get(id) === digest) continue
@@ -306,7 +310,9 @@ function describeRun (run: Run): string {
     `${run.injected.length} call(s) failed by strace (${[...new Set(run.injected.map(l => /^\d+\s+(\w+)\(/.exec(l)?.[1] ?? '?'))].join(',') || '-'}); ${run.acks.length} acknowledged, ${run.failures.length} failed ` +
     `(${run.failures.length > 0 ? [...new Set(run.failures.map(f => f.code))].join(',') : '-'}), ` +
     `${run.ackedAfterRecovery} acknowledged after recovery; reads while degraded ${JSON.stringify(run.reads)}; ` +
-    (r === undefined ? 'no restart check' : `after restart: ${r.acknowledged} acknowledged checked, lost ${r.lost}, failed pushes stored ${r.failedPresent}, not stored ${r.failedAbsent}`) +
+    (r === undefined
+      ? 'no restart check'
+      : `after restart: ${r.acknowledged} acknowledged checked, lost ${r.lost}, failed pushes stored ${r.failedPresent}, not stored ${r.failedAbsent}`) +
     (run.engineCorruption.length > 0 ? `; LevelDB dropped log data when evaq reopened it: ${run.engineCorruption.map(l => l.replace(/^\S+ \S+ /, '')).join(' | ')}` : '')
 }
 
@@ -384,7 +390,8 @@ maybe(`negative control: under the same strace without injection nothing fails, 
   t.deepEqual(run.events, [], 'the queue never degraded')
   t.true(run.acks.length > 0, 'pushes were acknowledged')
   const problems = errorProblems(run)
-  t.true(problems.includes('no push failed') && problems.some(p => p.startsWith('strace injected nothing')), `the error checks fail without injection: ${problems.join('; ')}`)
+  t.true(problems.includes('no push failed') && problems.some(p => p.startsWith('strace injected nothing')),
+    `the error checks fail without injection: ${problems.join('; ')}`)
   t.true(recoveryProblems(run).length > 0, 'the recovery checks fail without a failure')
   t.deepEqual(run.restart?.problems, [], 'the restart check finds every acknowledged record')
 })
@@ -400,7 +407,8 @@ test.after.always(async () => {
   await report({
     part: 'io-errors',
     failure: 'EIO/ENOSPC injected (strace) into fdatasync and write on LevelDB\'s log',
-    guarantee: 'the push gets EVAQ_IO, never a false acknowledgement; evaq degrades and recovers by itself; every acknowledged record survives (a failed push may be stored too)',
+    guarantee: 'the push gets EVAQ_IO, never a false acknowledgement; evaq degrades and recovers by itself; ' +
+      'every acknowledged record survives (a failed push may be stored too)',
     test: 'test/reliability/io-errors.test.ts',
     cycles: runs.length,
     acknowledged: runs.reduce((n, r) => n + (r.restart?.acknowledged ?? 0), 0),

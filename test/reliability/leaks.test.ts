@@ -48,7 +48,11 @@ const RSS_SLACK = 64 * 1024 * 1024
 
 interface Done { done: true, pushed: number, delivered: number }
 
-async function runWorker (dir: string, mode: 'opens' | 'ops', count: number): Promise<{ samples: Sample[], done: Done | undefined, code: number | null, stderr: string }> {
+async function runWorker (
+  dir: string,
+  mode: 'opens' | 'ops',
+  count: number
+): Promise<{ samples: Sample[], done: Done | undefined, code: number | null, stderr: string }> {
   const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', WORKER, dir, mode, String(count)], { stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
@@ -93,7 +97,8 @@ function flat (samples: readonly Sample[], closed: boolean): string[] {
   return problems
 }
 
-const results: Record<'opens' | 'ops', { cycles: number, pushed: number, delivered: number, problems: string[] } | undefined> = { opens: undefined, ops: undefined }
+type LoopResult = { cycles: number, pushed: number, delivered: number, problems: string[] }
+const results: Record<'opens' | 'ops', LoopResult | undefined> = { opens: undefined, ops: undefined }
 
 async function leakRun (t: ExecutionContext, mode: 'opens' | 'ops', count: number): Promise<void> {
   t.timeout(Math.max(120_000, count * (mode === 'opens' ? 200 : 20)))
@@ -109,12 +114,14 @@ async function leakRun (t: ExecutionContext, mode: 'opens' | 'ops', count: numbe
   const last = run.samples.at(-1)
   if (first !== undefined && last !== undefined) {
     t.log(`${count} ${mode}: descriptors ${first.fds} → ${last.fds}, resources ${JSON.stringify(first.resources)} → ${JSON.stringify(last.resources)}, ` +
-      `heap without code ${MiB(first.heapData)} → ${MiB(last.heapData)} (with code ${MiB(first.heapUsed)} → ${MiB(last.heapUsed)}), ArrayBuffers ${MiB(first.arrayBuffers)} → ${MiB(last.arrayBuffers)}, rss ${MiB(first.rss)} → ${MiB(last.rss)}`)
+      `heap without code ${MiB(first.heapData)} → ${MiB(last.heapData)} (with code ${MiB(first.heapUsed)} → ${MiB(last.heapUsed)}), ` +
+      `ArrayBuffers ${MiB(first.arrayBuffers)} → ${MiB(last.arrayBuffers)}, rss ${MiB(first.rss)} → ${MiB(last.rss)}`)
   }
   t.deepEqual(problems, [])
 }
 
-test(`${OPENS} open/close cycles (failed second opens, abandoned generators, a next() waiting at close): descriptors and handles flat, heap bounded`, async t => {
+test(`${OPENS} open/close cycles (failed second opens, abandoned generators, a next() waiting at close): ` +
+  'descriptors and handles flat, heap bounded', async t => {
   await leakRun(t, 'opens', OPENS)
 })
 
@@ -142,14 +149,17 @@ for (const when of ['called just before close()', 'already waiting when close() 
     let settled: string | undefined
     const pending = sub.next({ waitMs: 60_000, signal: ac.signal }).then(
       b => { settled = `resolved ${b === undefined ? 'undefined' : 'a batch'}` },
-      (err: { code?: string }) => { settled = err.code },
+      (err: { code?: string }) => { settled = err.code }
     )
     if (when === 'already waiting when close() is called') {
       for (let i = 0; i < 1000 && sub.waiting === 0; i++) await new Promise(resolve => setImmediate(resolve))
       t.is(sub.waiting, 1)
     }
     await q.close()
-    for (let i = 0; i < 20 && settled === undefined; i++) await new Promise(resolve => setImmediate(resolve))
+    for (let i = 0; i < 20; i++) {
+      if (settled !== undefined) break
+      await new Promise(resolve => setImmediate(resolve))
+    }
     t.is(settled, 'EVAQ_CLOSED')
     ac.abort()
     await pending
@@ -168,7 +178,8 @@ test.after.always('report', async () => {
     cycles: (opens?.cycles ?? 0) + (ops?.cycles ?? 0),
     acknowledged: (opens?.delivered ?? 0) + (ops?.delivered ?? 0),
     lost: Math.max(0, (opens?.pushed ?? 0) - (opens?.delivered ?? 0)) + Math.max(0, (ops?.pushed ?? 0) - (ops?.delivered ?? 0)),
-    note: `${opens === undefined ? 'open/close loop did not run' : `${opens.cycles} open/close cycles`}, ${ops === undefined ? 'push/ack loop did not run' : `${ops.cycles} push/ack cycles`}` +
+    note: `${opens === undefined ? 'open/close loop did not run' : `${opens.cycles} open/close cycles`}, ` +
+      `${ops === undefined ? 'push/ack loop did not run' : `${ops.cycles} push/ack cycles`}` +
       (problems.length > 0 ? `; FAILED: ${problems[0]}` : ''),
   })
 })

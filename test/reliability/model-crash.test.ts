@@ -57,7 +57,11 @@ const payload = fc.string({ minLength: 0, maxLength: 24 })
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.array(payload, { minLength: 1, maxLength: 4 }).map(payloads => ({ kind: 'push', payloads }) as const) },
   { weight: 1, arbitrary: fc.array(fc.nat(), { minLength: 1, maxLength: 3 }).map(picks => ({ kind: 'remove', picks }) as const) },
-  { weight: 3, arbitrary: fc.record({ sub: fc.constantFrom(0 as const, 1 as const), maxCount: fc.integer({ min: 1, max: 6 }), ack: fc.boolean() }).map(c => ({ kind: 'consume', ...c }) as const) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ sub: fc.constantFrom(0 as const, 1 as const), maxCount: fc.integer({ min: 1, max: 6 }), ack: fc.boolean() })
+      .map(c => ({ kind: 'consume', ...c }) as const),
+  }
 )
 const roundArb: fc.Arbitrary<Round> = fc.array(opArb, { minLength: 1, maxLength: 10 }).chain(ops =>
   fc.option(fc.integer({ min: 0, max: ops.length }), { freq: 3 }).map(crashAfter => ({ ops, crashAfter: crashAfter ?? undefined })))
@@ -142,7 +146,13 @@ async function verifyLog (m: Model, ctx: Ctx, inFlight: ReadonlyMap<string, numb
 }
 
 /** Run one round; when it crashed, also what was acknowledged at the crash. */
-async function runRound (s: fc.Scheduler, m: Model, ctx: Ctx, round: Round, image: string): Promise<{ crashed: boolean, pending: Map<string, number>, snapshot?: Snapshot }> {
+async function runRound (
+  s: fc.Scheduler,
+  m: Model,
+  ctx: Ctx,
+  round: Round,
+  image: string
+): Promise<{ crashed: boolean, pending: Map<string, number>, snapshot?: Snapshot }> {
   /** Payloads of pushes not acknowledged (yet): what may be stored without the model knowing the ID. */
   const pending = new Map<string, number>()
   const add = (p: string, n: number): void => { pending.set(p, (pending.get(p) ?? 0) + n) }
@@ -168,7 +178,9 @@ async function runRound (s: fc.Scheduler, m: Model, ctx: Ctx, round: Round, imag
 async function runOp (s: fc.Scheduler, m: Model, ctx: Ctx, op: Op, pending: (p: string, n: number) => void): Promise<void> {
   if (op.kind === 'push') {
     for (const p of op.payloads) pending(p, 1)
-    const ids = op.payloads.length === 1 ? [await s.schedule(ctx.q.wal.push(op.payloads[0]!), 'push')] : await s.schedule(ctx.q.wal.pushMany(op.payloads), 'pushMany')
+    const ids = op.payloads.length === 1
+      ? [await s.schedule(ctx.q.wal.push(op.payloads[0]!), 'push')]
+      : await s.schedule(ctx.q.wal.pushMany(op.payloads), 'pushMany')
     ids.forEach((id, i) => {
       if (m.pushed.has(id)) fail(`ID ${id} issued twice`)
       m.pushed.set(id, op.payloads[i]!)
@@ -230,7 +242,14 @@ interface Snapshot {
 }
 
 function takeSnapshot (m: Model): Snapshot {
-  return { live: new Set(m.live), removed: new Set(m.removed), acked: m.acked.map(s => new Set(s)), acking: m.acking.map(s => new Set(s)), pushed: new Map(m.pushed), highestAcked: m.highestAcked }
+  return {
+    live: new Set(m.live),
+    removed: new Set(m.removed),
+    acked: m.acked.map(s => new Set(s)),
+    acking: m.acking.map(s => new Set(s)),
+    pushed: new Map(m.pushed),
+    highestAcked: m.highestAcked,
+  }
 }
 
 /**

@@ -50,7 +50,9 @@ const CATALOG: Row[] = [
   {
     part: 'crash-loop',
     failure: 'Process crash (SIGKILL) at random moments and at named points inside evaq',
-    guarantee: "No acknowledged push lost (every durability mode), IDs never reused, subscribers at-least-once (nothing acked with ackDurability 'sync' redelivered, nothing unacked missing), every in-flight removeWal call all or nothing, the database always opens",
+    guarantee: 'No acknowledged push lost (every durability mode), IDs never reused, subscribers at-least-once ' +
+      "(nothing acked with ackDurability 'sync' redelivered, nothing unacked missing), every in-flight removeWal call all or nothing, " +
+      'the database always opens',
     test: 'test/reliability/crash-points.test.ts',
   },
   {
@@ -74,7 +76,8 @@ const CATALOG: Row[] = [
   {
     part: 'disk-full',
     failure: 'Disk full (small tmpfs and ext4 loop image)',
-    guarantee: "EVAQ_AT_CAPACITY before ENOSPC; on ENOSPC: EVAQ_IO, status 'degraded', reads go on, recovery by itself once space is freed; every acknowledged record intact",
+    guarantee: "EVAQ_AT_CAPACITY before ENOSPC; on ENOSPC: EVAQ_IO, status 'degraded', reads go on, recovery by itself once space is freed; " +
+      'every acknowledged record intact',
     test: 'test/reliability/disk-full.test.ts',
   },
   {
@@ -86,25 +89,30 @@ const CATALOG: Row[] = [
   {
     part: 'corruption',
     failure: 'Flipped bytes, truncated log, missing or empty table, damaged MANIFEST and CURRENT',
-    guarantee: 'No record failing its CRC returned; damaged records quarantined and counted; consumers get past unreadable blocks; a compaction meeting one is repaired by evaq itself; a lost log tail is reported and its IDs never issued again; evaq check reports, evaq repair backs up and repairs',
+    guarantee: 'No record failing its CRC returned; damaged records quarantined and counted; consumers get past unreadable blocks; ' +
+      'a compaction meeting one is repaired by evaq itself; a lost log tail is reported and its IDs never issued again; ' +
+      'evaq check reports, evaq repair backs up and repairs',
     test: 'test/reliability/corruption.test.ts',
   },
   {
     part: 'flip-sweep',
     failure: 'Bytes flipped in table and log files at many seeds, and the 50,000-record experiment with 20 flips in tables',
-    guarantee: 'Every ID pushed is returned intact or named (EVAQ_CORRUPTION ids, dropped events, quarantine counters) and never returned changed; repair counts add up; new IDs above every ID issued',
+    guarantee: 'Every ID pushed is returned intact or named (EVAQ_CORRUPTION ids, dropped events, quarantine counters) and never returned changed; ' +
+      'repair counts add up; new IDs above every ID issued',
     test: 'test/reliability/flip-sweep.test.ts',
   },
   {
     part: 'disk-full-service',
     failure: 'Disk full under the service (tmpfs 16 MiB, 8 HTTP pushers of 64 KiB)',
-    guarantee: 'A push waiting for room is answered 503 EVAQ_AT_CAPACITY with Retry-After within the push timeout and stores nothing; /readyz says full; once space is freed the same pushers succeed',
+    guarantee: 'A push waiting for room is answered 503 EVAQ_AT_CAPACITY with Retry-After within the push timeout and stores nothing; ' +
+      '/readyz says full; once space is freed the same pushers succeed',
     test: 'test/reliability/disk-full-service.test.ts',
   },
   {
     part: 'model-crash',
     failure: 'Process crash at moments fast-check picks while producers, removers and consumers run concurrently in scheduler-chosen orders',
-    guarantee: 'Acknowledged pushes, removals and acks survive; in-flight ones are whole or absent; IDs never reused; subscribers at-least-once, never a record twice under one lease',
+    guarantee: 'Acknowledged pushes, removals and acks survive; in-flight ones are whole or absent; IDs never reused; ' +
+      'subscribers at-least-once, never a record twice under one lease',
     test: 'test/reliability/model-crash.test.ts',
   },
   {
@@ -150,7 +158,9 @@ async function main (): Promise<void> {
   const all = (await readdir(HERE)).filter(f => f.endsWith('.test.ts')).sort()
   const files = filters.length === 0 ? all : all.filter(f => filters.some(x => f.includes(x)))
   const legacyRuns = process.env.EVAQ_SOAK_LEGACY_RUNS === undefined ? LEGACY_RUNS_DEFAULT : Number(process.env.EVAQ_SOAK_LEGACY_RUNS)
-  if (!Number.isSafeInteger(legacyRuns) || legacyRuns < 0) throw new Error(`EVAQ_SOAK_LEGACY_RUNS must be a non-negative integer, got ${process.env.EVAQ_SOAK_LEGACY_RUNS}`)
+  if (!Number.isSafeInteger(legacyRuns) || legacyRuns < 0) {
+    throw new Error(`EVAQ_SOAK_LEGACY_RUNS must be a non-negative integer, got ${process.env.EVAQ_SOAK_LEGACY_RUNS}`)
+  }
   const legacy = filters.length === 0 || filters.some(x => x === 'legacy') ? legacyRuns : 0
 
   // Cycle counts: every cycles('NAME', short) in the files that run.
@@ -264,7 +274,8 @@ async function main (): Promise<void> {
     '',
     `Soak of ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${duration(totalMs)}` +
       (filters.length > 0 ? ` (only ${filters.join(', ')})` : '') +
-      `: ${countLine || 'no cycle counts'}; the SIGKILL loops of test/crash.test.ts and test/subscriber-crash.test.ts ${legacy === 0 ? 'not run' : `${legacy} run(s) each`}.`,
+      `: ${countLine || 'no cycle counts'}; the SIGKILL loops of test/crash.test.ts and test/subscriber-crash.test.ts ` +
+      `${legacy === 0 ? 'not run' : `${legacy} run(s) each`}.`,
     ...(notes.length > 0 ? ['', 'Notes reported by the parts:', '', ...notes.map(cell)] : []),
     END,
   ].join('\n')

@@ -63,7 +63,10 @@ export class Api {
     } catch {
       json = undefined
     }
-    if (!res.ok) throw new ApiError(res.status, typeof json?.code === 'string' ? json.code : `HTTP_${res.status}`, typeof json?.message === 'string' ? json.message : text.slice(0, 200))
+    if (!res.ok) {
+      const code = typeof json?.code === 'string' ? json.code : `HTTP_${res.status}`
+      throw new ApiError(res.status, code, typeof json?.message === 'string' ? json.message : text.slice(0, 200))
+    }
     return json
   }
 

@@ -183,7 +183,9 @@ function failed (err) {
   }
   const banner = byId('banner')
   banner.hidden = false
-  setText(banner, err instanceof ApiError ? `The service answered ${err.status} ${err.code}: ${err.message}` : `Cannot reach the service (${err instanceof Error ? err.message : String(err)}); retrying.`)
+  setText(banner, err instanceof ApiError
+    ? `The service answered ${err.status} ${err.code}: ${err.message}`
+    : `Cannot reach the service (${err instanceof Error ? err.message : String(err)}); retrying.`)
 }
 
 function schedule () {
@@ -230,7 +232,9 @@ async function submitToken () {
     await api.get('/v1/overview', token)
   } catch (err) {
     error.hidden = false
-    setText(error, err instanceof ApiError && err.code === 'EVAQ_UNAUTHORIZED' ? 'That token was refused (EVAQ_UNAUTHORIZED).' : `Cannot check the token: ${err instanceof Error ? err.message : String(err)}`)
+    setText(error, err instanceof ApiError && err.code === 'EVAQ_UNAUTHORIZED'
+      ? 'That token was refused (EVAQ_UNAUTHORIZED).'
+      : `Cannot check the token: ${err instanceof Error ? err.message : String(err)}`)
     input.select()
     return
   } finally {
@@ -265,7 +269,8 @@ function renderOverview (overview) {
   setText(status, overview.status)
   status.dataset.state = overview.status
   const disk = overview.disk
-  setText(byId('disk'), `disk ${formatBytes(disk.usedBytes)}${disk.maxDiskBytes === undefined ? '' : ` of ${formatBytes(disk.maxDiskBytes)}`}${disk.full ? ' · full' : ''}`)
+  const budget = disk.maxDiskBytes === undefined ? '' : ` of ${formatBytes(disk.maxDiskBytes)}`
+  setText(byId('disk'), `disk ${formatBytes(disk.usedBytes)}${budget}${disk.full ? ' · full' : ''}`)
   if (api.token !== undefined) byId('signout').hidden = false
 
   for (const log of overview.logs) {
@@ -295,11 +300,15 @@ function renderOverview (overview) {
     setText(f.push, formatRate(rate?.push))
     setText(f.drain, formatRate(rate?.drain))
     setText(f.ids, log.firstId === undefined ? `next ID ${log.nextId}` : `IDs ${log.firstId}–${log.lastId}`)
-    setText(f.extra, [log.dropped.records > 0 ? `${formatCount(log.dropped.records)} dropped` : '', log.quarantined > 0 ? `${formatCount(log.quarantined)} quarantined` : ''].filter(Boolean).join(' · '))
+    setText(f.extra, [
+      log.dropped.records > 0 ? `${formatCount(log.dropped.records)} dropped` : '',
+      log.quarantined > 0 ? `${formatCount(log.quarantined)} quarantined` : '',
+    ].filter(Boolean).join(' · '))
     drawRates(card.chart, history.rates, SAMPLES)
     card.card.dataset.pushed = String(history.pushed)
     card.card.dataset.drained = String(history.drained)
-    card.chart.setAttribute('aria-label', `${LABELS[log.name]} push and drain rate over the last ${history.rates.length} samples: now ${formatRate(rate?.push)} pushed, ${formatRate(rate?.drain)} drained`)
+    card.chart.setAttribute('aria-label', `${LABELS[log.name]} push and drain rate over the last ${history.rates.length} samples: ` +
+      `now ${formatRate(rate?.push)} pushed, ${formatRate(rate?.drain)} drained`)
     if (log.name !== 'wal') setText(byId(`count-${log.name}`), formatCount(log.count))
   }
   renderSubscribers(overview)
@@ -333,7 +342,15 @@ function cardOf (name) {
   if (existing !== undefined) return existing
   /** @param {string} key */
   const value = key => h('dd', { 'data-field': key })
-  const fields = { count: value('count'), bytes: value('bytes'), oldest: value('oldest'), push: value('push'), drain: value('drain'), ids: h('span', { 'data-field': 'ids' }), extra: h('span', { 'data-field': 'extra', class: 'warn-text' }) }
+  const fields = {
+    count: value('count'),
+    bytes: value('bytes'),
+    oldest: value('oldest'),
+    push: value('push'),
+    drain: value('drain'),
+    ids: h('span', { 'data-field': 'ids' }),
+    extra: h('span', { 'data-field': 'extra', class: 'warn-text' }),
+  }
   const chart = rateChart(`${LABELS[name]} push and drain rate`)
   const card = h('article', { class: 'card', 'data-testid': `log-${name}`, 'aria-labelledby': `log-${name}-h` },
     h('h3', { id: `log-${name}-h` }, LABELS[name], ' ', h('span', { class: 'muted small' }, fields.ids), ' ', fields.extra),
@@ -357,7 +374,15 @@ function renderSubscribers (overview) {
   table.hidden = rows.length === 0
   byId('subs-empty').hidden = rows.length > 0
   const t = now()
-  const signature = JSON.stringify(rows.map(r => [r.log, r.name, r.lagRecords, r.lagBytes, r.inFlight, Math.floor(r.oldestUnackedAgeMs / 1000), Math.floor((t - r.lastActiveAt) / 1000)]))
+  const signature = JSON.stringify(rows.map(r => [
+    r.log,
+    r.name,
+    r.lagRecords,
+    r.lagBytes,
+    r.inFlight,
+    Math.floor(r.oldestUnackedAgeMs / 1000),
+    Math.floor((t - r.lastActiveAt) / 1000),
+  ]))
   if (signature === state.subsSignature) return
   state.subsSignature = signature
   const body = table.tBodies[0]
@@ -436,18 +461,30 @@ function recordRow (r) {
    * @param {string} what
    * @param {string} [cls]
    */
-  const button = (action, label, what, cls) => h('button', { type: 'button', class: cls, 'data-action': action, 'data-key': `${action}:${r.id}`, 'aria-label': `${label} ${what}`, onclick: () => act(action, r.id) }, label)
+  const button = (action, label, what, cls) => h('button', {
+    type: 'button',
+    class: cls,
+    'data-action': action,
+    'data-key': `${action}:${r.id}`,
+    'aria-label': `${label} ${what}`,
+    onclick: () => act(action, r.id),
+  }, label)
   const what = `${LABELS[log]} record ${r.id}`
   return h('tr', { 'data-id': r.id },
     h('th', { scope: 'row', class: 'num', 'data-label': 'ID', 'data-field': 'id' }, String(r.id)),
     h('td', { 'data-label': log === 'dlq' ? 'Failed' : 'Parked', 'data-at': time, 'data-kind': 'ago', title: isoTime(time) }),
     h('td', { class: 'num', 'data-label': 'Size', 'data-field': 'size' }, formatBytes(r.size)),
-    h('td', { class: 'payload-cell', 'data-label': 'Payload', 'data-field': 'payload' }, h('code', {}, shown.text), shown.note === undefined ? null : h('span', { class: 'note' }, ` (${shown.note})`)),
+    h('td', { class: 'payload-cell', 'data-label': 'Payload', 'data-field': 'payload' },
+      h('code', {}, shown.text), shown.note === undefined ? null : h('span', { class: 'note' }, ` (${shown.note})`)),
     h('td', { class: 'num', 'data-label': 'Attempts', 'data-field': 'attempts' }, retry.attempts === undefined ? '–' : String(retry.attempts)),
     h('td', { class: 'error-cell', 'data-label': 'Last error', 'data-field': 'error', title: lastError?.message ?? '' },
       lastError === undefined ? '–' : [lastError.code === undefined ? null : h('strong', {}, lastError.code, ' '), clip(lastError.message, 120)]),
     log === 'dlq'
-      ? h('td', { 'data-label': 'Next attempt', 'data-field': 'next', ...(retry.nextAttemptAt === undefined ? {} : { 'data-at': retry.nextAttemptAt, 'data-kind': 'until', title: isoTime(retry.nextAttemptAt) }) }, retry.nextAttemptAt === undefined ? '–' : '')
+      ? h('td', {
+        'data-label': 'Next attempt',
+        'data-field': 'next',
+        ...(retry.nextAttemptAt === undefined ? {} : { 'data-at': retry.nextAttemptAt, 'data-kind': 'until', title: isoTime(retry.nextAttemptAt) }),
+      }, retry.nextAttemptAt === undefined ? '–' : '')
       : h('td', { 'data-label': 'Reason', 'data-field': 'reason' }, retry.reason ?? '–'),
     h('td', { class: 'actions-cell' },
       button('view', 'View', what),
@@ -518,7 +555,9 @@ async function act (action, id) {
   const what = `${LABELS[log]} record ${id}`
   if (action === 'view') return viewRecord(log, id)
   const ok = action === 'requeue'
-    ? await confirmAction(`Requeue ${what}?`, log === 'dlq' ? 'It is pushed to the WAL as a new record and leaves the DLQ.' : 'It goes back to the DLQ, due now, with its attempts reset.', 'Requeue')
+    ? await confirmAction(`Requeue ${what}?`,
+      log === 'dlq' ? 'It is pushed to the WAL as a new record and leaves the DLQ.' : 'It goes back to the DLQ, due now, with its attempts reset.',
+      'Requeue')
     : await confirmAction(`Purge ${what}?`, 'It is deleted for good.', 'Purge')
   if (!ok) return
   await run(async () => {
@@ -538,7 +577,9 @@ async function actOnAll (action) {
   const count = state.overview?.logs.find(l => l.name === log)?.count ?? 0
   const records = `${formatCount(count)} ${LABELS[log]} record${count === 1 ? '' : 's'}`
   const ok = action === 'requeue'
-    ? await confirmAction(log === 'dlq' ? `Requeue all ${records} to the WAL?` : `Requeue all ${records} to the DLQ?`, log === 'dlq' ? 'Each is pushed to the WAL as a new record and leaves the DLQ.' : 'They go back to the DLQ, due now, with their attempts reset.', 'Requeue all')
+    ? await confirmAction(log === 'dlq' ? `Requeue all ${records} to the WAL?` : `Requeue all ${records} to the DLQ?`,
+      log === 'dlq' ? 'Each is pushed to the WAL as a new record and leaves the DLQ.' : 'They go back to the DLQ, due now, with their attempts reset.',
+      'Requeue all')
     : await confirmAction(`Purge all ${records}?`, 'They are deleted for good. Records that arrive meanwhile stay.', 'Purge all')
   if (!ok) return
   await run(async () => {
@@ -633,7 +674,8 @@ async function viewRecord (log, id) {
   const bytes = decodeBase64(r.preview)
   const truncated = r.size > bytes.length
   const shown = preview(bytes, state.format, truncated)
-  fields.push(['Payload', `as ${state.format}${truncated ? `, the first ${formatBytes(bytes.length)}` : ''}${shown.note === undefined ? '' : ` (${shown.note})`}`])
+  const first = truncated ? `, the first ${formatBytes(bytes.length)}` : ''
+  fields.push(['Payload', `as ${state.format}${first}${shown.note === undefined ? '' : ` (${shown.note})`}`])
   setText(byId('record-title'), `${LABELS[log]} record ${id}`)
   byId('record-fields').replaceChildren(...fields.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))
   setText(byId('record-payload'), shown.text)

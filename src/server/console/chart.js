@@ -49,8 +49,10 @@ export function drawRates (svg, samples, capacity) {
   const max = Math.max(1, ...samples.map(s => Math.max(s.push, s.drain)))
   const step = WIDTH / Math.max(1, capacity - 1)
   const offset = WIDTH - step * (samples.length - 1)
+  /** @param {number} v */
+  const y = v => (HEIGHT - PAD - (v / max) * (HEIGHT - 2 * PAD)).toFixed(1)
   /** @param {(s: RateSample) => number} pick */
-  const points = pick => samples.map((s, i) => `${(offset + i * step).toFixed(1)},${(HEIGHT - PAD - (pick(s) / max) * (HEIGHT - 2 * PAD)).toFixed(1)}`).join(' ')
+  const points = pick => samples.map((s, i) => `${(offset + i * step).toFixed(1)},${y(pick(s))}`).join(' ')
   const [drain, push] = svg.querySelectorAll('polyline')
   drain?.setAttribute('points', points(s => s.drain))
   push?.setAttribute('points', points(s => s.push))
