@@ -66,3 +66,11 @@ function distance (a: string, b: string): number {
   }
   return row[b.length]!
 }
+
+/** An integer at least `min`, or Infinity (a bound that may be left open: maxBytes, maxCount). */
+export function bound (name: string, value: unknown, min: number): number {
+  if (typeof value !== 'number' || Number.isNaN(value) || value < min || (!Number.isInteger(value) && value !== Infinity)) {
+    throw invalid(name, `an integer >= ${min} or Infinity`, value)
+  }
+  return value
+}

@@ -69,7 +69,9 @@ export class Moves {
     for (const [seq, intent] of await this.pending()) {
       const from = logs.get(intent.from)
       const to = logs.get(intent.to)
-      if (from === undefined || to === undefined) throw new EvaqError('EVAQ_CORRUPTION', `Move intent ${seq} names an unknown log (${intent.from} to ${intent.to})`)
+      if (from === undefined || to === undefined) {
+        throw new EvaqError('EVAQ_CORRUPTION', `Move intent ${seq} names an unknown log (${intent.from} to ${intent.to})`)
+      }
       if (intent.toId === undefined) {
         await from.deleteIntent(seq)
       } else if (await from.has(intent.id)) {

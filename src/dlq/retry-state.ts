@@ -162,7 +162,11 @@ function writeU64 (buf: Buffer, at: number, value: number): void {
  * The failure history both retry states carry (attempts, first and last failure, last error,
  * source): from what a record was pushed with, else from its stored error and push time.
  */
-export function failureHistory (s: Partial<RetryState> | Partial<ParkedState>, pushedAt: number, error: RecordError | undefined): Omit<RetryState, 'nextAttemptAt'> {
+export function failureHistory (
+  s: Partial<RetryState> | Partial<ParkedState>,
+  pushedAt: number,
+  error: RecordError | undefined
+): Omit<RetryState, 'nextAttemptAt'> {
   const lastError = s.lastError ?? attemptError(error)
   const source = s.source ?? error?.source
   return {

@@ -28,7 +28,7 @@ export class RetryStates<S extends RetryState | ParkedState> implements LogSidec
     private readonly extras: OwnKeys,
     private readonly intents: MoveIntents,
     private readonly policy: StatePolicy<S>,
-    private readonly schedule: Schedule | undefined,
+    private readonly schedule: Schedule | undefined
   ) {}
 
   /** A new batch for the log's writeOwn. */

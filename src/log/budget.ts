@@ -22,7 +22,6 @@ export interface FullEvent {
   readonly freeBytes: number
 }
 
-
 /**
  * The disk budget of one data directory. Usage is what the directory really occupies (the sum of
  * its files, measured every maintenance tick and after compactions) plus the payload bytes
@@ -56,7 +55,7 @@ export class DiskBudget implements Admission {
     private readonly dir: string,
     private readonly options: BudgetOptions,
     private readonly logs: () => readonly Log[],
-    private readonly events: { full (e: FullEvent): void, drain (): void },
+    private readonly events: { full (e: FullEvent): void, drain (): void }
   ) {}
 
   get limited (): boolean {
@@ -91,8 +90,10 @@ export class DiskBudget implements Admission {
     const shortage = this.shortage(bytes) ?? this.describe(this.options.maxDiskBytes === undefined ? 'minFreeDiskBytes' : 'maxDiskBytes')
     this.setFull(shortage, bytes)
     switch (this.options.onFull) {
-      case 'reject':
-        throw new EvaqError('EVAQ_AT_CAPACITY', `The data directory is at its budget (${shortage.reason}: ${shortage.usedBytes} bytes used, ${shortage.freeBytes} free)`)
+      case 'reject': {
+        const { reason, usedBytes, freeBytes } = shortage
+        throw new EvaqError('EVAQ_AT_CAPACITY', `The data directory is at its budget (${reason}: ${usedBytes} bytes used, ${freeBytes} free)`)
+      }
       case 'drop-oldest': {
         const made = this.making.then(() => this.makeRoom(log, bytes))
         this.making = made.catch(() => {})
@@ -258,4 +259,3 @@ async function freeBytes (dir: string): Promise<number> {
   const s = await statfs(dir)
   return s.bavail * s.bsize
 }
-

@@ -3,7 +3,6 @@ import type { FullPolicy } from '../options.js'
 import type { Admission, Log } from './log.js'
 import { waitForRoom, type Waiter } from './space-waiters.js'
 
-
 /**
  * The byte cap of one log (`retention.<log>.maxBytes`): live payload bytes plus those pushed and
  * not yet committed may not pass it. A push that would pass it waits, fails or drops the log's
@@ -18,7 +17,7 @@ export class ByteCap implements Admission {
     private readonly log: () => Log,
     readonly maxBytes: number,
     readonly policy: FullPolicy,
-    private readonly next: Admission,
+    private readonly next: Admission
   ) {}
 
   private over (bytes: number): number {
@@ -29,7 +28,8 @@ export class ByteCap implements Admission {
   admit (log: Log, bytes: number, signal: AbortSignal | undefined): Promise<void> | undefined {
     if (this.waiters.length === 0 && this.over(bytes) <= 0) return this.next.admit(log, bytes, signal)
     if (bytes > this.maxBytes || this.policy === 'reject') {
-      throw new EvaqError('EVAQ_AT_CAPACITY', `${log.name} holds ${log.liveBytes + log.bufferedBytes} bytes; ${bytes} more would pass its maxBytes (${this.maxBytes})`)
+      const held = log.liveBytes + log.bufferedBytes
+      throw new EvaqError('EVAQ_AT_CAPACITY', `${log.name} holds ${held} bytes; ${bytes} more would pass its maxBytes (${this.maxBytes})`)
     }
     if (this.policy === 'drop-oldest') {
       const made = this.making.then(() => this.dropFor(bytes))
@@ -77,4 +77,3 @@ export class ByteCap implements Admission {
     for (const w of this.waiters.splice(0)) w.reject(err)
   }
 }
-

@@ -42,7 +42,7 @@ export class Cleanup {
    */
   private async deleteOldest (
     take: (s: SegmentSummary, liveCount: number, liveBytes: number) => boolean,
-    dropped: DropReason | undefined,
+    dropped: DropReason | undefined
   ): Promise<{ records: number, bytes: number, segments: number }> {
     const floor = this.t.counters.floor
     const watermark = this.t.watermark

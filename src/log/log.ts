@@ -365,7 +365,6 @@ export class Log implements LogView {
     }
   }
 
-
   /** Resolves once every push, removal, deletion and progress write made so far has settled. */
   async drain (): Promise<void> {
     await this.t.writer.drain()

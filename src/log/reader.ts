@@ -84,9 +84,11 @@ export class Reader {
     }
     // A reader that keeps up asks for the segment right after the one it read last: serve it,
     // and the ones after it, from the cache of recently written segments without LevelDB.
-    for (let cached = this.t.ctx.segments.get(this.t.cacheKey(start)); cached !== undefined && start <= watermark;) {
+    for (;;) {
+      // take() moves `start` past each segment it took.
+      const cached = start <= watermark ? this.t.ctx.segments.get(this.t.cacheKey(start)) : undefined
+      if (cached === undefined) break
       if (!await take(cached)) return this.withExtras(out)
-      cached = this.t.ctx.segments.get(this.t.cacheKey(start))
     }
     if (start > watermark) return this.withExtras(out)
     const first = await this.t.segmentStart(start)

@@ -225,7 +225,6 @@ export class RemovalLane {
     if (deleted.length > 0) this.after.headMoved()
   }
 
-
   /** The live segment holding `id`, with a private copy of its removal set, or null. */
   private async locate (id: number, working: Map<number, Touched | null>): Promise<Touched | null> {
     const first = await this.t.segmentStart(id)

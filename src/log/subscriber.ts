@@ -1,5 +1,5 @@
 import { EvaqError, invalid } from '../errors.js'
-import { integer, rejectUnknown } from '../options.js'
+import { bound, integer, rejectUnknown } from '../validate.js'
 import { IdRanges } from './id-ranges.js'
 import type { QueueRecord, SubscriberInfo } from './types.js'
 
@@ -41,7 +41,6 @@ export interface Batch {
   /** Give the records back: they are delivered again after `delayMs` (default 0). */
   nack (options?: { delayMs?: number }): Promise<void>
 }
-
 
 /** What a subscriber persists: enough to resume right after its acknowledgements. */
 export interface Progress {
@@ -98,7 +97,8 @@ export function checkSubscriberName (name: unknown): string {
 export function checkSubscribeOptions (options: unknown): Required<SubscribeOptions> {
   if (options === undefined) return { start: 'earliest', ...SUBSCRIBER_DEFAULTS }
   if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
-  const { start = 'earliest', leaseMs = SUBSCRIBER_DEFAULTS.leaseMs, maxDeliveries = SUBSCRIBER_DEFAULTS.maxDeliveries, ...rest } = options as Record<string, unknown>
+  const o = options as Record<string, unknown>
+  const { start = 'earliest', leaseMs = SUBSCRIBER_DEFAULTS.leaseMs, maxDeliveries = SUBSCRIBER_DEFAULTS.maxDeliveries, ...rest } = o
   rejectUnknown(rest, ['start', 'leaseMs', 'maxDeliveries'], ' of subscribe()')
   if (start !== 'earliest' && start !== 'latest' && (typeof start !== 'number' || !Number.isSafeInteger(start) || start < 0)) {
     throw invalid('start', "'earliest', 'latest' or an ID", start)
@@ -152,8 +152,9 @@ export class Subscriber {
 
   /** Every ID below this is acknowledged. */
   get floor (): number {
-    for (const id of this.outstanding.keys()) return id // Map order is delivery order: the lowest ID first
-    return this.cursor
+    // Map order is delivery order: the first key is the lowest ID outstanding.
+    const first = this.outstanding.keys().next()
+    return first.done === true ? this.cursor : first.value
   }
 
   get lastActiveAt (): number {
@@ -170,7 +171,7 @@ export class Subscriber {
     this.acked.pruneBelow(floor)
     this.persistedActiveAt = this._lastActiveAt
     this.persistedFloor = floor
-    return { v: 1, start: this.start, floor, acked: this.acked.toJSON(), leaseMs: this.leaseMs, maxDeliveries: this.maxDeliveries, createdAt: this.createdAt, lastActiveAt: this._lastActiveAt }
+    return this.progressWith(floor, this.acked)
   }
 
   /**
@@ -306,11 +307,25 @@ export class Subscriber {
     const floor = this.floor
     const unknown = list.filter(id => !this.outstanding.has(id) && id >= floor && !this.acked.has(id))
     if (unknown.length > 0) {
-      throw new EvaqError('EVAQ_NOT_FOUND', `Subscriber ${this.name} was not delivered ${unknown.slice(0, 10).join(', ')}; nothing was acknowledged`, { ids: unknown })
+      const which = unknown.slice(0, 10).join(', ')
+      throw new EvaqError('EVAQ_NOT_FOUND', `Subscriber ${this.name} was not delivered ${which}; nothing was acknowledged`, { ids: unknown })
     }
     this._lastActiveAt = this.host.now()
     this.markAcked(list)
     await this.host.persist(this)
+  }
+
+  private progressWith (floor: number, acked: IdRanges): Progress {
+    return {
+      v: 1,
+      start: this.start,
+      floor,
+      acked: acked.toJSON(),
+      leaseMs: this.leaseMs,
+      maxDeliveries: this.maxDeliveries,
+      createdAt: this.createdAt,
+      lastActiveAt: this._lastActiveAt,
+    }
   }
 
   /**
@@ -325,7 +340,7 @@ export class Subscriber {
     const acked = IdRanges.from(this.acked.toJSON())
     if (this.outstanding.has(id)) acked.add(id)
     acked.pruneBelow(floor)
-    return { v: 1, start: this.start, floor, acked: acked.toJSON(), leaseMs: this.leaseMs, maxDeliveries: this.maxDeliveries, createdAt: this.createdAt, lastActiveAt: this._lastActiveAt }
+    return this.progressWith(floor, acked)
   }
 
   /** The acknowledgement of `id` that progressAcking wrote is durable: take it in memory. */
@@ -357,7 +372,8 @@ export class Subscriber {
     const list = toIdList(ids)
     const unknown = list.filter(id => !this.outstanding.has(id))
     if (unknown.length > 0) {
-      throw new EvaqError('EVAQ_NOT_FOUND', `Subscriber ${this.name} holds no lease on ${unknown.slice(0, 10).join(', ')}; nothing was nacked`, { ids: unknown })
+      const which = unknown.slice(0, 10).join(', ')
+      throw new EvaqError('EVAQ_NOT_FOUND', `Subscriber ${this.name} holds no lease on ${which}; nothing was nacked`, { ids: unknown })
     }
     const at = this.host.now() + delayMs
     for (const id of list) this.outstanding.get(id)!.visibleAt = at
@@ -450,10 +466,8 @@ function checkNextOptions (options: unknown): { maxBytes: number, maxCount: numb
   if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
   const { maxBytes = DEFAULT_NEXT_BYTES, maxCount = DEFAULT_NEXT_COUNT, waitMs = 0, signal, ...rest } = options as Record<string, unknown>
   rejectUnknown(rest, ['maxBytes', 'maxCount', 'waitMs', 'signal'], ' of next()')
-  if (typeof maxBytes !== 'number' || Number.isNaN(maxBytes) || maxBytes < 0 || (!Number.isInteger(maxBytes) && maxBytes !== Infinity)) throw invalid('maxBytes', 'an integer >= 0 or Infinity', maxBytes)
-  if (typeof maxCount !== 'number' || Number.isNaN(maxCount) || maxCount < 1 || (!Number.isInteger(maxCount) && maxCount !== Infinity)) throw invalid('maxCount', 'an integer >= 1 or Infinity', maxCount)
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('signal', 'an AbortSignal', signal)
-  return { maxBytes, maxCount, waitMs: integer('waitMs', waitMs, 0, 2_147_483_647), signal }
+  return { maxBytes: bound('maxBytes', maxBytes, 0), maxCount: bound('maxCount', maxCount, 1), waitMs: integer('waitMs', waitMs, 0, 2_147_483_647), signal }
 }
 
 function aborted (signal: AbortSignal): EvaqError {

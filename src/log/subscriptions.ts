@@ -28,7 +28,7 @@ export class Subscriptions {
     private readonly reader: Reader,
     private readonly cleanup: Cleanup,
     /** The log records are dead-lettered from (see LogContext.deadLetter). */
-    private readonly source: DeadLetterSource,
+    private readonly source: DeadLetterSource
   ) {
     this.host = this.makeHost()
   }
@@ -93,7 +93,8 @@ export class Subscriptions {
       return existing
     }
     const floor = o.start === 'earliest' ? this.t.counters.floor : o.start === 'latest' ? this.t.writer.next : Math.max(o.start, 1)
-    const sub = new Subscriber(this.host, name, { v: 1, start: floor, floor, acked: [], leaseMs: o.leaseMs, maxDeliveries: o.maxDeliveries, createdAt: now, lastActiveAt: now })
+    const progress = { v: 1 as const, start: floor, floor, acked: [], leaseMs: o.leaseMs, maxDeliveries: o.maxDeliveries, createdAt: now, lastActiveAt: now }
+    const sub = new Subscriber(this.host, name, progress)
     this.subs.set(name, sub)
     await this.persistProgress(sub, true)
     return sub
@@ -198,7 +199,8 @@ export class Subscriptions {
     }
     try {
       crashPoint('progress-write:before')
-      await this.t.write(batch, { [this.t.name]: expired > 0 ? { expiredSubscribers: expired } : {} }, this.t.ackSync, `Persisting the progress of ${dirty.length} subscriber(s) of ${this.t.name} failed`)
+      const delta = { [this.t.name]: expired > 0 ? { expiredSubscribers: expired } : {} }
+      await this.t.write(batch, delta, this.t.ackSync, `Persisting the progress of ${dirty.length} subscriber(s) of ${this.t.name} failed`)
       crashPoint('progress-write:after')
     } catch (err) {
       for (const [name, sub] of dirty) if (!this.dirtyProgress.has(name)) this.dirtyProgress.set(name, sub)

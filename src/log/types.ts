@@ -98,7 +98,6 @@ export interface DropEvent {
   readonly subscriber?: string
 }
 
-
 /** The highest ID a log can issue. */
 export const MAX_ID = Number.MAX_SAFE_INTEGER
 

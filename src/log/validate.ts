@@ -1,5 +1,5 @@
 import { EvaqError, invalid } from '../errors.js'
-import { rejectUnknown } from '../options.js'
+import { bound, rejectUnknown } from '../validate.js'
 import type { RecordError } from './types.js'
 
 /** Validation of what callers hand a log (IDs, read and push options), and the stored error's encoding. */
@@ -48,13 +48,10 @@ export function checkIds (value: unknown, name: string): number[] {
 
 export function checkReadOptions (options: unknown): { from: number, maxBytes: number, maxCount: number } {
   if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
-  const { from = 0, maxBytes = DEFAULT_READ_BYTES, maxCount = DEFAULT_READ_COUNT, ...rest } = options as Record<string, unknown>
-  const unknown = Object.keys(rest)
-  if (unknown.length > 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown read option \`${unknown[0]}\`; expected from, maxBytes or maxCount`)
+  rejectUnknown(options, ['from', 'maxBytes', 'maxCount'], ' of read()')
+  const { from = 0, maxBytes = DEFAULT_READ_BYTES, maxCount = DEFAULT_READ_COUNT } = options as Record<string, unknown>
   if (typeof from !== 'number' || !Number.isSafeInteger(from) || from < 0) throw invalid('from', 'an integer ID from 0 to 2^53-1', from)
-  if (typeof maxBytes !== 'number' || Number.isNaN(maxBytes) || maxBytes < 0 || (!Number.isInteger(maxBytes) && maxBytes !== Infinity)) throw invalid('maxBytes', 'an integer >= 0 or Infinity', maxBytes)
-  if (typeof maxCount !== 'number' || Number.isNaN(maxCount) || maxCount < 1 || (!Number.isInteger(maxCount) && maxCount !== Infinity)) throw invalid('maxCount', 'an integer >= 1 or Infinity', maxCount)
-  return { from, maxBytes, maxCount }
+  return { from, maxBytes: bound('maxBytes', maxBytes, 0), maxCount: bound('maxCount', maxCount, 1) }
 }
 
 /** The signal of a push's options; a push whose signal is already aborted stores nothing. */

@@ -215,7 +215,9 @@ export class RetryDaemon extends EventEmitter<RetryDaemonEvents> {
       return Promise.reject(err)
     }
     const timeoutMs = options.timeoutMs ?? this.options.stopTimeoutMs
-    if (typeof timeoutMs !== 'number' || !Number.isSafeInteger(timeoutMs) || timeoutMs < 0) return Promise.reject(invalid('timeoutMs', 'an integer >= 0', timeoutMs))
+    if (typeof timeoutMs !== 'number' || !Number.isSafeInteger(timeoutMs) || timeoutMs < 0) {
+      return Promise.reject(invalid('timeoutMs', 'an integer >= 0', timeoutMs))
+    }
     this.stopping = (async () => {
       if (this.timer !== undefined) clearTimeout(this.timer)
       this.unsubscribe?.()
@@ -227,7 +229,8 @@ export class RetryDaemon extends EventEmitter<RetryDaemonEvents> {
         let timer: NodeJS.Timeout | undefined
         await Promise.race([inFlight, new Promise<void>(resolve => { timer = setTimeout(resolve, timeoutMs) })])
         clearTimeout(timer)
-        for (const r of this.running.values()) r.controller.abort(new EvaqError('EVAQ_ABORTED', `The retry daemon stopped and gave the handler ${timeoutMs} ms`))
+        const reason = (): EvaqError => new EvaqError('EVAQ_ABORTED', `The retry daemon stopped and gave the handler ${timeoutMs} ms`)
+        for (const r of this.running.values()) r.controller.abort(reason())
         await inFlight
       }
       this.emit('stopped')
@@ -386,7 +389,8 @@ export class RetryDaemon extends EventEmitter<RetryDaemonEvents> {
       const startedAt = clock.now()
       // Written before the call: a crash counts this attempt once, and the record comes due
       // again after the backoff it would have had if the attempt had failed.
-      const counted: RetryState = { ...state, attempts: attempt, lastAttemptAt: startedAt, nextAttemptAt: scheduleTime(startedAt + backoffDelay(attempt + 1, backoff, random)) }
+      const nextAttemptAt = scheduleTime(startedAt + backoffDelay(attempt + 1, backoff, random))
+      const counted: RetryState = { ...state, attempts: attempt, lastAttemptAt: startedAt, nextAttemptAt }
       await dlq.updateState(id, state, counted, `Counting attempt ${attempt} of DLQ record ${id} failed`)
       crashPoint('retry:counted')
       this.counters.attempts++

@@ -1,4 +1,4 @@
-import { EvaqError, invalid } from '../errors.js'
+import { invalid } from '../errors.js'
 import type { Clock } from '../options.js'
 import { integer, isPlainObject as isObject, optionsObject, rejectUnknown } from '../validate.js'
 import type { BackoffOptions } from './backoff.js'
