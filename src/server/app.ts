@@ -344,41 +344,29 @@ export async function createApp (service: QueueService, options: AppOptions = {}
     schema: { params: SUB_PARAMS, body: NACK_BODY, response: { 200: COUNT_REPLY('nacked') } },
   }, async request => ({ nacked: await service.nack(request.params.log, request.params.name, request.body.ids, request.body.delayMs) }))
 
-  // ---- the DLQ ----------------------------------------------------------------------------------
+  // ---- the DLQ and parked records ---------------------------------------------------------------
 
-  app.get<{ Querystring: ReadQuery }>('/v1/dlq', {
-    schema: { querystring: READ_QUERY, response: { 200: RECORDS } },
-  }, async (request, reply) => {
-    const options = readOptions(request.query)
-    const records = await service.read('dlq', options.waitMs === 0 ? options : { ...options, signal: clientGone(reply) })
-    return { records: records.map(recordJson) }
-  })
+  const retryLogs = [
+    { log: 'dlq', requeue: service.requeueDeadLetters.bind(service), purge: service.purgeDeadLetters.bind(service) },
+    { log: 'parked', requeue: service.requeueParked.bind(service), purge: service.purgeParked.bind(service) },
+  ] as const
+  for (const { log, requeue, purge } of retryLogs) {
+    app.get<{ Querystring: ReadQuery }>(`/v1/${log}`, {
+      schema: { querystring: READ_QUERY, response: { 200: RECORDS } },
+    }, async (request, reply) => {
+      const options = readOptions(request.query)
+      const records = await service.read(log, options.waitMs === 0 ? options : { ...options, signal: clientGone(reply) })
+      return { records: records.map(recordJson) }
+    })
 
-  app.post<{ Body: { ids?: number[], all?: true } }>('/v1/dlq/requeue', {
-    schema: { body: SELECTION_BODY, response: { 200: IDS_REPLY } },
-  }, async request => ({ ids: await service.requeueDeadLetters(selection(request.body)) }))
+    app.post<{ Body: { ids?: number[], all?: true } }>(`/v1/${log}/requeue`, {
+      schema: { body: SELECTION_BODY, response: { 200: IDS_REPLY } },
+    }, async request => ({ ids: await requeue(selection(request.body)) }))
 
-  app.post<{ Body: { ids?: number[], all?: true } }>('/v1/dlq/purge', {
-    schema: { body: SELECTION_BODY, response: { 200: COUNT_REPLY('purged') } },
-  }, async request => ({ purged: await service.purgeDeadLetters(selection(request.body)) }))
-
-  // ---- parked records ---------------------------------------------------------------------------
-
-  app.get<{ Querystring: ReadQuery }>('/v1/parked', {
-    schema: { querystring: READ_QUERY, response: { 200: RECORDS } },
-  }, async (request, reply) => {
-    const options = readOptions(request.query)
-    const records = await service.read('parked', options.waitMs === 0 ? options : { ...options, signal: clientGone(reply) })
-    return { records: records.map(recordJson) }
-  })
-
-  app.post<{ Body: { ids?: number[], all?: true } }>('/v1/parked/requeue', {
-    schema: { body: SELECTION_BODY, response: { 200: IDS_REPLY } },
-  }, async request => ({ ids: await service.requeueParked(selection(request.body)) }))
-
-  app.post<{ Body: { ids?: number[], all?: true } }>('/v1/parked/purge', {
-    schema: { body: SELECTION_BODY, response: { 200: COUNT_REPLY('purged') } },
-  }, async request => ({ purged: await service.purgeParked(selection(request.body)) }))
+    app.post<{ Body: { ids?: number[], all?: true } }>(`/v1/${log}/purge`, {
+      schema: { body: SELECTION_BODY, response: { 200: COUNT_REPLY('purged') } },
+    }, async request => ({ purged: await purge(selection(request.body)) }))
+  }
 
   // ---- operations -------------------------------------------------------------------------------
 
