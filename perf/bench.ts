@@ -65,7 +65,16 @@ function parseConfig (): BenchConfig {
   const quick = values.quick === true
   const base = quick
     ? { durationMs: 1_500, warmupMs: 500, rounds: 1, pushDrainMs: 5_000, headRecords: 100_000, headIterations: 500, backlogBytes: 200 * MiB, quietWaitMs: 0 }
-    : { durationMs: 3_000, warmupMs: 750, rounds: 3, pushDrainMs: 60_000, headRecords: 1_000_000, headIterations: 2_000, backlogBytes: 2048 * MiB, quietWaitMs: 15_000 }
+    : {
+        durationMs: 3_000,
+        warmupMs: 750,
+        rounds: 3,
+        pushDrainMs: 60_000,
+        headRecords: 1_000_000,
+        headIterations: 2_000,
+        backlogBytes: 2048 * MiB,
+        quietWaitMs: 15_000,
+      }
   const number = (name: string, raw: string | undefined, fallback: number): number => {
     if (raw === undefined) return fallback
     const n = Number(raw)
@@ -124,7 +133,9 @@ async function main (): Promise<void> {
     `${config.rounds} round(s); payloads ${config.mode === 'quick' ? '1 KiB' : '100 B, 1 KiB and 16 KiB'}`)
   console.log(machineLine(facts) + (facts.disk === undefined ? '' : `, disk ${facts.disk}`))
   console.log(`load average ${loadBefore.join(', ')}`)
-  if (loadBefore[0]! / facts.cpuCount > 0.75) console.log(`WARNING: the 1-minute load average is ${loadBefore[0]} on ${facts.cpuCount} CPUs; the numbers will be noisy`)
+  if (loadBefore[0]! / facts.cpuCount > 0.75) {
+    console.log(`WARNING: the 1-minute load average is ${loadBefore[0]} on ${facts.cpuCount} CPUs; the numbers will be noisy`)
+  }
 
   const root = await mkdtemp(path.join(os.tmpdir(), 'evaq-bench-'))
   let redis: RedisServer | undefined
@@ -140,7 +151,8 @@ async function main (): Promise<void> {
   const pending: string[] = []
   const httpExists = existsSync(path.join(PERF_DIR, 'lib', 'http.ts')) && existsSync(path.join(PERF_DIR, '..', 'src', 'server'))
   if (!httpExists && selected('http')) {
-    pending.push('http: pending — `evaq serve` does not exist yet; autocannon against it (single-record and NDJSON batch POSTs) beside a no-op server on the same framework will run here once it does.')
+    pending.push('http: pending — `evaq serve` does not exist yet; autocannon against it (single-record and NDJSON batch POSTs) ' +
+      'beside a no-op server on the same framework will run here once it does.')
   }
   if (needsRedis) {
     if (redisVersion() === undefined) {

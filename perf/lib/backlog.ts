@@ -69,7 +69,8 @@ export async function runBacklog (dir: string, config: Config): Promise<BacklogR
   const sizes = requested.filter(n => n * BACKLOG_PAYLOAD * 3 < free)
   const note = sizes.length === requested.length
     ? undefined
-    : `Only ${(free / 2 ** 30).toFixed(1)} GiB free: stopped at ${int(sizes[sizes.length - 1] ?? 0)} records instead of ${int(requested[requested.length - 1]!)}.`
+    : `Only ${(free / 2 ** 30).toFixed(1)} GiB free: ` +
+      `stopped at ${int(sizes[sizes.length - 1] ?? 0)} records instead of ${int(requested[requested.length - 1]!)}.`
   if (note !== undefined) console.log(`backlog: ${note}`)
   const points: BacklogPoint[] = []
   let records = 0
@@ -99,8 +100,10 @@ export async function runBacklog (dir: string, config: Config): Promise<BacklogR
       writerCloseMs, dirBytes: await dirBytes(dir), first, second,
     }
     points.push(point)
-    console.log(`backlog ${int(records).padStart(10)} records (${(point.dirBytes / 1e6).toFixed(0)} MB on disk, built at ${int(point.buildMsgsPerSec)}/s, close ${writerCloseMs.toFixed(0)} ms): ` +
-      `open ${first.openMs.toFixed(0)} ms then ${second.openMs.toFixed(0)} ms; RSS after open + one read ${(first.rssAfterRead / 1e6).toFixed(0)} MB, ${(second.rssAfterRead / 1e6).toFixed(0)} MB`)
+    console.log(`backlog ${int(records).padStart(10)} records (${(point.dirBytes / 1e6).toFixed(0)} MB on disk, ` +
+      `built at ${int(point.buildMsgsPerSec)}/s, close ${writerCloseMs.toFixed(0)} ms): ` +
+      `open ${first.openMs.toFixed(0)} ms then ${second.openMs.toFixed(0)} ms; ` +
+      `RSS after open + one read ${(first.rssAfterRead / 1e6).toFixed(0)} MB, ${(second.rssAfterRead / 1e6).toFixed(0)} MB`)
   }
   return { payloadBytes: BACKLOG_PAYLOAD, requested, sizes, note, points }
 }

@@ -21,7 +21,12 @@ const COLORS: Record<SystemId, string> = {
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 
-const short = (n: number): string => n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e4 ? `${Math.round(n / 1e3)}k` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : `${Math.round(n)}`
+const short = (n: number): string => {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`
+  if (n >= 1e4) return `${Math.round(n / 1e3)}k`
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`
+  return `${Math.round(n)}`
+}
 
 export function throughputSvg (title: string, subtitle: string, groups: readonly ChartGroup[], names: Record<SystemId, string>): string {
   const values = groups.flatMap(g => g.bars.map(b => b.value)).filter(v => Number.isFinite(v) && v > 0)

@@ -85,7 +85,8 @@ export function payloadSource (bytes: number): () => Buffer {
 }
 
 /** Describes the payloads in the reports. */
-export const PAYLOAD_NOTE = `${PAYLOAD_POOL} distinct ${PAYLOAD_BYTES} B buffers of random bytes, used in turn (incompressible: no repeat within Snappy's 64 KiB)`
+export const PAYLOAD_NOTE = `${PAYLOAD_POOL} distinct ${PAYLOAD_BYTES} B buffers of random bytes, used in turn ` +
+  "(incompressible: no repeat within Snappy's 64 KiB)"
 
 // ---------------------------------------------------------------------------------------------
 // Samples and statistics
@@ -311,7 +312,13 @@ export function cpuMeter (servers: () => readonly number[] = runningServers): ()
     if (s0 === undefined || s1 === undefined) return { wallMs, ownCpus: round(ownCpus), otherCpus: undefined, stealCpus: undefined, load1: loadAverage()[0]! }
     // /proc/stat counts in USER_HZ ticks, 100 per second on Linux.
     const busy = (s1.busy - s0.busy) * 10 / wallMs
-    return { wallMs, ownCpus: round(ownCpus), otherCpus: round(Math.max(0, busy - ownCpus)), stealCpus: round((s1.steal - s0.steal) * 10 / wallMs), load1: loadAverage()[0]! }
+    return {
+      wallMs,
+      ownCpus: round(ownCpus),
+      otherCpus: round(Math.max(0, busy - ownCpus)),
+      stealCpus: round((s1.steal - s0.steal) * 10 / wallMs),
+      load1: loadAverage()[0]!,
+    }
   }
 }
 
@@ -404,7 +411,8 @@ function systemTicks (): { busy: number, steal: number } | undefined {
 export function formatCpu (c: CpuShare): string {
   return c.otherCpus === undefined
     ? `[load ${c.load1}]`
-    : `[CPUs: own ${c.ownCpus.toFixed(2)}, others ${c.otherCpus.toFixed(2)}${c.stealCpus! >= 0.05 ? `, steal ${c.stealCpus!.toFixed(2)}` : ''}; load ${c.load1}]`
+    : `[CPUs: own ${c.ownCpus.toFixed(2)}, others ${c.otherCpus.toFixed(2)}` +
+      `${c.stealCpus! >= 0.05 ? `, steal ${c.stealCpus!.toFixed(2)}` : ''}; load ${c.load1}]`
 }
 
 /** The 1, 5 and 15 minute load averages, rounded for the record. */
@@ -463,8 +471,11 @@ export function loadSentence (info: RunInfo): string {
     ? ''
     : ` Before each measurement the run waited (up to ${info.config.quietWaitMs / 1000} s) for other processes to use < 0.25 CPUs: ` +
       `${waited} of ${all.length} measurements had to wait${busy > 0 ? `, ${busy} gave up waiting` : ''}.`
+  const spread = others.length === 0
+    ? '.'
+    : `; other processes used ${Math.min(...others).toFixed(2)} to ${Math.max(...others).toFixed(2)} CPUs during the measurements.`
   return `Load average ${info.loadBefore[0]!.toFixed(2)} at the start, at most ${during.toFixed(2)} during the run (this benchmark alone adds 1 to 2)` +
-    (others.length === 0 ? '.' : `; other processes used ${Math.min(...others).toFixed(2)} to ${Math.max(...others).toFixed(2)} CPUs during the measurements.`) + wait
+    spread + wait
 }
 
 /** The load record both reports carry. */

@@ -52,7 +52,7 @@ export function selectedWorkloads (config: Config): Array<{ workload: WorkloadSp
 export async function runMatrixRound (
   round: number, config: Config, state: MatrixState, metered: Metered,
   makeDir: (name: string) => Promise<string>, removeDir: (dir: string) => Promise<void>,
-  redis: Parameters<SystemSpec['run']>[0]['redis'],
+  redis: Parameters<SystemSpec['run']>[0]['redis']
 ): Promise<void> {
   const workloads = selectedWorkloads(config)
   const order = round % 2 === 0 ? workloads : [...workloads].reverse()
@@ -174,7 +174,13 @@ const COLUMN_TITLES: Record<SystemId, string> = {
   bullmq: 'vs BullMQ',
 }
 
-const short = (n: number): string => !Number.isFinite(n) ? 'n/a' : n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e4 ? `${Math.round(n / 1e3)}k` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : `${Math.round(n)}`
+const short = (n: number): string => {
+  if (!Number.isFinite(n)) return 'n/a'
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`
+  if (n >= 1e4) return `${Math.round(n / 1e3)}k`
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`
+  return `${Math.round(n)}`
+}
 
 export function comparisonTable (state: MatrixState, ratios: readonly RatioResult[]): { header: string[], align: string[], rows: string[][] } {
   const header = ['scenario', 'payload', 'evaq', ...COLUMNS.map(c => COLUMN_TITLES[c])]
@@ -198,7 +204,8 @@ export function comparisonTable (state: MatrixState, ratios: readonly RatioResul
         return `${formatRatio(r.ratio)} (${base})`
       })
       const name = w.id === 'drain' ? `${w.title}` : w.title
-      rows.push([`\`${w.id}\`: ${name}${Number.isFinite(seg) && w.id !== 'seq' ? `; evaq segments of ${seg.toFixed(0)}` : ''}`, sizeName(size), evaqText, ...cells])
+      const segments = Number.isFinite(seg) && w.id !== 'seq' ? `; evaq segments of ${seg.toFixed(0)}` : ''
+      rows.push([`\`${w.id}\`: ${name}${segments}`, sizeName(size), evaqText, ...cells])
     }
   }
   return { header, align, rows }

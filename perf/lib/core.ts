@@ -13,7 +13,7 @@ import { Evaq, type EvaqOptions } from '../../src/index.js'
 import type { Log } from '../../src/log/log.js'
 import {
   CALLERS, type Config, loadRecord, loadSentence, type RunInfo, dirBytes, formatMet, formatRatio, gitRevision, int, type LatencySample, loadAverage, localDate,
-  machineLine, markdownTable, median, nextPayload, PAYLOAD_BYTES, PAYLOAD_NOTE, PERF_DIR, RESULTS_DIR, summarize, textTable,
+  machineLine, markdownTable, nextPayload, PAYLOAD_BYTES, PAYLOAD_NOTE, PERF_DIR, RESULTS_DIR, summarize, textTable,
   tick, updateReadme,
 } from './common.js'
 import type { RssChildArgs, RssGrowResult, RssReopenResult, RssSplit } from './rss-child.js'
@@ -100,7 +100,13 @@ export interface HeadReadResult {
   readonly loadAverage: readonly number[]
 }
 
-async function headPhase (q: Evaq, sub: Awaited<ReturnType<Evaq['wal']['subscribe']>>, phase: HeadPhaseName, iterations: number, dir: string): Promise<HeadPhase> {
+async function headPhase (
+  q: Evaq,
+  sub: Awaited<ReturnType<Evaq['wal']['subscribe']>>,
+  phase: HeadPhaseName,
+  iterations: number,
+  dir: string
+): Promise<HeadPhase> {
   const reads: number[] = []
   const nexts: number[] = []
   let anomalies = 0
@@ -226,7 +232,15 @@ export async function runRss (root: string, config: Config): Promise<RssResult> 
     console.log(`evaq-rss-backlog: ${note}`)
   }
   if (backlog < 16 * 2 ** 20) {
-    return { requestedBytes: requested, backlogBytes: 0, freeBytesBefore: free, note: `${note ?? ''} Skipped: less than 16 MiB of backlog fits.`.trim(), grow: undefined, reopen: undefined, loadAverage: load }
+    return {
+      requestedBytes: requested,
+      backlogBytes: 0,
+      freeBytesBefore: free,
+      note: `${note ?? ''} Skipped: less than 16 MiB of backlog fits.`.trim(),
+      grow: undefined,
+      reopen: undefined,
+      loadAverage: load,
+    }
   }
   const dir = path.join(root, 'rss-backlog')
   await mkdir(dir)
@@ -236,14 +250,18 @@ export async function runRss (root: string, config: Config): Promise<RssResult> 
     for (const s of grow.samples) {
       const rate = (s.pushed - prev.pushed) / (s.elapsedMs - prev.elapsedMs) * 1000
       prev = s
-      console.log(`evaq-rss-backlog ${String(Math.round(s.fraction * 100)).padStart(3)}%  backlog ${(s.backlogBytes / 2 ** 20).toFixed(0)} MiB at ${(s.elapsedMs / 1000).toFixed(1)} s ` +
+      console.log(`evaq-rss-backlog ${String(Math.round(s.fraction * 100)).padStart(3)}%  ` +
+        `backlog ${(s.backlogBytes / 2 ** 20).toFixed(0)} MiB at ${(s.elapsedMs / 1000).toFixed(1)} s ` +
         `(${int(rate)} msg/s since the last sample): RSS ${memText(s.rss, s.split)}; heap ${mb(s.heapUsed)}, external ${mb(s.external)}`)
     }
-    console.log(`evaq-rss-backlog peak RSS ${mb(grow.peakRss)} at ${(grow.peakAtMs / 1000).toFixed(1)} s (peak anon ${mb(grow.peakRssAnon ?? NaN)}, peak file ${mb(grow.peakRssFile ?? NaN)}); ` +
-      `pushed at ${int(grow.pushMsgsPerSec)} msg/s; dir ${mb(grow.dirBytes)}; before open ${mb(grow.rssBaseline)}, open ${memText(grow.rssOpen, grow.splitOpen)}`)
+    console.log(`evaq-rss-backlog peak RSS ${mb(grow.peakRss)} at ${(grow.peakAtMs / 1000).toFixed(1)} s ` +
+      `(peak anon ${mb(grow.peakRssAnon ?? NaN)}, peak file ${mb(grow.peakRssFile ?? NaN)}); ` +
+      `pushed at ${int(grow.pushMsgsPerSec)} msg/s; dir ${mb(grow.dirBytes)}; ` +
+      `before open ${mb(grow.rssBaseline)}, open ${memText(grow.rssOpen, grow.splitOpen)}`)
     const reopen = await runChild<RssReopenResult>({ phase: 'reopen', dir, backlogBytes: backlog })
     console.log(`evaq-rss-backlog reopen: ${reopen.openMs.toFixed(0)} ms, keysRead ${reopen.keysRead}, RSS ${memText(reopen.rssOpen, reopen.splitOpen)} ` +
-      `(before open ${mb(reopen.rssBaseline)}), after the first batch ${memText(reopen.rssAfterNext, reopen.splitAfterNext)} (next ${reopen.firstNextMs.toFixed(1)} ms)`)
+      `(before open ${mb(reopen.rssBaseline)}), ` +
+      `after the first batch ${memText(reopen.rssAfterNext, reopen.splitAfterNext)} (next ${reopen.firstNextMs.toFixed(1)} ms)`)
     return { requestedBytes: requested, backlogBytes: backlog, freeBytesBefore: free, note, grow, reopen, loadAverage: load }
   } finally {
     await rm(dir, { recursive: true, force: true })
@@ -290,9 +308,11 @@ export function coreRows (x: CoreInputs): CoreRow[] {
           const s = p[op]
           const base = fresh[op]
           const call = op === 'read' ? '`wal.read({ maxCount: 1 })`' : '`sub.next({ maxCount: 1 })`'
+          const cache = v.variant === 'defaults' ? 'segment cache on' : 'segmentCacheBytes 0'
+          const when = phase === 'after-acks' ? `after ${int(v.records)} acks` : 'after compact()'
           rows.push({
             id: `head-${v.variant}-${phase}-${op}`,
-            scenario: `\`evaq-head-read\` (${v.variant === 'defaults' ? 'segment cache on' : 'segmentCacheBytes 0'}), ${phase === 'after-acks' ? `after ${int(v.records)} acks` : 'after compact()'}: ${call} p99 (p50) vs a fresh queue`,
+            scenario: `\`evaq-head-read\` (${cache}), ${when}: ${call} p99 (p50) vs a fresh queue`,
             value: s.p99Us, valueText: `${us(s.p99Us)} (${us(s.p50Us)})`,
             baseline: base.p99Us, baselineText: `${us(base.p99Us)} (${us(base.p50Us)})`,
             ratio: s.p99Us / base.p99Us, target: 'p99 < 2 ms', met: s.p99Us < HEAD_P99_TARGET_US,
@@ -330,7 +350,8 @@ export function coreRows (x: CoreInputs): CoreRow[] {
           ratio: last.split.rssAnon / first.split.rssAnon, target: '—', met: undefined,
         })
       }
-      const rateOf = (a: { pushed: number, elapsedMs: number }, b: { pushed: number, elapsedMs: number }): number => (b.pushed - a.pushed) / (b.elapsedMs - a.elapsedMs) * 1000
+      const rateOf = (a: { pushed: number, elapsedMs: number }, b: { pushed: number, elapsedMs: number }): number =>
+        (b.pushed - a.pushed) / (b.elapsedMs - a.elapsedMs) * 1000
       const before = g.samples[g.samples.length - 2]!
       const firstRate = rateOf({ pushed: 0, elapsedMs: 0 }, first)
       const lastRate = rateOf(before, last)
@@ -407,7 +428,8 @@ export async function writeCore (info: RunInfo, inputs: CoreInputs, rows: readon
     config: {
       payloadBytes: PAYLOAD_BYTES,
       payload: PAYLOAD_NOTE,
-      evaqOptions: "defaults (durability 'sync', ackDurability 'sync'), except evaq-head-read: maintenanceIntervalMs 3,600,000 (both variants) and segmentCacheBytes 0 (the uncached variant)",
+      evaqOptions: "defaults (durability 'sync', ackDurability 'sync'), " +
+        'except evaq-head-read: maintenanceIntervalMs 3,600,000 (both variants) and segmentCacheBytes 0 (the uncached variant)',
       callers: CALLERS,
       fetch: FETCH,
       durationMs: config.durationMs,
@@ -415,7 +437,12 @@ export async function writeCore (info: RunInfo, inputs: CoreInputs, rows: readon
       rounds: config.rounds,
       quietWaitMs: config.quietWaitMs,
       headRead: { records: config.headRecords, chunk: HEAD_CHUNK, iterations: config.headIterations, warmupIterations: HEAD_WARMUP },
-      rssBacklog: { requestedBytes: config.backlogBytes, fractions: RSS_FRACTIONS, subscriber: `next({ maxCount: ${FETCH} }) + ack() once a second`, pushers: CALLERS },
+      rssBacklog: {
+        requestedBytes: config.backlogBytes,
+        fractions: RSS_FRACTIONS,
+        subscriber: `next({ maxCount: ${FETCH} }) + ack() once a second`,
+        pushers: CALLERS,
+      },
       targets: { headP99Us: HEAD_P99_TARGET_US, rssBytes: RSS_TARGET_BYTES, rssFlat: `RSS at 100% ≤ ${RSS_FLAT_TARGET}× RSS at 10%` },
     },
     scenarios: {
@@ -436,7 +463,9 @@ export async function writeCore (info: RunInfo, inputs: CoreInputs, rows: readon
   const jsonFile = path.join(RESULTS_DIR, `${date}-core.json`)
   await writeFile(jsonFile, json)
   const table = markdownTable(TABLE_HEADER, ['---', '---:', '---:', '---:', ':---:', ':---:'], tableRows(rows))
-  const backlog = inputs.rss === undefined ? '' : ` The RSS backlog was ${(inputs.rss.backlogBytes / 2 ** 30).toFixed(2)} GiB${inputs.rss.note === undefined ? '' : ` (${inputs.rss.note})`}.`
+  const backlog = inputs.rss === undefined
+    ? ''
+    : ` The RSS backlog was ${(inputs.rss.backlogBytes / 2 ** 30).toFixed(2)} GiB${inputs.rss.note === undefined ? '' : ` (${inputs.rss.note})`}.`
   const caption = `Measured ${date} on ${machineLine(facts)}. ${loadSentence(info)} ` +
     `${PAYLOAD_BYTES} B payloads, durable defaults.${backlog} See perf/README.md.`
   const md = [

@@ -134,7 +134,7 @@ interface Server {
 function startChild (args: readonly string[], listening: (line: Record<string, unknown>) => string | undefined): Promise<Server> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-    const exited = new Promise<void>(done => child.once('exit', () => done()))
+    const exited = new Promise<void>(_resolve => child.once('exit', () => _resolve()))
     let err = ''
     child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
     let started = false
@@ -159,7 +159,8 @@ function startChild (args: readonly string[], listening: (line: Record<string, u
 }
 
 async function startEvaq (dir: string, bodyLimit: number): Promise<Server> {
-  return startChild(['src/cli/main.ts', 'serve', '--data', dir, '--port', '0', '--body-limit', String(bodyLimit)], l => l.msg === 'evaq listening' ? l.url as string : undefined)
+  const args = ['src/cli/main.ts', 'serve', '--data', dir, '--port', '0', '--body-limit', String(bodyLimit)]
+  return startChild(args, l => l.msg === 'evaq listening' ? l.url as string : undefined)
 }
 
 function startNoop (bodyLimit: number): Promise<Server> {
@@ -314,7 +315,13 @@ export async function runHttpBench (partial: Partial<HttpBenchOptions> = {}): Pr
     for (const name of order) {
       const r = await scenario(name, options)
       results[name] = r
-      log(`round ${round + 1}/${options.rounds} ${name}${r.quiet === undefined ? '' : ` (waited ${(r.quiet.waitedMs / 1000).toFixed(0)} s for < ${QUIET_CPUS} busy CPUs: ${r.quiet.busyCpus})`}: ${r.requestsPerSecond.toLocaleString('en-US')} req/s, ${r.recordsPerSecond.toLocaleString('en-US')} rec/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}${r.stored === undefined ? '' : `, stored ${r.stored} of ${r.acknowledged} acknowledged`}`)
+      const quietText = r.quiet === undefined
+        ? ''
+        : ` (waited ${(r.quiet.waitedMs / 1000).toFixed(0)} s for < ${QUIET_CPUS} busy CPUs: ${r.quiet.busyCpus})`
+      const storedText = r.stored === undefined ? '' : `, stored ${r.stored} of ${r.acknowledged} acknowledged`
+      log(`round ${round + 1}/${options.rounds} ${name}${quietText}: ` +
+        `${r.requestsPerSecond.toLocaleString('en-US')} req/s, ${r.recordsPerSecond.toLocaleString('en-US')} rec/s, ` +
+        `p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}${storedText}`)
       // Requests in flight when autocannon stops (one per connection, per run) are stored but not counted.
       const inFlight = 2 * options.connections * (name.endsWith('ndjson') ? options.batchRecords : 1)
       if (r.stored !== undefined && (r.stored < r.acknowledged! || r.stored > r.acknowledged! + inFlight)) {
@@ -353,7 +360,16 @@ export async function runHttpBench (partial: Partial<HttpBenchOptions> = {}): Pr
       node: process.version,
       tmpdir: os.tmpdir(),
     },
-    options: { seconds: options.seconds, warmupSeconds: options.warmupSeconds, rounds: options.rounds, connections: options.connections, payloadBytes: options.payloadBytes, batchRecords: options.batchRecords, lineBytes: options.lineBytes, quietWaitSeconds: options.quietWaitSeconds },
+    options: {
+      seconds: options.seconds,
+      warmupSeconds: options.warmupSeconds,
+      rounds: options.rounds,
+      connections: options.connections,
+      payloadBytes: options.payloadBytes,
+      batchRecords: options.batchRecords,
+      lineBytes: options.lineBytes,
+      quietWaitSeconds: options.quietWaitSeconds,
+    },
     rounds,
     medians,
     singleRatio,
@@ -382,11 +398,19 @@ export function httpTable (r: HttpBenchResult): string {
     '',
     '| target | value | baseline | ratio | target | met? |',
     '| --- | ---: | ---: | ---: | :---: | :---: |',
-    ...r.targets.map(t => `| ${t.name} | ${n(t.value)} | ${t.baseline === undefined ? '—' : n(t.baseline)} | ${t.ratio === undefined ? '—' : `${t.ratio.toFixed(2)}×`} | ${t.target} | ${t.met ? 'yes' : 'NO'} |`),
+    ...r.targets.map(t => {
+      const baseline = t.baseline === undefined ? '—' : n(t.baseline)
+      const ratio = t.ratio === undefined ? '—' : `${t.ratio.toFixed(2)}×`
+      return `| ${t.name} | ${n(t.value)} | ${baseline} | ${ratio} | ${t.target} | ${t.met ? 'yes' : 'NO'} |`
+    }),
     '',
-    `Measured ${r.date} with \`npm run bench:http\` on ${r.machine.cpus}, ${r.machine.memory} RAM, ${r.machine.os}, Node ${r.machine.node}, data in ${r.machine.tmpdir}; ` +
-    `autocannon with ${o.connections} keep-alive connections in the harness process, each server a child process; medians of ${o.rounds} alternating rounds of ${o.seconds} s after ${o.warmupSeconds} s of warm-up; ` +
-    `durability \`sync\` (every acknowledged request fsynced). Load average ${r.loadAverage.start.toFixed(2)} at the start, ${r.loadAverage.end.toFixed(2)} at the end. ${quietLine(r)}The ratio is the median of per-round ratios.`,
+    `Measured ${r.date} with \`npm run bench:http\` on ${r.machine.cpus}, ${r.machine.memory} RAM, ${r.machine.os}, ` +
+    `Node ${r.machine.node}, data in ${r.machine.tmpdir}; ` +
+    `autocannon with ${o.connections} keep-alive connections in the harness process, each server a child process; ` +
+    `medians of ${o.rounds} alternating rounds of ${o.seconds} s after ${o.warmupSeconds} s of warm-up; ` +
+    'durability `sync` (every acknowledged request fsynced). ' +
+    `Load average ${r.loadAverage.start.toFixed(2)} at the start, ${r.loadAverage.end.toFixed(2)} at the end. ` +
+    `${quietLine(r)}The ratio is the median of per-round ratios.`,
   ]
   return lines.join('\n')
 }
@@ -396,7 +420,9 @@ function quietLine (r: HttpBenchResult): string {
   if (all.length === 0) return ''
   const waited = all.filter(q => q.waitedMs > 1500).length
   const loud = all.filter(q => q.busyCpus >= QUIET_CPUS).length
-  return `Before each measurement the run waited (up to ${r.options.quietWaitSeconds} s) for the machine to use < ${QUIET_CPUS} CPUs: ${waited} of ${all.length} measurements had to wait${loud > 0 ? `, ${loud} started on a busy machine (up to ${Math.max(...all.map(q => q.busyCpus)).toFixed(2)} CPUs)` : ''}. `
+  const loudText = loud > 0 ? `, ${loud} started on a busy machine (up to ${Math.max(...all.map(q => q.busyCpus)).toFixed(2)} CPUs)` : ''
+  return `Before each measurement the run waited (up to ${r.options.quietWaitSeconds} s) for the machine to use < ${QUIET_CPUS} CPUs: ` +
+    `${waited} of ${all.length} measurements had to wait${loudText}. `
 }
 
 const START = '<!-- bench:http:start -->'

@@ -60,8 +60,21 @@ export interface KafkaBenchResult {
   readonly loadAverageEnd: readonly number[]
   readonly rounds: readonly KafkaRound[]
   /** Medians over the rounds. */
-  readonly throughput: { readonly plain: number, readonly evaqBroker: number, readonly evaqLocal: number, readonly evaqLocalPersisted: number, readonly ratioBroker: number, readonly ratioLocal: number }
-  readonly latency: { readonly plain: Latency, readonly evaqBroker: Latency, readonly evaqLocal: Latency, readonly addedP50UsBroker: number, readonly addedP50UsLocal: number }
+  readonly throughput: {
+    readonly plain: number
+    readonly evaqBroker: number
+    readonly evaqLocal: number
+    readonly evaqLocalPersisted: number
+    readonly ratioBroker: number
+    readonly ratioLocal: number
+  }
+  readonly latency: {
+    readonly plain: Latency
+    readonly evaqBroker: Latency
+    readonly evaqLocal: Latency
+    readonly addedP50UsBroker: number
+    readonly addedP50UsLocal: number
+  }
 }
 
 const BROKERS = 3
@@ -118,7 +131,8 @@ export async function runKafkaBench (options: KafkaBenchOptions = {}): Promise<K
     scenario: 'kafka',
     date: new Date().toISOString(),
     config: { ...config, brokers: BROKERS, partitions: PARTITIONS, durability: 'sync' },
-    machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'CPU'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, ${platform()} ${release()}, Node ${process.version}`,
+    machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'CPU'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, ` +
+      `${platform()} ${release()}, Node ${process.version}`,
     loadAverage: loadStart.map(x => Math.round(x * 100) / 100),
     loadAverageEnd: loadavg().map(x => Math.round(x * 100) / 100),
     rounds,
@@ -154,7 +168,13 @@ async function plainKafka (producer: Producer, topic: string, config: Config, me
   }
 }
 
-async function withEvaq (producer: Producer, topic: string, mode: AwaitMode, config: Config, message: MessageOf): Promise<{ rate: number, persisted: number, latency: Latency }> {
+async function withEvaq (
+  producer: Producer,
+  topic: string,
+  mode: AwaitMode,
+  config: Config,
+  message: MessageOf
+): Promise<{ rate: number, persisted: number, latency: Latency }> {
   const dir = await mkdtemp(join(tmpdir(), 'evaq-bench-kafka-'))
   const evaq = await Evaq.open(dir)
   const ep = new EvacuatingProducer({ evaq, producer, topic, await: mode })
@@ -213,16 +233,26 @@ export function formatKafka (r: KafkaBenchResult): string {
   const rows = [
     '| comparison (A vs B), same mock cluster, same messages | A | B | A / B |',
     '| --- | ---: | ---: | ---: |',
-    `| Throughput, ${c.callers} callers, acked by the broker: evaq (\`await: 'broker'\`) vs plain kafkajs | ${int(t.evaqBroker)} msg/s | ${int(t.plain)} msg/s | ${ratio(t.ratioBroker)} |`,
-    `| Throughput, ${c.callers} callers, until \`flush()\`: evaq (\`await: 'local'\`) vs plain kafkajs | ${int(t.evaqLocal)} msg/s | ${int(t.plain)} msg/s | ${ratio(t.ratioLocal)} |`,
-    `| \`send()\` resolving once durable: evaq (\`await: 'local'\`, fsynced) vs plain kafkajs acked | ${int(t.evaqLocalPersisted)} msg/s | ${int(t.plain)} msg/s | ${ratio(t.evaqLocalPersisted / t.plain)} |`,
-    `| Latency p50, one caller: evaq (\`await: 'broker'\`) vs plain kafkajs (added: ${int(l.addedP50UsBroker)} µs) | ${int(l.evaqBroker.p50Us)} µs | ${int(l.plain.p50Us)} µs | ${ratio(l.evaqBroker.p50Us / l.plain.p50Us)} |`,
-    `| Latency p99, one caller: evaq (\`await: 'broker'\`) vs plain kafkajs | ${int(l.evaqBroker.p99Us)} µs | ${int(l.plain.p99Us)} µs | ${ratio(l.evaqBroker.p99Us / l.plain.p99Us)} |`,
-    `| Latency p50, one caller: evaq (\`await: 'local'\`, durable) vs plain kafkajs acked (added: ${int(l.addedP50UsLocal)} µs) | ${int(l.evaqLocal.p50Us)} µs | ${int(l.plain.p50Us)} µs | ${ratio(l.evaqLocal.p50Us / l.plain.p50Us)} |`,
+    `| Throughput, ${c.callers} callers, acked by the broker: evaq (\`await: 'broker'\`) vs plain kafkajs ` +
+      `| ${int(t.evaqBroker)} msg/s | ${int(t.plain)} msg/s | ${ratio(t.ratioBroker)} |`,
+    `| Throughput, ${c.callers} callers, until \`flush()\`: evaq (\`await: 'local'\`) vs plain kafkajs ` +
+      `| ${int(t.evaqLocal)} msg/s | ${int(t.plain)} msg/s | ${ratio(t.ratioLocal)} |`,
+    "| `send()` resolving once durable: evaq (`await: 'local'`, fsynced) vs plain kafkajs acked " +
+      `| ${int(t.evaqLocalPersisted)} msg/s | ${int(t.plain)} msg/s | ${ratio(t.evaqLocalPersisted / t.plain)} |`,
+    `| Latency p50, one caller: evaq (\`await: 'broker'\`) vs plain kafkajs (added: ${int(l.addedP50UsBroker)} µs) ` +
+      `| ${int(l.evaqBroker.p50Us)} µs | ${int(l.plain.p50Us)} µs | ${ratio(l.evaqBroker.p50Us / l.plain.p50Us)} |`,
+    "| Latency p99, one caller: evaq (`await: 'broker'`) vs plain kafkajs " +
+      `| ${int(l.evaqBroker.p99Us)} µs | ${int(l.plain.p99Us)} µs | ${ratio(l.evaqBroker.p99Us / l.plain.p99Us)} |`,
+    `| Latency p50, one caller: evaq (\`await: 'local'\`, durable) vs plain kafkajs acked (added: ${int(l.addedP50UsLocal)} µs) ` +
+      `| ${int(l.evaqLocal.p50Us)} µs | ${int(l.plain.p50Us)} µs | ${ratio(l.evaqLocal.p50Us / l.plain.p50Us)} |`,
   ]
-  const note = `Measured ${r.date.slice(0, 10)} on ${r.machine}; librdkafka's mock cluster (${c.brokers} brokers in one process on this machine), a topic of ${c.partitions} partitions, acks -1; ` +
-    `${int(c.messages)} messages of ${c.valueBytes} B (random) over ${c.keys} keys per throughput measurement, ${int(c.latencySamples)} sequential calls per latency measurement, one message per call; ` +
-    `evaq with durability 'sync' (an fsync per group commit); medians of ${c.rounds} alternating rounds (ratios: medians of per-round ratios). Load average (1, 5, 15 min) ${r.loadAverage.join(', ')} at the start and ${r.loadAverageEnd.join(', ')} at the end: ` +
+  const note = `Measured ${r.date.slice(0, 10)} on ${r.machine}; ` +
+    `librdkafka's mock cluster (${c.brokers} brokers in one process on this machine), a topic of ${c.partitions} partitions, acks -1; ` +
+    `${int(c.messages)} messages of ${c.valueBytes} B (random) over ${c.keys} keys per throughput measurement, ` +
+    `${int(c.latencySamples)} sequential calls per latency measurement, one message per call; ` +
+    "evaq with durability 'sync' (an fsync per group commit); " +
+    `medians of ${c.rounds} alternating rounds (ratios: medians of per-round ratios). ` +
+    `Load average (1, 5, 15 min) ${r.loadAverage.join(', ')} at the start and ${r.loadAverageEnd.join(', ')} at the end: ` +
     'the machine was shared with other work, which moves absolute numbers more than the ratios measured side by side. ' +
     'Generated by `npm run bench:kafka`.'
   return `${rows.join('\n')}\n\n${note}\n`

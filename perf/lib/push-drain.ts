@@ -86,6 +86,7 @@ export async function runPushDrain (dir: string, config: Config, durationMs: num
       }
     }
     const consumer = async (): Promise<void> => {
+      // eslint-disable-next-line no-unmodified-loop-condition -- set once the measurement ends, while this loop awaits
       while (!stop) {
         const b = await sub.next({ maxCount: FETCH, waitMs: 100 })
         if (b === undefined) continue

@@ -80,7 +80,8 @@ export function targets (r: Results): Target[] {
     const p99 = r.pushDrain.pushLatency.p99Us
     out.push({
       id: 'push-drain-p99', text: `steady state (push 256 callers + drain, ${(r.pushDrain.durationMs / 1000).toFixed(0)} s, 1 KiB): push p99`,
-      measured: `${(p99 / 1000).toFixed(2)} ms (p50 ${(r.pushDrain.pushLatency.p50Us / 1000).toFixed(2)} ms, p99.9 ${(r.pushDrain.pushLatency.p999Us / 1000).toFixed(2)} ms)`,
+      measured: `${(p99 / 1000).toFixed(2)} ms ` +
+        `(p50 ${(r.pushDrain.pushLatency.p50Us / 1000).toFixed(2)} ms, p99.9 ${(r.pushDrain.pushLatency.p999Us / 1000).toFixed(2)} ms)`,
       ratio: p99 / 5000, target: '≤ 5 ms', met: p99 <= 5000,
     })
   }
@@ -90,8 +91,11 @@ export function targets (r: Results): Target[] {
   if (lo !== undefined && hi !== undefined && hi !== lo) {
     const scaled = hi.records < 1e7 ? ` (largest backlog measured: ${int(hi.records)})` : ''
     out.push({
-      id: 'open-time', text: `open time, ${int(hi.records)} vs ${int(lo.records)} records (${r.backlog!.payloadBytes} B payloads), first open after the writer closed${scaled}`,
-      measured: `${hi.first.openMs.toFixed(0)} ms vs ${lo.first.openMs.toFixed(0)} ms (second open: ${hi.second.openMs.toFixed(0)} ms vs ${lo.second.openMs.toFixed(0)} ms)`,
+      id: 'open-time',
+      text: `open time, ${int(hi.records)} vs ${int(lo.records)} records (${r.backlog!.payloadBytes} B payloads), ` +
+        `first open after the writer closed${scaled}`,
+      measured: `${hi.first.openMs.toFixed(0)} ms vs ${lo.first.openMs.toFixed(0)} ms ` +
+        `(second open: ${hi.second.openMs.toFixed(0)} ms vs ${lo.second.openMs.toFixed(0)} ms)`,
       ratio: hi.first.openMs / lo.first.openMs, target: '≤ 2×', met: hi.first.openMs / lo.first.openMs <= 2,
     })
     out.push({
@@ -106,7 +110,13 @@ export function targets (r: Results): Target[] {
 const TARGET_HEADER = ['target', 'measured', 'ratio', 'goal', 'met?']
 
 function targetRows (ts: readonly Target[]): string[][] {
-  return ts.map(t => [t.text, t.measured + (t.note === undefined ? '' : ` (${t.note})`), t.ratio === undefined ? '—' : formatRatio(t.ratio), t.target, formatMet(t.met)])
+  return ts.map(t => [
+    t.text,
+    t.measured + (t.note === undefined ? '' : ` (${t.note})`),
+    t.ratio === undefined ? '—' : formatRatio(t.ratio),
+    t.target,
+    formatMet(t.met),
+  ])
 }
 
 function pushDrainRows (p: PushDrainResult): string[][] {
@@ -126,7 +136,10 @@ function backlogRows (b: BacklogResult): string[][] {
     `${(p.first.rssAfterRead / 1e6).toFixed(0)} MB`, `${p.first.firstReadMs.toFixed(1)} ms`, String(p.first.keysRead), `${p.writerCloseMs.toFixed(0)} ms`,
   ])
 }
-const BACKLOG_HEADER = ['backlog (records)', 'on disk', 'first open', 'second open', 'RSS after open + one read', 'first read (1,000)', 'keys read at open', "writer's close"]
+const BACKLOG_HEADER = [
+  'backlog (records)', 'on disk', 'first open', 'second open',
+  'RSS after open + one read', 'first read (1,000)', 'keys read at open', "writer's close",
+]
 
 /** Throughput groups for the chart: every msg/s workload at every size evaq ran. */
 function chartGroups (state: MatrixState): Array<{ label: string, bars: Array<{ system: SystemId, value: number }> }> {
@@ -155,7 +168,11 @@ export function printReport (r: Results): void {
   if (ts.length > 0) {
     console.log()
     console.log(textTable(TARGET_HEADER, targetRows(ts)))
-    for (const t of ts) if (t.perRound !== undefined && t.perRound.length > 1) console.log(`${t.id.padEnd(22)} per-round ratios: ${t.perRound.map(formatRatio).join(', ')}`)
+    for (const t of ts) {
+      if (t.perRound !== undefined && t.perRound.length > 1) {
+        console.log(`${t.id.padEnd(22)} per-round ratios: ${t.perRound.map(formatRatio).join(', ')}`)
+      }
+    }
   }
   if (r.pushDrain !== undefined) {
     console.log()
@@ -177,7 +194,15 @@ export async function writeReport (info: RunInfo, r: Results): Promise<void> {
   const date = localDate(startedAt)
   const prefix = config.mode === 'quick' ? 'quick' : date
   const written: string[] = []
-  const once = { mode: config.mode, startedAt: startedAt.toISOString(), finishedAt: info.finishedAt.toISOString(), git: gitRevision(), machine: facts, versions: r.versions, loadAverage: loadRecord(info) }
+  const once = {
+    mode: config.mode,
+    startedAt: startedAt.toISOString(),
+    finishedAt: info.finishedAt.toISOString(),
+    git: gitRevision(),
+    machine: facts,
+    versions: r.versions,
+    loadAverage: loadRecord(info),
+  }
   if (r.pushDrain !== undefined) {
     const file = path.join(RESULTS_DIR, `${prefix}-push-drain.json`)
     await writeFile(file, JSON.stringify({ benchmark: 'push-drain', ...once, cpu: info.cpu['push-drain'] ?? [], result: r.pushDrain }, null, 2) + '\n')
@@ -210,10 +235,13 @@ export async function writeReport (info: RunInfo, r: Results): Promise<void> {
         'messages per second, higher is better for evaq; for `seq` the cells compare p50 latencies of one call (evaq / baseline: ' +
         'lower is better for evaq). The grouped baselines (disk limit, classic-level batch, LevelDB ceiling, better-sqlite3 in ' +
         '`push-256` and `push-256-none`) write evaq\'s mean segment size of the same round as one synced group.',
-      '',
+      ''
     )
   }
-  if (groups.length > 0) sections.push(`![Throughput per scenario, evaq against its baselines](${config.mode === 'quick' ? `quick-${CHART}` : 'perf/results/' + CHART})`, '')
+  if (groups.length > 0) {
+    const chart = config.mode === 'quick' ? `quick-${CHART}` : 'perf/results/' + CHART
+    sections.push(`![Throughput per scenario, evaq against its baselines](${chart})`, '')
+  }
   if (ts.length > 0) {
     sections.push(markdownTable(TARGET_HEADER, ['---', '---:', '---:', ':---:', ':---:'], targetRows(ts)), '')
     sections.push(missed.length === 0
@@ -221,10 +249,13 @@ export async function writeReport (info: RunInfo, r: Results): Promise<void> {
       : `Missed in this run: ${missed.map(t => `${t.text} (${t.ratio === undefined ? t.measured : formatRatio(t.ratio)} against ${t.target})`).join('; ')}. ` +
         'What limits evaq there: [perf/README.md](perf/README.md#what-limits-evaq).', '')
   }
-  if (r.pushDrain !== undefined) sections.push(markdownTable(PUSH_DRAIN_HEADER, ['---', '---:', '---:', '---:', '---:', '---:', '---:'], pushDrainRows(r.pushDrain)), '')
+  if (r.pushDrain !== undefined) {
+    sections.push(markdownTable(PUSH_DRAIN_HEADER, ['---', '---:', '---:', '---:', '---:', '---:', '---:'], pushDrainRows(r.pushDrain)), '')
+  }
   if (r.backlog !== undefined && r.backlog.points.length > 0) {
     sections.push(markdownTable(BACKLOG_HEADER, ['---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:'], backlogRows(r.backlog)), '')
-    sections.push(`Backlog of ${r.backlog.payloadBytes} B records (10^7 × 1 KiB would not fit the run's time); each open in a fresh process.${r.backlog.note === undefined ? '' : ` ${r.backlog.note}`}`, '')
+    const backlogNote = r.backlog.note === undefined ? '' : ` ${r.backlog.note}`
+    sections.push(`Backlog of ${r.backlog.payloadBytes} B records (10^7 × 1 KiB would not fit the run's time); each open in a fresh process.${backlogNote}`, '')
   }
   for (const line of r.pending) sections.push(`${line}  `)
   const caption = `Measured ${date} on ${machineLine(facts)}${facts.disk === undefined ? '' : `, disk ${facts.disk}`}; ` +
@@ -236,7 +267,7 @@ export async function writeReport (info: RunInfo, r: Results): Promise<void> {
   await writeFile(mdFile, [
     '# evaq against the disk\'s limit and its peers',
     '',
-    `<!-- generated by perf/bench.ts; do not edit -->`,
+    '<!-- generated by perf/bench.ts; do not edit -->',
     '',
     body.replace(/\(perf\/results\//g, '(./').replace(/\(perf\/README\.md/g, '(../README.md'),
     '',

@@ -137,6 +137,7 @@ async function grow (dir: string, backlogBytes: number): Promise<RssGrowResult> 
   }
   let wake: (() => void) | undefined
   const reader = async (): Promise<void> => {
+    // eslint-disable-next-line no-unmodified-loop-condition -- the pusher sets it while this loop awaits
     while (!stop) {
       const b = await sub.next({ maxCount: FETCH })
       if (b !== undefined) {

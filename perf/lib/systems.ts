@@ -92,6 +92,7 @@ async function countSegments (dir: string): Promise<number> {
   await db.open()
   try {
     let n = 0
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars -- only the count of keys matters
     for await (const _ of db.keys({ gte: Buffer.from('!wal!'), lt: Buffer.from('!wal"') })) n++
     return n
   } finally {
@@ -411,12 +412,36 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
     sizes: ALL_SIZES,
     baselineSizes: ALL_SIZES,
     systems: [
-      { id: 'evaq', title: `evaq: ${CALLERS} callers, each \`await pushWal(payload)\` in a loop (durability 'sync')`, run: ctx => withEvaq(ctx.dir, {}, q => measureThroughput(ctx.config, CALLERS, 1, () => q.pushWal(ctx.payload()))) },
-      { id: 'fs', grouped: true, title: "disk limit: one writer appends evaq's mean segment of payloads to a file, fdatasync per group", run: ctx => fsGroup(ctx, ctx.group, true) },
+      {
+        id: 'evaq',
+        title: `evaq: ${CALLERS} callers, each \`await pushWal(payload)\` in a loop (durability 'sync')`,
+        run: ctx => withEvaq(ctx.dir, {}, q => measureThroughput(ctx.config, CALLERS, 1, () => q.pushWal(ctx.payload()))),
+      },
+      {
+        id: 'fs',
+        grouped: true,
+        title: "disk limit: one writer appends evaq's mean segment of payloads to a file, fdatasync per group",
+        run: ctx => fsGroup(ctx, ctx.group, true),
+      },
       { id: 'level-put', title: `classic-level: ${CALLERS} callers, \`put(key, payload, { sync: true })\``, run: ctx => levelPut(ctx, true) },
-      { id: 'level-batch', grouped: true, title: "classic-level: one writer, chained batches of evaq's mean segment size, `write({ sync: true })`", run: ctx => levelBatch(ctx, ctx.group, true) },
-      { id: 'level-segment', grouped: true, title: 'classic-level: one writer, one segment-sized value + a 256 B value per synced batch (the LevelDB ceiling for evaq)', run: ctx => levelSegment(ctx, ctx.group) },
-      { id: 'sqlite', grouped: true, title: "better-sqlite3: queue table, WAL, synchronous=FULL, one transaction per evaq mean segment of inserts", run: ctx => sqliteGroup(ctx, ctx.group, true) },
+      {
+        id: 'level-batch',
+        grouped: true,
+        title: "classic-level: one writer, chained batches of evaq's mean segment size, `write({ sync: true })`",
+        run: ctx => levelBatch(ctx, ctx.group, true),
+      },
+      {
+        id: 'level-segment',
+        grouped: true,
+        title: 'classic-level: one writer, one segment-sized value + a 256 B value per synced batch (the LevelDB ceiling for evaq)',
+        run: ctx => levelSegment(ctx, ctx.group),
+      },
+      {
+        id: 'sqlite',
+        grouped: true,
+        title: 'better-sqlite3: queue table, WAL, synchronous=FULL, one transaction per evaq mean segment of inserts',
+        run: ctx => sqliteGroup(ctx, ctx.group, true),
+      },
       { id: 'bullmq', needsRedis: true, title: `BullMQ: ${CALLERS} callers, \`queue.add\`, redis appendfsync always`, run: ctx => bullmqAdd(ctx, 'always') },
     ],
   },
@@ -428,7 +453,11 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
     sizes: ALL_SIZES,
     baselineSizes: ALL_SIZES,
     systems: [
-      { id: 'evaq', title: "evaq: `await pushWal(payload)` in sequence (durability 'sync')", run: ctx => withEvaq(ctx.dir, {}, q => measureLatency(ctx.config, () => q.pushWal(ctx.payload()))) },
+      {
+        id: 'evaq',
+        title: "evaq: `await pushWal(payload)` in sequence (durability 'sync')",
+        run: ctx => withEvaq(ctx.dir, {}, q => measureLatency(ctx.config, () => q.pushWal(ctx.payload()))),
+      },
       { id: 'fs', title: 'disk limit: write the payload to a file + fdatasync, per record', run: fsSeq },
       { id: 'level-put', title: 'classic-level: `put(key, payload, { sync: true })` in sequence', run: levelPutSeq },
       { id: 'sqlite', title: 'better-sqlite3: one INSERT per (autocommit) transaction, WAL, synchronous=FULL', run: sqliteSeq },
@@ -443,7 +472,11 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
     sizes: ALL_SIZES,
     baselineSizes: ALL_SIZES,
     systems: [
-      { id: 'evaq', title: `evaq: \`await pushWalMany(${MANY} payloads)\` in sequence`, run: ctx => withEvaq(ctx.dir, {}, q => measureThroughput(ctx.config, 1, MANY, () => q.pushWalMany(Array.from({ length: MANY }, ctx.payload)))) },
+      {
+        id: 'evaq',
+        title: `evaq: \`await pushWalMany(${MANY} payloads)\` in sequence`,
+        run: ctx => withEvaq(ctx.dir, {}, q => measureThroughput(ctx.config, 1, MANY, () => q.pushWalMany(Array.from({ length: MANY }, ctx.payload)))),
+      },
       { id: 'fs', grouped: true, title: "disk limit: append evaq's mean segment of payloads, fdatasync per group", run: ctx => fsGroup(ctx, ctx.group, true) },
       { id: 'level-batch', title: `classic-level: chained batches of ${MANY}, \`write({ sync: true })\``, run: ctx => levelBatch(ctx, MANY, true) },
       { id: 'sqlite', title: `better-sqlite3: transactions of ${MANY} inserts, synchronous=FULL`, run: ctx => sqliteGroup(ctx, MANY, true) },
@@ -458,12 +491,31 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
     sizes: [1024],
     baselineSizes: [1024],
     systems: [
-      { id: 'evaq', title: `evaq: ${CALLERS} callers, \`pushWal\`, durability 'none'`, run: ctx => withEvaq(ctx.dir, { durability: 'none' }, q => measureThroughput(ctx.config, CALLERS, 1, () => q.pushWal(ctx.payload()))) },
+      {
+        id: 'evaq',
+        title: `evaq: ${CALLERS} callers, \`pushWal\`, durability 'none'`,
+        run: ctx => withEvaq(ctx.dir, { durability: 'none' }, q => measureThroughput(ctx.config, CALLERS, 1, () => q.pushWal(ctx.payload()))),
+      },
       { id: 'fs', grouped: true, title: "disk (no sync): append evaq's mean segment of payloads, no fdatasync", run: ctx => fsGroup(ctx, ctx.group, false) },
       { id: 'level-put', title: `classic-level: ${CALLERS} callers, \`put\` without sync`, run: ctx => levelPut(ctx, false) },
-      { id: 'level-batch', grouped: true, title: "classic-level: chained batches of evaq's mean segment size, no sync", run: ctx => levelBatch(ctx, ctx.group, false) },
-      { id: 'sqlite', grouped: true, title: "better-sqlite3: transactions of evaq's mean segment size, WAL, synchronous=OFF", run: ctx => sqliteGroup(ctx, ctx.group, false) },
-      { id: 'bullmq', needsRedis: true, title: `BullMQ: ${CALLERS} callers, \`queue.add\`, redis appendfsync everysec (its default)`, run: ctx => bullmqAdd(ctx, 'everysec') },
+      {
+        id: 'level-batch',
+        grouped: true,
+        title: "classic-level: chained batches of evaq's mean segment size, no sync",
+        run: ctx => levelBatch(ctx, ctx.group, false),
+      },
+      {
+        id: 'sqlite',
+        grouped: true,
+        title: "better-sqlite3: transactions of evaq's mean segment size, WAL, synchronous=OFF",
+        run: ctx => sqliteGroup(ctx, ctx.group, false),
+      },
+      {
+        id: 'bullmq',
+        needsRedis: true,
+        title: `BullMQ: ${CALLERS} callers, \`queue.add\`, redis appendfsync everysec (its default)`,
+        run: ctx => bullmqAdd(ctx, 'everysec'),
+      },
     ],
   },
   {
@@ -474,10 +526,19 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
     sizes: ALL_SIZES,
     baselineSizes: [1024],
     systems: [
-      { id: 'evaq', title: `evaq: one subscriber, \`next({ maxCount: ${MANY} })\` + \`ack()\` (ackDurability 'sync'), cleanup in the background`, run: evaqDrain },
+      {
+        id: 'evaq',
+        title: `evaq: one subscriber, \`next({ maxCount: ${MANY} })\` + \`ack()\` (ackDurability 'sync'), cleanup in the background`,
+        run: evaqDrain,
+      },
       { id: 'level-batch', title: `classic-level: iterator of ${MANY} + a synced batch deleting them`, run: levelDrain },
       { id: 'sqlite', title: `better-sqlite3: SELECT … LIMIT ${MANY} + DELETE … WHERE id <= last (synchronous=FULL)`, run: sqliteDrain },
-      { id: 'bullmq', needsRedis: true, title: `BullMQ: a Worker (concurrency ${BULLMQ_CONCURRENCY}, no-op processor, removeOnComplete), appendfsync always`, run: bullmqDrain },
+      {
+        id: 'bullmq',
+        needsRedis: true,
+        title: `BullMQ: a Worker (concurrency ${BULLMQ_CONCURRENCY}, no-op processor, removeOnComplete), appendfsync always`,
+        run: bullmqDrain,
+      },
     ],
   },
 ]
