@@ -25,6 +25,11 @@ const CHECK_EXIT_CODES: Readonly<Record<CheckStatus, number>> = Object.freeze({ 
 type Options = NonNullable<ParseArgsConfig['options']>
 type Values = Record<string, string | boolean | undefined>
 
+/** Flags that take a value, by name. */
+function valued (...names: string[]): Options {
+  return Object.fromEntries(names.map(name => [name, { type: 'string' }]))
+}
+
 const HELP: Options = { help: { type: 'boolean', short: 'h' } }
 const TARGET: Options = { data: { type: 'string' }, url: { type: 'string' }, token: { type: 'string' } }
 const JSON_FLAG: Options = { json: { type: 'boolean' } }
@@ -40,17 +45,7 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   serve: {
     options: {
-      data: { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      token: { type: 'string' },
-      'body-limit': { type: 'string' },
-      durability: { type: 'string' },
-      'max-disk-bytes': { type: 'string' },
-      'min-free-disk-bytes': { type: 'string' },
-      'on-full': { type: 'string' },
-      'push-timeout': { type: 'string' },
-      'log-level': { type: 'string' },
+      ...valued('data', 'host', 'port', 'token', 'body-limit', 'durability', 'max-disk-bytes', 'min-free-disk-bytes', 'on-full', 'push-timeout', 'log-level'),
       'log-requests': { type: 'boolean' },
       'allowed-host': { type: 'string', multiple: true },
       'allowed-origin': { type: 'string', multiple: true },
@@ -244,11 +239,7 @@ const COMMANDS: Record<string, Command> = {
   },
   bench: {
     options: {
-      dir: { type: 'string' },
-      seconds: { type: 'string' },
-      concurrency: { type: 'string' },
-      size: { type: 'string' },
-      durability: { type: 'string' },
+      ...valued('dir', 'seconds', 'concurrency', 'size', 'durability'),
       ...JSON_FLAG,
     },
     run: (values, args) => {
