@@ -19,6 +19,7 @@ import { ID_FILE } from '../../src/schema.js'
 import { placeOf, readStore } from '../../src/store/snapshot.js'
 import { readAll } from '../helpers/read-all.js'
 import { tmpDir } from '../helpers/tmp.js'
+import { eventually } from '../helpers/wait.js'
 
 const NOW = 1_800_000_000_000
 const OPTIONS: EvaqOptions = { minFreeDiskBytes: 0, maintenanceIntervalMs: 3_600_000, clock: { now: () => NOW } }
@@ -148,13 +149,13 @@ test('a backup taken under concurrent pushes restores exactly its snapshot: what
     }
   }
   const writers = Array.from({ length: 8 }, (_, w) => writer(w))
-  while (pushed.size < 2000) await new Promise(resolve => setImmediate(resolve))
+  await eventually(() => pushed.size >= 2000)
   phase = 'during'
   const stream = await q.backup()
   phase = 'after'
   const file = join(root, 'b.evaq')
   const saving = pipeline(Readable.from(stream), createWriteStream(file))
-  while (startedAfter.size < 500) await new Promise(resolve => setImmediate(resolve))
+  await eventually(() => startedAfter.size >= 500)
   await saving
   stop = true
   await Promise.all(writers)

@@ -5,6 +5,7 @@ import { ClassicLevel } from 'classic-level'
 import { Evaq, type EvaqError, type FlushEvent, type QueueRecord } from '../../src/index.js'
 import { decodeHeader, encodeKey } from '../../src/store/codec.js'
 import { tmpDir } from '../helpers/tmp.js'
+import { until } from '../helpers/wait.js'
 
 async function open (t: Parameters<typeof tmpDir>[0], options?: Parameters<typeof Evaq.open>[1]): Promise<Evaq> {
   const q = await Evaq.open(await tmpDir(t), options)
@@ -14,14 +15,6 @@ async function open (t: Parameters<typeof tmpDir>[0], options?: Parameters<typeo
 
 const text = (records: QueueRecord[]): string[] => records.map(r => r.payload.toString())
 const ids = (records: QueueRecord[]): number[] => records.map(r => r.id)
-
-async function until (cond: () => Promise<boolean>, tries = 10_000): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (await cond()) return true
-    await new Promise(resolve => setImmediate(resolve))
-  }
-  return false
-}
 
 /** Push `n` payloads of `size` bytes, one segment per push (each push awaited). */
 async function pushEach (q: Evaq, n: number, size: number, tag = 'r'): Promise<number[]> {
@@ -206,7 +199,7 @@ test('a segment with a damaged header is quarantined whole, and readers go on af
   t.teardown(() => q.close())
   const err = await t.throwsAsync<EvaqError>(q.wal.read(), { code: 'EVAQ_CORRUPTION' })
   t.deepEqual(err?.ids, [3])
-  t.true(await until(async () => (await q.wal.stats()).quarantined === 2))
+  t.true(await until(async () => (await q.wal.stats()).quarantined === 2, 10_000))
   t.deepEqual(text(await q.wal.read()), ['a1', 'a2', 'c1'])
   t.like(await q.wal.stats(), { count: 3, quarantined: 2 })
 })

@@ -2,17 +2,12 @@ import test, { type ExecutionContext } from 'ava'
 import { randomBytes } from 'node:crypto'
 import { statfs } from 'node:fs/promises'
 import { Evaq, EvaqError, type DropEvent, type EvaqErrorCode, type EvaqOptions, type FullEvent, type QueueRecord } from '../../src/index.js'
+import { ManualClock } from '../helpers/clock.js'
 import { tmpDir } from '../helpers/tmp.js'
+import { isPending, tick, until } from '../helpers/wait.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
-
-/** A clock the test moves by hand: retention and TTLs follow it, never the wall. */
-class FakeClock {
-  t = 1_700_000_000_000
-  now (): number { return this.t }
-  advance (ms: number): void { this.t += ms }
-}
 
 /**
  * Small segments, no free-space floor (the test disk may be small), and a maintenance timer that
@@ -39,24 +34,6 @@ async function open (t: ExecutionContext, options: EvaqOptions, dir?: string): P
 
 const ids = (records: readonly { id: number }[]): number[] => records.map(r => r.id)
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i)
-const tick = (): Promise<void> => new Promise(resolve => setImmediate(resolve))
-
-/** Poll `cond` with a turn of the event loop between tries, a bounded number of times. */
-async function until (cond: () => Promise<boolean> | boolean, tries = 100_000): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (await cond()) return true
-    await tick()
-  }
-  return cond()
-}
-
-/** Whether `p` is still unsettled after `turns` turns of the event loop. */
-async function isPending (p: Promise<unknown>, turns = 50): Promise<boolean> {
-  let settled = false
-  p.then(() => { settled = true }, () => { settled = true })
-  for (let i = 0; i < turns && !settled; i++) await tick()
-  return !settled
-}
 
 async function readAll (q: Evaq, log: 'wal' | 'dlq' = 'wal'): Promise<QueueRecord[]> {
   return q[log].read({ maxBytes: Infinity, maxCount: Infinity })
@@ -217,7 +194,7 @@ test("onFull 'drop-oldest': the oldest whole segments go, counted and reported; 
 })
 
 test('retention maxAgeMs: maintain() drops records older than that, and only those', async t => {
-  const clock = new FakeClock()
+  const clock = new ManualClock()
   const { q, events } = await open(t, { clock, retention: { wal: { maxAgeMs: 10_000 }, dlq: { maxAgeMs: 30_000 } } })
   await q.pushWal('old-1')
   await q.pushWal('old-22')
@@ -260,7 +237,7 @@ test('retention maxAgeMs: maintain() drops records older than that, and only tho
 })
 
 test('subscriberTtlMs: an inactive subscriber is dropped on maintain(), an active one kept, and what it pinned is cleaned up', async t => {
-  const clock = new FakeClock()
+  const clock = new ManualClock()
   const { q, dir, events } = await open(t, { clock, subscriberTtlMs: 10_000 })
   const dead = await q.wal.subscribe('dead')
   const alive = await q.wal.subscribe('alive')

@@ -1,14 +1,10 @@
 import test, { type ExecutionContext } from 'ava'
 import { Evaq, EvaqError, type Delivery, type EvaqErrorCode, type EvaqOptions, type QueueRecord, type Subscriber } from '../../src/index.js'
+import { ManualClock } from '../helpers/clock.js'
 import { tmpDir } from '../helpers/tmp.js'
+import { isPending, tick, until } from '../helpers/wait.js'
 
 /** A clock the test moves by hand: leases, nack delays and pushedAt follow it, never the wall. */
-class FakeClock {
-  t = 1_700_000_000_000
-  now (): number { return this.t }
-  advance (ms: number): void { this.t += ms }
-}
-
 async function open (t: ExecutionContext, options?: EvaqOptions, dir?: string): Promise<{ q: Evaq, dir: string }> {
   dir ??= await tmpDir(t)
   const q = await Evaq.open(dir, { minFreeDiskBytes: 0, ...options })
@@ -20,25 +16,6 @@ const ids = (records: readonly { id: number }[]): number[] => records.map(r => r
 const text = (records: readonly { payload: Buffer }[]): string[] => records.map(r => r.payload.toString())
 const counts = (records: readonly Delivery[]): number[] => records.map(r => r.deliveryCount)
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i)
-
-const tick = (): Promise<void> => new Promise(resolve => setImmediate(resolve))
-
-/** Poll `cond` with a turn of the event loop between tries, a bounded number of times. */
-async function until (cond: () => Promise<boolean> | boolean, tries = 100_000): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (await cond()) return true
-    await tick()
-  }
-  return cond()
-}
-
-/** Whether `p` is still unsettled after `turns` turns of the event loop. */
-async function isPending (p: Promise<unknown>, turns = 50): Promise<boolean> {
-  let settled = false
-  p.then(() => { settled = true }, () => { settled = true })
-  for (let i = 0; i < turns && !settled; i++) await tick()
-  return !settled
-}
 
 /** Every record the log still holds. */
 async function readAll (q: Evaq): Promise<QueueRecord[]> {
@@ -124,7 +101,7 @@ test('a segment is deleted only after both subscribers acknowledged it', async t
 })
 
 test('out-of-order acks keep the floor and cleanup exact and redeliver nothing acknowledged', async t => {
-  const clock = new FakeClock()
+  const clock = new ManualClock()
   const { q } = await open(t, { maxBatchCount: 1, clock })
   const sub = await q.wal.subscribe('s', { leaseMs: 1000 })
   await pushEach(q, ['a', 'b', 'c', 'd'])
@@ -160,7 +137,7 @@ test('out-of-order acks keep the floor and cleanup exact and redeliver nothing a
 })
 
 test('an expired lease redelivers with deliveryCount 2, not before', async t => {
-  const clock = new FakeClock()
+  const clock = new ManualClock()
   const { q } = await open(t, { clock })
   const sub = await q.wal.subscribe('s', { leaseMs: 5000 })
   await q.pushWalMany(['p', 'q'])
@@ -179,7 +156,7 @@ test('an expired lease redelivers with deliveryCount 2, not before', async t => 
 })
 
 test('nack with a delay redelivers after the delay; nack without one at once', async t => {
-  const clock = new FakeClock()
+  const clock = new ManualClock()
   const { q } = await open(t, { clock })
   const sub = await q.wal.subscribe('s', { leaseMs: 60_000 })
   await q.pushWalMany(['x', 'y', 'z'])
@@ -208,7 +185,7 @@ test('nack with a delay redelivers after the delay; nack without one at once', a
 })
 
 test('after maxDeliveries deliveries without an ack the record goes to the DLQ and the stream goes on', async t => {
-  const clock = new FakeClock()
+  const clock = new ManualClock()
   const { q } = await open(t, { clock, maxBatchCount: 1 })
   const sub = await q.wal.subscribe('exporter', { leaseMs: 1000, maxDeliveries: 3 })
   await pushEach(q, ['poison', 'fine-1', 'fine-2'])
@@ -246,7 +223,7 @@ test('after maxDeliveries deliveries without an ack the record goes to the DLQ a
 })
 
 test('a record moved to the DLQ stays done after close and reopen', async t => {
-  const clock = new FakeClock()
+  const clock = new ManualClock()
   const { q, dir } = await open(t, { clock, maxBatchCount: 1 })
   const sub = await q.wal.subscribe('s', { leaseMs: 1000, maxDeliveries: 1 })
   await pushEach(q, ['poison', 'next'])
@@ -269,7 +246,7 @@ test('a record moved to the DLQ stays done after close and reopen', async t => {
 })
 
 test('a DLQ subscriber keeps redelivering past maxDeliveries and loses nothing', async t => {
-  const clock = new FakeClock()
+  const clock = new ManualClock()
   const { q } = await open(t, { clock, maxBatchCount: 1 })
   const sub = await q.dlq.subscribe('retry', { leaseMs: 1000, maxDeliveries: 2 })
   await q.pushRetryItem('failed', { error: 'downstream down' })
@@ -423,7 +400,7 @@ test('unsubscribe: the remaining subscriber alone decides cleanup; the old handl
 })
 
 test('ack: never delivered is EVAQ_NOT_FOUND and acknowledges nothing; twice is fine; bad arguments are EVAQ_INVALID_ARGUMENT', async t => {
-  const clock = new FakeClock()
+  const clock = new ManualClock()
   const { q } = await open(t, { clock })
   const sub = await q.wal.subscribe('s', { leaseMs: 1000 })
   await q.pushWalMany(['a', 'b', 'c'])
@@ -510,7 +487,7 @@ test('batches() yields batches and ends when the signal aborts', async t => {
 })
 
 test('stats(): subscribers with sensible lagRecords, inFlight and ackFloor', async t => {
-  const clock = new FakeClock()
+  const clock = new ManualClock()
   const { q } = await open(t, { clock, maxBatchCount: 1 })
   const busy = await q.wal.subscribe('busy', { leaseMs: 7000, maxDeliveries: 4 })
   await q.wal.subscribe('idle')
@@ -669,7 +646,7 @@ test('lagRecords never exceeds the live records: removed records are not lag', a
 })
 
 test('stats(): firstPushedAt is when the oldest live record was pushed, on the queue\'s clock', async t => {
-  const clock = new FakeClock()
+  const clock = new ManualClock()
   const { q } = await open(t, { clock })
   const t0 = clock.t
   t.is((await q.wal.stats()).firstPushedAt, undefined)

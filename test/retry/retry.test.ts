@@ -6,24 +6,20 @@ import {
   type RetryHandler, type RetryOptions,
 } from '../../src/index.js'
 import { backoffCeiling, backoffDelay } from '../../src/retry/backoff.js'
+import { ManualClock } from '../helpers/clock.js'
 import { tmpDir } from '../helpers/tmp.js'
 
 const T0 = 1_700_000_000_000
 
-class FakeClock {
-  t = T0
-  now (): number { return this.t }
-}
-
 interface Env {
   q: Evaq
-  clock: FakeClock
+  clock: ManualClock
   dir: string
 }
 
 async function open (t: ExecutionContext, options: EvaqOptions = {}): Promise<Env> {
   const dir = await tmpDir(t)
-  const clock = new FakeClock()
+  const clock = new ManualClock(T0)
   const q = await Evaq.open(dir, { clock, minFreeDiskBytes: 0, ...options })
   t.teardown(() => q.close())
   return { q, clock, dir }
@@ -388,7 +384,7 @@ test('stop() aborts handlers that outlive the deadline through their signal; the
 
 test('close() stops a running daemon first and its outcome is written', async t => {
   const dir = await tmpDir(t)
-  const clock = new FakeClock()
+  const clock = new ManualClock(T0)
   const q = await Evaq.open(dir, { clock, minFreeDiskBytes: 0 })
   await q.pushRetryItem('x')
   const started = deferred()

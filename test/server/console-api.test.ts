@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { ERROR_CODES } from '../../src/index.js'
 import { background, serveInBackground } from '../fixtures/cli.js'
 import { send, snapshot, startServer, type Reply, type TestServer } from '../fixtures/http.js'
+import { ManualClock } from '../helpers/clock.js'
 import { tmpDir } from '../helpers/tmp.js'
 
 const b64 = (s: string | Buffer): string => Buffer.from(s).toString('base64')
@@ -23,12 +24,6 @@ async function unchanged (t: ExecutionContext, s: TestServer, bad: () => Promise
   const before = await snapshot(s.evaq)
   await bad()
   t.deepEqual(await snapshot(s.evaq), before, 'nothing stored changed')
-}
-
-/** A clock the test moves. */
-function manualClock (start: number): { now: () => number, set: (ms: number) => void } {
-  let now = start
-  return { now: () => now, set: ms => { now = ms } }
 }
 
 test('GET / is the console page, and its assets are served with their types, a CSP and no caching', async t => {
@@ -82,7 +77,7 @@ test('with a token, the page and assets are public (they hold no data) and the d
 })
 
 test('GET /v1/overview: every log\'s counters, its oldest record\'s time and age on the queue\'s clock, subscribers, status and disk', async t => {
-  const clock = manualClock(1_700_000_000_000)
+  const clock = new ManualClock(1_700_000_000_000)
   const s = await startServer(t, { evaq: { clock } })
   await s.json('POST', '/v1/logs/wal/records', ['a', 'bb', 'ccc'].map(b64))
   clock.set(1_700_000_005_000)

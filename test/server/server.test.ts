@@ -6,6 +6,7 @@ import test, { type ExecutionContext } from 'ava'
 import { connect } from 'node:net'
 import { ERROR_CODES } from '../../src/index.js'
 import { send, snapshot, startServer, type Reply, type TestServer } from '../fixtures/http.js'
+import { eventually } from '../helpers/wait.js'
 
 const MAX_SAFE_PLUS_2 = '9007199254740993'
 const BAD_IDS_TEXT = ['-1', '1.5', MAX_SAFE_PLUS_2, 'abc', '9'.repeat(500), '', '1e3', '0x10', ' 1', '01']
@@ -28,11 +29,6 @@ async function unchanged (t: ExecutionContext, s: TestServer, bad: () => Promise
   t.deepEqual(await snapshot(s.evaq), before, 'nothing stored changed')
   t.is((await s.call('GET', '/healthz')).status, 200, 'the server still serves')
   t.is((await s.call('GET', '/v1/logs/wal/records', { headers })).status, 200, 'and reads')
-}
-
-/** Wait until `condition` holds, looking again after each turn of the event loop (no timer). */
-async function until (condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise(resolve => setImmediate(resolve))
 }
 
 async function seed (s: TestServer): Promise<number[]> {
@@ -207,7 +203,7 @@ test('GET records: base64 payloads in ID order, bounded by from, maxBytes and ma
 test('GET records with waitMs long-polls: it answers as soon as a record is pushed', async t => {
   const s = await startServer(t)
   const polling = s.call('GET', '/v1/logs/wal/records?from=1&waitMs=30000')
-  await until(() => s.service.longPolls === 1)
+  await eventually(() => s.service.longPolls === 1)
   await s.call('POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/octet-stream' }, body: 'wake' })
   const r = await polling
   t.is(r.status, 200)
@@ -345,7 +341,7 @@ test('subscribers: next long-polls until a push; acks of records never delivered
   const s = await startServer(t)
   t.is((await s.json('PUT', '/v1/logs/wal/subscribers/tail', { start: 'latest' })).status, 201)
   const polling = s.json('POST', '/v1/logs/wal/subscribers/tail/next', { waitMs: 30_000 })
-  await until(() => s.service.longPolls === 1)
+  await eventually(() => s.service.longPolls === 1)
   await s.call('POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/octet-stream' }, body: 'news' })
   const r = await polling
   t.deepEqual(r.json.records.map((x: { id: number }) => x.id), [1])
@@ -571,7 +567,7 @@ test('closing the app ends long polls at once (empty answers), finishes requests
   const s = await startServer(t)
   await s.json('PUT', '/v1/logs/wal/subscribers/w', {})
   const polls = [s.json('POST', '/v1/logs/wal/subscribers/w/next', { waitMs: 60_000 }), s.call('GET', '/v1/logs/wal/records?from=1&waitMs=60000')]
-  await until(() => s.service.longPolls === 2)
+  await eventually(() => s.service.longPolls === 2)
   await s.app.close()
   for (const r of await Promise.all(polls)) t.deepEqual([r.status, r.json], [200, { records: [] }])
   t.is(s.evaq.status, 'open', 'the app does not close the queue: its owner does')
