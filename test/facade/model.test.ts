@@ -10,10 +10,10 @@
  */
 import test from 'ava'
 import fc from 'fast-check'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { join } from 'node:path'
-import { inspect, isDeepStrictEqual } from 'node:util'
+import { inspect } from 'node:util'
 import { Evaq, EvaqError, type Batch, type EvaqOptions, type QueueRecord, type Subscriber } from '../../src/index.js'
+import { ManualClock } from '../helpers/clock.js'
+import { AdvanceCmd, expectEqual, fail, modelRun } from '../helpers/model.js'
 import { tmpDir } from '../helpers/tmp.js'
 
 const NAMES = ['a', 'b', 'c'] as const
@@ -47,11 +47,6 @@ const MAX_COMMANDS = envInt('EVAQ_MODEL_COMMANDS') ?? 40
 const REDELIVER_REMOVED = process.env.EVAQ_MODEL_REDELIVER_REMOVED === '1'
 
 // ---- the model ------------------------------------------------------------------------------
-
-class FakeClock {
-  t = T0
-  now (): number { return this.t }
-}
 
 interface MRecord {
   readonly id: number
@@ -148,7 +143,7 @@ class Model {
 
 class Real {
   q!: Evaq
-  readonly clock = new FakeClock()
+  readonly clock = new ManualClock(T0)
   readonly handles = new Map<string, Subscriber>()
   readonly options: EvaqOptions
 
@@ -182,16 +177,6 @@ interface Config {
 }
 
 // ---- checks ---------------------------------------------------------------------------------
-
-class ModelMismatch extends Error {}
-
-function fail (what: string, details?: Record<string, unknown>): never {
-  throw new ModelMismatch(details === undefined ? what : `${what}: ${inspect(details, { depth: 5, breakLength: 160 })}`)
-}
-
-function expectEqual (actual: unknown, expected: unknown, what: string): void {
-  if (!isDeepStrictEqual(actual, expected)) fail(what, { expected, actual })
-}
 
 async function expectNotFound (p: Promise<unknown>, ids: readonly number[], what: string): Promise<void> {
   try {
@@ -484,18 +469,6 @@ class ConcurrentCmd implements Cmd {
   toString (): string { return `concurrently(push ${JSON.stringify(this.payloads)}, ack sub#${this.who} picks=${JSON.stringify(this.ackPicks)}, remove picks=${JSON.stringify(this.removePicks)})` }
 }
 
-class AdvanceCmd implements Cmd {
-  constructor (readonly ms: number) {}
-  check (): boolean { return true }
-  async run (m: Model, r: Real): Promise<void> {
-    m.now += this.ms
-    r.clock.t = m.now
-    await verify(m, r, this.toString())
-  }
-
-  toString (): string { return `advance(${this.ms})` }
-}
-
 /** Move the clock to 1 ms before, or exactly to, the moment the next lease or nack delay runs out. */
 class AdvanceToDueCmd implements Cmd {
   constructor (readonly offset: 0 | -1) {}
@@ -584,7 +557,7 @@ const commands = [
   fc.tuple(who, picks, fc.oneof(fc.constant(0), fc.integer({ min: 1, max: MAX_NACK_DELAY_MS }))).map(([n, p, d]) => new NackCmd(n, p, d)),
   fc.tuple(fc.array(payload, { maxLength: 4 }), who, picks, fc.array(fc.nat({ max: 63 }), { maxLength: 3 }))
     .map(([ps, w, a, rm]) => new ConcurrentCmd(ps, w, a, rm)),
-  fc.oneof(fc.constant(LEASE_MS), fc.constant(LEASE_MS + 1), fc.integer({ min: 1, max: 2 * LEASE_MS })).map(ms => new AdvanceCmd(ms)),
+  fc.oneof(fc.constant(LEASE_MS), fc.constant(LEASE_MS + 1), fc.integer({ min: 1, max: 2 * LEASE_MS })).map(ms => new AdvanceCmd(ms, verify)),
   fc.constantFrom<0 | -1>(0, -1).map(o => new AdvanceToDueCmd(o)),
   fc.constant(null).map(() => new ReopenCmd()),
 ]
@@ -611,19 +584,13 @@ test('log and subscribers behave like the reference model (fast-check commands)'
   let runs = 0
   const property = fc.asyncProperty(config, fc.commands(commands, { maxCommands: MAX_COMMANDS, size: 'max', ...(REPLAY === undefined ? {} : { replayPath: REPLAY }) }), async (cfg, cmds) => {
     runs++
-    const dir = await mkdtemp(join(root, 'run-'))
-    const r = new Real(dir, cfg)
-    const m = new Model()
-    try {
-      await r.open()
-      const first = (await r.q.wal.stats()).nextId
-      if (first < 1) fail('the first ID must be at least 1', { nextId: first })
-      await fc.asyncModelRun(() => ({ model: m, real: r }), cmds)
-      await drainAll(m, r, 'final drain')
-    } finally {
-      await r.q?.close().catch(() => {})
-      await rm(dir, { recursive: true, force: true, maxRetries: 3 })
-    }
+    await modelRun(root, dir => ({ model: new Model(), real: new Real(dir, cfg) }), cmds, {
+      begin: async (m, r) => {
+        const first = (await r.q.wal.stats()).nextId
+        if (first < 1) fail('the first ID must be at least 1', { nextId: first })
+      },
+      end: (m, r) => drainAll(m, r, 'final drain'),
+    })
   })
   const started = performance.now()
   const details = await fc.check(property, {

@@ -11,11 +11,10 @@
  */
 import test from 'ava'
 import fc from 'fast-check'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { join } from 'node:path'
-import { inspect, isDeepStrictEqual } from 'node:util'
 import { Evaq, EvaqError, type EvaqOptions } from '../../src/index.js'
 import { backoffDelay } from '../../src/retry/backoff.js'
+import { ManualClock } from '../helpers/clock.js'
+import { AdvanceCmd, expectEqual, fail, modelRun } from '../helpers/model.js'
 import { tmpDir } from '../helpers/tmp.js'
 
 const T0 = 1_700_000_000_000
@@ -61,16 +60,11 @@ let executed = 0
 
 class Real {
   q!: Evaq
-  readonly clock = { t: T0, now (): number { return this.t } }
+  readonly clock = new ManualClock(T0)
   constructor (readonly dir: string, readonly options: EvaqOptions, readonly concurrency: number, readonly maxAttempts: number) {}
   async open (): Promise<void> {
     this.q = await Evaq.open(this.dir, { ...this.options, clock: this.clock, minFreeDiskBytes: 0 })
   }
-}
-
-class Mismatch extends Error {}
-function expectEqual (actual: unknown, expected: unknown, what: string): void {
-  if (!isDeepStrictEqual(actual, expected)) throw new Mismatch(`${what}: ${inspect({ expected, actual }, { depth: 5, breakLength: 160 })}`)
 }
 
 async function verify (m: Model, r: Real, what: string): Promise<void> {
@@ -147,7 +141,7 @@ class TickCmd implements Cmd {
     const d = r.q.retry((record, { attempt }) => {
       const payload = record.payload.toString()
       calls.push(`${payload}#${attempt}`)
-      if (record.retry.attempts !== attempt) throw new Mismatch(`${what}: the handler saw attempts ${record.retry.attempts} for attempt ${attempt}`)
+      if (record.retry.attempts !== attempt) fail(`${what}: the handler saw attempts ${record.retry.attempts} for attempt ${attempt}`)
       const outcome = decide(this.table, payload, attempt)
       if (outcome === 'permanent') throw new EvaqError('EVAQ_INVALID_ARGUMENT', 'permanent')
       if (outcome === 'transient') throw Object.assign(new Error('transient'), { code: 'E503' })
@@ -162,18 +156,6 @@ class TickCmd implements Cmd {
   }
 
   toString (): string { return `tick(${this.table.join(',')})` }
-}
-
-class AdvanceCmd implements Cmd {
-  constructor (readonly ms: number) {}
-  check (): boolean { return true }
-  async run (m: Model, r: Real): Promise<void> {
-    m.now += this.ms
-    r.clock.t = m.now
-    await verify(m, r, this.toString())
-  }
-
-  toString (): string { return `advance(${this.ms})` }
 }
 
 class AdvanceToDueCmd implements Cmd {
@@ -199,12 +181,18 @@ async function idsOf (r: Real, log: 'dlq' | 'parked', recs: MRecord[]): Promise<
   return recs.map(x => all.find(y => y.payload.toString() === x.payload)!.id)
 }
 
+/** The parked records `picks` names (all of them with 'all'), and the IDs to name them by in the call. */
+async function pickParked (m: Model, r: Real, picks: number[] | 'all'): Promise<{ recs: MRecord[], ids: number[] | 'all' }> {
+  if (picks === 'all') return { recs: m.in('parked'), ids: 'all' }
+  const recs = pick(m.in('parked'), picks)
+  return { recs, ids: await idsOf(r, 'parked', recs) }
+}
+
 class RequeueCmd implements Cmd {
   constructor (readonly picks: number[] | 'all') {}
   check (): boolean { return true }
   async run (m: Model, r: Real): Promise<void> {
-    const recs = this.picks === 'all' ? m.in('parked') : pick(m.in('parked'), this.picks)
-    const ids = this.picks === 'all' ? 'all' : await idsOf(r, 'parked', recs)
+    const { recs, ids } = await pickParked(m, r, this.picks)
     const got = await r.q.requeueParked(ids)
     expectEqual(got.length, recs.length, `${this.toString()}: requeued`)
     for (const x of recs) { x.where = 'dlq'; x.attempts = 0; x.nextAttemptAt = m.now; delete x.reason }
@@ -218,8 +206,7 @@ class PurgeCmd implements Cmd {
   constructor (readonly picks: number[] | 'all') {}
   check (): boolean { return true }
   async run (m: Model, r: Real): Promise<void> {
-    const recs = this.picks === 'all' ? m.in('parked') : pick(m.in('parked'), this.picks)
-    const ids = this.picks === 'all' ? 'all' : await idsOf(r, 'parked', recs)
+    const { recs, ids } = await pickParked(m, r, this.picks)
     expectEqual(await r.q.purgeParked(ids), recs.length, `${this.toString()}: purged`)
     for (const x of recs) x.where = 'removed'
     await verify(m, r, this.toString())
@@ -262,7 +249,7 @@ const commands = [
   fc.array(outcome, { minLength: 1, maxLength: 5 }).map(t => new TickCmd(t)),
   fc.array(outcome, { minLength: 1, maxLength: 5 }).map(t => new TickCmd(t)),
   fc.array(outcome, { minLength: 1, maxLength: 5 }).map(t => new TickCmd(t)),
-  fc.oneof(fc.integer({ min: 1, max: 2000 }), fc.constant(BACKOFF.maxMs)).map(ms => new AdvanceCmd(ms)),
+  fc.oneof(fc.integer({ min: 1, max: 2000 }), fc.constant(BACKOFF.maxMs)).map(ms => new AdvanceCmd(ms, verify)),
   fc.constant(null).map(() => new AdvanceToDueCmd()),
   fc.oneof(picks, fc.constant<'all'>('all')).map(p => new RequeueCmd(p)),
   fc.oneof(picks, fc.constant<'all'>('all')).map(p => new PurgeCmd(p)),
@@ -281,19 +268,10 @@ test('DLQ, daemon and parked records behave like the reference model (fast-check
   t.timeout(115_000)
   const root = await tmpDir(t, 'evaq-retry-model-')
   const property = fc.asyncProperty(config, fc.commands(commands, { maxCommands: 25, size: 'max' }), async (cfg, cmds) => {
-    const dir = await mkdtemp(join(root, 'run-'))
     const options: EvaqOptions = {}
     if (cfg.maxBatchCount !== undefined) options.maxBatchCount = cfg.maxBatchCount
     if (cfg.segmentCacheBytes !== undefined) options.segmentCacheBytes = cfg.segmentCacheBytes
-    const r = new Real(dir, options, cfg.concurrency, cfg.maxAttempts)
-    const m = new Model(cfg.maxAttempts)
-    try {
-      await r.open()
-      await fc.asyncModelRun(() => ({ model: m, real: r }), cmds)
-    } finally {
-      await r.q?.close().catch(() => {})
-      await rm(dir, { recursive: true, force: true, maxRetries: 3 })
-    }
+    await modelRun(root, dir => ({ model: new Model(cfg.maxAttempts), real: new Real(dir, options, cfg.concurrency, cfg.maxAttempts) }), cmds)
   })
   const started = performance.now()
   const details = await fc.check(property, {
