@@ -16,7 +16,7 @@ import { pipeline } from 'node:stream/promises'
 import type { BackupManifest } from '../../src/backup/manifest.js'
 import { Evaq, isEvaqError } from '../../src/index.js'
 import { readStore } from '../../src/store/snapshot.js'
-import { fillWithFile, Mounts, mountsUnavailable } from '../reliability/fixtures/disk-images.js'
+import { canMountOrFail, fillWithFile, Mounts } from '../reliability/fixtures/disk-images.js'
 import { tmpDir } from '../helpers/tmp.js'
 
 async function save (q: Evaq, file: string, since?: BackupManifest): Promise<BackupManifest> {
@@ -32,11 +32,7 @@ async function entries (dir: string): Promise<string[]> {
 }
 
 test('after a failed write, backups keep their high-water below it, and a chain across the failure restores exactly', async t => {
-  const unavailable = mountsUnavailable()
-  if (unavailable !== undefined) {
-    t.fail(`this test mounts a tmpfs and ${unavailable}`)
-    return
-  }
+  if (!canMountOrFail(t)) return
   // The queue's recovery timer does not hold the process open: this does, until the test ends.
   const alive = setInterval(() => {}, 1000)
   t.teardown(() => clearInterval(alive))

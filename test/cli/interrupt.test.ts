@@ -16,7 +16,7 @@ import { start, when } from '../fixtures/signal-cli.js'
 import { prng } from '../helpers/prng.js'
 import { readAll } from '../helpers/read-all.js'
 import { tmpDir } from '../helpers/tmp.js'
-import { Mounts, mountsUnavailable } from '../reliability/fixtures/disk-images.js'
+import { canMountOrFail, Mounts } from '../reliability/fixtures/disk-images.js'
 
 const OPTIONS = { minFreeDiskBytes: 0, maintenanceIntervalMs: 3_600_000 }
 
@@ -209,11 +209,7 @@ test('bench removes its directory on SIGINT and SIGTERM', async t => {
 })
 
 test('a target that is a mount point is filled in place, CURRENT last: interrupted, it never opens as a queue', async t => {
-  const unavailable = mountsUnavailable()
-  if (unavailable !== undefined) {
-    t.fail(`this test mounts a tmpfs and ${unavailable}`)
-    return
-  }
+  if (!canMountOrFail(t)) return
   const root = await tmpDir(t, 'evaq-interrupt-mount-')
   const target = (await new Mounts(t).mountTmpfs(join(root, 'mnt'), '32m')).mountpoint
   const empty = async (): Promise<void> => {

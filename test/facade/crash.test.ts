@@ -1,12 +1,11 @@
 import test from 'ava'
-import { spawn } from 'node:child_process'
-import { randomInt } from 'node:crypto'
-import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { Evaq } from '../../src/index.js'
 import { checkPayload, digest, payloadFor } from '../fixtures/crash-writer.js'
+import { runLines } from '../helpers/child.js'
 import { tmpDir } from '../helpers/tmp.js'
-import { prng } from '../helpers/prng.js'
+import { WriterModel } from '../helpers/writer-model.js'
+import { prng, seedFor } from '../helpers/prng.js'
 import { readAll } from '../helpers/read-all.js'
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/crash-writer.ts', import.meta.url))
@@ -27,26 +26,10 @@ interface RunReport {
 
 /** Run the writer on `dir` until it acknowledged `threshold` pushes, then SIGKILL it. */
 async function runAndKill (dir: string, durability: string, tag: string, options: object, threshold: number): Promise<RunReport> {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, dir, durability, tag, JSON.stringify(options)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
   const report: RunReport = { acks: [], removing: [], removed: [], openedNext: undefined, killed: false, code: null, signal: null, stderr: '' }
-  let rest = ''
-  let hung = false
-  const kill = (): void => {
-    if (report.killed) return
-    report.killed = true
-    child.kill('SIGKILL')
-  }
-  const watchdog = setTimeout(() => { hung = true; kill() }, CYCLE_WATCHDOG_MS)
-  child.stderr.setEncoding('utf8')
-  child.stderr.on('data', (s: string) => { report.stderr += s })
-  child.stdout.setEncoding('utf8')
-  child.stdout.on('data', (chunk: string) => {
-    const lines = (rest + chunk).split('\n')
-    // A line is only complete with its newline; a killed writer may leave half of one.
-    rest = lines.pop()!
-    for (const line of lines) {
+  const outcome = await runLines(FIXTURE, [dir, durability, tag, JSON.stringify(options)], {
+    watchdogMs: CYCLE_WATCHDOG_MS,
+    onLine: line => {
       const [kind, a, b] = line.split('\t')
       const id = Number(a)
       if (kind === 'A') report.acks.push([id, b!])
@@ -55,31 +38,23 @@ async function runAndKill (dir: string, durability: string, tag: string, options
       else if (kind === 'R') report.removed.push(...a!.split(',').map(Number))
       else if (kind === 'O') report.openedNext = id
       else throw new Error(`Unexpected line from the writer: ${JSON.stringify(line)}`)
-    }
-    if (report.acks.length >= threshold) kill()
+    },
+    killWhen: () => report.acks.length >= threshold,
   })
-  const [code, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
-  clearTimeout(watchdog)
-  report.code = code
-  report.signal = signal
-  if (hung) throw new Error(`The writer acknowledged only ${report.acks.length} of ${threshold} pushes in ${CYCLE_WATCHDOG_MS} ms; stderr: ${report.stderr}`)
+  Object.assign(report, { killed: outcome.killed, code: outcome.code, signal: outcome.signal, stderr: outcome.stderr })
+  if (outcome.hung) {
+    throw new Error(`The writer acknowledged only ${report.acks.length} of ${threshold} pushes in ${CYCLE_WATCHDOG_MS} ms; stderr: ${report.stderr}`)
+  }
   return report
 }
 
 test('SIGKILL at random moments: acknowledged pushes and removals survive, nothing else changes, IDs are never reused', async t => {
-  const seed = process.env.EVAQ_CRASH_SEED === undefined ? randomInt(2 ** 31) : Number(process.env.EVAQ_CRASH_SEED)
-  t.log(`seed ${seed} (replay with EVAQ_CRASH_SEED=${seed})`)
+  const seed = seedFor(t, 'EVAQ_CRASH_SEED')
   const random = prng(seed)
   const dir = await tmpDir(t, 'evaq-crash-')
 
-  /** Records that must be present, with their payload digests. */
-  const live = new Map<number, string>()
-  /** Records whose removal was in flight at the kill: present or not, both are fine. */
-  const maybe = new Map<number, string>()
-  /** Records that must never appear again. */
-  const removed = new Set<number>()
-  /** Highest ID acknowledged (or seen stored) in any cycle. */
-  let maxId = 0
+  const model = new WriterModel()
+  const { live, removed } = model
   const durabilities = ['sync', 'sync', 'sync', 'none', 'interval:5']
   const optionSets: object[] = [{}, { flushWorkers: 1 }, { flushWorkers: 4 }, { maxBatchCount: 7, flushWorkers: 3 }, { maxBatchBytes: 4096 }]
 
@@ -93,27 +68,12 @@ test('SIGKILL at random moments: acknowledged pushes and removals survive, nothi
     const run = await runAndKill(dir, durability, tag, options, threshold)
     t.true(run.killed && run.signal === 'SIGKILL', `${where}: the writer exited by itself (code ${run.code}): ${run.stderr}`)
     if (run.signal !== 'SIGKILL') return
-    t.true(run.openedNext !== undefined && run.openedNext > maxId, `${where}: the writer opened with next ID ${run.openedNext}, not above ${maxId}`)
+    t.true(run.openedNext !== undefined && run.openedNext > model.maxId, `${where}: the writer opened with next ID ${run.openedNext}, not above ${model.maxId}`)
 
-    // Fold the run's report into the model.
-    const maxBefore = maxId
-    const acked = new Map<number, string>()
-    for (const [id, sha] of run.acks) {
-      if (id <= maxBefore || live.has(id) || maybe.has(id) || removed.has(id) || acked.has(id)) {
-        t.fail(`${where}: ID ${id} was issued again`)
-        return
-      }
-      acked.set(id, sha)
-      live.set(id, sha)
-      if (id > maxId) maxId = id
-    }
-    const done = new Set(run.removed)
-    for (const id of run.removing) {
-      const sha = acked.get(id)
-      if (sha === undefined) { t.fail(`${where}: the writer removed ID ${id} it never acknowledged`); return }
-      live.delete(id)
-      if (done.has(id)) removed.add(id)
-      else maybe.set(id, sha)
+    const wrong = model.fold(run.acks, run.removing, run.removed)
+    if (wrong !== undefined) {
+      t.fail(`${where}: ${wrong}`)
+      return
     }
 
     // Check the directory against the model.
@@ -129,39 +89,26 @@ test('SIGKILL at random moments: acknowledged pushes and removals survive, nothi
         previous = r.id
         seen.add(r.id)
         bytes += r.payload.length
-        const sha = live.get(r.id) ?? maybe.get(r.id)
-        if (sha !== undefined) {
-          if (digest(r.payload) !== sha) problems.push(`ID ${r.id} has a different payload: ${JSON.stringify(r.payload.subarray(0, 40).toString('latin1'))}`)
-          continue
+        const verdict = model.judge(r, tag)
+        if (verdict === 'changed') problems.push(`ID ${r.id} has a different payload: ${JSON.stringify(r.payload.subarray(0, 40).toString('latin1'))}`)
+        else if (verdict === 'back') problems.push(`ID ${r.id} was removed (acknowledged) but is present`)
+        else if (verdict === 'foreign') {
+          problems.push(`ID ${r.id} was never acknowledged and is not a whole payload of this run (tag ${String(checkPayload(r.payload))})`)
         }
-        if (removed.has(r.id)) { problems.push(`ID ${r.id} was removed (acknowledged) but is present`); continue }
-        // Not acknowledged: a push of the killed run that was committed before its ack was sent.
-        const from = checkPayload(r.payload)
-        if (from !== tag || r.id <= maxBefore) {
-          problems.push(`ID ${r.id} was never acknowledged and is not a whole payload of this run (tag ${String(from)})`)
-          continue
-        }
-        live.set(r.id, digest(r.payload))
-        if (r.id > maxId) maxId = r.id
       }
-      for (const id of live.keys()) if (!seen.has(id)) problems.push(`acknowledged ID ${id} is missing`)
+      for (const id of model.missing(seen)) problems.push(`acknowledged ID ${id} is missing`)
       if (problems.length > 0) {
         t.fail(`${where}: ${problems.length} problem(s): ${problems.slice(0, 20).join('; ')}`)
         return
       }
-      // The removals in flight at the kill either happened or not; from now on the model is exact.
-      for (const [id, sha] of maybe) {
-        if (seen.has(id)) live.set(id, sha)
-        else removed.add(id)
-      }
-      maybe.clear()
+      model.settle(seen)
 
       const stats = await evaq.wal.stats()
       t.is(stats.count, records.length, `${where}: stats().count`)
       t.is(stats.bytes, bytes, `${where}: stats().bytes`)
       t.is(stats.firstId, records[0]?.id, `${where}: stats().firstId`)
       t.is(stats.lastId, records.at(-1)?.id, `${where}: stats().lastId`)
-      t.true(stats.nextId > maxId, `${where}: stats().nextId ${stats.nextId} is not above ${maxId}`)
+      t.true(stats.nextId > model.maxId, `${where}: stats().nextId ${stats.nextId} is not above ${model.maxId}`)
 
       // Remove a random share of what is left, so that later cycles see partly removed segments.
       const victims = [...live.keys()].filter(() => random() < 0.25)
@@ -172,9 +119,9 @@ test('SIGKILL at random moments: acknowledged pushes and removals survive, nothi
 
       const payload = payloadFor(`p${cycle}`, 0, 0)
       const id = await evaq.pushWal(payload)
-      t.true(id > maxId, `${where}: the next push got ID ${id}, not above ${maxId}`)
+      t.true(id > model.maxId, `${where}: the next push got ID ${id}, not above ${model.maxId}`)
       live.set(id, digest(payload))
-      maxId = id
+      model.maxId = id
     } finally {
       await evaq.close()
     }

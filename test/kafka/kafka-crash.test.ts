@@ -1,11 +1,9 @@
 import test from 'ava'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { Evaq } from '../../src/index.js'
-import { runFixture } from '../helpers/child.js'
+import { runFixture, runLines } from '../helpers/child.js'
 import { tmpDir } from '../helpers/tmp.js'
-import { cluster, consume } from './kafka-helpers.js'
+import { cluster, consume, distinctIds, outOfOrderFirsts } from './kafka-helpers.js'
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/kafka-producer.ts', import.meta.url))
 const KEYS = 16
@@ -27,19 +25,10 @@ interface Run {
 
 /** Run the producer child; SIGKILL it as soon as `killWhen` holds (never, when undefined). */
 async function runChild (args: string[], killWhen?: (run: Run) => boolean): Promise<Run> {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   const run: Run = { identity: undefined, acked: [], sent: 0, retries: 0, finished: false, code: null, signal: null, stderr: '' }
-  let killed = false
-  let hung = false
-  const watchdog = setTimeout(() => { hung = true; child.kill('SIGKILL') }, WATCHDOG_MS)
-  child.stderr.setEncoding('utf8')
-  child.stderr.on('data', (s: string) => { run.stderr += s })
-  let rest = ''
-  child.stdout.setEncoding('utf8')
-  child.stdout.on('data', (chunk: string) => {
-    const lines = (rest + chunk).split('\n')
-    rest = lines.pop()!
-    for (const line of lines) {
+  const outcome = await runLines(FIXTURE, args, {
+    watchdogMs: WATCHDOG_MS,
+    onLine: line => {
       const [kind, a, b, c] = line.split('\t')
       if (kind === 'O') run.identity = a
       else if (kind === 'A') run.acked.push([Number(a), Number(b), Number(c)])
@@ -47,14 +36,11 @@ async function runChild (args: string[], killWhen?: (run: Run) => boolean): Prom
       else if (kind === 'R') run.retries++
       else if (kind === 'F') run.finished = true
       else throw new Error(`Unexpected line from the producer: ${JSON.stringify(line)}`)
-    }
-    if (!killed && killWhen?.(run) === true) { killed = true; child.kill('SIGKILL') }
+    },
+    killWhen: () => killWhen?.(run) === true,
   })
-  const [code, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
-  clearTimeout(watchdog)
-  run.code = code
-  run.signal = signal
-  if (hung) throw new Error(`The producer hung (${run.acked.length} sends, ${run.sent} sent): ${run.stderr}`)
+  Object.assign(run, { code: outcome.code, signal: outcome.signal, stderr: outcome.stderr })
+  if (outcome.hung) throw new Error(`The producer hung (${run.acked.length} sends, ${run.sent} sent): ${run.stderr}`)
   return run
 }
 
@@ -104,18 +90,10 @@ test('SIGKILL mid-stream, also during an outage, then a restart: every message w
   t.deepEqual([...byId].filter(([, values]) => values.size !== 1).slice(0, 10), [])
   t.deepEqual([...expected].filter(([id, value]) => !byId.get(id)?.has(value)).slice(0, 10), [])
   // Per key, first appearances follow seq (the order of send() across all three runs).
-  const seen = new Set<string>()
-  const last = new Map<string, number>()
-  let outOfOrder = 0
-  for (const m of read) {
-    if (seen.has(m.evaqId!)) continue
-    seen.add(m.evaqId!)
-    const seq = Number(m.value!.toString().slice(1))
-    if ((last.get(m.key!) ?? -1) >= seq) outOfOrder++
-    last.set(m.key!, seq)
-  }
-  t.is(outOfOrder, 0)
-  t.log(`run 1: ${one.acked.length} sends, ${one.sent} sent before the kill; run 2: ${two.acked.length} sends, ${two.retries} failed attempts; ${read.length} messages read, ${read.length - seen.size} duplicates`)
+  t.is(outOfOrderFirsts(read), 0)
+  const duplicates = read.length - distinctIds(read).size
+  t.log(`run 1: ${one.acked.length} sends, ${one.sent} sent before the kill; run 2: ${two.acked.length} sends, ${two.retries} failed attempts; ` +
+    `${read.length} messages read, ${duplicates} duplicates`)
 })
 
 const DEAD_LETTER = fileURLToPath(new URL('../fixtures/kafka-dead-letter.ts', import.meta.url))

@@ -2,7 +2,7 @@ import test from 'ava'
 import { Evaq } from '../../src/index.js'
 import { EvacuatingProducer } from '../../src/kafka/index.js'
 import { tmpDir } from '../helpers/tmp.js'
-import { cluster, consume, distinctIds, kafka } from './kafka-helpers.js'
+import { cluster, consume, distinctIds, kafka, outOfOrderFirsts } from './kafka-helpers.js'
 
 const TOTAL = 50_000
 const PER_SEND = 250
@@ -88,15 +88,5 @@ test('50,000 messages while brokers go down and come back: every message arrives
   t.true(duplicates <= messagesInFailedAttempts, `${duplicates} duplicates, ${messagesInFailedAttempts} messages in failed attempts`)
   t.log(`${read.length} messages read, ${duplicates} duplicates; ${retries} failed attempts; stats ${JSON.stringify(stats)}`)
   // Per key, first appearances follow the order of send().
-  const seen = new Set<string>()
-  const lastSeq = new Map<string, number>()
-  let outOfOrder = 0
-  for (const m of read) {
-    if (seen.has(m.evaqId!)) continue
-    seen.add(m.evaqId!)
-    const seq = Number(m.value!.toString().slice(1))
-    if ((lastSeq.get(m.key!) ?? -1) >= seq) outOfOrder++
-    lastSeq.set(m.key!, seq)
-  }
-  t.is(outOfOrder, 0)
+  t.is(outOfOrderFirsts(read), 0)
 })

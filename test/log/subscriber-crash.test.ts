@@ -1,13 +1,12 @@
 import test from 'ava'
-import { spawn } from 'node:child_process'
-import { randomInt } from 'node:crypto'
-import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { Evaq, type Batch, type Subscriber } from '../../src/index.js'
-import { SUBSCRIBE_OPTIONS } from '../fixtures/consumer.js'
+import { createSubscribers, SUBSCRIBE_OPTIONS } from '../fixtures/consumer.js'
 import { checkPayload, digest } from '../fixtures/crash-writer.js'
+import { runLines } from '../helpers/child.js'
 import { tmpDir } from '../helpers/tmp.js'
-import { prng } from '../helpers/prng.js'
+import { prng, seedFor } from '../helpers/prng.js'
+import { Problems } from '../helpers/problems.js'
 import { readAll } from '../helpers/read-all.js'
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/consumer.ts', import.meta.url))
@@ -35,27 +34,11 @@ interface RunReport {
 
 /** Run the consumer on `dir` until it reported `threshold` resolved acks, then SIGKILL it. */
 async function runAndKill (dir: string, tag: string, subs: readonly string[], seed: number, threshold: number): Promise<RunReport> {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, dir, tag, subs.join(','), 'sync', String(seed)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
   const report: RunReport = { lines: [], killed: false, code: null, signal: null, stderr: '' }
-  let rest = ''
-  let hung = false
   let acks = 0
-  const kill = (): void => {
-    if (report.killed) return
-    report.killed = true
-    child.kill('SIGKILL')
-  }
-  const watchdog = setTimeout(() => { hung = true; kill() }, CYCLE_WATCHDOG_MS)
-  child.stderr.setEncoding('utf8')
-  child.stderr.on('data', (s: string) => { report.stderr += s })
-  child.stdout.setEncoding('utf8')
-  child.stdout.on('data', (chunk: string) => {
-    const lines = (rest + chunk).split('\n')
-    // A line is only complete with its newline; a killed child may leave half of one.
-    rest = lines.pop()!
-    for (const line of lines) {
+  const outcome = await runLines(FIXTURE, [dir, tag, subs.join(','), 'sync', String(seed)], {
+    watchdogMs: CYCLE_WATCHDOG_MS,
+    onLine: line => {
       const f = line.split('\t')
       const kind = f[0]
       if (kind === 'O') report.lines.push({ kind, next: Number(f[1]) })
@@ -66,14 +49,11 @@ async function runAndKill (dir: string, tag: string, subs: readonly string[], se
         report.lines.push({ kind, sub: f[1]!, id: Number(f[2]) })
         if (kind === 'K') acks++
       } else throw new Error(`Unexpected line from the consumer: ${JSON.stringify(line)}`)
-    }
-    if (acks >= threshold) kill()
+    },
+    killWhen: () => acks >= threshold,
   })
-  const [code, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
-  clearTimeout(watchdog)
-  report.code = code
-  report.signal = signal
-  if (hung) throw new Error(`The consumer reported only ${acks} of ${threshold} acks in ${CYCLE_WATCHDOG_MS} ms; stderr: ${report.stderr}`)
+  Object.assign(report, { killed: outcome.killed, code: outcome.code, signal: outcome.signal, stderr: outcome.stderr })
+  if (outcome.hung) throw new Error(`The consumer reported only ${acks} of ${threshold} acks in ${CYCLE_WATCHDOG_MS} ms; stderr: ${report.stderr}`)
   return report
 }
 
@@ -107,8 +87,7 @@ function shuffle<T> (items: T[], random: () => number): T[] {
  * The last cycle acknowledges everything, so the run ends with an empty log.
  */
 test('SIGKILL while consuming: acknowledged records are never redelivered, unacknowledged ones never lost or cleaned up, fresh deliveries in ID order', async t => {
-  const seed = process.env.EVAQ_SUB_CRASH_SEED === undefined ? randomInt(2 ** 31) : Number(process.env.EVAQ_SUB_CRASH_SEED)
-  t.log(`seed ${seed} (replay with EVAQ_SUB_CRASH_SEED=${seed})`)
+  const seed = seedFor(t, 'EVAQ_SUB_CRASH_SEED')
   // The plan of each cycle comes from its own generator, so that it replays exactly even though
   // the check phase's choices depend on what the killed runs left behind.
   const plan = prng(seed)
@@ -120,18 +99,13 @@ test('SIGKILL while consuming: acknowledged records are never redelivered, unack
   let maxId = 0
 
   // Both subscribers exist before the first push, so each must see every record.
-  {
-    const q = await Evaq.open(dir, OPTIONS)
-    for (const s of SUBS) await q.wal.subscribe(s, SUBSCRIBE_OPTIONS)
-    await q.close()
-  }
+  await createSubscribers(dir, OPTIONS, SUBS)
 
-  const problems: string[] = []
-  let where = ''
-  const problem = (text: string): void => { if (problems.length < 30) problems.push(`${where}: ${text}`) }
+  const problems = new Problems()
+  const problem = problems.add
   const stop = (): boolean => {
-    if (problems.length === 0) return false
-    t.fail(`${problems.length} problem(s):\n${problems.join('\n')}`)
+    if (problems.found.length === 0) return false
+    t.fail(problems.summary())
     return true
   }
   let totalAcks = 0
@@ -145,10 +119,10 @@ test('SIGKILL while consuming: acknowledged records are never redelivered, unack
     const threshold = 1 + Math.floor(plan() * plan() * 3000)
     const childSeed = Math.floor(plan() * 2 ** 31)
     const last = cycle === CYCLES - 1
-    where = `cycle ${cycle} (seed ${seed}, subs ${runSubs.join(',')}, kill after ${threshold} acks)`
+    problems.where = `cycle ${cycle} (seed ${seed}, subs ${runSubs.join(',')}, kill after ${threshold} acks)`
 
     const run = await runAndKill(dir, tag, runSubs, childSeed, threshold)
-    t.true(run.killed && run.signal === 'SIGKILL', `${where}: the consumer exited by itself (code ${run.code}): ${run.stderr}`)
+    t.true(run.killed && run.signal === 'SIGKILL', `${problems.where}: the consumer exited by itself (code ${run.code}): ${run.stderr}`)
     if (run.signal !== 'SIGKILL') return
 
     // ---- fold the run's report into the model, checking it on the way ----------------------

@@ -7,13 +7,12 @@
  * Replay a random run with EVAQ_RETRY_CRASH_SEED=<seed>.
  */
 import test from 'ava'
-import { spawn } from 'node:child_process'
 import { randomInt } from 'node:crypto'
-import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { Evaq, EvaqError, type DeadLetterRecord, type ParkedRecord } from '../../src/index.js'
 import { LOOP_OPTIONS } from '../fixtures/retry-worker.js'
-import { rawKeys } from '../helpers/child.js'
+import { rawKeys, runLines } from '../helpers/child.js'
+import { prng } from '../helpers/prng.js'
 import { tmpDir } from '../helpers/tmp.js'
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/retry-worker.ts', import.meta.url))
@@ -39,41 +38,21 @@ interface Run {
 
 /** Run the worker; SIGKILL it after `killAfter` handler calls (if given) or once it is done or idle. */
 async function run (dir: string, mode: string, options: { seed?: string, killAfter?: number, crashPoint?: string } = {}): Promise<Run> {
-  const env = { ...process.env }
-  delete env.EVAQ_CRASH_POINT
-  if (options.crashPoint !== undefined) env.EVAQ_CRASH_POINT = options.crashPoint
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, dir, mode, options.seed ?? 's'], { stdio: ['ignore', 'pipe', 'pipe'], env })
   const report: Run = { calls: [], succeeded: new Set(), done: false, signal: null, code: null, stderr: '' }
-  let killed = false
-  let hung = false
-  const kill = (): void => {
-    if (killed) return
-    killed = true
-    child.kill('SIGKILL')
-  }
-  const watchdog = setTimeout(() => { hung = true; kill() }, WATCHDOG_MS)
-  let rest = ''
-  child.stderr.setEncoding('utf8')
-  child.stderr.on('data', (s: string) => { report.stderr += s })
-  child.stdout.setEncoding('utf8')
-  child.stdout.on('data', (chunk: string) => {
-    const lines = (rest + chunk).split('\n')
-    rest = lines.pop()!
-    for (const line of lines) {
+  const outcome = await runLines(FIXTURE, [dir, mode, options.seed ?? 's'], {
+    point: options.crashPoint,
+    watchdogMs: WATCHDOG_MS,
+    onLine: line => {
       const [kind, a, b, c] = line.split('\t')
       if (kind === 'C') report.calls.push({ id: Number(a), attempt: Number(b), payload: c! })
       else if (kind === 'S') report.succeeded.add(b!)
       else if (kind === 'D' || kind === 'E') report.done = true
       else if (kind !== 'O') throw new Error(`Unexpected line from the worker: ${JSON.stringify(line)}`)
-    }
-    if (options.killAfter !== undefined && report.calls.length >= options.killAfter) kill()
-    if (report.done && mode !== 'requeue') kill()
+    },
+    killWhen: () => (options.killAfter !== undefined && report.calls.length >= options.killAfter) || (report.done && mode !== 'requeue'),
   })
-  const [code, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
-  clearTimeout(watchdog)
-  report.code = code
-  report.signal = signal
-  if (hung) throw new Error(`The worker (${mode}) hung; ${report.calls.length} calls; stderr: ${report.stderr}`)
+  Object.assign(report, { code: outcome.code, signal: outcome.signal, stderr: outcome.stderr })
+  if (outcome.hung) throw new Error(`The worker (${mode}) hung; ${report.calls.length} calls; stderr: ${report.stderr}`)
   return report
 }
 
@@ -95,19 +74,17 @@ async function look (evaq: Evaq): Promise<Seen> {
   return seen
 }
 
+/** Where the record with `payload` is: its copies in the DLQ and in parked. */
+async function placesOf (evaq: Evaq, payload: string): Promise<{ dlq: DeadLetterRecord[], parked: ParkedRecord[] }> {
+  const seen = await look(evaq)
+  return { dlq: seen.dlq.get(payload) ?? [], parked: seen.parked.get(payload) ?? [] }
+}
 
 test('SIGKILL of a child running the daemon: no DLQ record lost or in two places, no attempt counted twice beyond the one in flight', async t => {
   t.timeout(240_000)
   const seed = process.env.EVAQ_RETRY_CRASH_SEED ?? String(randomInt(2 ** 31))
   t.log(`seed ${seed} (replay with EVAQ_RETRY_CRASH_SEED=${seed})`)
-  let rng = Number(seed) >>> 0
-  const random = (): number => {
-    rng = (rng + 0x6D2B79F5) >>> 0
-    let x = rng
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
+  const random = prng(Number(seed))
   const dir = await tmpDir(t, 'evaq-retry-crash-')
   const payloads = Array.from({ length: RECORDS }, (_, i) => `record ${i}`)
   const setup = await Evaq.open(dir, { minFreeDiskBytes: 0 })
@@ -180,9 +157,7 @@ test('a crash at each step of parking leaves the record in exactly one place', a
     for (let reopen = 0; reopen < 2; reopen++) {
       const evaq = await Evaq.open(dir, { minFreeDiskBytes: 0 })
       try {
-        const seen = await look(evaq)
-        const dlq = seen.dlq.get('poison') ?? []
-        const parked = seen.parked.get('poison') ?? []
+        const { dlq, parked } = await placesOf(evaq, 'poison')
         t.is(dlq.length + parked.length, 1, `${point}: in exactly one place`)
         if (expected === 'dlq') {
           t.is(dlq[0]?.id, id, point)
@@ -214,9 +189,7 @@ test('a crash at each step of a requeue leaves the record in exactly one place',
     t.is(r.signal, 'SIGKILL', `${point}: ${r.stderr}`)
     const evaq = await Evaq.open(dir, { minFreeDiskBytes: 0 })
     try {
-      const seen = await look(evaq)
-      const dlq = seen.dlq.get('poison') ?? []
-      const parked = seen.parked.get('poison') ?? []
+      const { dlq, parked } = await placesOf(evaq, 'poison')
       t.is(dlq.length + parked.length, 1, `${point}: in exactly one place`)
       if (expected === 'dlq') t.like(dlq[0]?.retry, { attempts: 0, source: { log: 'parked', id: parkedBefore!.id } }, point)
       else t.is(parked[0]?.id, parkedBefore!.id, point)
