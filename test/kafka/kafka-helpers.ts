@@ -80,3 +80,21 @@ export async function consume (brokers: string[], topics: string[], done: (messa
 export function distinctIds (messages: readonly Consumed[]): Set<string> {
   return new Set(messages.map(m => m.evaqId).filter((id): id is string => id !== undefined))
 }
+
+/**
+ * Keys whose messages first appear out of send() order: counted over the first appearance of each
+ * evaq-id (a resend may come later), with the send order in the value (`<letter><seq>`).
+ */
+export function outOfOrderFirsts (messages: readonly Consumed[]): number {
+  const seen = new Set<string>()
+  const last = new Map<string, number>()
+  let outOfOrder = 0
+  for (const m of messages) {
+    if (seen.has(m.evaqId!)) continue
+    seen.add(m.evaqId!)
+    const seq = Number(m.value!.toString().slice(1))
+    if ((last.get(m.key!) ?? -1) >= seq) outOfOrder++
+    last.set(m.key!, seq)
+  }
+  return outOfOrder
+}

@@ -34,19 +34,17 @@
  * covered. Replay a run with `EVAQ_CRASH_POINTS_SEED`.
  */
 import test from 'ava'
-import { spawn } from 'node:child_process'
-import { randomInt } from 'node:crypto'
-import { once } from 'node:events'
 import { cp, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Evaq } from '../../src/index.js'
-import { SUBSCRIBE_OPTIONS } from '../fixtures/consumer.js'
+import { createSubscribers, SUBSCRIBE_OPTIONS } from '../fixtures/consumer.js'
 import { checkPayload, digest } from '../fixtures/crash-writer.js'
-import { runFixture } from '../helpers/child.js'
+import { runFixture, runLines } from '../helpers/child.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { cycles, report } from './report.js'
-import { prng } from '../helpers/prng.js'
+import { prng, seedFor } from '../helpers/prng.js'
+import { Problems } from '../helpers/problems.js'
 import { readAll } from '../helpers/read-all.js'
 
 const WRITER = fileURLToPath(new URL('../fixtures/crash-writer.ts', import.meta.url))
@@ -140,46 +138,25 @@ function parseLine (line: string): Line {
 }
 
 async function runChild (dir: string, plan: Plan): Promise<Run> {
-  const env = { ...process.env }
-  delete env.EVAQ_CRASH_POINT
-  if (plan.point !== undefined) env.EVAQ_CRASH_POINT = `${plan.point}:${plan.nth}`
-  const fixture = plan.fixture === 'writer' ? WRITER : CONSUMER
-  const child = spawn(process.execPath, ['--import', 'tsx', fixture, dir, ...plan.args], { stdio: ['ignore', 'pipe', 'pipe'], env })
-  const run: Run = { lines: [], killedByParent: false, code: null, signal: null, stderr: '', hung: false }
-  const timers: NodeJS.Timeout[] = []
-  const kill = (): void => {
-    if (run.killedByParent || run.signal !== null || run.code !== null) return
-    run.killedByParent = true
-    child.kill('SIGKILL')
-  }
-  timers.push(setTimeout(() => { run.hung = true; kill() }, WATCHDOG_MS))
-  if (plan.killAtMs !== undefined) timers.push(setTimeout(kill, plan.killAtMs))
-  let rest = ''
+  const lines: Line[] = []
   let opened = false
   let pushes = 0
-  child.stderr.setEncoding('utf8')
-  child.stderr.on('data', (s: string) => { run.stderr += s })
-  child.stdout.setEncoding('utf8')
-  child.stdout.on('data', (chunk: string) => {
-    const lines = (rest + chunk).split('\n')
-    // A line is only complete with its newline; a killed child may leave half of one.
-    rest = lines.pop()!
-    for (const text of lines) {
+  const outcome = await runLines(plan.fixture === 'writer' ? WRITER : CONSUMER, [dir, ...plan.args], {
+    point: plan.point === undefined ? undefined : `${plan.point}:${plan.nth}`,
+    watchdogMs: WATCHDOG_MS,
+    onStart: child => { if (plan.killAtMs !== undefined) child.after(plan.killAtMs, child.kill) },
+    onLine: (text, child) => {
       const line = parseLine(text)
-      run.lines.push(line)
-      if (line.kind === 'A' && ++pushes >= plan.maxPushes) kill()
+      lines.push(line)
+      if (line.kind === 'A' && ++pushes >= plan.maxPushes) child.kill()
       if (line.kind === 'O' && !opened) {
         opened = true
-        if (plan.killAfterOpenMs !== undefined) timers.push(setTimeout(kill, plan.killAfterOpenMs))
-        if (plan.point !== undefined) timers.push(setTimeout(kill, FALLBACK_MS))
+        if (plan.killAfterOpenMs !== undefined) child.after(plan.killAfterOpenMs, child.kill)
+        if (plan.point !== undefined) child.after(FALLBACK_MS, child.kill)
       }
-    }
+    },
   })
-  const [code, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
-  for (const timer of timers) clearTimeout(timer)
-  run.code = code
-  run.signal = signal
-  return run
+  return { lines, killedByParent: outcome.killed, code: outcome.code, signal: outcome.signal, stderr: outcome.stderr, hung: outcome.hung }
 }
 
 const DURABILITIES = ['sync', 'sync', 'none', 'interval:1', 'interval:20', 'interval:200'] as const
@@ -232,8 +209,8 @@ function planCycle (cycle: number, random: () => number): Plan {
 test('SIGKILL at random moments and at every named crash point: nothing acknowledged lost, IDs never reused, ' +
   'subscribers at-least-once, the database always opens', async t => {
   t.timeout(Math.max(120_000, CYCLES * 10_000))
-  const seed = process.env.EVAQ_CRASH_POINTS_SEED === undefined ? randomInt(2 ** 31) : Number(process.env.EVAQ_CRASH_POINTS_SEED)
-  t.log(`seed ${seed} (replay with EVAQ_CRASH_POINTS_SEED=${seed}), ${CYCLES} cycles`)
+  const seed = seedFor(t, 'EVAQ_CRASH_POINTS_SEED')
+  t.log(`${CYCLES} cycles`)
   const plans = prng(seed)
   const random = prng(seed ^ 0x5bd1e995)
   const dir = await tmpDir(t, 'evaq-crash-points-')
@@ -245,15 +222,10 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
   let maxId = 0
 
   // Both subscribers exist before the first push, so each must see every record.
-  {
-    const q = await Evaq.open(dir, CHECK_OPTIONS)
-    for (const s of SUBS) await q.wal.subscribe(s, SUBSCRIBE_OPTIONS)
-    await q.close()
-  }
+  await createSubscribers(dir, CHECK_OPTIONS, SUBS)
 
-  const problems: string[] = []
-  let where = ''
-  const problem = (text: string): void => { if (problems.length < 30) problems.push(`${where}: ${text}`) }
+  const problems = new Problems()
+  const problem = problems.add
   let lost = 0
   const totals = { acknowledgedPushes: 0, checkedPresent: 0, removals: 0, removalGroups: 0, subscriberAcks: 0, deliveries: 0, randomKills: 0, earlyKills: 0 }
   const pointKills: Record<Point, number> = Object.fromEntries(POINTS.map(p => [p, 0])) as Record<Point, number>
@@ -264,7 +236,7 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
       `${totals.randomKills} random kills (${totals.earlyKills} before the child had opened); ` +
       `${totals.removals} acknowledged removals, ${totals.removalGroups} removal calls in flight at a kill checked all-or-nothing, ` +
       `${totals.subscriberAcks} acknowledged subscriber acks, ${totals.deliveries} deliveries checked` +
-      (problems.length > 0 ? `; FAILED: ${problems[0]}` : '')
+      (problems.found.length > 0 ? `; FAILED: ${problems.found[0]}` : '')
     t.log(note)
     await report({
       part: 'crash-loop',
@@ -282,18 +254,19 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
   /** The last child run, kept with the directory for diagnosis when a cycle fails. */
   let lastRun: { cycle: number, plan: Plan, run: Run } | undefined
   const stop = async (): Promise<boolean> => {
-    if (problems.length === 0) return false
+    if (problems.found.length === 0) return false
     if (lastRun !== undefined) {
       // test/artifacts/ is not committed: the directory as the check left it, the child's lines
       // and the problems, to replay the cycle by hand.
       const keep = fileURLToPath(new URL(`../artifacts/crash-points-${seed}-${lastRun.cycle}/`, import.meta.url))
       await mkdir(keep, { recursive: true })
       await cp(dir, join(keep, 'data'), { recursive: true }).catch(() => {})
-      await writeFile(join(keep, 'run.json'), JSON.stringify({ where, problems, plan: lastRun.plan, run: lastRun.run }, null, 1))
+      const saved = { where: problems.where, problems: problems.found, plan: lastRun.plan, run: lastRun.run }
+      await writeFile(join(keep, 'run.json'), JSON.stringify(saved, null, 1))
       t.log(`kept the failing cycle's directory and the child's lines in ${keep}`)
     }
     await finish()
-    t.fail(`${problems.length} problem(s):\n${problems.join('\n')}`)
+    t.fail(problems.summary())
     return true
   }
 
@@ -301,7 +274,7 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
     const plan = planCycle(cycle, plans)
     const tag = `c${cycle}`
     const ackSync = plan.fixture === 'consumer' && plan.ackDurability === 'sync'
-    where = `cycle ${cycle} (seed ${seed}, ${plan.fixture} ${plan.args.slice(0, -1).join(' ')}` +
+    problems.where = `cycle ${cycle} (seed ${seed}, ${plan.fixture} ${plan.args.slice(0, -1).join(' ')}` +
       (plan.point !== undefined
         ? `, EVAQ_CRASH_POINT=${plan.point}:${plan.nth}`
         : plan.killAtMs !== undefined ? `, kill ${plan.killAtMs} ms after spawn` : `, kill ${plan.killAfterOpenMs} ms after open`) + ')'
@@ -316,7 +289,7 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
       totals.randomKills++
       if (plan.point !== undefined) {
         pointFallbacks[plan.point]++
-        t.log(`${where}: the point was not reached (${run.lines.filter(l => l.kind === 'A').length} pushes acknowledged); killed from here`)
+        t.log(`${problems.where}: the point was not reached (${run.lines.filter(l => l.kind === 'A').length} pushes acknowledged); killed from here`)
       }
       if (!run.lines.some(l => l.kind === 'O')) totals.earlyKills++
     }
@@ -552,7 +525,7 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
   // target each: every other cycle targets the next point).
   const missed = POINTS.filter(p => pointKills[p] === 0)
   if (missed.length > 0 && CYCLES >= 2 * POINTS.length) {
-    where = 'coverage'
+    problems.where = 'coverage'
     problem(`no run died at ${missed.join(', ')} (fallback kills: ${missed.map(p => pointFallbacks[p]).join(', ')})`)
   }
   // A last look: the final cycle acknowledged everything, and nothing acked comes back.
@@ -562,7 +535,10 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
       for (const s of SUBS) {
         const sub = await q.wal.subscribe(s, SUBSCRIBE_OPTIONS)
         const batch = await sub.next({ maxCount: 10 })
-        if (batch !== undefined) { where = 'final'; problem(`${s} was delivered ${batch.records.map(r => r.id).join(', ')} after acknowledging everything`) }
+        if (batch !== undefined) {
+          problems.where = 'final'
+          problem(`${s} was delivered ${batch.records.map(r => r.id).join(', ')} after acknowledging everything`)
+        }
       }
     } finally {
       await q.close()

@@ -17,16 +17,16 @@
  *   nothing.
  */
 import test, { type ExecutionContext } from 'ava'
-import { randomInt } from 'node:crypto'
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Evaq } from '../../src/index.js'
 import { checkPayload, digest, payloadFor } from '../fixtures/crash-writer.js'
 import { tmpDir } from '../helpers/tmp.js'
+import { WriterModel } from '../helpers/writer-model.js'
 import { holdWriteback, loopUnavailable, Mounts, run } from './fixtures/disk-images.js'
 import { PowerWriter, type WriterReport } from './fixtures/power-writer.js'
 import { cycles, report } from './report.js'
-import { prng } from '../helpers/prng.js'
+import { prng, seedFor } from '../helpers/prng.js'
 import { readAll } from '../helpers/read-all.js'
 
 const CYCLES = cycles('EVAQ_POWER_CYCLES', 3)
@@ -98,8 +98,7 @@ const TITLE = 'power cut on ext4: durability sync loses no acknowledged push; th
 
 maybe(skip === undefined ? TITLE : `${TITLE} (skipped: ${skip})`, async t => {
   t.timeout(60_000 + CYCLES * 20_000)
-  const seed = process.env.EVAQ_POWER_SEED === undefined ? randomInt(2 ** 31) : Number(process.env.EVAQ_POWER_SEED)
-  t.log(`seed ${seed} (replay with EVAQ_POWER_SEED=${seed})`)
+  const seed = seedFor(t, 'EVAQ_POWER_SEED')
   const random = prng(seed)
   const base = await tmpDir(t, 'evaq-power-')
   const mounts = new Mounts(t)
@@ -148,13 +147,8 @@ maybe(skip === undefined ? TITLE : `${TITLE} (skipped: ${skip})`, async t => {
   }
 
   // ---- durability 'sync': cycles chained on the recovered copy ----------------------------------
-  /** Records that must be present, with their payload digests. */
-  const live = new Map<number, string>()
-  /** Records whose removal was in flight at the cut: present or not, both are fine. */
-  const maybeRemoved = new Map<number, string>()
-  /** Records whose removal was acknowledged: must never appear again. */
-  const removed = new Set<number>()
-  let maxId = 0
+  const model = new WriterModel()
+  const { live } = model
   /** Acknowledged pushes checked on the copy right after their cut. */
   let checked = 0
   let lost = 0
@@ -173,65 +167,38 @@ maybe(skip === undefined ? TITLE : `${TITLE} (skipped: ${skip})`, async t => {
     image = copy
 
     // Fold the writer's report into the model.
-    t.true(writer.openedNext !== undefined && writer.openedNext > maxId, `${where}: the writer opened with next ID ${writer.openedNext}, not above ${maxId}`)
-    const maxBefore = maxId
-    const acked = new Map<number, string>()
-    for (const [id, sha] of writer.acks) {
-      if (id <= maxBefore || live.has(id) || maybeRemoved.has(id) || removed.has(id) || acked.has(id)) {
-        t.fail(`${where}: ID ${id} was issued again`)
-        return
-      }
-      acked.set(id, sha)
-      live.set(id, sha)
-      if (id > maxId) maxId = id
-    }
-    const done = new Set(writer.removed)
-    for (const id of writer.removing) {
-      const sha = acked.get(id)
-      if (sha === undefined) { t.fail(`${where}: the writer removed ID ${id} it never acknowledged`); return }
-      live.delete(id)
-      if (done.has(id)) removed.add(id)
-      else maybeRemoved.set(id, sha)
+    const opened = writer.openedNext
+    t.true(opened !== undefined && opened > model.maxId, `${where}: the writer opened with next ID ${opened}, not above ${model.maxId}`)
+    const wrong = model.fold(writer.acks, writer.removing, writer.removed)
+    if (wrong !== undefined) {
+      t.fail(`${where}: ${wrong}`)
+      return
     }
 
     const problems = await onImage(mounts, image, join(base, `sync-${cycle}-cut-mnt`), async q => {
       const problems: string[] = []
       const records = await readAll(q.wal, 256 * 1024, 1000)
-      const seen = new Set<number>()
+      const seen = new Set(records.map(r => r.id))
       for (const r of records) {
-        seen.add(r.id)
-        const sha = live.get(r.id) ?? maybeRemoved.get(r.id)
-        if (sha !== undefined) {
-          if (digest(r.payload) !== sha) { problems.push(`ID ${r.id} has a different payload`); lost++ }
-          continue
-        }
-        if (removed.has(r.id)) { problems.push(`ID ${r.id} was removed (acknowledged) but is back`); continue }
-        // Not acknowledged: a push committed before the cut whose acknowledgement never came out.
-        if (checkPayload(r.payload) !== tag || r.id <= maxBefore) {
-          problems.push(`ID ${r.id} was never acknowledged and is not a whole payload of this run`)
-          continue
-        }
-        live.set(r.id, digest(r.payload))
-        if (r.id > maxId) maxId = r.id
+        // 'committed' (fine): a push committed before the cut whose acknowledgement never came out.
+        const verdict = model.judge(r, tag)
+        if (verdict === 'changed') {
+          problems.push(`ID ${r.id} has a different payload`)
+          lost++
+        } else if (verdict === 'back') problems.push(`ID ${r.id} was removed (acknowledged) but is back`)
+        else if (verdict === 'foreign') problems.push(`ID ${r.id} was never acknowledged and is not a whole payload of this run`)
       }
-      for (const id of live.keys()) {
-        if (!seen.has(id)) { problems.push(`acknowledged ID ${id} is missing`); lost++ }
-      }
-      // Removals in flight at the cut happened or not; from here on the model is exact.
-      for (const [id, sha] of maybeRemoved) {
-        if (seen.has(id)) live.set(id, sha)
-        else removed.add(id)
-      }
-      maybeRemoved.clear()
+      for (const id of model.missing(seen)) { problems.push(`acknowledged ID ${id} is missing`); lost++ }
+      model.settle(seen)
       const stats = await q.wal.stats()
       if (stats.count !== live.size) problems.push(`stats().count is ${stats.count}, ${live.size} records are live`)
-      if (stats.nextId <= maxId) problems.push(`stats().nextId ${stats.nextId} is not above ${maxId}`)
+      if (stats.nextId <= model.maxId) problems.push(`stats().nextId ${stats.nextId} is not above ${model.maxId}`)
       // The recovered queue takes writes, and never reuses an ID.
       const payload = payloadFor(`after-${tag}`, 0, 0)
       const id = await q.pushWal(payload)
-      if (id <= maxId) problems.push(`the next push got ID ${id}, not above ${maxId}`)
+      if (id <= model.maxId) problems.push(`the next push got ID ${id}, not above ${model.maxId}`)
       live.set(id, digest(payload))
-      maxId = id
+      model.maxId = id
       return problems
     })
     t.deepEqual(problems.slice(0, 20), [], `${where}: ${problems.length} problem(s) after the power cut`)

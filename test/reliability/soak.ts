@@ -12,9 +12,9 @@
  * - Cycle counts: every `cycles('NAME', short)` in those files is found here and NAME set to its
  *   soak value: SOAK_COUNTS below, or 20 × short for a count this script does not know. A NAME
  *   already set in the environment wins, so any count can be overridden.
- * - The SIGKILL loops of test/crash.test.ts and test/subscriber-crash.test.ts have a fixed cycle
- *   count (no environment variable): they run EVAQ_SOAK_LEGACY_RUNS times each (default 10; 0
- *   skips them), each run with a fresh random seed.
+ * - The SIGKILL loops of test/facade/crash.test.ts and test/log/subscriber-crash.test.ts have a
+ *   fixed cycle count (no environment variable): they run EVAQ_SOAK_LEGACY_RUNS times each
+ *   (default 10; 0 skips them), each run with a fresh random seed.
  * - Exit code 1 when anything failed; the table says what.
  */
 import { spawn } from 'node:child_process'
@@ -59,13 +59,13 @@ const CATALOG: Row[] = [
     part: 'crash-writer-loop',
     failure: 'Process crash (SIGKILL) while 64 callers push and remove',
     guarantee: 'Acknowledged pushes and removals survive, nothing else changes, IDs never reused, counters exact',
-    test: 'test/crash.test.ts',
+    test: 'test/facade/crash.test.ts',
   },
   {
     part: 'subscriber-crash-loop',
     failure: 'Process crash (SIGKILL) while subscribers consume, ack and nack',
     guarantee: 'Acknowledged records never redelivered, unacknowledged ones never lost or cleaned up, fresh deliveries in ID order',
-    test: 'test/subscriber-crash.test.ts',
+    test: 'test/log/subscriber-crash.test.ts',
   },
   {
     part: 'power-cut',
@@ -123,8 +123,8 @@ const CATALOG: Row[] = [
   },
 ]
 const LEGACY = [
-  { part: 'crash-writer-loop', file: 'test/crash.test.ts' },
-  { part: 'subscriber-crash-loop', file: 'test/subscriber-crash.test.ts' },
+  { part: 'crash-writer-loop', file: 'test/facade/crash.test.ts' },
+  { part: 'subscriber-crash-loop', file: 'test/log/subscriber-crash.test.ts' },
 ]
 
 interface Outcome {
@@ -274,8 +274,8 @@ async function main (): Promise<void> {
     '',
     `Soak of ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${duration(totalMs)}` +
       (filters.length > 0 ? ` (only ${filters.join(', ')})` : '') +
-      `: ${countLine || 'no cycle counts'}; the SIGKILL loops of test/crash.test.ts and test/subscriber-crash.test.ts ` +
-      `${legacy === 0 ? 'not run' : `${legacy} run(s) each`}.`,
+      `: ${countLine || 'no cycle counts'}; the SIGKILL loops of test/facade/crash.test.ts and test/log/subscriber-crash.test.ts` +
+      ` ${legacy === 0 ? 'not run' : `${legacy} run(s) each`}.`,
     ...(notes.length > 0 ? ['', 'Notes reported by the parts:', '', ...notes.map(cell)] : []),
     END,
   ].join('\n')

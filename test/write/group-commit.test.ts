@@ -1,0 +1,153 @@
+import test from 'ava'
+import { CommitLater, GroupCommit, type PendingSegment } from '../../src/write/group-commit.js'
+
+const options = { maxBatchBytes: 1000, maxBatchCount: 100, lingerMs: 0, flushWorkers: 2, maxBufferedBytes: 10_000 }
+
+interface Pending { segments: readonly PendingSegment[], done (): void, fail (err: Error): void }
+
+/** A GroupCommit whose flushes complete only when the test says so. */
+function controlled (opts = options) {
+  const flushes: Pending[] = []
+  let waiters: Array<() => void> = []
+  const gc = new GroupCommit(opts, 1, segments => new Promise<void>((resolve, reject) => {
+    flushes.push({ segments, done: resolve, fail: reject })
+    for (const w of waiters) w()
+    waiters = []
+  }), () => {})
+  const nextFlush = async (): Promise<Pending> => {
+    while (flushes.length === 0) await new Promise<void>(resolve => waiters.push(resolve))
+    return flushes.shift()!
+  }
+  return { gc, nextFlush }
+}
+
+const payload = (s: string): Buffer => Buffer.from(s)
+
+test('the watermark never passes an uncommitted ID when flushes finish out of order', async t => {
+  const { gc, nextFlush } = controlled()
+  const a = gc.push([payload('a')], 1, undefined, undefined)
+  const first = await nextFlush()
+  const b = gc.push([payload('b')], 1, undefined, undefined)
+  const second = await nextFlush()
+  t.is(gc.watermark, 0)
+  second.done()
+  t.is(await b, 2)
+  t.is(gc.watermark, 0, 'ID 1 is still in flight')
+  first.done()
+  t.is(await a, 1)
+  t.is(gc.watermark, 2)
+})
+
+test('a failed flush rejects its pushes and the watermark moves past them', async t => {
+  const { gc, nextFlush } = controlled()
+  const a = gc.push([payload('a')], 1, undefined, undefined)
+  ;(await nextFlush()).fail(new Error('disk'))
+  await t.throwsAsync(a, { message: 'disk' })
+  t.is(gc.watermark, 1)
+  const b = gc.push([payload('b')], 1, undefined, undefined)
+  ;(await nextFlush()).done()
+  t.is(await b, 2)
+})
+
+test('a flush that throws CommitLater is flushed again, in ID order, and its pushes neither resolve nor fail meanwhile', async t => {
+  const { gc, nextFlush } = controlled()
+  const settled: string[] = []
+  const a = gc.push([payload('a')], 1, undefined, undefined)
+  a.then(() => settled.push('a'), () => settled.push('a failed'))
+  const first = await nextFlush()
+  const b = gc.push([payload('b')], 1, undefined, undefined)
+  b.then(() => settled.push('b'), () => settled.push('b failed'))
+  const second = await nextFlush()
+  // Both refused; the later one is handed back first.
+  second.fail(new CommitLater(Promise.resolve(), 'not written'))
+  first.fail(new CommitLater(Promise.resolve(), 'not written'))
+  const again = await nextFlush()
+  t.deepEqual(again.segments.map(s => s.builder.firstId), [1, 2], 'both segments, in ID order, in one flush')
+  t.deepEqual(settled, [])
+  t.is(gc.watermark, 0)
+  t.is(gc.bufferedBytes, 2, 'their bytes stay held')
+  again.done()
+  t.deepEqual([await a, await b], [1, 2])
+  t.is(gc.watermark, 2)
+  t.is(gc.bufferedBytes, 0)
+  await gc.drain()
+})
+
+test('pushes made while flushes are in flight form the next segment', async t => {
+  const { gc, nextFlush } = controlled({ ...options, flushWorkers: 1 })
+  const first = gc.push([payload('a')], 1, undefined, undefined)
+  const flush1 = await nextFlush()
+  const more = Array.from({ length: 10 }, (_, i) => gc.push([payload(String(i))], 1, undefined, undefined))
+  flush1.done()
+  await first
+  const flush2 = await nextFlush()
+  t.deepEqual(flush2.segments.map(s => s.builder.count), [10])
+  flush2.done()
+  t.deepEqual(await Promise.all(more), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+})
+
+test('segments stop at maxBatchCount and maxBatchBytes but hold at least one record', async t => {
+  const { gc, nextFlush } = controlled({ ...options, flushWorkers: 1, maxBatchCount: 3, maxBatchBytes: 10 })
+  const all = [
+    gc.push([payload('1')], 1, undefined, undefined),
+    gc.push([payload('2')], 1, undefined, undefined),
+    gc.push([payload('3')], 1, undefined, undefined),
+    gc.push([payload('4')], 1, undefined, undefined),
+    gc.push([payload('x'.repeat(20))], 20, undefined, undefined),
+    gc.push([payload('y'.repeat(9))], 9, undefined, undefined),
+  ]
+  const counts: number[][] = []
+  while (counts.flat().length < 4) {
+    const f = await nextFlush()
+    counts.push(f.segments.map(s => s.builder.count))
+    f.done()
+  }
+  // [1,2,3] is full by count; [4] cannot take 20 more bytes; [x*20] is over the byte bound alone.
+  t.deepEqual(counts.flat(), [3, 1, 1, 1])
+  t.deepEqual(await Promise.all(all), [1, 2, 3, 4, 5, 6])
+})
+
+test('a pushMany that spans segments is flushed in one commit', async t => {
+  const { gc, nextFlush } = controlled({ ...options, flushWorkers: 1, maxBatchCount: 4, maxBatchBytes: 4 })
+  const before = gc.push([payload('a')], 1, undefined, undefined)
+  const many = gc.push(Array.from({ length: 10 }, (_, i) => payload(String(i))), 10, undefined, undefined)
+  const after = gc.push([payload('z')], 1, undefined, undefined)
+  const seen: number[][] = []
+  while (seen.flat().reduce((a, b) => a + b, 0) < 12) {
+    const f = await nextFlush()
+    seen.push(f.segments.map(s => s.builder.count))
+    f.done()
+  }
+  // The ten records of the pushMany land in segments [a,0,1,2] [3,4,5,6] [7,8,9,z]: one group.
+  t.deepEqual(seen, [[4, 4, 4]])
+  t.is(await before, 1)
+  t.is(await many, 2)
+  t.is(await after, 12)
+})
+
+test('drain resolves once everything settled', async t => {
+  const { gc, nextFlush } = controlled()
+  const p = gc.push([payload('a')], 1, undefined, undefined)
+  let drained = false
+  const d = gc.drain().then(() => { drained = true })
+  const f = await nextFlush()
+  t.false(drained)
+  f.done()
+  await d
+  t.true(drained)
+  t.is(await p, 1)
+})
+
+test('isPending tells issued-but-unflushed IDs from committed ones', async t => {
+  const { gc, nextFlush } = controlled()
+  const a = gc.push([payload('a'), payload('b')], 2, undefined, undefined)
+  const first = await nextFlush()
+  const b = gc.push([payload('c')], 1, undefined, undefined)
+  const second = await nextFlush()
+  second.done()
+  await b
+  t.deepEqual([1, 2, 3, 4].map(id => gc.isPending(id)), [true, true, false, false])
+  first.done()
+  await a
+  t.deepEqual([1, 2, 3].map(id => gc.isPending(id)), [false, false, false])
+})
