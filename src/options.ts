@@ -211,10 +211,8 @@ export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptio
 function checkRetention (value: unknown): ResolvedOptions['retention'] {
   if (!isPlainObject(value)) throw invalid('retention', 'an object like { wal: { maxAgeMs } }', value)
   const out: { -readonly [K in LogName]?: Retention } = {}
+  rejectUnknown(value, LOG_NAMES, ' in `retention` (a log name)')
   for (const [log, r] of Object.entries(value)) {
-    if (!LOG_NAMES.includes(log as LogName)) {
-      throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown log \`${log}\` in \`retention\`; expected wal, dlq or parked`)
-    }
     if (!isPlainObject(r)) throw invalid(`retention.${log}`, 'an object like { maxAgeMs, maxBytes }', r)
     rejectUnknown(r, ['maxAgeMs', 'maxBytes', 'onFull'], ` in \`retention.${log}\``)
     const { maxAgeMs, maxBytes, onFull } = r

@@ -1,4 +1,5 @@
 import { EvaqError, invalid } from '../errors.js'
+import { rejectUnknown } from '../validate.js'
 
 /**
  * Kafka messages as the WAL stores them. One message is one WAL record, so that the record ID is
@@ -80,11 +81,8 @@ function isBytes (value: unknown): value is Buffer | Uint8Array | string {
 /** Validate one message of `send()`; `name` is how errors refer to it (`messages[3]`). */
 export function checkMessage (message: unknown, name: string, now: number): CheckedMessage {
   if (message === null || typeof message !== 'object' || Array.isArray(message)) throw invalid(name, 'a message object like { key, value, headers }', message)
-  const { key, value, partition, headers, timestamp, ...rest } = message as Record<string, unknown>
-  const unknown = Object.keys(rest)
-  if (unknown.length > 0) {
-    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Unknown message field \`${unknown[0]}\` in ${name}; expected key, value, partition, headers or timestamp`)
-  }
+  rejectUnknown(message, ['key', 'value', 'partition', 'headers', 'timestamp'], ` in ${name}`)
+  const { key, value, partition, headers, timestamp } = message as Record<string, unknown>
   if (value !== null && !isBytes(value)) throw invalid(`${name}.value`, 'a Buffer, a string or null', value)
   if (key !== undefined && key !== null && !isBytes(key)) throw invalid(`${name}.key`, 'a Buffer, a string, null or undefined', key)
   if (partition !== undefined && (typeof partition !== 'number' || !Number.isInteger(partition) || partition < 0 || partition > MAX_PARTITION)) {

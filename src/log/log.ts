@@ -15,7 +15,7 @@ import type { Subscriber, SubscribeOptions, SubscriberInfo } from './subscriber.
 import { Subscriptions } from './subscriptions.js'
 import type { LogView } from './queue-log.js'
 import type { Carrier, CarryFn, LogSidecar, LogStats, PushOptions, QueueRecord, ReadOptions } from './types.js'
-import { checkPushOptions } from './validate.js'
+import { resolvePushOptions } from './validate.js'
 
 export type {
   QueueRecord, RecordError, ReadOptions, PushOptions, LogStats, DropReason, FlushEvent, DropEvent, Admission, AdmittedLog,
@@ -98,7 +98,7 @@ export class Log implements LogView {
     try {
       this.ctx.assertWritable()
       const buf = this.toPayload(payload, 'payload')
-      const signal = checkPushOptions(options)
+      const signal = resolvePushOptions(options)
       const wait = this.ctx.admission.admit(this, buf.byteLength, signal)
       const extras = extra === undefined ? undefined : [extra]
       if (wait === undefined) return this.t.writer.push([buf], buf.byteLength, extras, signal, carry)
@@ -126,7 +126,7 @@ export class Log implements LogView {
   async pushMany (payloads: unknown, options?: PushOptions): Promise<number[]> {
     this.ctx.assertWritable()
     if (!Array.isArray(payloads)) throw invalid('payloads', 'an array of payloads', payloads)
-    const signal = checkPushOptions(options)
+    const signal = resolvePushOptions(options)
     const bufs = new Array<Uint8Array>(payloads.length)
     let bytes = 0
     for (let i = 0; i < payloads.length; i++) {

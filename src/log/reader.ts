@@ -5,7 +5,7 @@ import type { RemovalLane } from './removal.js'
 import { Segment } from './segment.js'
 import { levelCorruption, levelIoError, type SegmentTable } from './segment-table.js'
 import type { QueueRecord, ReadOptions, RecordError } from './types.js'
-import { checkReadOptions, decodeError } from './validate.js'
+import { resolveReadOptions, decodeError } from './validate.js'
 
 /** Iterators read ahead this many bytes: the 16 KiB default measured 2.7× slower on segments. */
 const ITERATOR_BYTES = 1024 * 1024
@@ -24,7 +24,7 @@ export class Reader {
   /** Whole records in ID order from `from`, up to `maxBytes` of payload (at least one record). */
   async read (options: ReadOptions = {}): Promise<QueueRecord[]> {
     this.t.ctx.assertOpen()
-    const { from, maxBytes, maxCount } = checkReadOptions(options)
+    const { from, maxBytes, maxCount } = resolveReadOptions(options)
     return this.readSafely(from, maxBytes, maxCount)
   }
 

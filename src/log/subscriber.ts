@@ -94,7 +94,7 @@ export function checkSubscriberName (name: unknown): string {
   return name
 }
 
-export function checkSubscribeOptions (options: unknown): Required<SubscribeOptions> {
+export function resolveSubscribeOptions (options: unknown): Required<SubscribeOptions> {
   if (options === undefined) return { start: 'earliest', ...SUBSCRIBER_DEFAULTS }
   if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
   const o = options as Record<string, unknown>

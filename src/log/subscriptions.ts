@@ -6,7 +6,7 @@ import type { DeadLetterSource } from './context.js'
 import type { Reader } from './reader.js'
 import type { SegmentTable } from './segment-table.js'
 import {
-  checkSubscribeOptions, checkSubscriberName, Subscriber, type Progress, type SubscribeOptions,
+  resolveSubscribeOptions, checkSubscriberName, Subscriber, type Progress, type SubscribeOptions,
   type SubscriberHost, type SubscriberInfo,
 } from './subscriber.js'
 import type { Carrier } from './types.js'
@@ -79,7 +79,7 @@ export class Subscriptions {
   async subscribe (name: string, options?: SubscribeOptions): Promise<Subscriber> {
     this.t.ctx.assertWritable()
     checkSubscriberName(name)
-    const o = checkSubscribeOptions(options)
+    const o = resolveSubscribeOptions(options)
     const existing = this.subs.get(name)
     const now = this.t.ctx.options.clock.now()
     if (existing !== undefined) {

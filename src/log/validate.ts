@@ -4,8 +4,8 @@ import type { RecordError } from './types.js'
 
 /** Validation of what callers hand a log (IDs, read and push options), and the stored error's encoding. */
 
-const DEFAULT_READ_BYTES = 1024 * 1024
-const DEFAULT_READ_COUNT = 10_000
+/** The defaults of a log's read(). */
+export const READ_DEFAULTS = Object.freeze({ from: 0, maxBytes: 1024 * 1024, maxCount: 10_000 })
 
 export function encodeError (error: unknown): Buffer | undefined {
   if (error === undefined) return undefined
@@ -46,16 +46,16 @@ export function checkIds (value: unknown, name: string): number[] {
   return ids.filter((id, i) => i === 0 || ids[i - 1] !== id)
 }
 
-export function checkReadOptions (options: unknown): { from: number, maxBytes: number, maxCount: number } {
+export function resolveReadOptions (options: unknown): { from: number, maxBytes: number, maxCount: number } {
   if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
   rejectUnknown(options, ['from', 'maxBytes', 'maxCount'], ' of read()')
-  const { from = 0, maxBytes = DEFAULT_READ_BYTES, maxCount = DEFAULT_READ_COUNT } = options as Record<string, unknown>
+  const { from = READ_DEFAULTS.from, maxBytes = READ_DEFAULTS.maxBytes, maxCount = READ_DEFAULTS.maxCount } = options as Record<string, unknown>
   if (typeof from !== 'number' || !Number.isSafeInteger(from) || from < 0) throw invalid('from', 'an integer ID from 0 to 2^53-1', from)
   return { from, maxBytes: bound('maxBytes', maxBytes, 0), maxCount: bound('maxCount', maxCount, 1) }
 }
 
 /** The signal of a push's options; a push whose signal is already aborted stores nothing. */
-export function checkPushOptions (options: unknown): AbortSignal | undefined {
+export function resolvePushOptions (options: unknown): AbortSignal | undefined {
   if (options === undefined) return undefined
   if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
   rejectUnknown(options, ['signal'], ' of a push')
