@@ -239,5 +239,3 @@ export function checkDurability (value: unknown, name: string): Durability {
   }
   throw invalid(name, "'sync', 'none' or { intervalMs }", value)
 }
-
-export { closest, integer, rejectUnknown } from './validate.js'
