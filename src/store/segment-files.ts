@@ -1,0 +1,482 @@
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import { EvaqError } from '../errors.js'
+import { crashPoint } from '../crash-points.js'
+import { fsyncPath } from './durable-file.js'
+import {
+  decodeFrameHeader, encodeFrameHeader, frameBody, frameSpan, FRAME_HEADER_BYTES, type Locator,
+} from './frame.js'
+
+/**
+ * The segment files of one log (storage format 2): where its payload bytes live. LevelDB keeps a
+ * Locator per segment; the bytes are frames (frame.ts) appended to numbered files in
+ * `<data>/segments/<log>/`, named `<number>.seg` (10 digits), in ID order.
+ *
+ * Writing. append() places the frames of one flush at the end of the current file with one
+ * writev, then fdatasyncs. Placements are issued one after the other, so a file's frames are in
+ * the order append() was called, and an append resolves only once every earlier one has
+ * resolved: when a frame is acknowledged, every frame before it is durable. So recovery may stop
+ * at the first frame that is not whole (scan()), and lose nothing acknowledged.
+ *
+ * Files are prepared ahead: created at their full size, zero-filled and fsynced (with their
+ * directory), or taken from the spares (files whose segments were all deleted, kept for reuse
+ * instead of deleted). A group commit then overwrites blocks the file system already allocated,
+ * and its fdatasync writes the data without committing the file's metadata through the journal
+ * (on ext4 an fdatasync of a growing file does that too, which costs as much as the data for
+ * small groups). A reused file is renamed to a new number; the frames it still holds carry the
+ * old one, so no scan mistakes them for new ones (frame.ts).
+ *
+ * After an open, or after a failed write, writing starts in a new file: frames a failure or a
+ * crash left past the last whole frame of a file are never followed by new ones.
+ *
+ * Numbers only grow: a new file gets one above every file and spare in the directory. A file is
+ * released (release()) only when LevelDB holds no locator into it any more.
+ */
+
+export interface SegmentFilesOptions {
+  /** Size a file is prepared to (a frame larger than it gets a file of its own size). */
+  readonly fileBytes: number
+  /** Zero-fill and fsync prepared files, so that commits overwrite allocated blocks. */
+  readonly preallocate: boolean
+  /** Released files kept for reuse instead of deleted. */
+  readonly spares: number
+}
+
+export const DEFAULT_SEGMENT_FILE_OPTIONS: SegmentFilesOptions = { fileBytes: 64 * 1024 * 1024, preallocate: true, spares: 2 }
+
+/**
+ * The first file a log writes after an open is this size, and each next one twice the last, up
+ * to `fileBytes`: a small queue never writes 64 MiB of zeros, a busy one soon gets whole files.
+ */
+export const FIRST_FILE_BYTES = 1024 * 1024
+
+/** What append() writes: one segment's encoded bytes. */
+export interface FrameInput {
+  readonly firstId: number
+  readonly body: Uint8Array
+  readonly flags: number
+}
+
+/** A whole frame met by scan(). */
+export interface ScannedFrame {
+  readonly loc: Locator
+  readonly firstId: number
+  readonly flags: number
+  readonly body: Buffer
+}
+
+interface OpenFile {
+  readonly number: number
+  readonly handle: FileHandle
+  readonly capacity: number
+  /** Where the next frame goes. */
+  pos: number
+}
+
+const FILE_NAME = /^(\d{10})\.seg$/
+const SPARE_NAME = /^spare-(\d{10})\.seg$/
+const ZEROS = Buffer.alloc(1024 * 1024)
+const PADDING = Buffer.alloc(8)
+/** scan() and readRun() read files in pieces of this size (sequential read-ahead). */
+export const READ_CHUNK_BYTES = 1024 * 1024
+
+export function segmentFileName (n: number): string {
+  return `${String(n).padStart(10, '0')}.seg`
+}
+
+export class SegmentFiles {
+  /** Files that hold (or held) frames, ascending. */
+  private readonly numbers: number[]
+  private readonly spareNames: string[]
+  private highest: number
+  private current: OpenFile | undefined
+  private next: Promise<OpenFile> | undefined
+  /** The size of the last file prepared (files grow from FIRST_FILE_BYTES to fileBytes). */
+  private lastCapacity = 0
+  /** Handles for reads, by file number. */
+  private readonly readers = new Map<number, Promise<FileHandle>>()
+  /** The last placement: the next one starts after it. */
+  private placed: Promise<unknown> = Promise.resolve()
+  /** The last append: the next one resolves after it. */
+  private durable: Promise<unknown> = Promise.resolve()
+  /** The first write that failed: appends fail until reset(). */
+  failed: EvaqError | undefined
+  private closed = false
+
+  private constructor (readonly dir: string, readonly options: SegmentFilesOptions, numbers: number[], spares: string[]) {
+    this.numbers = numbers
+    this.spareNames = spares
+    const spareNumbers = spares.map(s => Number(SPARE_NAME.exec(s)![1]))
+    this.highest = Math.max(0, ...numbers, ...spareNumbers)
+  }
+
+  /** Open the segment files in `dir` (created if missing). Nothing is written until append(). */
+  static async open (dir: string, options: SegmentFilesOptions = DEFAULT_SEGMENT_FILE_OPTIONS): Promise<SegmentFiles> {
+    await mkdir(dir, { recursive: true })
+    const names = await readdir(dir)
+    const numbers = names.map(n => FILE_NAME.exec(n)).filter(m => m !== null).map(m => Number(m[1])).sort((a, b) => a - b)
+    const spares = names.filter(n => SPARE_NAME.test(n)).sort()
+    // Preparations a crash interrupted: never used (a file is renamed into place only when ready).
+    for (const n of names) if (n.endsWith('.tmp')) await rm(join(dir, n), { force: true })
+    return new SegmentFiles(dir, options, numbers, spares)
+  }
+
+  /** The numbers of the files holding frames, ascending (the one being written included). */
+  get files (): readonly number[] {
+    return this.numbers
+  }
+
+  /** The file being written and where its next frame goes, if writing has started. */
+  get position (): { file: number, offset: number } | undefined {
+    return this.current === undefined ? undefined : { file: this.current.number, offset: this.current.pos }
+  }
+
+  path (n: number): string {
+    return join(this.dir, segmentFileName(n))
+  }
+
+  /**
+   * Append `frames` (one flush) and make them durable. Resolves with each frame's locator once
+   * they and every frame appended before them are synced; rejects with EVAQ_IO (and every later
+   * append too, until reset()) when a write or a sync fails: the frames may or may not be stored.
+   */
+  append (frames: readonly FrameInput[]): Promise<Locator[]> {
+    if (this.closed) return Promise.reject(new EvaqError('EVAQ_CLOSED', 'The segment files are closed'))
+    if (this.failed !== undefined) return Promise.reject(this.failed)
+    const placement = this.placed.then(() => this.place(frames))
+    this.placed = placement.then(() => {}, () => {})
+    const earlier = this.durable
+    const done = (async () => {
+      const { locators, handles } = await placement
+      crashPoint('frame-append:written')
+      try {
+        await Promise.all(handles.map(h => h.datasync()))
+      } catch (err) {
+        throw this.fail(err, 'Syncing a segment file failed')
+      }
+      // In order: an earlier append that failed fails this one (a scan stops at its frames).
+      await earlier
+      crashPoint('frame-append:synced')
+      return locators
+    })()
+    this.durable = done.catch(() => { throw this.failed ?? new EvaqError('EVAQ_IO', 'An earlier append failed') })
+    this.durable.catch(() => {})
+    return done
+  }
+
+  private async place (frames: readonly FrameInput[]): Promise<{ locators: Locator[], handles: FileHandle[] }> {
+    if (this.failed !== undefined) throw this.failed
+    const locators: Locator[] = []
+    const handles: FileHandle[] = []
+    let file = await this.writable(0)
+    let parts: Uint8Array[] = []
+    let start = file.pos
+    const flush = async (): Promise<void> => {
+      if (parts.length === 0) return
+      try {
+        await file.handle.writev(parts, start)
+      } catch (err) {
+        throw this.fail(err, `Writing segment file ${file.number} failed`)
+      }
+      if (!handles.includes(file.handle)) handles.push(file.handle)
+      parts = []
+    }
+    for (const f of frames) {
+      const span = frameSpan(f.body.byteLength)
+      if (file.pos + span > file.capacity) {
+        await flush()
+        file = await this.writable(span)
+        start = file.pos
+      }
+      parts.push(encodeFrameHeader(file.number, f.firstId, f.body, f.flags), f.body)
+      const pad = span - FRAME_HEADER_BYTES - f.body.byteLength
+      if (pad > 0) parts.push(PADDING.subarray(0, pad))
+      locators.push({ file: file.number, offset: file.pos, length: f.body.byteLength })
+      file.pos += span
+    }
+    await flush()
+    return { locators, handles }
+  }
+
+  /** The file to write a frame of `span` bytes to: the current one if it has room, else the next. */
+  private async writable (span: number): Promise<OpenFile> {
+    const cur = this.current
+    if (cur !== undefined && cur.pos + span <= cur.capacity) return cur
+    if (cur !== undefined) this.retire(cur)
+    let next = await (this.next ?? this.prepare(this.nextCapacity()))
+    this.next = undefined
+    if (span > next.capacity) {
+      // A frame larger than a whole file: the prepared file waits for the next frames.
+      this.next = Promise.resolve(next)
+      next = await this.prepare(span)
+    }
+    this.current = next
+    this.numbers.push(next.number)
+    // Get the file after this one ready while this one fills.
+    if (this.next === undefined) {
+      const ahead = this.prepare(this.nextCapacity())
+      ahead.catch(() => {})
+      this.next = ahead
+    }
+    return next
+  }
+
+  private nextCapacity (): number {
+    this.lastCapacity = Math.min(this.options.fileBytes, Math.max(FIRST_FILE_BYTES, this.lastCapacity * 2))
+    return this.lastCapacity
+  }
+
+  /**
+   * A file ready for frames: a spare renamed to a new number, or a new file of `capacity` bytes,
+   * zero-filled and synced, renamed into place; the directory synced either way.
+   */
+  private async prepare (capacity: number): Promise<OpenFile> {
+    const number = ++this.highest
+    const path = this.path(number)
+    try {
+      const spare = await this.takeSpare(capacity)
+      if (spare !== undefined) {
+        await rename(join(this.dir, spare.name), path)
+        await fsyncPath(this.dir)
+        const handle = await open(path, 'r+')
+        return { number, handle, capacity: spare.size, pos: 0 }
+      }
+      const tmp = `${path}.tmp`
+      const handle = await open(tmp, 'w+')
+      try {
+        if (this.options.preallocate) {
+          for (let at = 0; at < capacity; at += ZEROS.byteLength) {
+            const n = Math.min(ZEROS.byteLength, capacity - at)
+            await handle.write(ZEROS, 0, n, at)
+          }
+          await handle.datasync()
+        }
+        await rename(tmp, path)
+        await fsyncPath(this.dir)
+      } catch (err) {
+        await handle.close().catch(() => {})
+        await rm(tmp, { force: true }).catch(() => {})
+        throw err
+      }
+      crashPoint('segment-file:prepared')
+      return { number, handle, capacity, pos: 0 }
+    } catch (err) {
+      throw new EvaqError('EVAQ_IO', `Preparing segment file ${number} in ${this.dir} failed`, { cause: err })
+    }
+  }
+
+  /** A spare of at least `capacity` bytes, taken out of the list; smaller ones are left for smaller files. */
+  private async takeSpare (capacity: number): Promise<{ name: string, size: number } | undefined> {
+    for (let i = 0; i < this.spareNames.length; i++) {
+      const name = this.spareNames[i]!
+      const size = (await stat(join(this.dir, name)).catch(() => undefined))?.size ?? 0
+      if (size >= capacity) {
+        this.spareNames.splice(i, 1)
+        return { name, size }
+      }
+    }
+    return undefined
+  }
+
+  private fail (err: unknown, what: string): EvaqError {
+    const error = err instanceof EvaqError ? err : new EvaqError('EVAQ_IO', what, { cause: err })
+    this.failed ??= error
+    return error
+  }
+
+  /**
+   * After a failure: forget it and write the next frames to a new file (frames past the failure
+   * in the old one may be torn, and are never followed by new ones). Waits for appends in flight.
+   */
+  async reset (): Promise<void> {
+    await this.placed
+    await this.durable.catch(() => {})
+    const cur = this.current
+    this.current = undefined
+    if (cur !== undefined) this.retire(cur)
+    this.failed = undefined
+    this.durable = Promise.resolve()
+  }
+
+  /** A file no longer written: its handle serves reads. */
+  private retire (file: OpenFile): void {
+    if (!this.readers.has(file.number)) this.readers.set(file.number, Promise.resolve(file.handle))
+  }
+
+  // ---- reads ------------------------------------------------------------------------------------
+
+  private reader (n: number): Promise<FileHandle> {
+    if (this.current?.number === n) return Promise.resolve(this.current.handle)
+    let h = this.readers.get(n)
+    if (h === undefined) {
+      h = open(this.path(n), 'r')
+      this.readers.set(n, h)
+      h.catch(() => this.readers.delete(n))
+    }
+    return h
+  }
+
+  /** The body of segment `firstId` at `loc`, checked (EVAQ_CORRUPTION when damaged or missing). */
+  async read (loc: Locator, firstId: number): Promise<Buffer> {
+    const [body] = await this.readRun([{ loc, firstId }])
+    return body!
+  }
+
+  /**
+   * The bodies of segments that follow each other in their files, read with as few reads as
+   * possible (one per READ_CHUNK_BYTES of adjacent frames): a subscriber far behind reads its
+   * files sequentially. Each body is checked like read().
+   */
+  async readRun (segments: ReadonlyArray<{ loc: Locator, firstId: number }>): Promise<Buffer[]> {
+    const out: Buffer[] = []
+    let i = 0
+    while (i < segments.length) {
+      const first = segments[i]!.loc
+      let end = first.offset + frameSpan(first.length)
+      let j = i + 1
+      while (j < segments.length) {
+        const loc = segments[j]!.loc
+        if (loc.file !== first.file || loc.offset !== end || end - first.offset >= READ_CHUNK_BYTES) break
+        end += frameSpan(loc.length)
+        j++
+      }
+      const buf = await this.readBytes(first.file, first.offset, end - first.offset, segments[i]!.firstId)
+      for (let k = i; k < j; k++) {
+        const { loc, firstId } = segments[k]!
+        out.push(frameBody(buf, loc.offset - first.offset, loc, firstId))
+      }
+      i = j
+    }
+    return out
+  }
+
+  private async readBytes (file: number, offset: number, length: number, firstId: number): Promise<Buffer> {
+    let handle: FileHandle
+    try {
+      handle = await this.reader(file)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new EvaqError('EVAQ_CORRUPTION', `Segment file ${file} of segment ${firstId} is missing from ${this.dir}`, { ids: [firstId], cause: err })
+      }
+      throw new EvaqError('EVAQ_IO', `Opening segment file ${file} failed`, { cause: err })
+    }
+    const buf = Buffer.allocUnsafe(length)
+    let got = 0
+    try {
+      while (got < length) {
+        const { bytesRead } = await handle.read(buf, got, length - got, offset + got)
+        if (bytesRead === 0) break
+        got += bytesRead
+      }
+    } catch (err) {
+      throw new EvaqError('EVAQ_IO', `Reading segment file ${file} failed`, { cause: err })
+    }
+    return got === length ? buf : buf.subarray(0, got)
+  }
+
+  /**
+   * The whole frames from `from` on, in order, through the files after it: in each file up to the
+   * first frame that is not whole and current (zeros, an older file's frame, a torn write), then
+   * from the start of the next file. Recovery indexes what LevelDB lost from here (see open).
+   */
+  async * scan (from: { file: number, offset: number }): AsyncGenerator<ScannedFrame> {
+    for (const n of this.numbers.filter(x => x >= from.file)) {
+      let handle: FileHandle
+      try {
+        handle = await this.reader(n)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue
+        throw new EvaqError('EVAQ_IO', `Opening segment file ${n} failed`, { cause: err })
+      }
+      // In the file being written, up to the frames placed so far.
+      const size = this.current?.number === n ? this.current.pos : (await handle.stat()).size
+      let pos = n === from.file ? from.offset : 0
+      let buf: Buffer = Buffer.alloc(0)
+      let bufAt = pos
+      const ensure = async (at: number, length: number): Promise<boolean> => {
+        if (at + length > size) return false
+        if (at >= bufAt && at + length <= bufAt + buf.byteLength) return true
+        const want = Math.min(size - at, Math.max(length, READ_CHUNK_BYTES))
+        buf = await this.readBytes(n, at, want, -1)
+        bufAt = at
+        return buf.byteLength >= length
+      }
+      for (;;) {
+        if (!await ensure(pos, FRAME_HEADER_BYTES)) break
+        const h = decodeFrameHeader(buf, pos - bufAt, n)
+        if (h === undefined) break
+        const span = frameSpan(h.bodyLength)
+        if (!await ensure(pos, FRAME_HEADER_BYTES + h.bodyLength)) break
+        const loc = { file: n, offset: pos, length: h.bodyLength }
+        let body: Buffer
+        try {
+          body = Buffer.from(frameBody(buf, pos - bufAt, loc, h.firstId))
+        } catch {
+          break
+        }
+        yield { loc, firstId: h.firstId, flags: h.flags, body }
+        pos += span
+      }
+    }
+  }
+
+  /** The first segment ID of file `n`'s first frame, if it has a whole one. */
+  async firstId (n: number): Promise<number | undefined> {
+    const frames = this.scan({ file: n, offset: 0 })
+    const first = await frames.next()
+    await frames.return(undefined)
+    return first.done === true || first.value.loc.file !== n ? undefined : first.value.firstId
+  }
+
+  // ---- release ----------------------------------------------------------------------------------
+
+  /**
+   * File `n` holds no live segment any more (LevelDB has no locator into it): keep it as a spare
+   * for reuse, or delete it. The directory is synced, so a crash never brings it back under its
+   * number. The file being written is never released.
+   */
+  async release (n: number): Promise<void> {
+    if (this.current?.number === n) return
+    const at = this.numbers.indexOf(n)
+    if (at < 0) return
+    this.numbers.splice(at, 1)
+    const h = this.readers.get(n)
+    this.readers.delete(n)
+    await h?.then(x => x.close()).catch(() => {})
+    crashPoint('segment-file:release')
+    if (this.spareNames.length < this.options.spares && this.options.preallocate) {
+      const name = `spare-${segmentFileName(n)}`
+      await rename(this.path(n), join(this.dir, name))
+      this.spareNames.push(name)
+    } else {
+      await rm(this.path(n), { force: true })
+    }
+    await fsyncPath(this.dir)
+  }
+
+  /** Bytes the files and spares take on disk. */
+  async diskBytes (): Promise<number> {
+    let total = 0
+    for (const name of await readdir(this.dir)) {
+      if (!FILE_NAME.test(name) && !SPARE_NAME.test(name)) continue
+      total += (await stat(join(this.dir, name)).catch(() => ({ blocks: 0 }))).blocks * 512
+    }
+    return total
+  }
+
+  /** Wait for appends in flight, then close every handle. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.placed
+    await this.durable.catch(() => {})
+    const next = await this.next?.catch(() => undefined)
+    this.next = undefined
+    const handles = [...this.readers.values()]
+    this.readers.clear()
+    for (const h of handles) await h.then(x => x.close()).catch(() => {})
+    await this.current?.handle.close().catch(() => {})
+    this.current = undefined
+    await next?.handle.close().catch(() => {})
+  }
+}
