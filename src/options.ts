@@ -43,6 +43,13 @@ export interface EvaqOptions {
   /** Payload bytes of recently read or written segments kept decoded in memory. @defaultValue 32 MiB */
   segmentCacheBytes?: number
   /**
+   * Size of the WAL's segment files, where pushed payloads are written (the first file after an
+   * open is 1 MiB, and each next one twice the last, up to this). Files are written full of zeros
+   * before use and reused once their records are gone, so that a commit overwrites space the file
+   * system already allocated. @defaultValue 64 MiB
+   */
+  segmentFileBytes?: number
+  /**
    * When a subscriber's acknowledgement is durable: `'sync'` resolves `ack()` after an fsync
    * (nothing acknowledged is delivered again after a crash); `{ intervalMs }` writes progress at
    * least that often (a crash may redeliver what was acknowledged in the last interval).
@@ -116,6 +123,7 @@ export interface ResolvedOptions {
   readonly cacheSize: number
   readonly compression: boolean
   readonly segmentCacheBytes: number
+  readonly segmentFileBytes: number
   readonly ackDurability: 'sync' | { readonly intervalMs: number }
   readonly subscriberTtlMs: number | undefined
   readonly maxDiskBytes: number | undefined
@@ -141,6 +149,7 @@ export const EVAQ_DEFAULTS: ResolvedOptions = Object.freeze({
   cacheSize: 8 * MiB, // 8 MiB
   compression: true,
   segmentCacheBytes: 32 * MiB, // 32 MiB
+  segmentFileBytes: 64 * MiB, // 64 MiB
   ackDurability: 'sync',
   subscriberTtlMs: undefined,
   maxDiskBytes: undefined,
@@ -175,6 +184,7 @@ export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptio
   o.writeBufferSize = integer('writeBufferSize', pick('writeBufferSize'), 64 * 1024)
   o.cacheSize = integer('cacheSize', pick('cacheSize'), 0)
   o.segmentCacheBytes = integer('segmentCacheBytes', pick('segmentCacheBytes'), 0)
+  o.segmentFileBytes = integer('segmentFileBytes', pick('segmentFileBytes'), 64 * 1024, 2 ** 32 - 1)
   const compression = pick('compression')
   if (typeof compression !== 'boolean') throw invalid('compression', 'a boolean', compression)
   o.compression = compression

@@ -3,10 +3,14 @@
  * nowhere else; the encodings of the values are in store/codec.ts (segments, summaries, removal
  * sets), store/store.ts (commit snapshots) and dlq/retry-state.ts (retry states).
  *
- * A data directory is one LevelDB database plus a few small files of evaq's own:
+ * A data directory is one LevelDB database, the WAL's segment files, and a few small files of
+ * evaq's own:
  *
  *   LevelDB's files    CURRENT, MANIFEST-*, *.log, *.ldb, LOCK, LOG, LOG.old (and lost/ after a
  *                      repair: the files LevelDB replaced)
+ *   segments/<log>/    the payload bytes of a log's pushes (format 2; store/segment-files.ts):
+ *                      `NNNNNNNNNN.seg` files of frames (store/frame.ts), and `spare-*.seg`,
+ *                      files whose segments were all deleted, kept to be reused
  *   EVAQ-IDS           IDs reserved ahead of the highest one issued, and after a clean close the
  *                      highest one committed (store/id-floor.ts): IDs are never issued twice,
  *                      even after LevelDB lost the end of its log
@@ -20,6 +24,8 @@
  * `parked`):
  *
  *   <log>              first ID of a segment -> the segment: a run of records packed in one value
+ *                      (store/codec.ts), or, for a segment in a segment file, its 16-byte locator
+ *                      (store/frame.ts; a segment value is never 16 bytes long)
  *   <log>-index        first ID of a segment -> its summary (count, payload bytes, push time);
  *                      summaries live in other blocks than segments, so a damaged segment block
  *                      leaves its summary to name it
@@ -30,6 +36,8 @@
  *   <log>-quarantine   record ID or segment first ID -> the stored bytes that failed a check
  *   <log>-retry        record ID -> its retry state (the DLQ and parked only)
  *   <log>-due          (due time, record ID), 16 bytes -> empty: the DLQ's schedule
+ *   <log>-files        segment file number -> the ID after the last record written to it (a log
+ *                      with segment files: a file is released once the log's floor passes it)
  *
  * and for the database as a whole:
  *
@@ -40,13 +48,33 @@
  *   root keys          the two sentinels below, and `sync` (rewritten with fsync to sync
  *                      LevelDB's log under the interval durability)
  *
- * A segment and its summary are written in one batch with the counters' snapshot; a removal
+ * A segment and its summary are written in one batch with the counters' snapshot. In a log with
+ * segment files (FILE_LOGS) a push's segment is first appended to a segment file and synced,
+ * which is its commit point; its locator, summary and snapshot are then written without a sync
+ * and, if LevelDB lost them, written again at the next open from the frames after the last one
+ * the counters know (store/file-recovery.ts). A segment that commits with a removal in another
+ * log (a move) is written inline, in that one synced batch. A removal
  * writes the removal set (or deletes the segment, its summary and its set once all its records
  * are removed) in one batch with the snapshot; a move between logs is one batch too.
  */
 
-/** The version of this layout; a directory of another version is refused (EVAQ_UNSUPPORTED_FORMAT). */
-export const FORMAT_VERSION = 1
+/**
+ * The version of this layout. Format 1 (every segment inline) is a subset of format 2 (segments
+ * inline or in segment files): a format-1 directory is marked format 2 when it is opened, and its
+ * inline segments are read as they are. A directory of any other version is refused
+ * (EVAQ_UNSUPPORTED_FORMAT).
+ */
+export const FORMAT_VERSION = 2
+/** The formats this version opens. */
+export const READABLE_FORMATS: readonly number[] = [1, 2]
+
+/** The directory of the segment files, and the logs whose pushes go to segment files. */
+export const SEGMENTS_DIR = 'segments'
+/**
+ * The DLQ and the parked log keep their segments inline: a record there is written in one batch
+ * with its retry state (which a frame does not hold), and their volume is that of failures.
+ */
+export const FILE_LOGS: readonly string[] = ['wal']
 
 /** The logs of a queue, in the order stats and backups list them. */
 export const LOG_NAMES = ['wal', 'dlq', 'parked'] as const
@@ -62,6 +90,7 @@ export function logSublevels (log: string): {
   quarantine: string
   retry: string
   due: string
+  files: string
 } {
   return {
     segments: log,
@@ -72,6 +101,7 @@ export function logSublevels (log: string): {
     quarantine: `${log}-quarantine`,
     retry: `${log}-retry`,
     due: `${log}-due`,
+    files: `${log}-files`,
   }
 }
 

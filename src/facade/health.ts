@@ -153,7 +153,9 @@ export class Health {
     const { store } = this.host
     if (!this.dirty || store.failed !== undefined || this.recovering !== undefined) return Promise.resolve()
     this.dirty = false
-    this.syncing = store.db.put(SYNC_KEY, SYNC_KEY, { sync: true })
+    // Frames first: a locator made durable must not point to a frame that is not.
+    this.syncing = Promise.all([...store.files.values()].map(set => set.sync()))
+      .then(() => store.db.put(SYNC_KEY, SYNC_KEY, { sync: true }))
       .catch((err: unknown) => {
         this.dirty = true
         const error = fromLevel(err, 'Periodic fsync failed')

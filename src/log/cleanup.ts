@@ -2,6 +2,7 @@ import { EvaqError, fromLevel } from '../errors.js'
 import { decodeKey, decodeSummary, encodeKey, type SegmentSummary } from '../store/codec.js'
 import type { LogCounters } from '../store/store.js'
 import { crashPoint } from '../crash-points.js'
+import { CommitLater } from '../write/group-commit.js'
 import { levelCorruption, type SegmentTable } from './segment-table.js'
 import type { DropReason } from './types.js'
 
@@ -21,6 +22,7 @@ export type SubscriberBounds = ReadonlyMap<string, { readonly floor: number, rea
  */
 export class Cleanup {
   private cleanupQueued = false
+  private releaseQueued = false
   private compactFrom = Infinity
   private compactTo = 0
   private compactBytes = 0
@@ -83,6 +85,7 @@ export class Cleanup {
 
   /** Remember a deleted range and compact it once enough piled up, so LevelDB frees the disk. */
   noteDeleted (from: number, to: number, bytes: number, segments: number): void {
+    this.releaseFiles()
     this.compactFrom = Math.min(this.compactFrom, from)
     this.compactTo = Math.max(this.compactTo, to)
     this.compactBytes += bytes
@@ -95,6 +98,7 @@ export class Cleanup {
    * compaction drops them, and tombstones at the head slow iterators that start below them.
    */
   compact (): Promise<void> {
+    this.releaseFiles()
     if (this.compaction !== undefined) return this.compaction
     if (this.compactTo === 0) return Promise.resolve()
     const from = this.compactFrom
@@ -120,6 +124,22 @@ export class Cleanup {
       }
     })()
     return this.compaction
+  }
+
+  /**
+   * Release the segment files the floor passed (SegmentTable.releaseFiles), in the serial lane, at
+   * most one round queued at a time.
+   */
+  releaseFiles (): void {
+    if (this.t.files === undefined || this.releaseQueued) return
+    this.releaseQueued = true
+    this.t.serial(async () => {
+      this.releaseQueued = false
+      await this.t.releaseFiles()
+    }).catch(err => {
+      this.releaseQueued = false
+      if (!(err instanceof CommitLater)) this.t.ctx.error(err)
+    })
   }
 
   /** Delete every segment whose records all lie below `limit` (acknowledged by every subscriber). */

@@ -1,6 +1,8 @@
 import { EvaqError, fromLevel, invalid } from '../errors.js'
 import type { Durability } from '../options.js'
-import { encodeSummary, isRemoved } from '../store/codec.js'
+import { encodeKey, encodeSummary, isRemoved } from '../store/codec.js'
+import { encodeLocator, frameSpan, JOINS_NEXT, JOINS_PREVIOUS, SELF_COMMITTED, type Locator } from '../store/frame.js'
+import type { FrameInput, SegmentFiles } from '../store/segment-files.js'
 import type { ChainedBatch, Delta, LogCounters } from '../store/store.js'
 import { crashPoint } from '../crash-points.js'
 import type { PendingSegment } from '../write/group-commit.js'
@@ -59,9 +61,12 @@ export class Log implements LogView {
     this.subscriptions = new Subscriptions(this.t, this.reader, this.cleanup, this)
   }
 
-  /** Load the subscribers' progress: one small entry per subscriber, never the records. Returns the keys read. */
-  load (): Promise<number> {
-    return this.subscriptions.load()
+  /**
+   * Load the subscribers' progress (one small entry per subscriber, never the records) and where
+   * the segment files end. Returns the keys read.
+   */
+  async load (): Promise<number> {
+    return await this.subscriptions.load() + await this.t.loadFiles()
   }
 
   /** Highest ID below which every record is committed; readers never look past it. */
@@ -165,6 +170,9 @@ export class Log implements LogView {
   }
 
   private async writeSegments (segments: readonly PendingSegment[]): Promise<void> {
+    const files = this.t.files
+    // A move commits with its removal from the other log, in one synced batch: inline.
+    if (files !== undefined && segments[0]!.carrier === undefined) return this.writeFrames(files, segments)
     const { store, options } = this.ctx
     const batch = store.db.batch()
     const now = options.clock.now()
@@ -184,6 +192,82 @@ export class Log implements LogView {
       bytes += builder.payloadBytes
       written.push(new Segment(builder.firstId, value))
     }
+    const next = await this.reserveIds(segments, count)
+    const delta: Delta = { [this.name]: { next, count, bytes } }
+    crashPoint('segment-write:before')
+    const t0 = performance.now()
+    const carry = segments[0]!.carrier as CarryFn | undefined
+    if (carry !== undefined) await carry(batch, delta)
+    else await this.t.write(batch, delta, this.t.sync, `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`)
+    crashPoint('segment-write:after')
+    this.ctx.flushed?.({ log: this.name, records: count, segments: segments.length, bytes, durationMs: performance.now() - t0, synced: this.t.sync })
+    this.cacheWritten(written)
+  }
+
+  /**
+   * Write one flush to the log's segment files (format 2): its frames are appended and synced,
+   * which commits them; then their locators, summaries and the counters are written to LevelDB
+   * without a sync (an open indexes again the frames whose locators LevelDB lost; see
+   * store/file-recovery.ts). The first locators into a new file are synced, so that such an open
+   * reads at most the frames since the last file switch.
+   */
+  private async writeFrames (files: SegmentFiles, segments: readonly PendingSegment[]): Promise<void> {
+    const { store, options } = this.ctx
+    const now = options.clock.now()
+    const frames: FrameInput[] = []
+    const written: Segment[] = []
+    let count = 0
+    let bytes = 0
+    for (let i = 0; i < segments.length; i++) {
+      const { builder, joinNext } = segments[i]!
+      const body = builder.finish(now)
+      const joinsPrevious = i > 0 && segments[i - 1]!.joinNext
+      frames.push({ firstId: builder.firstId, body, flags: SELF_COMMITTED | (joinNext ? JOINS_NEXT : 0) | (joinsPrevious ? JOINS_PREVIOUS : 0) })
+      written.push(new Segment(builder.firstId, body))
+      count += builder.count
+      bytes += builder.payloadBytes
+    }
+    const next = await this.reserveIds(segments, count)
+    crashPoint('segment-write:before')
+    const t0 = performance.now()
+    let locators: Locator[]
+    try {
+      locators = await files.append(frames, this.t.sync)
+    } catch (cause) {
+      const err = cause instanceof EvaqError && cause.code === 'EVAQ_IO'
+        ? cause
+        : new EvaqError('EVAQ_IO', `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`, { cause })
+      store.failed ??= err
+      this.ctx.ioFailed(err)
+      throw err
+    }
+    const batch = store.db.batch()
+    const ends = new Map<number, number>()
+    for (let i = 0; i < segments.length; i++) {
+      const { builder } = segments[i]!
+      const loc = locators[i]!
+      this.t.segKeys.put(batch, builder.firstId, encodeLocator(loc))
+      this.t.indexKeys.put(batch, builder.firstId, encodeSummary(builder.count, builder.payloadBytes, now))
+      ends.set(loc.file, Math.max(ends.get(loc.file) ?? 0, builder.firstId + builder.count))
+    }
+    let newFile = false
+    for (const [file, end] of ends) {
+      const known = this.t.fileEnds.get(file)
+      if (known === undefined) newFile = true
+      if (known === undefined || end > known) this.t.fileKeys.put(batch, file, encodeKey(end))
+    }
+    const last = locators[locators.length - 1]!
+    const delta: Delta = { [this.name]: { next, count, bytes, tailFile: last.file, tailOffset: last.offset + frameSpan(last.length) } }
+    await this.t.write(batch, delta, newFile, `Indexing ${count} record(s) of ${this.name} failed; they are stored, and indexed again at the next open`)
+    for (const [file, end] of ends) this.t.fileEnds.set(file, Math.max(this.t.fileEnds.get(file) ?? 0, end))
+    crashPoint('segment-write:after')
+    this.ctx.flushed?.({ log: this.name, records: count, segments: segments.length, bytes, durationMs: performance.now() - t0, synced: this.t.sync })
+    this.cacheWritten(written)
+  }
+
+  /** Reserve IDs ahead (store/id-floor.ts) up to the end of `segments`; returns that end. */
+  private async reserveIds (segments: readonly PendingSegment[], count: number): Promise<number> {
+    const store = this.ctx.store
     const last = segments[segments.length - 1]!.builder
     const next = last.firstId + last.count
     if (!store.ids.covers(this.name, next)) {
@@ -195,17 +279,13 @@ export class Log implements LogView {
         throw err
       }
     }
-    const delta: Delta = { [this.name]: { next, count, bytes } }
-    crashPoint('segment-write:before')
-    const t0 = performance.now()
-    const carry = segments[0]!.carrier as CarryFn | undefined
-    if (carry !== undefined) await carry(batch, delta)
-    else await this.t.write(batch, delta, this.t.sync, `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`)
-    crashPoint('segment-write:after')
-    this.ctx.flushed?.({ log: this.name, records: count, segments: segments.length, bytes, durationMs: performance.now() - t0, synced: this.t.sync })
+    return next
+  }
+
+  private cacheWritten (written: readonly Segment[]): void {
     for (const s of written) {
       this.t.removedSets.set(s.firstId, false)
-      if (options.segmentCacheBytes > 0) this.ctx.segments.set(this.t.cacheKey(s.firstId), s)
+      if (this.ctx.options.segmentCacheBytes > 0) this.ctx.segments.set(this.t.cacheKey(s.firstId), s)
     }
   }
 

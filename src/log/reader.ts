@@ -118,11 +118,21 @@ export class Reader {
           break
         }
         if (entries.length === 0) break
-        for (const [key, value] of entries) {
-          const segFirst = decodeKey(key)
+        // Segments in segment files are read here, adjacent frames together.
+        const segments = await this.t.resolveAll(entries.map(([key, value]) => [decodeKey(key), value] as const))
+        for (let e = 0; e < entries.length; e++) {
+          const segFirst = decodeKey(entries[e]![0])
           seen.push(segFirst)
           if (segFirst !== expected) contiguous = false
-          const segment = this.t.ctx.segments.get(this.t.cacheKey(segFirst)) ?? new Segment(segFirst, value)
+          const segment = segments[e]
+          // Deleted since the iterator saw it.
+          if (segment === undefined) continue
+          if (segment instanceof EvaqError) {
+            // A damaged frame or a missing file: the segment is taken out and named, like a
+            // segment whose header is damaged.
+            await this.quarantineSegment(segFirst, entries[e]![1])
+            throw segment
+          }
           if (!await take(segment)) {
             covered = segFirst
             break outer
@@ -174,14 +184,15 @@ export class Reader {
           let value: Buffer | undefined
           try {
             value = await this.t.segs.get(encodeKey(id))
+            if (value !== undefined) segment = await this.t.segment(id)
           } catch (err) {
-            if (!levelCorruption(err) && !levelIoError(err)) throw err
+            if (!levelCorruption(err) && !levelIoError(err) && !(err instanceof EvaqError && err.code === 'EVAQ_CORRUPTION')) throw err
           }
-          if (value === undefined) {
-            bad.push(id)
+          if (segment === undefined) {
+            // Deleted meanwhile (a segment file released under the read), or unreadable.
+            if (value === undefined || await this.t.segs.get(encodeKey(id)) !== undefined) bad.push(id)
             continue
           }
-          segment = new Segment(id, value)
         }
         if (!await take(segment)) break outer
       }

@@ -1,7 +1,9 @@
 import { LRUCache } from 'lru-cache'
 import { EvaqError, fromLevel, hasCode } from '../errors.js'
-import { logSublevels } from '../schema.js'
+import { logSublevels, SYNC_KEY } from '../schema.js'
 import { decodeKey, decodeRemovalSet, encodeKey, type RemovalSet } from '../store/codec.js'
+import { decodeLocator, LOCATOR_BYTES, type Locator } from '../store/frame.js'
+import type { SegmentFiles } from '../store/segment-files.js'
 import { Keyspace, type Delta, type LogCounters, type Store, type Sublevel } from '../store/store.js'
 import { CommitLater, GroupCommit, type CommitFn } from '../write/group-commit.js'
 import type { LogContext } from './context.js'
@@ -29,6 +31,15 @@ export class SegmentTable {
   readonly quarantineKeys: Keyspace
   readonly writer: GroupCommit
   readonly removedSets: LRUCache<number, RemovalSet | false>
+  /** The log's segment files (format 2; the WAL), where its pushes' payload bytes are. */
+  readonly files: SegmentFiles | undefined
+  /** `<log>-files`: segment file number -> the ID after the last record in it (see releaseFiles). */
+  readonly fileKeys: Keyspace
+  readonly fileLevel: Sublevel
+  /** The same, in memory (loaded by loadFiles). */
+  readonly fileEnds = new Map<number, number>()
+  /** The floor as of the last synced write: deletions below it are durable. */
+  private durableFloor = 0
   readonly sync: boolean
   readonly ackSync: boolean
   private lane: Promise<unknown> = Promise.resolve()
@@ -49,6 +60,9 @@ export class SegmentTable {
     this.indexKeys = new Keyspace(this.index)
     this.extraKeys = this.extraLevel === undefined ? undefined : new Keyspace(this.extraLevel)
     this.quarantineKeys = new Keyspace(store.sublevel(names.quarantine))
+    this.files = store.files.get(name)
+    this.fileLevel = store.sublevel(names.files)
+    this.fileKeys = new Keyspace(this.fileLevel)
     this.sync = options.durability === 'sync'
     this.ackSync = options.ackDurability === 'sync'
     this.removedSets = new LRUCache({ max: 4096 })
@@ -125,6 +139,7 @@ export class SegmentTable {
     const reopening = this.ctx.reopening()
     if (reopening !== undefined) throw new CommitLater(reopening, `${what}: not written while the database is reopened`)
     const { journal } = store
+    const floorBefore = this.counters.floor
     // Staging throws LEVEL_BATCH_NOT_OPEN for a batch built before a reopen (see later()).
     const seq = journal.stage(batch, delta)
     try {
@@ -155,6 +170,8 @@ export class SegmentTable {
     }
     journal.settle(seq, true)
     if (!sync) this.ctx.markDirty()
+    // A synced write makes every batch completed before it durable, deletions included.
+    else this.durableFloor = Math.max(this.durableFloor, floorBefore, delta[this.name]?.floor ?? 0)
   }
 
   cacheKey (firstId: number): string {
@@ -202,7 +219,125 @@ export class SegmentTable {
     if (cached !== undefined) return cached
     const value = await this.segs.get(encodeKey(first))
     if (value === undefined) return undefined
-    return new Segment(first, value)
+    try {
+      return await this.resolve(first, value)
+    } catch (err) {
+      if (await this.deletedUnder(first, err)) return undefined
+      throw err
+    }
+  }
+
+  /**
+   * Whether `err`, met reading segment `first` from a segment file, is only that the segment was
+   * deleted meanwhile and its file released (see releaseFiles): the segment is then gone, not
+   * damaged.
+   */
+  private async deletedUnder (first: number, err: unknown): Promise<boolean> {
+    if (!(err instanceof EvaqError) || err.code !== 'EVAQ_CORRUPTION' || (err.cause as NodeJS.ErrnoException | undefined)?.code !== 'ENOENT') return false
+    return await this.segs.get(encodeKey(first)) === undefined
+  }
+
+  /**
+   * The segment a LevelDB value stands for: the value itself (inline), or the frame its locator
+   * points to, read from the segment file and checked (EVAQ_CORRUPTION naming the segment when
+   * the frame is damaged or its file is missing).
+   */
+  async resolve (first: number, value: Buffer): Promise<Segment> {
+    if (value.byteLength !== LOCATOR_BYTES) return new Segment(first, value)
+    return new Segment(first, await this.files$(first).read(decodeLocator(first, value), first))
+  }
+
+  /**
+   * resolve() for the entries of one iterator page, reading runs of adjacent frames together
+   * (sequential reads for a reader far behind). A segment that cannot be resolved is its error;
+   * one deleted since the iterator saw it (its file released) is undefined.
+   */
+  async resolveAll (entries: ReadonlyArray<readonly [number, Buffer]>): Promise<Array<Segment | EvaqError | undefined>> {
+    const out = new Array<Segment | EvaqError | undefined>(entries.length)
+    const run: Array<{ at: number, loc: Locator, firstId: number }> = []
+    const flush = async (): Promise<void> => {
+      if (run.length === 0) return
+      const files = this.files$(run[0]!.firstId)
+      try {
+        const bodies = await files.readRun(run)
+        for (let i = 0; i < run.length; i++) out[run[i]!.at] = new Segment(run[i]!.firstId, bodies[i]!)
+      } catch {
+        // One of them is damaged: find which, one by one.
+        for (const r of run) {
+          try {
+            out[r.at] = new Segment(r.firstId, await files.read(r.loc, r.firstId))
+          } catch (err) {
+            if (!(err instanceof EvaqError) || err.code !== 'EVAQ_CORRUPTION') throw err
+            // undefined: deleted since the iterator saw it.
+            out[r.at] = await this.deletedUnder(r.firstId, err) ? undefined : err
+          }
+        }
+      }
+      run.length = 0
+    }
+    for (let i = 0; i < entries.length; i++) {
+      const [first, value] = entries[i]!
+      const cached = this.ctx.segments.get(this.cacheKey(first))
+      if (cached !== undefined) out[i] = cached
+      else if (value.byteLength !== LOCATOR_BYTES) out[i] = new Segment(first, value)
+      else {
+        try {
+          run.push({ at: i, loc: decodeLocator(first, value), firstId: first })
+        } catch (err) {
+          out[i] = err as EvaqError
+        }
+        continue
+      }
+      await flush()
+    }
+    await flush()
+    return out
+  }
+
+  private files$ (first: number): SegmentFiles {
+    if (this.files === undefined) {
+      throw new EvaqError('EVAQ_CORRUPTION', `Segment ${first} of ${this.name} is a locator, and ${this.name} has no segment files`, { ids: [first] })
+    }
+    return this.files
+  }
+
+  /** Load where each segment file's records end (see releaseFiles). Returns the keys read. */
+  async loadFiles (): Promise<number> {
+    let read = 0
+    for await (const [key, value] of this.fileLevel.iterator()) {
+      read++
+      this.fileEnds.set(decodeKey(key), decodeKey(value))
+    }
+    return read
+  }
+
+  /**
+   * Release the segment files whose records all lie below the floor, once the deletions that put
+   * them there are durable (a synced write first, if needed): a crash must not bring back a
+   * locator into a file that is gone. The file being written is kept.
+   */
+  async releaseFiles (): Promise<number> {
+    const files = this.files
+    if (files === undefined || this.fileEnds.size === 0) return 0
+    const floor = this.counters.floor
+    const current = files.position?.file
+    const due = [...this.fileEnds].filter(([f, end]) => end <= floor && f !== current)
+    if (due.length === 0) return 0
+    if (due.some(([, end]) => end > this.durableFloor)) {
+      const sync = this.store.db.batch().put(SYNC_KEY, SYNC_KEY)
+      await this.write(sync, {}, true, `Syncing ${this.name} before releasing segment files`)
+    }
+    const batch = this.store.db.batch()
+    let released = 0
+    for (const [f, end] of due) {
+      if (end > this.durableFloor) continue
+      await files.release(f)
+      this.fileEnds.delete(f)
+      this.fileKeys.del(batch, f)
+      released++
+    }
+    if (released > 0) await this.write(batch, {}, false, `Forgetting released segment files of ${this.name}`)
+    return released
   }
 
   async removedSet (first: number, count: number): Promise<RemovalSet | undefined> {

@@ -8,7 +8,8 @@ import { EvaqError } from '../errors.js'
  *
  *   0  u32  magic 0x45565146 ("EVQF")
  *   4  u8   frame version (2)
- *   5  u8   flags: bit 0 SELF_COMMITTED (the frame's own fdatasync is its commit point; see below)
+ *   5  u8   flags: bit 0 SELF_COMMITTED (the frame's own fdatasync is its commit point; see below),
+ *           bit 1 JOINS_NEXT and bit 2 JOINS_PREVIOUS (one pushMany spread over several frames)
  *   6  u16  reserved (0)
  *   8  u32  the number of the file the frame was written to
  *  12  u32  body length
@@ -28,12 +29,18 @@ import { EvaqError } from '../errors.js'
  * frame without the flag (a move between logs) is committed by the LevelDB batch that locates it,
  * synced, because that batch also removes the record from the log it leaves: without its
  * LevelDB entry such a frame is garbage, never recovered (it would duplicate a record).
+ *
+ * JOINS_NEXT / JOINS_PREVIOUS: a pushMany is all or nothing. When its records fill more than one
+ * segment, its frames are appended together and carry these flags, and recovery indexes them only
+ * as a whole group (file-recovery.ts).
  */
 export const FRAME_MAGIC = 0x45565146
 export const FRAME_VERSION = 2
 export const FRAME_HEADER_BYTES = 32
 export const FRAME_ALIGN = 8
 export const SELF_COMMITTED = 1
+export const JOINS_NEXT = 2
+export const JOINS_PREVIOUS = 4
 
 export interface FrameHeader {
   readonly flags: number

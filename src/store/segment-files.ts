@@ -1,5 +1,5 @@
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { EvaqError } from '../errors.js'
 import { crashPoint } from '../crash-points.js'
 import { fsyncPath } from './durable-file.js'
@@ -99,6 +99,8 @@ export class SegmentFiles {
   private placed: Promise<unknown> = Promise.resolve()
   /** The last append: the next one resolves after it. */
   private durable: Promise<unknown> = Promise.resolve()
+  /** Files appended to without a sync since the last sync(). */
+  private readonly unsynced = new Set<FileHandle>()
   /** The first write that failed: appends fail until reset(). */
   failed: EvaqError | undefined
   private closed = false
@@ -110,10 +112,15 @@ export class SegmentFiles {
     this.highest = Math.max(0, ...numbers, ...spareNumbers)
   }
 
-  /** Open the segment files in `dir` (created if missing). Nothing is written until append(). */
+  /** Open the segment files in `dir`. Nothing is written (nor `dir` created) until append(). */
   static async open (dir: string, options: SegmentFilesOptions = DEFAULT_SEGMENT_FILE_OPTIONS): Promise<SegmentFiles> {
-    await mkdir(dir, { recursive: true })
-    const names = await readdir(dir)
+    let names: string[]
+    try {
+      names = await readdir(dir)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      names = []
+    }
     const numbers = names.map(n => FILE_NAME.exec(n)).filter(m => m !== null).map(m => Number(m[1])).sort((a, b) => a - b)
     const spares = names.filter(n => SPARE_NAME.test(n)).sort()
     // Preparations a crash interrupted: never used (a file is renamed into place only when ready).
@@ -140,7 +147,7 @@ export class SegmentFiles {
    * they and every frame appended before them are synced; rejects with EVAQ_IO (and every later
    * append too, until reset()) when a write or a sync fails: the frames may or may not be stored.
    */
-  append (frames: readonly FrameInput[]): Promise<Locator[]> {
+  append (frames: readonly FrameInput[], sync = true): Promise<Locator[]> {
     if (this.closed) return Promise.reject(new EvaqError('EVAQ_CLOSED', 'The segment files are closed'))
     if (this.failed !== undefined) return Promise.reject(this.failed)
     const placement = this.placed.then(() => this.place(frames))
@@ -149,10 +156,14 @@ export class SegmentFiles {
     const done = (async () => {
       const { locators, handles } = await placement
       crashPoint('frame-append:written')
-      try {
-        await Promise.all(handles.map(h => h.datasync()))
-      } catch (err) {
-        throw this.fail(err, 'Syncing a segment file failed')
+      if (sync) {
+        try {
+          await Promise.all(handles.map(h => h.datasync()))
+        } catch (err) {
+          throw this.fail(err, 'Syncing a segment file failed')
+        }
+      } else {
+        for (const h of handles) this.unsynced.add(h)
       }
       // In order: an earlier append that failed fails this one (a scan stops at its frames).
       await earlier
@@ -162,6 +173,18 @@ export class SegmentFiles {
     this.durable = done.catch(() => { throw this.failed ?? new EvaqError('EVAQ_IO', 'An earlier append failed') })
     this.durable.catch(() => {})
     return done
+  }
+
+  /** fdatasync what was appended without a sync (see append); EVAQ_IO like append when it fails. */
+  async sync (): Promise<void> {
+    await this.placed
+    const handles = [...this.unsynced]
+    this.unsynced.clear()
+    try {
+      await Promise.all(handles.map(h => h.datasync()))
+    } catch (err) {
+      throw this.fail(err, 'Syncing a segment file failed')
+    }
   }
 
   private async place (frames: readonly FrameInput[]): Promise<{ locators: Locator[], handles: FileHandle[] }> {
@@ -234,6 +257,7 @@ export class SegmentFiles {
     const number = ++this.highest
     const path = this.path(number)
     try {
+      if (this.highest === 1) await this.makeDir()
       const spare = await this.takeSpare(capacity)
       if (spare !== undefined) {
         await rename(join(this.dir, spare.name), path)
@@ -262,6 +286,18 @@ export class SegmentFiles {
       return { number, handle, capacity, pos: 0 }
     } catch (err) {
       throw new EvaqError('EVAQ_IO', `Preparing segment file ${number} in ${this.dir} failed`, { cause: err })
+    }
+  }
+
+  /** Create the directory and make its entry (and its parent's) survive an OS crash. */
+  private async makeDir (): Promise<void> {
+    const made = await mkdir(this.dir, { recursive: true })
+    if (made === undefined) return
+    // Each directory created has a new entry in its parent: sync the parents up to made's.
+    const top = dirname(made)
+    for (let d = dirname(this.dir); ; d = dirname(d)) {
+      await fsyncPath(d)
+      if (d === top || dirname(d) === d) break
     }
   }
 

@@ -3,11 +3,13 @@ import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { EvaqError, fromLevel } from '../errors.js'
-import { FORMAT_KEY, FORMAT_VERSION, META_SUBLEVEL, RECOUNT_FILE, SENTINEL_HIGH, SENTINEL_LOW, SNAPSHOT_SUBLEVEL } from '../schema.js'
+import { FORMAT_KEY, FORMAT_VERSION, META_SUBLEVEL, READABLE_FORMATS, RECOUNT_FILE, SENTINEL_HIGH, SENTINEL_LOW, SNAPSHOT_SUBLEVEL } from '../schema.js'
 import type { ResolvedOptions } from '../options.js'
 import { decodeKey, encodeKey } from './codec.js'
 import { claimDir, type DirClaim } from './dir-claim.js'
+import { openSegmentFiles, type FileRecovery } from './file-recovery.js'
 import { IdFloor } from './id-floor.js'
+import type { SegmentFiles } from './segment-files.js'
 
 /** The only module that opens classic-level. One database per data directory. */
 
@@ -65,13 +67,20 @@ export interface LogCounters {
   /** Records and payload bytes dropped by a retention rule or drop-oldest (never silently). */
   droppedCount: number
   droppedBytes: number
+  /**
+   * Where the frames indexed so far end, in a log with segment files: the file and the offset
+   * after the last frame whose locator was written. Open indexes the frames after it that LevelDB
+   * lost (file-recovery.ts). Both 0 before the first.
+   */
+  tailFile: number
+  tailOffset: number
   /** Subscribers dropped for inactivity (`subscriberTtlMs`). */
   expiredSubscribers: number
   /** Records taken out of the log because their stored bytes failed a checksum. */
   quarantinedCount: number
 }
 
-/** What one batch changes: `next` and `floor` are maxima, the other counters are added. */
+/** What one batch changes: `next`, `floor` and the tail are maxima, the other counters are added. */
 export type Delta = Record<string, Partial<LogCounters>>
 
 interface SnapshotValue {
@@ -173,7 +182,7 @@ export class Journal {
 }
 
 function emptyCounters (): LogCounters {
-  return { next: 1, count: 0, bytes: 0, floor: 1, droppedCount: 0, droppedBytes: 0, expiredSubscribers: 0, quarantinedCount: 0 }
+  return { next: 1, count: 0, bytes: 0, floor: 1, tailFile: 0, tailOffset: 0, droppedCount: 0, droppedBytes: 0, expiredSubscribers: 0, quarantinedCount: 0 }
 }
 
 const ADDED = ['count', 'bytes', 'droppedCount', 'droppedBytes', 'expiredSubscribers', 'quarantinedCount'] as const
@@ -184,6 +193,12 @@ function apply (logs: Record<string, LogCounters>, delta: Delta): void {
     for (const k of ADDED) c[k] ??= 0
     if (d.next !== undefined && d.next > c.next) c.next = d.next
     if (d.floor !== undefined && d.floor > c.floor) c.floor = d.floor
+    c.tailFile ??= 0
+    c.tailOffset ??= 0
+    if (d.tailFile !== undefined && (d.tailFile > c.tailFile || (d.tailFile === c.tailFile && (d.tailOffset ?? 0) > c.tailOffset))) {
+      c.tailFile = d.tailFile
+      c.tailOffset = d.tailOffset ?? 0
+    }
     for (const k of ADDED) if (d[k] !== undefined) c[k] += d[k]
   }
 }
@@ -198,6 +213,10 @@ export interface Store {
   corruption: readonly string[]
   /** IDs reserved ahead, outside LevelDB (see IdFloor). */
   readonly ids: IdFloor
+  /** The segment files of the logs that have them (schema.ts FILE_LOGS), by log. */
+  readonly files: ReadonlyMap<string, SegmentFiles>
+  /** What opening them indexed again (see file-recovery.ts). */
+  readonly fileRecovery: FileRecovery
   /**
    * The first write that failed since the database was opened. Nothing more is written until
    * reopen(): after a failed write(2) LevelDB's log is no longer safe to append to.
@@ -297,9 +316,10 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
   try {
     const meta = db.sublevel<Bytes, Bytes>(META_SUBLEVEL, ENC)
     const format = await meta.get(FORMAT_KEY)
+    const formatValue = Buffer.from(JSON.stringify({ version: FORMAT_VERSION }))
     if (format === undefined) {
       await db.batch()
-        .put(FORMAT_KEY, Buffer.from(JSON.stringify({ version: FORMAT_VERSION })), { sublevel: meta })
+        .put(FORMAT_KEY, formatValue, { sublevel: meta })
         .put(SENTINEL_LOW, SENTINEL_LOW)
         .put(SENTINEL_HIGH, SENTINEL_HIGH)
         .write({ sync: true })
@@ -308,9 +328,13 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
     } else {
       let version: unknown
       try { version = (JSON.parse(format.toString('utf8')) as { version?: unknown }).version } catch { version = undefined }
-      if (version !== FORMAT_VERSION) {
-        throw new EvaqError('EVAQ_UNSUPPORTED_FORMAT', `${dir} holds evaq format ${String(version)}; this version reads format ${FORMAT_VERSION}`)
+      if (typeof version !== 'number' || !READABLE_FORMATS.includes(version)) {
+        const readable = READABLE_FORMATS.join(' and ')
+        throw new EvaqError('EVAQ_UNSUPPORTED_FORMAT', `${dir} holds evaq format ${String(version)}; this version reads formats ${readable}`)
       }
+      // Format 1 is format 2 without segment files: mark it, so that an older evaq, which could
+      // not read the segment files about to be written, refuses it.
+      if (version !== FORMAT_VERSION) await db.batch().put(FORMAT_KEY, formatValue, { sublevel: meta }).write({ sync: true })
     }
     const journal = await Journal.load(db.sublevel<Bytes, Bytes>(SNAPSHOT_SUBLEVEL, ENC))
     const ids = await IdFloor.load(dir)
@@ -318,12 +342,15 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
     const snaps = db.sublevel<Bytes, Bytes>(SNAPSHOT_SUBLEVEL, ENC)
     // Closing a database closes its sublevels, and opening it again does not reopen them.
     const sublevels: Sublevel[] = [snaps]
+    const files = new Map<string, SegmentFiles>()
     const store: Store = {
       db,
       claim,
       journal,
       corruption: await engineCorruption(dir),
       ids,
+      files,
+      fileRecovery: { segments: 0, records: 0, lines: [] },
       failed: undefined,
       reopens: 0,
       sublevel: (name: string) => {
@@ -340,18 +367,28 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
           await db.open()
         }
         await Promise.all(sublevels.map(sub => sub.open()))
+        // A failed append may have left torn frames: the next frames go to a new file.
+        for (const set of files.values()) await set.reset()
         store.journal = await Journal.load(snaps)
         store.corruption = [...store.corruption, ...await engineCorruption(dir)]
         store.failed = undefined
       },
       close: async () => {
         try {
+          for (const set of files.values()) await set.close()
           await db.close()
         } finally {
           if (db.status === 'closed') claim.release()
         }
       },
     }
+    const opened = await openSegmentFiles(dir, store, {
+      fileBytes: options.segmentFileBytes,
+      preallocate: true,
+      spares: 2,
+    })
+    for (const [log, set] of opened.files) files.set(log, set)
+    ;(store as { fileRecovery: FileRecovery }).fileRecovery = opened.recovery
     return store
   } catch (err) {
     await db.close().catch(() => {})

@@ -1,0 +1,146 @@
+import { join } from 'node:path'
+import { EvaqError } from '../errors.js'
+import { FILE_LOGS, logSublevels, SEGMENTS_DIR } from '../schema.js'
+import { decodeHeader, encodeKey, encodeSummary } from './codec.js'
+import { encodeLocator, frameSpan, JOINS_NEXT, JOINS_PREVIOUS, SELF_COMMITTED } from './frame.js'
+import { SegmentFiles, type ScannedFrame, type SegmentFilesOptions } from './segment-files.js'
+import { Keyspace, type Delta, type Store } from './store.js'
+
+/** Frames indexed per batch by the recovery. */
+const BATCH_FRAMES = 256
+
+/** What opening the segment files found. */
+export interface FileRecovery {
+  /** Segments indexed again from their frames, because LevelDB had lost their locators. */
+  readonly segments: number
+  readonly records: number
+  /** Lines for the open report: what was indexed again, and why. */
+  readonly lines: string[]
+}
+
+/**
+ * Open the segment files of every log that has them, and index the frames LevelDB lost.
+ *
+ * A push's frame is committed when its fdatasync returns; its locator is written afterwards
+ * without a sync (schema.ts). A process crash loses the locators of the flushes in flight; a power
+ * cut may lose every write since LevelDB's last sync. Both lose the end of what LevelDB was told,
+ * in order, together with the counters' snapshots of the same batches: so the frames to index
+ * again are exactly those after the counters' tail (the end of the last frame indexed) whose IDs
+ * lie at or above the counters' `next`. A frame below `next` was indexed once and may have been
+ * deleted since: it is not brought back. The scan is bounded: a file switch writes its locators
+ * with a sync (Log.commit), so at most the frames since then are read.
+ *
+ * When LevelDB reported that it dropped damaged records of its log (`store.corruption`), the
+ * lost batches may lie before surviving ones: every frame from the oldest file on is then checked,
+ * and one at or above the floor whose locator is missing is indexed again. A record removed in a
+ * batch LevelDB dropped can come back that way (it is delivered again); nothing acknowledged is
+ * lost. The report says so.
+ */
+export async function openSegmentFiles (
+  dir: string, store: Store, options: SegmentFilesOptions
+): Promise<{ files: Map<string, SegmentFiles>, recovery: FileRecovery }> {
+  const files = new Map<string, SegmentFiles>()
+  let segments = 0
+  let records = 0
+  const lines: string[] = []
+  const damagedLog = store.corruption.some(line => line.includes('dropping'))
+  try {
+    for (const log of FILE_LOGS) {
+      const set = await SegmentFiles.open(join(dir, SEGMENTS_DIR, log), options)
+      files.set(log, set)
+      const r = await indexLost(store, log, set, damagedLog)
+      segments += r.segments
+      records += r.records
+      if (r.segments > 0) {
+        lines.push(`${log}: indexed ${r.segments} segment(s) (${r.records} record(s)) again from the segment files; LevelDB had lost their locators` +
+          (damagedLog ? ' with the damaged part of its log, so records removed shortly before may be delivered again' : ''))
+      }
+    }
+  } catch (err) {
+    for (const set of files.values()) await set.close().catch(() => {})
+    throw err
+  }
+  return { files, recovery: { segments, records, lines } }
+}
+
+async function indexLost (store: Store, log: string, files: SegmentFiles, everyFrame: boolean): Promise<{ segments: number, records: number }> {
+  const names = logSublevels(log)
+  const segs = store.sublevel(names.segments)
+  const segKeys = new Keyspace(segs)
+  const indexKeys = new Keyspace(store.sublevel(names.index))
+  const fileKeys = new Keyspace(store.sublevel(names.files))
+  const c = store.journal.counters(log)
+  let next = c.next
+  const from = everyFrame || c.tailFile === 0 ? { file: 0, offset: 0 } : { file: c.tailFile, offset: c.tailOffset }
+  let segments = 0
+  let records = 0
+  let pending: ScannedFrame[] = []
+  const ends = new Map<number, number>()
+  const flush = async (): Promise<void> => {
+    if (pending.length === 0) return
+    const batch = store.db.batch()
+    let count = 0
+    let bytes = 0
+    let top = next
+    let tail = { file: 0, offset: 0 }
+    for (const frame of pending) {
+      const header = decodeHeader(frame.firstId, frame.body)
+      segKeys.put(batch, frame.firstId, encodeLocator(frame.loc))
+      indexKeys.put(batch, frame.firstId, encodeSummary(header.count, header.payloadBytes, header.pushedAt))
+      const end = frame.firstId + header.count
+      ends.set(frame.loc.file, Math.max(ends.get(frame.loc.file) ?? 0, end))
+      count += header.count
+      bytes += header.payloadBytes
+      top = Math.max(top, end)
+      tail = { file: frame.loc.file, offset: frame.loc.offset + frameSpan(frame.loc.length) }
+    }
+    for (const [f, end] of ends) fileKeys.put(batch, f, encodeKey(end))
+    const delta: Delta = { [log]: { next: top, count, bytes, tailFile: tail.file, tailOffset: tail.offset } }
+    const seq = store.journal.stage(batch, delta)
+    try {
+      await batch.write({ sync: true })
+    } catch (cause) {
+      store.journal.settle(seq, false)
+      throw new EvaqError('EVAQ_IO', `Indexing ${pending.length} segment(s) of ${log} from its segment files failed`, { cause })
+    }
+    store.journal.settle(seq, true)
+    segments += pending.length
+    records += count
+    next = top
+    pending = []
+  }
+  /** The frames of one pushMany seen so far (JOINS_NEXT), indexed only once the group is whole. */
+  let group: ScannedFrame[] = []
+  let groupEnd = -1
+  for await (const frame of files.scan(from)) {
+    if ((frame.flags & SELF_COMMITTED) === 0) continue
+    let count: number
+    try {
+      count = decodeHeader(frame.firstId, frame.body).count
+    } catch {
+      // The frame's checksum held, so its body is what was written; a segment that does not
+      // decode was never a valid one: nothing of it was acknowledged.
+      group = []
+      continue
+    }
+    if ((frame.flags & JOINS_PREVIOUS) !== 0 && (group.length === 0 || frame.firstId !== groupEnd)) {
+      // The rest of a group whose first frames were not whole: the push was never acknowledged.
+      group = []
+      continue
+    }
+    if ((frame.flags & JOINS_PREVIOUS) === 0) group = []
+    group.push(frame)
+    groupEnd = frame.firstId + count
+    if ((frame.flags & JOINS_NEXT) !== 0) continue
+    for (const f of group) {
+      let lost = f.firstId >= next
+      if (!lost && everyFrame && f.firstId >= c.floor) lost = await segs.get(encodeKey(f.firstId)) === undefined
+      if (lost) pending.push(f)
+    }
+    group = []
+    if (pending.length >= BATCH_FRAMES) await flush()
+  }
+  // A group the scan ended inside was never acknowledged.
+  await flush()
+  return { segments, records }
+}
