@@ -1,6 +1,7 @@
 import { readdir, stat, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EvaqError } from '../errors.js'
+import { FILE_LOGS, SEGMENTS_DIR } from '../schema.js'
 import type { FullPolicy } from '../options.js'
 import type { Admission, Log } from './log.js'
 import { waitForRoom, type Waiter } from './space-waiters.js'
@@ -246,11 +247,17 @@ export async function levelLogBytes (dir: string): Promise<number> {
   return total
 }
 
+/** Bytes of the files in `dir`, and in the segment files' directories below it. */
 async function directoryBytes (dir: string): Promise<number> {
-  const files = (await readdir(dir, { withFileTypes: true })).filter(entry => entry.isFile())
+  const files = (await readdir(dir, { withFileTypes: true })).filter(entry => entry.isFile()).map(entry => join(dir, entry.name))
+  for (const log of FILE_LOGS) {
+    const sub = join(dir, SEGMENTS_DIR, log)
+    const names = await readdir(sub).catch(() => [] as string[])
+    files.push(...names.map(name => join(sub, name)))
+  }
   // One stat per file, all at once (libuv's pool runs them in parallel): a large queue has
   // hundreds of table files.
-  const sizes = await Promise.all(files.map(entry => stat(join(dir, entry.name)).then(s => s.size, () => 0)))
+  const sizes = await Promise.all(files.map(path => stat(path).then(s => s.size, () => 0)))
   // (A file LevelDB deleted while we looked occupies nothing: its size counts as 0.)
   return sizes.reduce((a, b) => a + b, 0)
 }

@@ -22,7 +22,8 @@ export type SubscriberBounds = ReadonlyMap<string, { readonly floor: number, rea
  */
 export class Cleanup {
   private cleanupQueued = false
-  private releaseQueued = false
+  /** The release of segment files queued in the serial lane, if any. */
+  private releasing: Promise<void> | undefined
   private compactFrom = Infinity
   private compactTo = 0
   private compactBytes = 0
@@ -85,7 +86,7 @@ export class Cleanup {
 
   /** Remember a deleted range and compact it once enough piled up, so LevelDB frees the disk. */
   noteDeleted (from: number, to: number, bytes: number, segments: number): void {
-    this.releaseFiles()
+    void this.releaseFiles()
     this.compactFrom = Math.min(this.compactFrom, from)
     this.compactTo = Math.max(this.compactTo, to)
     this.compactBytes += bytes
@@ -97,8 +98,8 @@ export class Cleanup {
    * Compact the deleted range now (if any): LevelDB keeps deleted values on disk until a
    * compaction drops them, and tombstones at the head slow iterators that start below them.
    */
-  compact (): Promise<void> {
-    this.releaseFiles()
+  async compact (): Promise<void> {
+    await this.releaseFiles()
     if (this.compaction !== undefined) return this.compaction
     if (this.compactTo === 0) return Promise.resolve()
     const from = this.compactFrom
@@ -130,16 +131,16 @@ export class Cleanup {
    * Release the segment files the floor passed (SegmentTable.releaseFiles), in the serial lane, at
    * most one round queued at a time.
    */
-  releaseFiles (): void {
-    if (this.t.files === undefined || this.releaseQueued) return
-    this.releaseQueued = true
-    this.t.serial(async () => {
-      this.releaseQueued = false
+  releaseFiles (): Promise<void> {
+    if (this.t.files === undefined) return Promise.resolve()
+    this.releasing ??= this.t.serial(async () => {
+      this.releasing = undefined
       await this.t.releaseFiles()
     }).catch(err => {
-      this.releaseQueued = false
+      this.releasing = undefined
       if (!(err instanceof CommitLater)) this.t.ctx.error(err)
     })
+    return this.releasing
   }
 
   /** Delete every segment whose records all lie below `limit` (acknowledged by every subscriber). */

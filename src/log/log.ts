@@ -222,7 +222,8 @@ export class Log implements LogView {
       const { builder, joinNext } = segments[i]!
       const body = builder.finish(now)
       const joinsPrevious = i > 0 && segments[i - 1]!.joinNext
-      frames.push({ firstId: builder.firstId, body, flags: SELF_COMMITTED | (joinNext ? JOINS_NEXT : 0) | (joinsPrevious ? JOINS_PREVIOUS : 0) })
+      const flags = SELF_COMMITTED | (joinNext ? JOINS_NEXT : 0) | (joinsPrevious ? JOINS_PREVIOUS : 0)
+      frames.push({ firstId: builder.firstId, end: builder.firstId + builder.count, body, flags })
       written.push(new Segment(builder.firstId, body))
       count += builder.count
       bytes += builder.payloadBytes

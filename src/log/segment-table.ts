@@ -301,13 +301,41 @@ export class SegmentTable {
     return this.files
   }
 
-  /** Load where each segment file's records end (see releaseFiles). Returns the keys read. */
+  /**
+   * Load where each segment file's records end (see releaseFiles), and tidy the files LevelDB
+   * does not know: one prepared ahead and never written is released (kept as a spare), one with
+   * frames is kept until the floor passes every ID issued so far. Returns the keys read.
+   */
   async loadFiles (): Promise<number> {
     let read = 0
     for await (const [key, value] of this.fileLevel.iterator()) {
       read++
       this.fileEnds.set(decodeKey(key), decodeKey(value))
     }
+    const files = this.files
+    if (files === undefined) return read
+    const batch = this.store.db.batch()
+    let changed = false
+    for (const f of [...this.fileEnds.keys()]) {
+      if (files.files.includes(f)) continue
+      // Released, and the crash came before the key went.
+      this.fileEnds.delete(f)
+      this.fileKeys.del(batch, f)
+      changed = true
+    }
+    for (const f of [...files.files]) {
+      if (this.fileEnds.has(f)) continue
+      const kind = await files.classify(f).catch(() => 'damaged' as const)
+      if (kind === 'empty') {
+        await files.release(f)
+      } else if (kind === 'frames') {
+        this.fileEnds.set(f, this.counters.next)
+        this.fileKeys.put(batch, f, encodeKey(this.counters.next))
+        changed = true
+      }
+    }
+    if (changed) await batch.write({ sync: false })
+    else await batch.close()
     return read
   }
 
@@ -320,8 +348,12 @@ export class SegmentTable {
     const files = this.files
     if (files === undefined || this.fileEnds.size === 0) return 0
     const floor = this.counters.floor
+    // Everything in the file being written is gone too: write the next frames to a new file.
+    const end = (f: number): number => Math.max(this.fileEnds.get(f) ?? Infinity, files.placedEnd(f))
     const current = files.position?.file
-    const due = [...this.fileEnds].filter(([f, end]) => end <= floor && f !== current)
+    if (current !== undefined && end(current) <= floor) await files.seal()
+    const writing = files.position?.file
+    const due = [...this.fileEnds.keys()].filter(f => end(f) <= floor && f !== writing).map(f => [f, end(f)] as const)
     if (due.length === 0) return 0
     if (due.some(([, end]) => end > this.durableFloor)) {
       const sync = this.store.db.batch().put(SYNC_KEY, SYNC_KEY)

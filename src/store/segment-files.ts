@@ -53,6 +53,8 @@ export const FIRST_FILE_BYTES = 1024 * 1024
 /** What append() writes: one segment's encoded bytes. */
 export interface FrameInput {
   readonly firstId: number
+  /** The ID after the segment's last record. */
+  readonly end: number
   readonly body: Uint8Array
   readonly flags: number
 }
@@ -99,6 +101,8 @@ export class SegmentFiles {
   private placed: Promise<unknown> = Promise.resolve()
   /** The last append: the next one resolves after it. */
   private durable: Promise<unknown> = Promise.resolve()
+  /** The ID after the last record placed in each file by this process (see placedEnd). */
+  private readonly placedEnds = new Map<number, number>()
   /** Files appended to without a sync since the last sync(). */
   private readonly unsynced = new Set<FileHandle>()
   /** The first write that failed: appends fail until reset(). */
@@ -215,6 +219,7 @@ export class SegmentFiles {
       const pad = span - FRAME_HEADER_BYTES - f.body.byteLength
       if (pad > 0) parts.push(PADDING.subarray(0, pad))
       locators.push({ file: file.number, offset: file.pos, length: f.body.byteLength })
+      this.placedEnds.set(file.number, Math.max(this.placedEnds.get(file.number) ?? 0, f.end))
       file.pos += span
     }
     await flush()
@@ -318,6 +323,20 @@ export class SegmentFiles {
     const error = err instanceof EvaqError ? err : new EvaqError('EVAQ_IO', what, { cause: err })
     this.failed ??= error
     return error
+  }
+
+  /**
+   * Stop writing to the current file: the next frames go to a new one, and this one can be
+   * released once nothing in it is live (a log whose records are all gone frees its last file).
+   * Waits for appends in flight.
+   */
+  async seal (): Promise<void> {
+    await this.placed
+    await this.durable.catch(() => {})
+    const cur = this.current
+    if (cur === undefined || cur.pos === 0) return
+    this.current = undefined
+    this.retire(cur)
   }
 
   /**
@@ -456,6 +475,28 @@ export class SegmentFiles {
     }
   }
 
+  /**
+   * The ID after the last record this process placed in file `n` (0 if none): set when the frame
+   * is placed, before its append resolves, so a file is never taken for empty while frames are
+   * being written to it.
+   */
+  placedEnd (n: number): number {
+    return this.placedEnds.get(n) ?? 0
+  }
+
+  /**
+   * What file `n` starts with: 'empty' (zeros, or a frame of an earlier file it was reused from:
+   * a file prepared but never written), 'frames' (a whole frame of its own), or 'damaged'.
+   */
+  async classify (n: number): Promise<'empty' | 'frames' | 'damaged'> {
+    const head = await this.readBytes(n, 0, FRAME_HEADER_BYTES, -1)
+    if (head.byteLength < FRAME_HEADER_BYTES || head.every(b => b === 0)) return 'empty'
+    if (decodeFrameHeader(head, 0, n) !== undefined) return 'frames'
+    // A whole header naming another file: the file was reused and not written since.
+    const named = head.readUInt32BE(8)
+    return named !== n && decodeFrameHeader(head, 0, named) !== undefined ? 'empty' : 'damaged'
+  }
+
   /** The first segment ID of file `n`'s first frame, if it has a whole one. */
   async firstId (n: number): Promise<number | undefined> {
     const frames = this.scan({ file: n, offset: 0 })
@@ -476,7 +517,9 @@ export class SegmentFiles {
     const at = this.numbers.indexOf(n)
     if (at < 0) return
     this.numbers.splice(at, 1)
+    this.placedEnds.delete(n)
     const h = this.readers.get(n)
+    if (h !== undefined) this.unsynced.delete(await h)
     this.readers.delete(n)
     await h?.then(x => x.close()).catch(() => {})
     crashPoint('segment-file:release')

@@ -293,6 +293,16 @@ export async function assertNotOrphaned (dir: string): Promise<void> {
   }
 }
 
+/**
+ * The size of segment files: `segmentFileBytes`, but at most a sixteenth of `maxDiskBytes`, so
+ * that the file being written, the one prepared ahead and the spares leave the budget for records.
+ */
+export function segmentFileBytes (options: ResolvedOptions): number {
+  const { maxDiskBytes } = options
+  if (maxDiskBytes === undefined) return options.segmentFileBytes
+  return Math.min(options.segmentFileBytes, Math.max(64 * 1024, Math.floor(maxDiskBytes / 16 / 4096) * 4096))
+}
+
 export async function openStore (dir: string, options: ResolvedOptions): Promise<Store> {
   const claim = await claimDir(dir, true)
   let db: Db
@@ -383,7 +393,7 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
       },
     }
     const opened = await openSegmentFiles(dir, store, {
-      fileBytes: options.segmentFileBytes,
+      fileBytes: segmentFileBytes(options),
       preallocate: true,
       spares: 2,
     })

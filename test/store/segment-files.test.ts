@@ -13,6 +13,7 @@ const SMALL: SegmentFilesOptions = { fileBytes: 4096, preallocate: true, spares:
 function frames (first: number, n: number, size = 100): FrameInput[] {
   return Array.from({ length: n }, (_, i) => ({
     firstId: first + i * 10,
+    end: first + i * 10 + 1,
     body: Buffer.alloc(size, (first + i) % 251),
     flags: SELF_COMMITTED,
   }))
@@ -74,7 +75,7 @@ test('a frame larger than a file gets a file of its own size', async t => {
   const dir = await tmpDir(t, 'evaq-segfiles-')
   const files = await SegmentFiles.open(dir, SMALL)
   t.teardown(() => files.close())
-  const big = { firstId: 1, body: Buffer.alloc(10_000, 7), flags: SELF_COMMITTED }
+  const big = { firstId: 1, end: 2, body: Buffer.alloc(10_000, 7), flags: SELF_COMMITTED }
   const [small1, loc, small2] = await files.append([frames(0, 1)[0]!, big, { ...frames(0, 1)[0]!, firstId: 2 }])
   t.is((await stat(files.path(loc!.file))).size, frameSpan(10_000))
   t.deepEqual(await files.read(loc!, 1), big.body)
