@@ -14,7 +14,7 @@ export interface FileRecovery {
   /** Segments indexed again from their frames, because LevelDB had lost their locators. */
   readonly segments: number
   readonly records: number
-  /** Lines for the open report: what was indexed again, and why. */
+  /** Lines for the open report's corruption: what was indexed again after LevelDB dropped part of its log. */
   readonly lines: string[]
 }
 
@@ -51,9 +51,9 @@ export async function openSegmentFiles (
       const r = await indexLost(store, log, set, damagedLog)
       segments += r.segments
       records += r.records
-      if (r.segments > 0) {
-        lines.push(`${log}: indexed ${r.segments} segment(s) (${r.records} record(s)) again from the segment files; LevelDB had lost their locators` +
-          (damagedLog ? ' with the damaged part of its log, so records removed shortly before may be delivered again' : ''))
+      if (r.segments > 0 && damagedLog) {
+        lines.push(`${log}: indexed ${r.segments} segment(s) (${r.records} record(s)) again from the segment files; LevelDB had lost their ` +
+          'locators with the damaged part of its log, so records removed shortly before may be delivered again')
       }
     }
   } catch (err) {
