@@ -2,7 +2,8 @@
  * CPU per record on the push path: 256 callers, each `await q.pushWal(payload)` in a loop for a
  * few seconds, at 100 B, 1 KiB and 16 KiB, with durability 'sync' and 'none'. Prints msg/s, the
  * CPU-seconds the whole process used (process.cpuUsage, user + system: JavaScript, LevelDB's
- * threads and the syscalls) and records per CPU-second, with the load average beside them
+ * threads and the syscalls) and records per CPU-second, the main thread's share of that CPU (Linux),
+ * with the load average beside them
  * (numbers taken under load are indicative only; compare runs made side by side).
  *
  *   npm run bench:cpu
@@ -10,6 +11,7 @@
  *   node --cpu-prof --cpu-prof-dir=/tmp/prof-cpu --import tsx perf/cpu-push.ts --sizes 100
  */
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -32,7 +34,21 @@ const callers = Number(values.callers)
 const sizes = values.sizes.split(',').map(Number)
 const durabilities = values.durability.split(',') as Durability[]
 
-interface Result { pushed: number, wallS: number, cpuS: number }
+interface Result { pushed: number, wallS: number, cpuS: number, mainS: number }
+
+/**
+ * CPU-seconds of the main thread (JavaScript and what it calls synchronously) from Linux's
+ * /proc/thread-self/stat; the rest of cpuUsage is LevelDB's and libuv's threads. NaN elsewhere.
+ */
+function mainThreadCpu (): number {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return NaN
+  }
+}
 
 /** `callers` closed loops of pushWal for `ms`; the payloads are a few random buffers, reused. */
 async function run (q: Evaq, size: number, ms: number): Promise<Result> {
@@ -40,6 +56,7 @@ async function run (q: Evaq, size: number, ms: number): Promise<Result> {
   let pushed = 0
   const state = { stop: false }
   const cpu0 = process.cpuUsage()
+  const main0 = mainThreadCpu()
   const t0 = performance.now()
   const timer = setTimeout(() => { state.stop = true }, ms)
   await Promise.all(Array.from({ length: callers }, async (_, c) => {
@@ -50,7 +67,7 @@ async function run (q: Evaq, size: number, ms: number): Promise<Result> {
   }))
   clearTimeout(timer)
   const cpu = process.cpuUsage(cpu0)
-  return { pushed, wallS: (performance.now() - t0) / 1000, cpuS: (cpu.user + cpu.system) / 1e6 }
+  return { pushed, wallS: (performance.now() - t0) / 1000, cpuS: (cpu.user + cpu.system) / 1e6, mainS: mainThreadCpu() - main0 }
 }
 
 function load (): string {
@@ -58,7 +75,7 @@ function load (): string {
 }
 
 console.log(`node ${process.version}, ${os.cpus().length} cores, ${callers} callers, ${seconds} s per run`)
-console.log('durability  size     msg/s   cpu-s  rec/cpu-s  load (1 5 15 min)')
+console.log('durability  size     msg/s   cpu-s  rec/cpu-s  main-cpu-s  load (1 5 15 min)')
 for (const durability of durabilities) {
   for (const size of sizes) {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'evaq-cpu-'))
@@ -73,6 +90,7 @@ for (const durability of durabilities) {
           Math.round(r.pushed / r.wallS).toString().padStart(9),
           r.cpuS.toFixed(2).padStart(7),
           Math.round(r.pushed / r.cpuS).toString().padStart(10),
+          r.mainS.toFixed(2).padStart(11),
           ` ${load()}`,
         ]
         console.log(line.join(' '))
