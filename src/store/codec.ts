@@ -1,5 +1,6 @@
 import { crc32 } from 'node:zlib'
 import { EvaqError } from '../errors.js'
+import { crc32 as payloadCrc } from './crc32.js'
 
 /**
  * On-disk encodings. A segment is one LevelDB entry holding a contiguous run of records:
@@ -82,7 +83,7 @@ export class SegmentBuilder {
     this.buf.set(payload, this.pos)
     this.pos = need
     this.index[2 * n] = payload.byteLength
-    this.index[2 * n + 1] = crc32(payload)
+    this.index[2 * n + 1] = payloadCrc(payload)
     this.count = n + 1
     this.payloadBytes += payload.byteLength
   }
@@ -159,7 +160,7 @@ export function decodeHeader (firstId: number, value: Buffer): SegmentHeader {
 export function payloadAt (header: SegmentHeader, value: Buffer, index: number): Buffer {
   const start = header.offsets[index]!
   const payload = value.subarray(start, start + header.lengths[index]!)
-  if (crc32(payload) !== header.crcs[index]) {
+  if (payloadCrc(payload) !== header.crcs[index]) {
     const id = header.firstId + index
     throw new EvaqError('EVAQ_CORRUPTION', `Record ${id} failed its checksum`, { ids: [id] })
   }
