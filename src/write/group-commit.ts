@@ -68,8 +68,9 @@ export class GroupCommit {
   /** Segments not yet handed to a flush, oldest first; the last one may still be filling. */
   private queue: PendingSegment[] = []
   private queuedBytes = 0
-  /** Moving average of the payload bytes of flushed segments. */
+  /** Moving averages of the payload bytes and record counts of flushed segments. */
   private recentSegmentBytes = 0
+  private recentSegmentCount = 0
   /** Bytes buffered or in flight: what `maxBufferedBytes` bounds. */
   private heldBytes = 0
   private readonly inflight = new Set<readonly PendingSegment[]>()
@@ -177,12 +178,13 @@ export class GroupCommit {
   }
 
   private newSegment (firstId: number, firstBytes: number, carrier?: unknown): PendingSegment {
-    // Size the buffer like the last segments, so that it rarely grows (each growth is a copy
-    // and garbage): under steady load consecutive segments are alike.
+    // Size the buffer and the index like the last segments, so that they rarely grow (each growth
+    // is a copy and garbage): under steady load consecutive segments are alike.
     const expected = Math.max(firstBytes, Math.min(this.options.maxBatchBytes, this.recentSegmentBytes * 1.25))
     const hint = expected + HEADER_BYTES + 1024
+    const records = Math.min(this.options.maxBatchCount, Math.ceil(this.recentSegmentCount * 1.25))
     const segment: PendingSegment = carrier === undefined
-      ? { builder: new SegmentBuilder(firstId, hint), extras: [], waiters: [], joinNext: false, sealed: false }
+      ? { builder: new SegmentBuilder(firstId, hint, records), extras: [], waiters: [], joinNext: false, sealed: false }
       : { builder: new SegmentBuilder(firstId, firstBytes + HEADER_BYTES + 64), extras: [], waiters: [], joinNext: false, sealed: false, carrier }
     this.queue.push(segment)
     return segment
@@ -259,7 +261,10 @@ export class GroupCommit {
     }
     const segments = this.queue.splice(0, n)
     this.queuedBytes -= bytes
-    for (const s of segments) this.recentSegmentBytes += (s.builder.payloadBytes + s.builder.count * 8 - this.recentSegmentBytes) / 4
+    for (const s of segments) {
+      this.recentSegmentBytes += (s.builder.payloadBytes + s.builder.count * 8 - this.recentSegmentBytes) / 4
+      this.recentSegmentCount += (s.builder.count - this.recentSegmentCount) / 4
+    }
     this.inflight.add(segments)
     void this.workers.add(async () => {
       let error: unknown
