@@ -75,7 +75,7 @@ function load (): string {
 }
 
 console.log(`node ${process.version}, ${os.cpus().length} cores, ${callers} callers, ${seconds} s per run`)
-console.log('durability  size     msg/s   cpu-s  rec/cpu-s  main-cpu-s  load (1 5 15 min)')
+console.log('durability  size     msg/s   cpu-s  rec/cpu-s  main-cpu-s  main-µs/rec  load (1 5 15 min)')
 for (const durability of durabilities) {
   for (const size of sizes) {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'evaq-cpu-'))
@@ -91,6 +91,7 @@ for (const durability of durabilities) {
           r.cpuS.toFixed(2).padStart(7),
           Math.round(r.pushed / r.cpuS).toString().padStart(10),
           r.mainS.toFixed(2).padStart(11),
+          (r.mainS * 1e6 / r.pushed).toFixed(2).padStart(12),
           ` ${load()}`,
         ]
         console.log(line.join(' '))
