@@ -1,4 +1,3 @@
-import PQueue from 'p-queue'
 import { EvaqError } from '../errors.js'
 import { HEADER_BYTES, SegmentBuilder } from '../store/codec.js'
 
@@ -74,7 +73,6 @@ export class GroupCommit {
   /** Bytes buffered or in flight: what `maxBufferedBytes` bounds. */
   private heldBytes = 0
   private readonly inflight = new Set<readonly PendingSegment[]>()
-  private readonly workers: PQueue
   private readonly waiters: SpaceWaiter[] = []
   private scheduled = false
   private lingerTimer: NodeJS.Timeout | undefined
@@ -88,7 +86,6 @@ export class GroupCommit {
     private readonly onCommitted: () => void
   ) {
     this.nextId = nextId
-    this.workers = new PQueue({ concurrency: options.flushWorkers })
   }
 
   /** Payload bytes buffered or being written. */
@@ -266,30 +263,33 @@ export class GroupCommit {
       this.recentSegmentCount += (s.builder.count - this.recentSegmentCount) / 4
     }
     this.inflight.add(segments)
-    void this.workers.add(async () => {
-      let error: unknown
-      try {
-        await this.commit(segments)
-      } catch (err) {
-        error = err
+    void this.write(segments, bytes)
+  }
+
+  /** One flush in flight: at most `flushWorkers` run at once, as pump() starts one only below that. */
+  private async write (segments: readonly PendingSegment[], bytes: number): Promise<void> {
+    let error: unknown
+    try {
+      await this.commit(segments)
+    } catch (err) {
+      error = err
+    }
+    this.inflight.delete(segments)
+    if (error instanceof CommitLater) {
+      this.requeue(segments, bytes)
+      return
+    }
+    this.heldBytes -= bytes
+    for (const s of segments) {
+      for (const w of s.waiters) {
+        if (error === undefined) w.resolve(w.firstId)
+        else w.reject(error)
       }
-      this.inflight.delete(segments)
-      if (error instanceof CommitLater) {
-        this.requeue(segments, bytes)
-        return
-      }
-      this.heldBytes -= bytes
-      for (const s of segments) {
-        for (const w of s.waiters) {
-          if (error === undefined) w.resolve(w.firstId)
-          else w.reject(error)
-        }
-      }
-      this.onCommitted()
-      this.admitWaiters()
-      if (this.queue.length > 0) this.schedule()
-      this.checkIdle()
-    })
+    }
+    this.onCommitted()
+    this.admitWaiters()
+    if (this.queue.length > 0) this.schedule()
+    this.checkIdle()
   }
 
   /** Put segments a commit did not write back in the queue, in ID order, to be flushed again. */

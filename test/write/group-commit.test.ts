@@ -151,3 +151,35 @@ test('isPending tells issued-but-unflushed IDs from committed ones', async t => 
   await a
   t.deepEqual([1, 2, 3].map(id => gc.isPending(id)), [false, false, false])
 })
+
+test('at most flushWorkers flushes are in flight; the next starts as one completes', async t => {
+  const { gc, nextFlush } = controlled({ ...options, maxBatchCount: 1, maxBatchBytes: 1 })
+  const pushes = ['a', 'b', 'c', 'd'].map(s => gc.push([payload(s)], 1, undefined, undefined))
+  const first = await nextFlush()
+  const second = await nextFlush()
+  const started: Pending[] = []
+  const third = nextFlush().then(f => { started.push(f); return f })
+  for (let i = 0; i < 20; i++) await new Promise(setImmediate)
+  t.is(started.length, 0, 'a third flush waits for a worker')
+  second.done()
+  t.is(await pushes[1], 2)
+  t.deepEqual((await third).segments.map(s => s.builder.firstId), [3])
+  first.done()
+  ;(await third).done()
+  ;(await nextFlush()).done()
+  t.deepEqual(await Promise.all(pushes), [1, 2, 3, 4])
+})
+
+test('concurrent pushes get ascending IDs in call order, each its own, and a failed flush rejects exactly its pushes', async t => {
+  const { gc, nextFlush } = controlled()
+  const early = ['a', 'b', 'c'].map(s => gc.push([payload(s)], 1, undefined, undefined))
+  const first = await nextFlush()
+  const late = ['d', 'e'].map(s => gc.push([payload(s)], 1, undefined, undefined))
+  const second = await nextFlush()
+  t.deepEqual(first.segments.map(s => [s.builder.firstId, s.builder.count]), [[1, 3]])
+  t.deepEqual(second.segments.map(s => [s.builder.firstId, s.builder.count]), [[4, 2]])
+  second.fail(Object.assign(new Error('disk'), { code: 'EVAQ_IO' }))
+  first.done()
+  t.deepEqual(await Promise.all(early), [1, 2, 3])
+  for (const p of late) await t.throwsAsync(p, { code: 'EVAQ_IO' })
+})
