@@ -70,6 +70,11 @@ export class SegmentBuilder {
     this.index = new Uint32Array(2 * Math.max(16, records))
   }
 
+  /** Bytes the segment can reach (header, payloads and index) before its buffer grows. */
+  get capacity (): number {
+    return this.buf.byteLength
+  }
+
   append (payload: Uint8Array): void {
     const n = this.count
     const need = this.pos + payload.byteLength

@@ -1,5 +1,5 @@
 import { EvaqError } from '../errors.js'
-import { HEADER_BYTES, SegmentBuilder } from '../store/codec.js'
+import { HEADER_BYTES, INDEX_ENTRY_BYTES, SegmentBuilder } from '../store/codec.js'
 
 /**
  * The write buffer. Pushes get their IDs at once, in call order, and their payloads are copied
@@ -176,10 +176,12 @@ export class GroupCommit {
 
   private newSegment (firstId: number, firstBytes: number, carrier?: unknown): PendingSegment {
     // Size the buffer and the index like the last segments, so that they rarely grow (each growth
-    // is a copy and garbage): under steady load consecutive segments are alike.
-    const expected = Math.max(firstBytes, Math.min(this.options.maxBatchBytes, this.recentSegmentBytes * 1.25))
-    const hint = expected + HEADER_BYTES + 1024
+    // is a copy and garbage): under steady load consecutive segments are alike. A full segment
+    // holds maxBatchBytes of payloads and then its index (recentSegmentBytes counts both): a cap
+    // of maxBatchBytes alone made finish() copy every full segment into a larger buffer.
     const records = Math.min(this.options.maxBatchCount, Math.ceil(this.recentSegmentCount * 1.25))
+    const expected = Math.max(firstBytes, Math.min(this.options.maxBatchBytes + records * INDEX_ENTRY_BYTES, this.recentSegmentBytes * 1.25))
+    const hint = expected + HEADER_BYTES + 1024
     const segment: PendingSegment = carrier === undefined
       ? { builder: new SegmentBuilder(firstId, hint, records), extras: [], waiters: [], joinNext: false, sealed: false }
       : { builder: new SegmentBuilder(firstId, firstBytes + HEADER_BYTES + 64), extras: [], waiters: [], joinNext: false, sealed: false, carrier }
@@ -259,7 +261,7 @@ export class GroupCommit {
     const segments = this.queue.splice(0, n)
     this.queuedBytes -= bytes
     for (const s of segments) {
-      this.recentSegmentBytes += (s.builder.payloadBytes + s.builder.count * 8 - this.recentSegmentBytes) / 4
+      this.recentSegmentBytes += (s.builder.payloadBytes + s.builder.count * INDEX_ENTRY_BYTES - this.recentSegmentBytes) / 4
       this.recentSegmentCount += (s.builder.count - this.recentSegmentCount) / 4
     }
     this.inflight.add(segments)
