@@ -182,7 +182,6 @@ export class Log implements LogView {
     for (const s of segments) {
       const { builder } = s
       const value = builder.finish(now)
-      this.t.segKeys.put(batch, builder.firstId, value)
       this.t.indexKeys.put(batch, builder.firstId, encodeSummary(builder.count, builder.payloadBytes, now))
       if (this.t.extraKeys !== undefined) {
         for (const [id, x] of s.extras) this.t.extraKeys.put(batch, id, x)
@@ -194,11 +193,18 @@ export class Log implements LogView {
     }
     const next = await this.reserveIds(segments, count)
     const delta: Delta = { [this.name]: { next, count, bytes } }
+    // The segments go into the batch last (see SegmentTable.write): it is one buffer that doubles
+    // as it grows, so a segment staged before the small entries would be copied once more.
+    const putSegments = (b: ChainedBatch): void => { for (const s of written) this.t.segKeys.put(b, s.firstId, s.value) }
     crashPoint('segment-write:before')
     const t0 = performance.now()
     const carry = segments[0]!.carrier as CarryFn | undefined
-    if (carry !== undefined) await carry(batch, delta)
-    else await this.t.write(batch, delta, this.t.sync, `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`)
+    if (carry !== undefined) {
+      putSegments(batch)
+      await carry(batch, delta)
+    } else {
+      await this.t.write(batch, delta, this.t.sync, `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`, putSegments)
+    }
     crashPoint('segment-write:after')
     this.ctx.flushed?.({ log: this.name, records: count, segments: segments.length, bytes, durationMs: performance.now() - t0, synced: this.t.sync })
     this.cacheWritten(written)

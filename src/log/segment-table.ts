@@ -131,7 +131,9 @@ export class SegmentTable {
    * except CommitLater: nothing was written, and the caller builds the batch again after the
    * repair (a batch built before it may describe records the repair took out).
    */
-  async write (batch: ReturnType<Store['db']['batch']>, delta: Delta, sync: boolean, what: string): Promise<void> {
+  async write (
+    batch: ReturnType<Store['db']['batch']>, delta: Delta, sync: boolean, what: string, last?: (batch: ReturnType<Store['db']['batch']>) => void
+  ): Promise<void> {
     const store = this.ctx.store
     if (store.failed !== undefined) {
       throw new EvaqError('EVAQ_IO', `${what}: the database failed an earlier write and is not written to until it is reopened`, { cause: store.failed })
@@ -142,6 +144,16 @@ export class SegmentTable {
     const floorBefore = this.counters.floor
     // Staging throws LEVEL_BATCH_NOT_OPEN for a batch built before a reopen (see later()).
     const seq = journal.stage(batch, delta)
+    // `last` stages the large values after the snapshot: LevelDB's write batch is one buffer that
+    // grows by doubling, and each growth copies everything staged before it.
+    if (last !== undefined) {
+      try {
+        last(batch)
+      } catch (err) {
+        journal.settle(seq, false)
+        throw err
+      }
+    }
     try {
       await batch.write({ sync })
     } catch (err) {
