@@ -5,13 +5,14 @@
  */
 import test, { type ExecutionContext } from 'ava'
 import { createWriteStream } from 'node:fs'
-import { readdir } from 'node:fs/promises'
+import { open as fsOpen, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
-import { Evaq, type EvaqOptions } from '../../src/index.js'
+import { Evaq, isEvaqError, type EvaqOptions } from '../../src/index.js'
 import { SEGMENTS_DIR } from '../../src/schema.js'
+import { decodeFrameHeader, FRAME_HEADER_BYTES, frameSpan } from '../../src/store/frame.js'
 import type { Store } from '../../src/store/store.js'
 import { runFixture } from '../helpers/child.js'
 import { internals } from '../helpers/internals.js'
@@ -86,4 +87,31 @@ test('a backup pins the segment files: cleanup releases none while it is read, a
   // The backup ended: the files go at the next round.
   await internals(q).wal.compact()
   t.true((await segmentFiles(src)).length < before.length, 'released once the backup ended')
+})
+
+test('a frame that cannot be read fails the backup with EVAQ_CORRUPTION naming its segment', async t => {
+  const root = await tmpDir(t, 'evaq-backup-files-')
+  const src = join(root, 'src')
+  const q = await open(t, src)
+  await q.pushWal('one')
+  await q.pushWal(Buffer.alloc(1000, 'x'))
+  await q.pushWal('three')
+  // Segment 2's frame: after segment 1's frame (header + body, padded to 8 bytes).
+  const path = join(src, SEGMENTS_DIR, 'wal', '0000000001.seg')
+  const handle = await fsOpen(path, 'r+')
+  try {
+    const head = Buffer.alloc(FRAME_HEADER_BYTES)
+    await handle.read(head, 0, FRAME_HEADER_BYTES, 0)
+    const second = frameSpan(decodeFrameHeader(head, 0, 1)!.bodyLength)
+    const byte = Buffer.alloc(1)
+    await handle.read(byte, 0, 1, second + FRAME_HEADER_BYTES + 500)
+    byte[0]! ^= 0x5a
+    await handle.write(byte, 0, 1, second + FRAME_HEADER_BYTES + 500)
+  } finally {
+    await handle.close()
+  }
+  const stream = await q.backup()
+  const err = await pipeline(Readable.from(stream), createWriteStream(join(root, 'b.evaq'))).then(() => undefined, (e: unknown) => e)
+  t.true(isEvaqError(err, 'EVAQ_CORRUPTION'), String(err))
+  t.deepEqual((err as { ids?: number[] }).ids, [2])
 })
