@@ -2,7 +2,7 @@ import { EvaqError } from '../errors.js'
 import { FILE_LOGS, logSublevels, SNAPSHOT_SUBLEVEL } from '../schema.js'
 import { decodeLocator, LOCATOR_BYTES, type Locator } from './frame.js'
 import type { SegmentFiles } from './segment-files.js'
-import { placeOf, type Entry } from './snapshot.js'
+import { placeOf, type Entry } from './key-place.js'
 
 /**
  * The database's entries as a backup carries them: the same whatever the storage format, and

@@ -1,13 +1,11 @@
 import { mkdir, readdir, rm } from 'node:fs/promises'
-import { join } from 'node:path'
 import { EvaqError, fromLevel } from '../errors.js'
 import { resolveOptions } from '../options.js'
-import { FILE_LOGS, SEGMENTS_DIR } from '../schema.js'
-import { decodeKey } from './codec.js'
 import { IdFloor } from './id-floor.js'
+import type { Entry } from './key-place.js'
 import { logicalPage } from './logical-entries.js'
-import { LOGS, openRaw } from './repair.js'
-import { SegmentFiles } from './segment-files.js'
+import { closeFiles, openFilesReadOnly, openRaw } from './repair.js'
+import type { SegmentFiles } from './segment-files.js'
 import { openStore, type Db, type Store } from './store.js'
 
 /**
@@ -18,7 +16,8 @@ import { openStore, type Db, type Store } from './store.js'
  * is the same whatever the storage format.
  */
 
-export type Entry = [key: Buffer, value: Buffer]
+export type { Entry, KeyPlace } from './key-place.js'
+export { placeOf } from './key-place.js'
 
 /** Entries fetched per round from LevelDB, and the bytes its iterator reads ahead. */
 const READ_COUNT = 1000
@@ -91,34 +90,6 @@ export function takeSnapshot (store: Store): StoreSnapshot {
     },
     close,
   }
-}
-
-/** Where a root key belongs. */
-export interface KeyPlace {
-  /** The sublevel (`wal`, `wal-index`, `snap`, …), or `''` for a key of the root itself. */
-  readonly sublevel: string
-  /** The key inside the sublevel. */
-  readonly key: Buffer
-  /** For an entry of a log's segment sublevel: the log and the segment's first ID. */
-  readonly log?: string
-  readonly segment?: number
-}
-
-const BANG = 0x21
-const SEGMENT_LOGS: ReadonlySet<string> = new Set(LOGS)
-
-/** Split a root key into its sublevel (abstract-level prefixes them `!name!`) and the rest. */
-export function placeOf (key: Buffer): KeyPlace {
-  if (key.byteLength > 1 && key[0] === BANG) {
-    const end = key.indexOf(BANG, 1)
-    if (end > 0) {
-      const sublevel = key.toString('utf8', 1, end)
-      const rest = key.subarray(end + 1)
-      if (SEGMENT_LOGS.has(sublevel) && rest.byteLength === 8) return { sublevel, key: rest, log: sublevel, segment: decodeKey(rest) }
-      return { sublevel, key: rest }
-    }
-  }
-  return { sublevel: '', key }
 }
 
 /**
@@ -232,14 +203,14 @@ export class StoreLoader {
 /** Every entry of the database in `dir` (no process may hold it), in key order, logical (as takeSnapshot's). */
 export async function * readStore (dir: string): AsyncGenerator<Entry[]> {
   const db = await openRaw(dir)
-  const files = new Map<string, SegmentFiles>()
+  let files: Map<string, SegmentFiles> | undefined
   try {
-    for (const log of FILE_LOGS) files.set(log, await SegmentFiles.openReadOnly(join(dir, SEGMENTS_DIR, log)))
+    files = await openFilesReadOnly(dir)
     for await (const page of pages(db.iterator({ highWaterMarkBytes: READ_AHEAD_BYTES } as object), err => fromLevel(err, `Reading ${dir} failed`))) {
       yield await logicalPage(page, files)
     }
   } finally {
-    for (const set of files.values()) await set.close().catch(() => {})
+    if (files !== undefined) await closeFiles(files)
     await db.close().catch(() => {})
   }
 }
