@@ -354,11 +354,13 @@ export class SegmentTable {
   /**
    * Release the segment files whose records all lie below the floor, once the deletions that put
    * them there are durable (a synced write first, if needed): a crash must not bring back a
-   * locator into a file that is gone. The file being written is kept.
+   * locator into a file that is gone. The file being written is kept, and nothing is released
+   * while a backup has the files pinned (its snapshot may still locate frames in them): the
+   * next round after it releases them.
    */
   async releaseFiles (): Promise<number> {
     const files = this.files
-    if (files === undefined || this.fileEnds.size === 0) return 0
+    if (files === undefined || this.fileEnds.size === 0 || files.pinned) return 0
     const floor = this.counters.floor
     // Everything in the file being written is gone too: write the next frames to a new file.
     const end = (f: number): number => Math.max(this.fileEnds.get(f) ?? Infinity, files.placedEnd(f))
@@ -374,6 +376,8 @@ export class SegmentTable {
     const batch = this.store.db.batch()
     let released = 0
     for (const [f, end] of due) {
+      // A backup pinned the files during the sync above: nothing is released until it ends.
+      if (files.pinned) break
       if (end > this.durableFloor) continue
       await files.release(f)
       this.fileEnds.delete(f)

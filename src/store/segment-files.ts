@@ -118,6 +118,20 @@ export class SegmentFiles {
 
   /** Open the segment files in `dir`. Nothing is written (nor `dir` created) until append(). */
   static async open (dir: string, options: SegmentFilesOptions = DEFAULT_SEGMENT_FILE_OPTIONS): Promise<SegmentFiles> {
+    return SegmentFiles.list(dir, options, true)
+  }
+
+  /**
+   * Open the segment files in `dir` for reads only (check, backup of a closed directory): unlike
+   * open(), nothing in `dir` is touched, not even the preparations a crash left.
+   */
+  static async openReadOnly (dir: string): Promise<SegmentFiles> {
+    const files = await SegmentFiles.list(dir, DEFAULT_SEGMENT_FILE_OPTIONS, false)
+    files.failed = new EvaqError('EVAQ_INVALID_ARGUMENT', `The segment files in ${dir} are open for reads only`)
+    return files
+  }
+
+  private static async list (dir: string, options: SegmentFilesOptions, tidy: boolean): Promise<SegmentFiles> {
     let names: string[]
     try {
       names = await readdir(dir)
@@ -128,7 +142,7 @@ export class SegmentFiles {
     const numbers = names.map(n => FILE_NAME.exec(n)).filter(m => m !== null).map(m => Number(m[1])).sort((a, b) => a - b)
     const spares = names.filter(n => SPARE_NAME.test(n)).sort()
     // Preparations a crash interrupted: never used (a file is renamed into place only when ready).
-    for (const n of names) if (n.endsWith('.tmp')) await rm(join(dir, n), { force: true })
+    if (tidy) for (const n of names) if (n.endsWith('.tmp')) await rm(join(dir, n), { force: true })
     return new SegmentFiles(dir, options, numbers, spares)
   }
 
@@ -506,6 +520,27 @@ export class SegmentFiles {
   }
 
   // ---- release ----------------------------------------------------------------------------------
+
+  /** Readers (backups) that need every file kept as it is: see pin(). */
+  private pins = 0
+
+  /**
+   * Keep every file until unpin(): a backup reads the frames its LevelDB snapshot locates, which
+   * may lie in files the floor has passed since (SegmentTable.releaseFiles waits while pinned).
+   * Counted: each pin() needs its unpin().
+   */
+  pin (): void {
+    this.pins++
+  }
+
+  unpin (): void {
+    if (this.pins > 0) this.pins--
+  }
+
+  /** Whether a reader has pinned the files (see pin()). */
+  get pinned (): boolean {
+    return this.pins > 0
+  }
 
   /**
    * File `n` holds no live segment any more (LevelDB has no locator into it): keep it as a spare
