@@ -546,6 +546,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
         await this.health.finalSync()
       } finally {
         try {
+          for (const files of this.store.files.values()) await files.close()
           await this.store.db.close().catch(err => { throw fromLevel(err, 'Closing the database failed') })
           const ids: Record<string, { next: number, committed: number }> = {}
           for (const log of this.logs) ids[log.name] = { next: log.nextId, committed: this.store.journal.counters(log.name).next }

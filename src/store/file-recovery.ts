@@ -4,7 +4,8 @@ import { FILE_LOGS, logSublevels, SEGMENTS_DIR } from '../schema.js'
 import { decodeHeader, encodeKey, encodeSummary } from './codec.js'
 import { encodeLocator, frameSpan, JOINS_NEXT, JOINS_PREVIOUS, SELF_COMMITTED } from './frame.js'
 import { SegmentFiles, type ScannedFrame, type SegmentFilesOptions } from './segment-files.js'
-import { Keyspace, type Delta, type Store } from './store.js'
+import { Keyspace } from './keyspace.js'
+import type { Delta, Store } from './store.js'
 
 /** Frames indexed per batch by the recovery. */
 const BATCH_FRAMES = 256
