@@ -366,7 +366,7 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
     }
     const opened = await openSegmentFiles(dir, store, {
       fileBytes: segmentFileBytes(options),
-      preallocate: true,
+      preallocate: false,
       spares: 2,
     })
     for (const [log, set] of opened.files) files.set(log, set)
