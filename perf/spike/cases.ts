@@ -62,6 +62,7 @@ export const WORKLOADS: readonly Workload[] = [
       protoCase('prealloc'),
       protoCase('recycle'),
       protoCase('sparse'),
+      protoCase('append', 2),
       protoCase('prealloc', 2),
       protoCase('recycle', 2),
       { id: 'fs-append', title: 'append 256 payloads + fdatasync, growing file', writer: W256, make: (dir, p) => fsGroup(dir, p, 256, false, FILE_BYTES) },
