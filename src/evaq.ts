@@ -535,6 +535,8 @@ export class Evaq extends EventEmitter<EvaqEvents> {
         await this.health.finalSync()
       } finally {
         try {
+          // The segment files' handles (appends in flight are done: the logs drained).
+          for (const files of this.store.files.values()) await files.close()
           await this.store.db.close().catch(err => { throw fromLevel(err, 'Closing the database failed') })
           const ids: Record<string, { next: number, committed: number }> = {}
           for (const log of this.logs) ids[log.name] = { next: log.nextId, committed: this.store.journal.counters(log.name).next }
