@@ -138,6 +138,18 @@ export class SegmentTable {
     }
     const reopening = this.ctx.reopening()
     if (reopening !== undefined) throw new CommitLater(reopening, `${what}: not written while the database is reopened`)
+    if (sync) {
+      // Frames first: a synced batch makes every locator written before it durable (any log's),
+      // and a durable locator must not point to a frame that is not (appends under durability
+      // 'none' or an interval are not synced).
+      try {
+        for (const files of store.files.values()) await files.sync()
+      } catch (err) {
+        const error = err instanceof EvaqError ? err : new EvaqError('EVAQ_IO', what, { cause: err })
+        this.ctx.ioFailed(error)
+        throw error
+      }
+    }
     const { journal } = store
     const floorBefore = this.counters.floor
     // Staging throws LEVEL_BATCH_NOT_OPEN for a batch built before a reopen (see later()).
