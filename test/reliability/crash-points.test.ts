@@ -83,8 +83,9 @@ const MAX_NTH: Record<Point, number> = {
   // Each flush's append passes both (group commits: fewer passes than pushes).
   'frame-append:written': 150,
   'frame-append:synced': 150,
-  // With 64 KiB segment files (FILE_POINT_OPTIONS) a file holds ~90 records.
-  'segment-file:prepared': 8,
+  // With 64 KiB segment files (FILE_POINT_OPTIONS) a file holds ~90 records; the point is passed
+  // only by new files, not by released files taken back from the spares (once acks release some).
+  'segment-file:prepared': 4,
   // Files are released once both subscribers acknowledged past them: a few per cycle.
   'segment-file:release': 3,
 }
