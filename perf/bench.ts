@@ -3,8 +3,9 @@
  *
  * - the comparison (lib/systems.ts, lib/compare.ts): durable push with 256 callers, one sequential
  *   caller and batches of 1,000; non-durable push; drain. evaq against the disk's limit (Node's fs
- *   with one fdatasync per group), raw classic-level, better-sqlite3 and BullMQ on a private
- *   redis-server, at 100 B, 1 KiB and 16 KiB, in alternating rounds;
+ *   overwriting space synced beforehand, one fdatasync per group), a plain file append, raw
+ *   classic-level, better-sqlite3, lmdb-js and BullMQ on a private redis-server, at 100 B, 1 KiB
+ *   and 16 KiB, in alternating rounds; with each case's write amplification and CPU time;
  * - push-drain (lib/push-drain.ts): pushing and draining together for a minute;
  * - backlog (lib/backlog.ts): open time and RSS from 10^4 to 10^7 records;
  * - with --core (or --only evaq-head-read,evaq-rss-backlog), the subscriber core's once-only scenarios
@@ -271,6 +272,7 @@ async function main (): Promise<void> {
     node: process.version,
     classicLevel: await packageVersion('classic-level'),
     betterSqlite3: await packageVersion('better-sqlite3'),
+    lmdb: await packageVersion('lmdb'),
     bullmq: await packageVersion('bullmq'),
     ioredis: await packageVersion('ioredis'),
     redisServer: redisVersion(),

@@ -84,6 +84,14 @@ const finishing = new AsyncLocalStorage<Evaq>()
  * The evacuation queue: a write-ahead log (`wal`) of messages on their way to a downstream and a
  * dead-letter queue (`dlq`) of those that failed, in one LevelDB database per directory.
  */
+/** What Evaq.open found (see Evaq.openReport). */
+export interface OpenReport {
+  keysRead: number
+  corruption: readonly string[]
+  dropped: readonly DropEvent[]
+  indexed: { readonly segments: number, readonly records: number }
+}
+
 export class Evaq extends EventEmitter<EvaqEvents> {
   /** Messages persisted before they are handed to a downstream. */
   readonly wal: LogView
@@ -103,9 +111,11 @@ export class Evaq extends EventEmitter<EvaqEvents> {
    * `corruption`: what LevelDB reported while recovering its log; a non-empty list means a batch
    * was dropped and acknowledged records may be gone (run `evaq check`). `dropped`: the records
    * open found gone (after LevelDB dropped part of its log), by ID range; each is also emitted as
-   * a `dropped` event with reason 'corruption' right after open resolves.
+   * a `dropped` event with reason 'corruption' right after open resolves. `indexed`: segments
+   * whose frames were committed in a segment file but whose index entries LevelDB had not written
+   * or lost (after a crash), indexed again (nothing was lost).
    */
-  readonly openReport: { keysRead: number, corruption: readonly string[], dropped: readonly DropEvent[] } = { keysRead: 0, corruption: [], dropped: [] }
+  readonly openReport: OpenReport = { keysRead: 0, corruption: [], dropped: [], indexed: { segments: 0, records: 0 } }
   private _status: EvaqStatus = 'opening'
   private readonly store: Store
   private readonly budget: DiskBudget
@@ -225,7 +235,8 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       for (const log of evaq.logs) keysRead += await log.load()
       evaq.openReport.keysRead = keysRead + await evaq.moves.load()
       const { corruption, fixed } = await recoverAtOpen(dir, store)
-      evaq.openReport.corruption = corruption
+      evaq.openReport.corruption = [...corruption, ...store.fileRecovery.lines]
+      evaq.openReport.indexed = { segments: store.fileRecovery.segments, records: store.fileRecovery.records }
       // Nobody listens yet: kept in openReport, and emitted once the caller got the queue.
       if (fixed !== undefined) evaq.openReport.dropped = evaq.repairEvents(fixed)
     } catch (err) {
@@ -535,7 +546,6 @@ export class Evaq extends EventEmitter<EvaqEvents> {
         await this.health.finalSync()
       } finally {
         try {
-          // The segment files' handles (appends in flight are done: the logs drained).
           for (const files of this.store.files.values()) await files.close()
           await this.store.db.close().catch(err => { throw fromLevel(err, 'Closing the database failed') })
           const ids: Record<string, { next: number, committed: number }> = {}

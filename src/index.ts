@@ -1,4 +1,4 @@
-export { Evaq, type EvaqStatus, type RetryItemOptions, type EvaqStats, type EvaqEvents } from './evaq.js'
+export { Evaq, type EvaqStatus, type RetryItemOptions, type EvaqStats, type EvaqEvents, type OpenReport } from './evaq.js'
 export type {
   QueueLog, QueueLog as Log, QueueRecord, RecordError, ReadOptions, PushOptions, LogStats, DropEvent, DropReason, FlushEvent,
 } from './log/log.js'

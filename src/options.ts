@@ -44,9 +44,9 @@ export interface EvaqOptions {
   segmentCacheBytes?: number
   /**
    * Size of the WAL's segment files, where pushed payloads are written (the first file after an
-   * open is 1 MiB, and each next one twice the last, up to this). Files are written full of zeros
-   * before use and reused once their records are gone, so that a commit overwrites space the file
-   * system already allocated. @defaultValue 64 MiB
+   * open is 1 MiB, and each next one twice the last, up to this; at most a sixteenth of
+   * `maxDiskBytes`). A file whose records are all gone is kept (two at most) and reused, so that
+   * a commit overwrites space the file system already allocated. @defaultValue 64 MiB
    */
   segmentFileBytes?: number
   /**

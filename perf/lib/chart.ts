@@ -11,11 +11,13 @@ export interface ChartGroup {
 
 const COLORS: Record<SystemId, string> = {
   evaq: '#d62728',
-  fs: '#7f7f7f',
+  'fs-overwrite': '#3f3f3f',
+  fs: '#9f9f9f',
   'level-put': '#aec7e8',
   'level-batch': '#1f77b4',
   'level-segment': '#17becf',
   sqlite: '#2ca02c',
+  lmdb: '#9467bd',
   bullmq: '#ff7f0e',
 }
 

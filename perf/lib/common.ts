@@ -10,6 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
+import { resourceMeter, type Resources } from './io.js'
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -96,6 +97,8 @@ export interface ThroughputSample {
   readonly messages: number
   readonly elapsedMs: number
   readonly msgsPerSec: number
+  /** CPU time and bytes written over the measured interval (lib/io.ts), this process and the tracked servers. */
+  readonly resources?: Resources
 }
 
 export interface LatencySample {
@@ -107,6 +110,7 @@ export interface LatencySample {
   readonly p99Us: number
   readonly p999Us: number
   readonly maxUs: number
+  readonly resources?: Resources
 }
 
 /**
@@ -123,9 +127,10 @@ export async function closedLoop (callers: number, durationMs: number, perOp: nu
       messages += perOp
     }
   }
+  const meter = resourceMeter(runningServers())
   await Promise.all(Array.from({ length: callers }, caller))
   const elapsedMs = performance.now() - start
-  return { kind: 'throughput', messages, elapsedMs, msgsPerSec: messages / elapsedMs * 1000 }
+  return { kind: 'throughput', messages, elapsedMs, msgsPerSec: messages / elapsedMs * 1000, resources: meter() }
 }
 
 export async function measureThroughput (config: Config, callers: number, perOp: number, op: () => Promise<unknown>): Promise<ThroughputSample> {
@@ -137,6 +142,7 @@ export async function measureLatency (config: Config, op: () => Promise<unknown>
   const warmupEnd = performance.now() + config.warmupMs
   while (performance.now() < warmupEnd) await op()
   const samples: number[] = []
+  const meter = resourceMeter(runningServers())
   const deadline = performance.now() + config.durationMs
   for (;;) {
     const t0 = performance.now()
@@ -144,7 +150,7 @@ export async function measureLatency (config: Config, op: () => Promise<unknown>
     await op()
     samples.push((performance.now() - t0) * 1000)
   }
-  return summarize(samples)
+  return { ...summarize(samples), resources: meter() }
 }
 
 export function summarize (samplesUs: readonly number[]): LatencySample {
@@ -323,7 +329,8 @@ export function cpuMeter (servers: () => readonly number[] = runningServers): ()
 }
 
 const servers = new Set<number>()
-const runningServers = (): number[] => [...servers]
+/** The server processes this run started and still runs (redis-server), by pid. */
+export const runningServers = (): number[] => [...servers]
 
 /** Count a server process this run started (redis-server) as its own CPU use, until `forget`. */
 export function trackServer (pid: number): { forget (): void } {

@@ -9,6 +9,7 @@ import {
   type Config, type CpuShare, formatRatio, gitRevision, int, loadRecord, localDate, median, payloadSource, type QuietWait,
   RESULTS_DIR, type RunInfo,
 } from './common.js'
+import { recordsPerCpuSecond, writeAmplification } from './sample.js'
 import { type Sample, SYSTEM_NAMES, type SystemId, type SystemSpec, WORKLOADS, type WorkloadId, type WorkloadSpec } from './systems.js'
 
 export interface Case {
@@ -77,7 +78,7 @@ export async function runMatrixRound (
         cpuList.push(share as CpuShare & { before: QuietWait })
         state.cpu.set(key, cpuList)
         if (system.id === 'evaq' && sample.segmentRecords !== undefined) group = Math.max(1, Math.round(sample.segmentRecords))
-        console.log(`round ${round + 1}/${config.rounds}  ${key.padEnd(30)} ${formatSample(sample)} ${formatCpuShort(share)}`)
+        console.log(`round ${round + 1}/${config.rounds}  ${key.padEnd(30)} ${formatSample(sample, size)} ${formatCpuShort(share)}`)
       }
     }
   }
@@ -87,7 +88,18 @@ function formatCpuShort (c: CpuShare): string {
   return c.otherCpus === undefined ? '' : `[CPUs own ${c.ownCpus.toFixed(2)}, others ${c.otherCpus.toFixed(2)}]`
 }
 
-export function formatSample (s: Sample): string {
+const short = (n: number): string => {
+  if (!Number.isFinite(n)) return 'n/a'
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`
+  if (n >= 1e4) return `${Math.round(n / 1e3)}k`
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`
+  return `${Math.round(n)}`
+}
+
+/** Write amplification: bytes written per payload byte. */
+export const formatAmp = (a: number): string => Number.isFinite(a) ? `${a.toFixed(2)}×` : 'n/a'
+
+export function formatSample (s: Sample, size?: number): string {
   const parts: string[] = []
   if (s.kind === 'latency' && s.latency !== undefined) {
     parts.push(`p50 ${int(s.latency.p50Us)} µs, p99 ${int(s.latency.p99Us)} µs (n=${int(s.latency.count)})`)
@@ -97,6 +109,9 @@ export function formatSample (s: Sample): string {
   if (s.segmentRecords !== undefined) parts.push(`segments of ${s.segmentRecords.toFixed(1)} records`)
   else if (s.group !== undefined && s.backlogRecords === undefined) parts.push(`groups of ${s.group}`)
   if (s.backlogRecords !== undefined) parts.push(`backlog ${int(s.backlogRecords)}${s.exhausted === true ? ', ran out' : ''}`)
+  if (size !== undefined && s.resources !== undefined) {
+    parts.push(`write amp ${formatAmp(writeAmplification(s, size))}, ${short(recordsPerCpuSecond(s))} rec/CPU-s`)
+  }
   return parts.join('; ')
 }
 
@@ -162,24 +177,18 @@ export function drainVsPush (state: MatrixState, size: number): { drain: number,
 // The table: one row per workload and size, the ratio to each baseline in its own column
 
 /** Baseline columns, in order. */
-export const COLUMNS: readonly SystemId[] = ['fs', 'level-put', 'level-batch', 'level-segment', 'sqlite', 'bullmq']
+export const COLUMNS: readonly SystemId[] = ['fs-overwrite', 'fs', 'level-put', 'level-batch', 'level-segment', 'sqlite', 'lmdb', 'bullmq']
 
 const COLUMN_TITLES: Record<SystemId, string> = {
   evaq: 'evaq',
-  fs: 'vs disk limit (fs + fdatasync)',
+  'fs-overwrite': 'vs disk limit (overwrite + fdatasync)',
+  fs: 'vs plain file append',
   'level-put': 'vs classic-level put',
   'level-batch': 'vs classic-level batch',
   'level-segment': 'vs LevelDB ceiling',
   sqlite: 'vs better-sqlite3',
+  lmdb: 'vs lmdb-js',
   bullmq: 'vs BullMQ',
-}
-
-const short = (n: number): string => {
-  if (!Number.isFinite(n)) return 'n/a'
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`
-  if (n >= 1e4) return `${Math.round(n / 1e3)}k`
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`
-  return `${Math.round(n)}`
 }
 
 export function comparisonTable (state: MatrixState, ratios: readonly RatioResult[]): { header: string[], align: string[], rows: string[][] } {
@@ -212,6 +221,39 @@ export function comparisonTable (state: MatrixState, ratios: readonly RatioResul
 }
 
 // ---------------------------------------------------------------------------------------------
+// What the measurements cost: write amplification and records per CPU-second (lib/io.ts)
+
+type Table = { header: string[], align: string[], rows: string[][] }
+
+/** One row per workload and size that evaq ran, one column per system: `metric` of the case, the median over rounds. */
+function perSystemTable (
+  state: MatrixState, workloads: readonly WorkloadSpec[], metric: (s: Sample, size: number) => number, format: (n: number) => string
+): Table {
+  const systems: SystemId[] = ['evaq', ...COLUMNS]
+  const header = ['scenario', 'payload', ...systems.map(s => SYSTEM_NAMES[s])]
+  const rows: string[][] = []
+  for (const w of workloads) {
+    for (const size of w.sizes) {
+      if (state.samples.get(caseKey(w.id, 'evaq', size)) === undefined) continue
+      rows.push([`\`${w.id}\``, sizeName(size), ...systems.map(id => {
+        if (!w.systems.some(s => s.id === id)) return ''
+        const samples = state.samples.get(caseKey(w.id, id, size))
+        if (samples === undefined) return w.baselineSizes.includes(size) || id === 'evaq' ? 'not run' : ''
+        return format(median(samples.map(x => metric(x, size)).filter(Number.isFinite)))
+      })])
+    }
+  }
+  return { header, align: ['---', '---:', ...systems.map(() => '---:')], rows }
+}
+
+/** Bytes written to storage (write_bytes) per payload byte pushed (for `drain`: drained), every case. */
+export const amplificationTable = (state: MatrixState): Table => perSystemTable(state, WORKLOADS, writeAmplification, formatAmp)
+
+/** Records per CPU-second (process user + system; BullMQ's includes redis-server), `push-256` at every size. */
+export const cpuTable = (state: MatrixState): Table =>
+  perSystemTable(state, WORKLOADS.filter(w => w.id === 'push-256'), s => recordsPerCpuSecond(s), short)
+
+// ---------------------------------------------------------------------------------------------
 // Reports: perf/results/<date>-<workload>.json (quick: quick-<workload>.json)
 
 export async function writeMatrixJson (info: RunInfo, state: MatrixState, ratios: readonly RatioResult[], versions: object): Promise<string[]> {
@@ -223,7 +265,13 @@ export async function writeMatrixJson (info: RunInfo, state: MatrixState, ratios
     const cases = w.systems.flatMap(system => w.sizes.map(size => {
       const key = caseKey(w.id, system.id, size)
       const rounds = state.samples.get(key)
-      return rounds === undefined ? undefined : { key, system: system.id, title: system.title, size, rounds, cpu: state.cpu.get(key) ?? [] }
+      if (rounds === undefined) return undefined
+      return {
+        key, system: system.id, title: system.title, size,
+        writeAmplification: median(rounds.map(r => writeAmplification(r, size)).filter(Number.isFinite)),
+        recordsPerCpuSecond: median(rounds.map(recordsPerCpuSecond).filter(Number.isFinite)),
+        rounds, cpu: state.cpu.get(key) ?? [],
+      }
     })).filter(c => c !== undefined)
     if (cases.length === 0) continue
     const report = {
@@ -243,6 +291,9 @@ export async function writeMatrixJson (info: RunInfo, state: MatrixState, ratios
         payload: 'PAYLOAD_POOL (1,024) distinct buffers of random bytes per size, used in turn',
         roundOrder: 'workloads reversed every other round; within a workload and size evaq first, then the baselines (reversed every other round)',
         skipped: Object.fromEntries(state.skipped),
+        resources: 'rounds[].resources: CPU µs (process.cpuUsage, plus redis-server from /proc/<pid>/stat) and write_bytes / wchar deltas of ' +
+          '/proc/self/io (plus redis-server\'s /proc/<pid>/io) over the measured interval only; writeAmplification = write_bytes / ' +
+          '(messages × payload size), the median over rounds; recordsPerCpuSecond = messages / CPU seconds, the median over rounds',
       },
       cases,
       ratios: ratios.filter(r => r.workload === w.id),

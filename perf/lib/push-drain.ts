@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks'
 import { Evaq } from '../../src/index.js'
 import { CALLERS, type Config, dirBytes, int, type LatencySample, payloadSource, summarize } from './common.js'
+import { resourceMeter, type Resources } from './io.js'
 
 export const PUSH_DRAIN_SIZE = 1024
 const FETCH = 1000
@@ -32,6 +33,14 @@ export interface PushDrainResult {
   readonly dirBytesMax: number
   readonly dirBytesEnd: number
   readonly liveRecordsEnd: number
+  /**
+   * CPU time and bytes written (lib/io.ts) from the end of the warm-up (at the sampler's tick that
+   * also takes `pushed0`) to the end of the pushes: LevelDB's compactions in that interval count,
+   * those after it do not.
+   */
+  readonly resources: Resources | undefined
+  /** `resources.writeBytes` / payload bytes pushed in the measured interval. */
+  readonly writeAmplification: number
 }
 
 export async function runPushDrain (dir: string, config: Config, durationMs: number): Promise<PushDrainResult> {
@@ -52,12 +61,13 @@ export async function runPushDrain (dir: string, config: Config, durationMs: num
     let pushed0 = 0
     let drained0 = 0
     let measuring = false
+    let meter: (() => Resources) | undefined
     let lagMax = 0
     let rssMax = 0
     let dirMax = 0
     const sampler = setInterval(() => {
       const now = performance.now()
-      if (!measuring && now >= warmEnd) { measuring = true; pushed0 = pushed; drained0 = drained }
+      if (!measuring && now >= warmEnd) { measuring = true; pushed0 = pushed; drained0 = drained; meter = resourceMeter() }
       if (!measuring) return
       lagMax = Math.max(lagMax, q.wal.subscribers()[0]!.lagRecords)
       rssMax = Math.max(rssMax, process.memoryUsage.rss())
@@ -97,6 +107,7 @@ export async function runPushDrain (dir: string, config: Config, durationMs: num
     const consuming = consumer()
     await Promise.all(Array.from({ length: CALLERS }, pusher))
     const end = performance.now()
+    const resources = meter?.()
     const pushedEnd = pushed
     const drainedEnd = drained
     const lagEnd = q.wal.subscribers()[0]!.lagRecords
@@ -136,6 +147,8 @@ export async function runPushDrain (dir: string, config: Config, durationMs: num
       dirBytesMax: Math.max(dirMax, dirEnd),
       dirBytesEnd: dirEnd,
       liveRecordsEnd: (await q.wal.stats()).count,
+      resources,
+      writeAmplification: resources?.writeBytes === undefined ? NaN : resources.writeBytes / ((pushedEnd - pushed0) * PUSH_DRAIN_SIZE),
     }
   } finally {
     await q.close()
@@ -146,5 +159,6 @@ export function formatPushDrain (r: PushDrainResult): string {
   const l = r.pushLatency
   return `push ${int(r.pushMsgsPerSec)} msg/s, drain ${int(r.drainMsgsPerSec)} rec/s over ${(r.elapsedMs / 1000).toFixed(0)} s; ` +
     `push latency p50 ${int(l.p50Us)} µs, p99 ${int(l.p99Us)} µs, p99.9 ${int(l.p999Us)} µs, max ${int(l.maxUs)} µs; ` +
-    `lag max ${int(r.lagMax)}; RSS max ${(r.rssMax / 1e6).toFixed(0)} MB; disk max ${(r.dirBytesMax / 1e6).toFixed(0)} MB`
+    `lag max ${int(r.lagMax)}; write amplification ${r.writeAmplification.toFixed(2)}×; ` +
+    `RSS max ${(r.rssMax / 1e6).toFixed(0)} MB; disk max ${(r.dirBytesMax / 1e6).toFixed(0)} MB`
 }

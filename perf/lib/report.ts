@@ -1,5 +1,5 @@
 /**
- * The comparison's report: the targets, the markdown tables (perf/results/compare.md and the
+ * The comparison's report: the targets (lib/targets.ts), the markdown tables (perf/results/compare.md and the
  * block in perf/README.md between `<!-- bench:compare:start -->` and `<!-- bench:compare:end -->`), the SVG
  * chart and the JSON of the once-only scenarios. Everything here is generated from the results.
  */
@@ -11,26 +11,14 @@ import {
   formatMet, formatRatio, gitRevision, int, loadRecord, loadSentence, localDate, machineLine, markdownTable, median, RESULTS_DIR,
   type RunInfo, textTable, updateReadme,
 } from './common.js'
-import { caseKey, comparisonTable, drainVsPush, type MatrixState, type RatioResult, sizeName } from './compare.js'
+import { amplificationTable, caseKey, comparisonTable, cpuTable, formatAmp, type MatrixState, type RatioResult, sizeName } from './compare.js'
 import type { PushDrainResult } from './push-drain.js'
 import { SYSTEM_NAMES, type SystemId, WORKLOADS } from './systems.js'
+import { missedLine, type Target, targets } from './targets.js'
 
 const README_START = '<!-- bench:compare:start -->'
 const README_END = '<!-- bench:compare:end -->'
 const CHART = 'throughput.svg'
-
-export interface Target {
-  readonly id: string
-  readonly text: string
-  /** What was measured, with the ratio's two sides. */
-  readonly measured: string
-  readonly ratio: number | undefined
-  readonly perRound?: readonly number[]
-  readonly target: string
-  readonly met: boolean | undefined
-  /** Why it could not be judged. */
-  readonly note?: string
-}
 
 export interface Results {
   readonly state: MatrixState
@@ -44,70 +32,11 @@ export interface Results {
 
 const k = (n: number): string => `${int(n)} msg/s`
 
-export function targets (r: Results): Target[] {
-  const out: Target[] = []
-  const ratio = (baseline: SystemId): RatioResult | undefined => r.ratios.find(x => x.workload === 'push-256' && x.size === 1024 && x.baseline === baseline)
-  const push = (id: string, baseline: SystemId, min: number, what: string): void => {
-    const x = ratio(baseline)
-    const skipped = r.state.skipped.get(baseline)
-    if (x === undefined && r.state.samples.get(caseKey('push-256', 'evaq', 1024)) === undefined) return
-    out.push({
-      id, text: `durable push, 256 callers, 1 KiB: evaq vs ${what}`,
-      measured: x === undefined ? 'not run' : `${k(x.evaq)} vs ${k(x.base)}${x.group === undefined ? '' : ` (groups of ${int(x.group)})`}`,
-      ratio: x?.ratio, perRound: x?.ratiosPerRound, target: `≥ ${min}×`, met: x === undefined ? undefined : x.ratio >= min,
-      ...(x === undefined && skipped !== undefined ? { note: skipped } : {}),
-    })
-  }
-  push('push-vs-disk', 'fs', 0.35, 'the disk limit at the same group size')
-  push('push-vs-level-put', 'level-put', 20, 'raw classic-level put with sync')
-  push('push-vs-sqlite', 'sqlite', 2, 'better-sqlite3 FULL with the same batching')
-  push('push-vs-bullmq', 'bullmq', 5, 'BullMQ with appendfsync always')
-  const seq = r.ratios.find(x => x.workload === 'seq' && x.size === 1024 && x.baseline === 'fs')
-  if (seq !== undefined) {
-    out.push({
-      id: 'seq-p50-vs-fdatasync', text: 'one caller, sequential durable push, 1 KiB: p50 vs one write + fdatasync of the same bytes',
-      measured: `${int(seq.evaq)} µs vs ${int(seq.base)} µs`, ratio: seq.ratio, perRound: seq.ratiosPerRound, target: '≤ 1.3×', met: seq.ratio <= 1.3,
-    })
-  }
-  const drain = drainVsPush(r.state, 1024)
-  if (drain !== undefined) {
-    out.push({
-      id: 'drain-vs-push', text: 'drain (next + ack + cleanup) vs durable push with 256 callers, 1 KiB, same round',
-      measured: `${int(drain.drain)} rec/s vs ${k(drain.push)}`, ratio: drain.ratio, perRound: drain.ratiosPerRound, target: '≥ 1.0×', met: drain.ratio >= 1,
-    })
-  }
-  if (r.pushDrain !== undefined) {
-    const p99 = r.pushDrain.pushLatency.p99Us
-    out.push({
-      id: 'push-drain-p99', text: `steady state (push 256 callers + drain, ${(r.pushDrain.durationMs / 1000).toFixed(0)} s, 1 KiB): push p99`,
-      measured: `${(p99 / 1000).toFixed(2)} ms ` +
-        `(p50 ${(r.pushDrain.pushLatency.p50Us / 1000).toFixed(2)} ms, p99.9 ${(r.pushDrain.pushLatency.p999Us / 1000).toFixed(2)} ms)`,
-      ratio: p99 / 5000, target: '≤ 5 ms', met: p99 <= 5000,
-    })
-  }
-  const points = r.backlog?.points ?? []
-  const lo = points[0]
-  const hi = points[points.length - 1]
-  if (lo !== undefined && hi !== undefined && hi !== lo) {
-    const scaled = hi.records < 1e7 ? ` (largest backlog measured: ${int(hi.records)})` : ''
-    out.push({
-      id: 'open-time',
-      text: `open time, ${int(hi.records)} vs ${int(lo.records)} records (${r.backlog!.payloadBytes} B payloads), ` +
-        `first open after the writer closed${scaled}`,
-      measured: `${hi.first.openMs.toFixed(0)} ms vs ${lo.first.openMs.toFixed(0)} ms ` +
-        `(second open: ${hi.second.openMs.toFixed(0)} ms vs ${lo.second.openMs.toFixed(0)} ms)`,
-      ratio: hi.first.openMs / lo.first.openMs, target: '≤ 2×', met: hi.first.openMs / lo.first.openMs <= 2,
-    })
-    out.push({
-      id: 'open-rss', text: `RSS after opening ${int(hi.records)} records and reading one batch${scaled}`,
-      measured: `${(hi.first.rssAfterRead / 1e6).toFixed(0)} MB (before open ${(hi.first.rssBefore / 1e6).toFixed(0)} MB)`,
-      ratio: hi.first.rssAfterRead / 200e6, target: '< 200 MB', met: hi.first.rssAfterRead < 200e6,
-    })
-  }
-  return out
-}
-
 const TARGET_HEADER = ['target', 'measured', 'ratio', 'goal', 'met?']
+
+const AMP_CAPTION = 'Write amplification: bytes this process wrote to storage during the measurement (`write_bytes` of /proc/self/io; ' +
+  "BullMQ's: redis-server's) per payload byte pushed (`drain`: drained); medians over rounds, see perf/README.md"
+const CPU_CAPTION = '`push-256`: records per CPU-second of the process (user + system, all threads; BullMQ: plus redis-server), medians over rounds'
 
 function targetRows (ts: readonly Target[]): string[][] {
   return ts.map(t => [
@@ -126,9 +55,12 @@ function pushDrainRows (p: PushDrainResult): string[][] {
     k(p.pushMsgsPerSec), `${int(p.drainMsgsPerSec)} rec/s`,
     `${(l.p50Us / 1000).toFixed(2)} / ${(l.p99Us / 1000).toFixed(2)} / ${(l.p999Us / 1000).toFixed(2)} ms`,
     `${(p.rssMax / 1e6).toFixed(0)} MB`, `${(p.dirBytesMax / 1e6).toFixed(0)} MB (end ${(p.dirBytesEnd / 1e6).toFixed(0)} MB)`, int(p.lagMax),
+    formatAmp(p.writeAmplification),
   ]]
 }
-const PUSH_DRAIN_HEADER = ['push-drain', 'push', 'drain', 'push latency p50 / p99 / p99.9', 'RSS max', 'bytes on disk max', 'lag max (records)']
+const PUSH_DRAIN_HEADER = [
+  'push-drain', 'push', 'drain', 'push latency p50 / p99 / p99.9', 'RSS max', 'bytes on disk max', 'lag max (records)', 'write amplification',
+]
 
 function backlogRows (b: BacklogResult): string[][] {
   return b.points.map(p => [
@@ -164,13 +96,25 @@ export function printReport (r: Results): void {
     console.log('evaq / baseline (median of per-round ratios; for `seq` the ratio of p50 latencies, lower is better), baseline value in parentheses:')
     console.log(textTable(table.header, table.rows.map(row => row.map(c => c.replace(/`/g, '')))))
   }
+  const amp = amplificationTable(r.state)
+  if (amp.rows.length > 0) {
+    console.log()
+    console.log(`${AMP_CAPTION}:`)
+    console.log(textTable(amp.header, amp.rows.map(row => row.map(c => c.replace(/`/g, '')))))
+  }
+  const cpu = cpuTable(r.state)
+  if (cpu.rows.length > 0) {
+    console.log()
+    console.log(`${CPU_CAPTION}:`)
+    console.log(textTable(cpu.header, cpu.rows.map(row => row.map(c => c.replace(/`/g, '')))))
+  }
   const ts = targets(r)
   if (ts.length > 0) {
     console.log()
     console.log(textTable(TARGET_HEADER, targetRows(ts)))
     for (const t of ts) {
       if (t.perRound !== undefined && t.perRound.length > 1) {
-        console.log(`${t.id.padEnd(22)} per-round ratios: ${t.perRound.map(formatRatio).join(', ')}`)
+        console.log(`${t.id.padEnd(26)} per-round ratios: ${t.perRound.map(formatRatio).join(', ')}`)
       }
     }
   }
@@ -233,8 +177,10 @@ export async function writeReport (info: RunInfo, r: Results): Promise<void> {
       '',
       'Each cell: evaq / baseline (the median of the per-round ratios), the baseline\'s median in parentheses. Throughput in ' +
         'messages per second, higher is better for evaq; for `seq` the cells compare p50 latencies of one call (evaq / baseline: ' +
-        'lower is better for evaq). The grouped baselines (disk limit, classic-level batch, LevelDB ceiling, better-sqlite3 in ' +
-        '`push-256` and `push-256-none`) write evaq\'s mean segment size of the same round as one synced group.',
+        'lower is better for evaq). The disk limit overwrites space written and synced before the measurement; the plain file append ' +
+        'grows its file. The grouped baselines (disk limit, plain file append, classic-level batch, LevelDB ceiling, better-sqlite3 in ' +
+        '`push-256` and `push-256-none`) write evaq\'s mean segment size of the same round as one synced group; lmdb-js batches ' +
+        'the puts of one event turn into one transaction by itself.',
       ''
     )
   }
@@ -242,15 +188,19 @@ export async function writeReport (info: RunInfo, r: Results): Promise<void> {
     const chart = config.mode === 'quick' ? `quick-${CHART}` : 'perf/results/' + CHART
     sections.push(`![Throughput per scenario, evaq against its baselines](${chart})`, '')
   }
+  const amp = amplificationTable(r.state)
+  if (amp.rows.length > 0) sections.push(`${AMP_CAPTION}:`, '', markdownTable(amp.header, amp.align, amp.rows), '')
+  const cpu = cpuTable(r.state)
+  if (cpu.rows.length > 0) sections.push(`${CPU_CAPTION}:`, '', markdownTable(cpu.header, cpu.align, cpu.rows), '')
   if (ts.length > 0) {
     sections.push(markdownTable(TARGET_HEADER, ['---', '---:', '---:', ':---:', ':---:'], targetRows(ts)), '')
     sections.push(missed.length === 0
       ? 'Every target was met in this run.'
-      : `Missed in this run: ${missed.map(t => `${t.text} (${t.ratio === undefined ? t.measured : formatRatio(t.ratio)} against ${t.target})`).join('; ')}. ` +
+      : `Missed in this run: ${missed.map(missedLine).join('; ')}. ` +
         'What limits evaq there: [perf/README.md](perf/README.md#what-limits-evaq).', '')
   }
   if (r.pushDrain !== undefined) {
-    sections.push(markdownTable(PUSH_DRAIN_HEADER, ['---', '---:', '---:', '---:', '---:', '---:', '---:'], pushDrainRows(r.pushDrain)), '')
+    sections.push(markdownTable(PUSH_DRAIN_HEADER, ['---', ...PUSH_DRAIN_HEADER.slice(1).map(() => '---:')], pushDrainRows(r.pushDrain)), '')
   }
   if (r.backlog !== undefined && r.backlog.points.length > 0) {
     sections.push(markdownTable(BACKLOG_HEADER, ['---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:'], backlogRows(r.backlog)), '')

@@ -1,9 +1,9 @@
 /**
  * The systems the comparison runs, each doing one workload once: evaq and its baselines (the
- * disk's limit through Node's fs, raw classic-level, better-sqlite3, BullMQ on redis-server).
+ * disk's limit and a plain file append through Node's fs in lib/disk.ts, raw classic-level,
+ * better-sqlite3, lmdb-js in lib/lmdb.ts, BullMQ on redis-server), and the matrix of workloads.
  * See perf/README.md ("Comparison") for what each one does and why.
  */
-import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -11,59 +11,21 @@ import Database from 'better-sqlite3'
 import { Queue, Worker } from 'bullmq'
 import { ClassicLevel } from 'classic-level'
 import { Evaq, type EvaqOptions } from '../../src/index.js'
-import { CALLERS, type Config, type LatencySample, measureLatency, measureThroughput, type ThroughputSample } from './common.js'
-import type { RedisServer } from './redis-server.js'
+import { CALLERS, type LatencySample, measureLatency, measureThroughput, runningServers, type ThroughputSample } from './common.js'
+import { fsGroup, fsOverwriteGroup, fsOverwriteSeq, fsSeq } from './disk.js'
+import { resourceMeter } from './io.js'
+import { lmdbDrain, lmdbGroup, lmdbPut, lmdbSeq } from './lmdb.js'
+import {
+  backlogFor, type Context, fromLatency, fromThroughput, MANY, type Sample, type SystemId, sleepUntil, timedDrain, type WorkloadId,
+} from './sample.js'
 
-export type WorkloadId = 'push-256' | 'push-256-none' | 'seq' | 'many-1000' | 'drain'
-export type SystemId = 'evaq' | 'fs' | 'level-put' | 'level-batch' | 'level-segment' | 'sqlite' | 'bullmq'
+export { MANY, type Sample, type SystemId, type WorkloadId }
 
-/** Records per `pushWalMany` call, per transaction and per `addBulk` in `many-1000`; records per batch in the drains. */
-export const MANY = 1000
 /** BullMQ worker concurrency in the drain: the best of 1, 16, 100 and 256 in a probe on this machine. */
 export const BULLMQ_CONCURRENCY = 100
 /** evaq's segment framing: a 20-byte header and 8 bytes per record (length and CRC32). */
 const SEGMENT_HEADER = 20
 const SEGMENT_PER_RECORD = 8
-
-export interface Context {
-  readonly dir: string
-  readonly config: Config
-  readonly size: number
-  readonly payload: () => Buffer
-  /**
-   * Records per synced write for the group baselines: evaq's mean segment size measured in the
-   * same workload, payload size and round (1 before it is known).
-   */
-  readonly group: number
-  /** Records per second this case drained in the previous round (sizes the drain backlog). */
-  readonly drainEstimate: number | undefined
-  readonly redis: RedisServer | undefined
-}
-
-export interface Sample {
-  readonly kind: 'throughput' | 'latency'
-  /** Messages per second; for latency samples 10^6 / mean µs (one caller). */
-  readonly msgsPerSec: number
-  readonly messages: number
-  readonly elapsedMs: number
-  readonly latency?: LatencySample
-  /** Records per synced write (group baselines), per batch or per transaction. */
-  readonly group?: number
-  /** evaq: records pushed / segments written (LevelDB entries under the wal sublevel), warm-up included. */
-  readonly segmentRecords?: number
-  readonly segments?: number
-  /** Drains: records in the backlog built before draining, and the time it took. */
-  readonly backlogRecords?: number
-  readonly buildMs?: number
-  /** Drains: the backlog ran out before the deadline. */
-  readonly exhausted?: boolean
-}
-
-const fromThroughput = (s: ThroughputSample, extra: Partial<Sample> = {}): Sample =>
-  ({ kind: 'throughput', msgsPerSec: s.msgsPerSec, messages: s.messages, elapsedMs: s.elapsedMs, ...extra })
-
-const fromLatency = (s: LatencySample): Sample =>
-  ({ kind: 'latency', msgsPerSec: 1e6 / s.meanUs, messages: s.count, elapsedMs: s.count * s.meanUs / 1000, latency: s })
 
 // ---------------------------------------------------------------------------------------------
 // evaq
@@ -121,41 +83,6 @@ async function evaqDrain (ctx: Context): Promise<Sample> {
   } finally {
     await q.close()
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The disk's limit: Node appending the same bytes to one file, one fdatasync per group
-
-/**
- * Synchronous calls (writeSync, fdatasyncSync) on purpose: no thread-pool hop, no promise; the
- * least Node can spend per synced write. One writer, so blocking the event loop costs nothing.
- */
-function withFile<T> (ctx: Context, fn: (fd: number) => Promise<T>): Promise<T> {
-  const fd = openSync(path.join(ctx.dir, 'append.log'), 'a')
-  return fn(fd).finally(() => closeSync(fd))
-}
-
-function writeAll (fd: number, buf: Buffer): void {
-  for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off)
-}
-
-function fsGroup (ctx: Context, group: number, sync: boolean): Promise<Sample> {
-  return withFile(ctx, async fd => {
-    const buf = Buffer.allocUnsafe(group * ctx.size)
-    const s = await measureThroughput(ctx.config, 1, group, async () => {
-      for (let i = 0; i < group; i++) ctx.payload().copy(buf, i * ctx.size)
-      writeAll(fd, buf)
-      if (sync) fdatasyncSync(fd)
-    })
-    return fromThroughput(s, { group })
-  })
-}
-
-function fsSeq (ctx: Context): Promise<Sample> {
-  return withFile(ctx, async fd => fromLatency(await measureLatency(ctx.config, async () => {
-    writeAll(fd, ctx.payload())
-    fdatasyncSync(fd)
-  })))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -323,58 +250,20 @@ const bullmqDrain = (ctx: Context): Promise<Sample> => withBullmq(ctx, 'always',
   const running = worker.run()
   const warmEnd = performance.now() + ctx.config.warmupMs
   await Promise.race([sleepUntil(warmEnd), empty])
+  const meter = resourceMeter(runningServers())
   const start = performance.now()
   const c0 = completed
   await Promise.race([sleepUntil(start + ctx.config.durationMs), empty])
   const elapsedMs = performance.now() - start
   const messages = completed - c0
+  const resources = meter()
   await worker.close()
   await running
   return {
     kind: 'throughput', msgsPerSec: messages / elapsedMs * 1000, messages, elapsedMs,
-    backlogRecords: backlog, buildMs, exhausted: completed >= backlog, group: BULLMQ_CONCURRENCY,
+    backlogRecords: backlog, buildMs, exhausted: completed >= backlog, group: BULLMQ_CONCURRENCY, resources,
   } satisfies Sample
 })
-
-const sleepUntil = (t: number): Promise<void> => new Promise(resolve => setTimeout(resolve, Math.max(0, t - performance.now())))
-
-// ---------------------------------------------------------------------------------------------
-// Drains
-
-/** Records per second guessed for the first round, at 1 KiB; later rounds use the last measurement. */
-const DRAIN_GUESS: Record<string, number> = { evaq: 150_000, 'level-batch': 250_000, sqlite: 150_000, bullmq: 5_000 }
-const MAX_BACKLOG_BYTES = 2 ** 30
-
-/** Enough records for the warm-up and the measurement at the expected rate, plus a quarter. */
-function backlogFor (ctx: Context, system: string): number {
-  const guess = DRAIN_GUESS[system]! * Math.min(4, Math.max(0.1, 1024 / ctx.size) ** 0.6)
-  const rate = ctx.drainEstimate ?? guess
-  const records = Math.ceil(rate * (ctx.config.warmupMs + ctx.config.durationMs) / 1000 * 1.25 / MANY) * MANY
-  return Math.max(MANY, Math.min(records, Math.floor(MAX_BACKLOG_BYTES / ctx.size / MANY) * MANY))
-}
-
-/** Drain untimed for the warm-up, then time `step` (one batch: fetch and delete/ack) until the deadline or the backlog's end. */
-async function timedDrain (config: Config, backlog: number, buildMs: number, step: () => Promise<number>): Promise<Sample> {
-  const warmEnd = performance.now() + config.warmupMs
-  let taken = 0
-  while (performance.now() < warmEnd) {
-    const n = await step()
-    if (n === 0) break
-    taken += n
-  }
-  const start = performance.now()
-  const deadline = start + config.durationMs
-  let messages = 0
-  let exhausted = false
-  while (performance.now() < deadline) {
-    const n = await step()
-    if (n === 0) { exhausted = true; break }
-    messages += n
-  }
-  const elapsedMs = performance.now() - start
-  if (taken + messages >= backlog) exhausted = true
-  return { kind: 'throughput', msgsPerSec: messages / elapsedMs * 1000, messages, elapsedMs, backlogRecords: backlog, buildMs, exhausted, group: MANY }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The matrix
@@ -418,9 +307,15 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
         run: ctx => withEvaq(ctx.dir, {}, q => measureThroughput(ctx.config, CALLERS, 1, () => q.pushWal(ctx.payload()))),
       },
       {
+        id: 'fs-overwrite',
+        grouped: true,
+        title: "disk limit: one writer pwrites evaq's mean segment of payloads into space written and synced beforehand, fdatasync per group",
+        run: ctx => fsOverwriteGroup(ctx, ctx.group),
+      },
+      {
         id: 'fs',
         grouped: true,
-        title: "disk limit: one writer appends evaq's mean segment of payloads to a file, fdatasync per group",
+        title: "plain file append: one writer appends evaq's mean segment of payloads to a file, fdatasync per group",
         run: ctx => fsGroup(ctx, ctx.group, true),
       },
       { id: 'level-put', title: `classic-level: ${CALLERS} callers, \`put(key, payload, { sync: true })\``, run: ctx => levelPut(ctx, true) },
@@ -442,6 +337,11 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
         title: 'better-sqlite3: queue table, WAL, synchronous=FULL, one transaction per evaq mean segment of inserts',
         run: ctx => sqliteGroup(ctx, ctx.group, true),
       },
+      {
+        id: 'lmdb',
+        title: `lmdb-js: ${CALLERS} callers, \`await db.put(key, payload)\`, overlappingSync false (resolves once synced)`,
+        run: ctx => lmdbPut(ctx, true),
+      },
       { id: 'bullmq', needsRedis: true, title: `BullMQ: ${CALLERS} callers, \`queue.add\`, redis appendfsync always`, run: ctx => bullmqAdd(ctx, 'always') },
     ],
   },
@@ -458,9 +358,11 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
         title: "evaq: `await pushWal(payload)` in sequence (durability 'sync')",
         run: ctx => withEvaq(ctx.dir, {}, q => measureLatency(ctx.config, () => q.pushWal(ctx.payload()))),
       },
-      { id: 'fs', title: 'disk limit: write the payload to a file + fdatasync, per record', run: fsSeq },
+      { id: 'fs-overwrite', title: 'disk limit: pwrite the payload into space written and synced beforehand + fdatasync, per record', run: fsOverwriteSeq },
+      { id: 'fs', title: 'plain file append: append the payload to a file + fdatasync, per record', run: fsSeq },
       { id: 'level-put', title: 'classic-level: `put(key, payload, { sync: true })` in sequence', run: levelPutSeq },
       { id: 'sqlite', title: 'better-sqlite3: one INSERT per (autocommit) transaction, WAL, synchronous=FULL', run: sqliteSeq },
+      { id: 'lmdb', title: 'lmdb-js: `await db.put(key, payload)` in sequence, overlappingSync false', run: lmdbSeq },
       { id: 'bullmq', needsRedis: true, title: 'BullMQ: `await queue.add` in sequence, appendfsync always', run: bullmqSeq },
     ],
   },
@@ -477,9 +379,16 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
         title: `evaq: \`await pushWalMany(${MANY} payloads)\` in sequence`,
         run: ctx => withEvaq(ctx.dir, {}, q => measureThroughput(ctx.config, 1, MANY, () => q.pushWalMany(Array.from({ length: MANY }, ctx.payload)))),
       },
-      { id: 'fs', grouped: true, title: "disk limit: append evaq's mean segment of payloads, fdatasync per group", run: ctx => fsGroup(ctx, ctx.group, true) },
+      {
+        id: 'fs-overwrite',
+        grouped: true,
+        title: "disk limit: pwrite evaq's mean segment of payloads into space written beforehand, fdatasync per group",
+        run: ctx => fsOverwriteGroup(ctx, ctx.group),
+      },
+      { id: 'fs', grouped: true, title: "plain file append: evaq's mean segment of payloads, fdatasync per group", run: ctx => fsGroup(ctx, ctx.group, true) },
       { id: 'level-batch', title: `classic-level: chained batches of ${MANY}, \`write({ sync: true })\``, run: ctx => levelBatch(ctx, MANY, true) },
       { id: 'sqlite', title: `better-sqlite3: transactions of ${MANY} inserts, synchronous=FULL`, run: ctx => sqliteGroup(ctx, MANY, true) },
+      { id: 'lmdb', title: `lmdb-js: \`db.transaction\` of ${MANY} puts, overlappingSync false`, run: ctx => lmdbGroup(ctx, MANY) },
       { id: 'bullmq', needsRedis: true, title: `BullMQ: \`queue.addBulk\` of ${MANY}, appendfsync always`, run: bullmqBulk },
     ],
   },
@@ -496,7 +405,12 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
         title: `evaq: ${CALLERS} callers, \`pushWal\`, durability 'none'`,
         run: ctx => withEvaq(ctx.dir, { durability: 'none' }, q => measureThroughput(ctx.config, CALLERS, 1, () => q.pushWal(ctx.payload()))),
       },
-      { id: 'fs', grouped: true, title: "disk (no sync): append evaq's mean segment of payloads, no fdatasync", run: ctx => fsGroup(ctx, ctx.group, false) },
+      {
+        id: 'fs',
+        grouped: true,
+        title: "plain file append (no sync): evaq's mean segment of payloads, no fdatasync",
+        run: ctx => fsGroup(ctx, ctx.group, false),
+      },
       { id: 'level-put', title: `classic-level: ${CALLERS} callers, \`put\` without sync`, run: ctx => levelPut(ctx, false) },
       {
         id: 'level-batch',
@@ -510,6 +424,7 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
         title: "better-sqlite3: transactions of evaq's mean segment size, WAL, synchronous=OFF",
         run: ctx => sqliteGroup(ctx, ctx.group, false),
       },
+      { id: 'lmdb', title: `lmdb-js: ${CALLERS} callers, \`put\`, noSync true (MDB_NOSYNC)`, run: ctx => lmdbPut(ctx, false) },
       {
         id: 'bullmq',
         needsRedis: true,
@@ -533,6 +448,7 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
       },
       { id: 'level-batch', title: `classic-level: iterator of ${MANY} + a synced batch deleting them`, run: levelDrain },
       { id: 'sqlite', title: `better-sqlite3: SELECT … LIMIT ${MANY} + DELETE … WHERE id <= last (synchronous=FULL)`, run: sqliteDrain },
+      { id: 'lmdb', title: `lmdb-js: getRange of ${MANY} in key order + one synced transaction removing them`, run: lmdbDrain },
       {
         id: 'bullmq',
         needsRedis: true,
@@ -545,10 +461,12 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
 
 export const SYSTEM_NAMES: Record<SystemId, string> = {
   evaq: 'evaq',
-  fs: 'disk limit (fs + fdatasync)',
+  'fs-overwrite': 'disk limit (overwrite + fdatasync)',
+  fs: 'plain file append (+ fdatasync)',
   'level-put': 'classic-level put',
   'level-batch': 'classic-level batch',
   'level-segment': 'LevelDB ceiling (segment values)',
   sqlite: 'better-sqlite3',
+  lmdb: 'lmdb-js',
   bullmq: 'BullMQ',
 }

@@ -32,6 +32,12 @@ export { OwnKeys, logOwnKeys, type OwnKeysKind } from './own-keys.js'
 export type { Durability }
 
 /**
+ * Locators are written with a sync at least once per this many bytes of frames, so that an open
+ * after a power cut scans at most about this much of the segment files (store/file-recovery.ts).
+ */
+const SYNC_LOCATORS_BYTES = 16 * 1024 * 1024
+
+/**
  * One named, ID-ordered log of segments: the WAL, the DLQ, or any other. Pushes go through the
  * group-commit buffer. Everything that deletes (explicit removal, cleanup of acknowledged records,
  * retention, drop-oldest) goes through one serial lane, so removal sets (read-modify-write
@@ -42,6 +48,8 @@ export type { Durability }
  */
 export class Log implements LogView {
   readonly name: string
+  /** Frame bytes appended since locators were last written with a sync (see writeFrames). */
+  private framesSinceSync = 0
   private readonly t: SegmentTable
   private readonly removal: RemovalLane
   private readonly cleanup: Cleanup
@@ -182,7 +190,6 @@ export class Log implements LogView {
     for (const s of segments) {
       const { builder } = s
       const value = builder.finish(now)
-      this.t.segKeys.put(batch, builder.firstId, value)
       this.t.indexKeys.put(batch, builder.firstId, encodeSummary(builder.count, builder.payloadBytes, now))
       if (this.t.extraKeys !== undefined) {
         for (const [id, x] of s.extras) this.t.extraKeys.put(batch, id, x)
@@ -194,11 +201,18 @@ export class Log implements LogView {
     }
     const next = await this.reserveIds(segments, count)
     const delta: Delta = { [this.name]: { next, count, bytes } }
+    // The segments go into the batch last (see SegmentTable.write): it is one buffer that doubles
+    // as it grows, so a segment staged before the small entries would be copied once more.
+    const putSegments = (b: ChainedBatch): void => { for (const s of written) this.t.segKeys.put(b, s.firstId, s.value) }
     crashPoint('segment-write:before')
     const t0 = performance.now()
     const carry = segments[0]!.carrier as CarryFn | undefined
-    if (carry !== undefined) await carry(batch, delta)
-    else await this.t.write(batch, delta, this.t.sync, `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`)
+    if (carry !== undefined) {
+      putSegments(batch)
+      await carry(batch, delta)
+    } else {
+      await this.t.write(batch, delta, this.t.sync, `Writing ${count} record(s) to ${this.name} failed; they may or may not be stored`, putSegments)
+    }
     crashPoint('segment-write:after')
     this.ctx.flushed?.({ log: this.name, records: count, segments: segments.length, bytes, durationMs: performance.now() - t0, synced: this.t.sync })
     this.cacheWritten(written)
@@ -208,8 +222,8 @@ export class Log implements LogView {
    * Write one flush to the log's segment files (format 2): its frames are appended and synced,
    * which commits them; then their locators, summaries and the counters are written to LevelDB
    * without a sync (an open indexes again the frames whose locators LevelDB lost; see
-   * store/file-recovery.ts). The first locators into a new file are synced, so that such an open
-   * reads at most the frames since the last file switch.
+   * store/file-recovery.ts). The first locators into a new file, and those after every
+   * SYNC_LOCATORS_BYTES of frames, are synced, so that such an open reads at most that much.
    */
   private async writeFrames (files: SegmentFiles, segments: readonly PendingSegment[]): Promise<void> {
     const { store, options } = this.ctx
@@ -259,7 +273,11 @@ export class Log implements LogView {
     }
     const last = locators[locators.length - 1]!
     const delta: Delta = { [this.name]: { next, count, bytes, tailFile: last.file, tailOffset: last.offset + frameSpan(last.length) } }
-    await this.t.write(batch, delta, newFile, `Indexing ${count} record(s) of ${this.name} failed; they are stored, and indexed again at the next open`)
+    // Synced at a new file and every SYNC_LOCATORS_BYTES: what an open scans after a power cut.
+    for (const loc of locators) this.framesSinceSync += frameSpan(loc.length)
+    const sync = newFile || this.framesSinceSync >= SYNC_LOCATORS_BYTES
+    if (sync) this.framesSinceSync = 0
+    await this.t.write(batch, delta, sync, `Indexing ${count} record(s) of ${this.name} failed; they are stored, and indexed again at the next open`)
     for (const [file, end] of ends) this.t.fileEnds.set(file, Math.max(this.t.fileEnds.get(file) ?? 0, end))
     crashPoint('segment-write:after')
     this.ctx.flushed?.({ log: this.name, records: count, segments: segments.length, bytes, durationMs: performance.now() - t0, synced: this.t.sync })

@@ -133,7 +133,9 @@ export class SegmentTable {
    * except CommitLater: nothing was written, and the caller builds the batch again after the
    * repair (a batch built before it may describe records the repair took out).
    */
-  async write (batch: ReturnType<Store['db']['batch']>, delta: Delta, sync: boolean, what: string): Promise<void> {
+  async write (
+    batch: ReturnType<Store['db']['batch']>, delta: Delta, sync: boolean, what: string, last?: (batch: ReturnType<Store['db']['batch']>) => void
+  ): Promise<void> {
     const store = this.ctx.store
     if (store.failed !== undefined) {
       throw new EvaqError('EVAQ_IO', `${what}: the database failed an earlier write and is not written to until it is reopened`, { cause: store.failed })
@@ -161,6 +163,16 @@ export class SegmentTable {
     const floorBefore = this.counters.floor
     // Staging throws LEVEL_BATCH_NOT_OPEN for a batch built before a reopen (see later()).
     const seq = journal.stage(batch, delta)
+    // `last` stages the large values after the snapshot: LevelDB's write batch is one buffer that
+    // grows by doubling, and each growth copies everything staged before it.
+    if (last !== undefined) {
+      try {
+        last(batch)
+      } catch (err) {
+        journal.settle(seq, false)
+        throw err
+      }
+    }
     try {
       await batch.write({ sync })
     } catch (err) {
@@ -361,11 +373,13 @@ export class SegmentTable {
   /**
    * Release the segment files whose records all lie below the floor, once the deletions that put
    * them there are durable (a synced write first, if needed): a crash must not bring back a
-   * locator into a file that is gone. The file being written is kept.
+   * locator into a file that is gone. The file being written is kept, and nothing is released
+   * while a backup has the files pinned (its snapshot may still locate frames in them): the
+   * next round after it releases them.
    */
   async releaseFiles (): Promise<number> {
     const files = this.files
-    if (files === undefined || this.fileEnds.size === 0) return 0
+    if (files === undefined || this.fileEnds.size === 0 || files.pinned) return 0
     const floor = this.counters.floor
     // Everything in the file being written is gone too: write the next frames to a new file.
     const end = (f: number): number => Math.max(this.fileEnds.get(f) ?? Infinity, files.placedEnd(f))
@@ -381,6 +395,8 @@ export class SegmentTable {
     const batch = this.store.db.batch()
     let released = 0
     for (const [f, end] of due) {
+      // A backup pinned the files during the sync above: nothing is released until it ends.
+      if (files.pinned) break
       if (end > this.durableFloor) continue
       await files.release(f)
       this.fileEnds.delete(f)

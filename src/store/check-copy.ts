@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { hasCode } from '../errors.js'
-import { LEVELDB_INFO_LOGS, LEVELDB_LOCK_FILE } from '../schema.js'
+import { LEVELDB_INFO_LOGS, LEVELDB_LOCK_FILE, SEGMENTS_DIR } from '../schema.js'
 import { canonicalDir, claimDir, type DirClaim } from './dir-claim.js'
 
 /**
@@ -15,9 +15,14 @@ import { canonicalDir, claimDir, type DirClaim } from './dir-claim.js'
  * hard-linked (no bytes copied; LevelDB never writes into a table, it only deletes whole files),
  * everything else is copied, and `LOCK` is neither opened nor copied (closing any descriptor of
  * it would drop the holder's lock, see dir-claim.ts).
+ *
+ * The segment files (`segments/<log>/NNNNNNNNNN.seg`) are hard-linked too: check opens them for
+ * reads only (repair.ts openFilesReadOnly), and nothing writes them while the directory is
+ * claimed. Spares hold no segment and are left out.
  */
 
 const TABLE = /^\d+\.(ldb|sst)$/
+const SEGMENT_FILE = /^\d{10}\.seg$/
 /** LevelDB's lock and info logs: the copy gets its own. */
 const SKIPPED: ReadonlySet<string> = new Set([LEVELDB_LOCK_FILE, ...LEVELDB_INFO_LOGS])
 
@@ -66,16 +71,9 @@ export async function withCheckCopy<T> (dir: string, task: (copy: string) => Pro
     try {
       for (const entry of await readdir(real, { withFileTypes: true })) {
         if (!entry.isFile() || SKIPPED.has(entry.name)) continue
-        const from = join(real, entry.name)
-        const to = join(copy, entry.name)
-        if (TABLE.test(entry.name)) {
-          try {
-            await link(from, to)
-            continue
-          } catch {}
-        }
-        await copyFile(from, to)
+        await linkOrCopy(join(real, entry.name), join(copy, entry.name), TABLE.test(entry.name))
       }
+      await copySegmentFiles(real, copy)
     } finally {
       if (held === undefined) claim.release()
     }
@@ -83,6 +81,28 @@ export async function withCheckCopy<T> (dir: string, task: (copy: string) => Pro
   } finally {
     await rm(copy, { recursive: true, force: true, maxRetries: 3 })
     live.delete(copy)
+  }
+}
+
+async function linkOrCopy (from: string, to: string, linkable: boolean): Promise<void> {
+  if (linkable) {
+    try {
+      await link(from, to)
+      return
+    } catch {}
+  }
+  await copyFile(from, to)
+}
+
+/** The segment files of every log of `dir`, into the same places in `copy`. */
+async function copySegmentFiles (dir: string, copy: string): Promise<void> {
+  const logs = await readdir(join(dir, SEGMENTS_DIR), { withFileTypes: true }).catch(() => [])
+  for (const log of logs) {
+    if (!log.isDirectory()) continue
+    const from = join(dir, SEGMENTS_DIR, log.name)
+    const to = join(copy, SEGMENTS_DIR, log.name)
+    await mkdir(to, { recursive: true })
+    for (const name of await readdir(from)) if (SEGMENT_FILE.test(name)) await linkOrCopy(join(from, name), join(to, name), true)
   }
 }
 

@@ -1,7 +1,7 @@
 import { cp, readdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EvaqError, fromLevel } from '../errors.js'
-import { ENC, LOGS, openRaw, repairInPlace, walk, type RepairFixes } from './repair.js'
+import { closeFiles, ENC, LOGS, openFilesReadOnly, openRaw, repairInPlace, walk, type FrameDamage, type RepairFixes } from './repair.js'
 import { IdFloor } from './id-floor.js'
 import { heldByAnotherProcess, withCheckCopy } from './check-copy.js'
 import { claimDir, isClaimed, type DirClaim } from './dir-claim.js'
@@ -19,8 +19,13 @@ export interface LogCheck {
   segments: number
   records: number
   bytes: number
-  /** Segments whose header or index fails its checksum or cannot be decoded. */
+  /**
+   * Segments whose header or index fails its checksum or cannot be decoded, and segments whose
+   * frame in a segment file is damaged or whose file is missing (named in `badFrames`).
+   */
   badSegments: number
+  /** The segments counted in `badSegments` because their frame cannot be read, each with its file. */
+  badFrames: FrameDamage[]
   /** Records whose payload fails its checksum. */
   badRecords: number
   /** Segments without a summary, summaries without a segment or disagreeing with it, damaged removal sets. */
@@ -111,6 +116,7 @@ async function checkCopy (dir: string, original: string, report: CheckReport, on
     return report
   }
   report.opened = true
+  let files: Awaited<ReturnType<typeof openFilesReadOnly>> | undefined
   // What LevelDB dropped while opening the copy; the directory itself still holds it, and the
   // next Evaq.open sees (and recounts after) the same.
   report.engine = (await engineCorruption(dir)).map(line => line.replaceAll(dir, original))
@@ -132,11 +138,12 @@ async function checkCopy (dir: string, original: string, report: CheckReport, on
           `its counters end at ID ${gap.found - 1}, they ended at ${gap.expected - 1}`)
       }
     }
+    files = await openFilesReadOnly(dir)
     let done = 0
     for (const log of LOGS) {
       const c = journal.counters(log)
       const result: LogCheck = {
-        segments: 0, records: 0, bytes: 0, badSegments: 0, badRecords: 0, inconsistencies: 0, unreadable: false,
+        segments: 0, records: 0, bytes: 0, badSegments: 0, badFrames: [], badRecords: 0, inconsistencies: 0, unreadable: false,
         counted: { records: c.count, bytes: c.bytes }, quarantined: c.quarantinedCount,
       }
       report.logs[log] = result
@@ -154,10 +161,15 @@ async function checkCopy (dir: string, original: string, report: CheckReport, on
           result.badRecords += badRecords.length
           onProgress?.(++done)
         },
+        badFrame: (first, damage) => {
+          result.badSegments++
+          // The copy's path, as check names the directory it was asked about.
+          result.badFrames.push({ ...damage, message: damage.message.replaceAll(dir, original) })
+        },
         orphanSummary: () => { result.inconsistencies++ },
         badRemovalSet: () => { result.inconsistencies++ },
         unreadable: () => { result.unreadable = true },
-      })
+      }, files)
       if (result.records + result.badRecords !== c.count && result.badSegments === 0 && !result.unreadable) result.inconsistencies++
       for await (const [, value] of db.sublevel<Buffer, Buffer>(logSublevels(log).subscribers, ENC).iterator()) {
         try {
@@ -174,6 +186,7 @@ async function checkCopy (dir: string, original: string, report: CheckReport, on
   } catch (err) {
     report.error = describeError(err)
   } finally {
+    if (files !== undefined) await closeFiles(files)
     await db.close().catch(() => {})
   }
   return report

@@ -1,5 +1,7 @@
+import { endianness } from 'node:os'
 import { crc32 } from 'node:zlib'
 import { EvaqError } from '../errors.js'
+import { crc32 as payloadCrc } from './crc32.js'
 
 /**
  * On-disk encodings. A segment is one LevelDB entry holding a contiguous run of records:
@@ -22,6 +24,7 @@ export const SEGMENT_VERSION = 1
 export const HEADER_BYTES = 20
 export const INDEX_ENTRY_BYTES = 8
 const INDEX_ENTRY = INDEX_ENTRY_BYTES
+const LITTLE_ENDIAN = endianness() === 'LE'
 
 /** Keys are fixed-width big-endian IDs, so LevelDB's byte order is ID order. */
 export function encodeKey (id: number): Buffer {
@@ -61,9 +64,15 @@ export class SegmentBuilder {
   private pos = HEADER_BYTES
   private index: Uint32Array
 
-  constructor (readonly firstId: number, capacity = 16 * 1024) {
+  /** `capacity`: bytes to start with; `records`: how many records to make room for in the index. */
+  constructor (readonly firstId: number, capacity = 16 * 1024, records = 16) {
     this.buf = Buffer.allocUnsafe(Math.max(capacity, HEADER_BYTES + 64))
-    this.index = new Uint32Array(32)
+    this.index = new Uint32Array(2 * Math.max(16, records))
+  }
+
+  /** Bytes the segment can reach (header, payloads and index) before its buffer grows. */
+  get capacity (): number {
+    return this.buf.byteLength
   }
 
   append (payload: Uint8Array): void {
@@ -82,7 +91,7 @@ export class SegmentBuilder {
     this.buf.set(payload, this.pos)
     this.pos = need
     this.index[2 * n] = payload.byteLength
-    this.index[2 * n + 1] = crc32(payload)
+    this.index[2 * n + 1] = payloadCrc(payload)
     this.count = n + 1
     this.payloadBytes += payload.byteLength
   }
@@ -104,11 +113,10 @@ export class SegmentBuilder {
     out.writeUInt16BE(0, 2)
     out.writeUInt32BE(n, 4)
     out.writeDoubleBE(pushedAt, 8)
-    let at = this.pos
-    for (let i = 0; i < n; i++, at += INDEX_ENTRY) {
-      out.writeUInt32BE(this.index[2 * i]!, at)
-      out.writeUInt32BE(this.index[2 * i + 1]!, at + 4)
-    }
+    // The index is kept in the platform's byte order: one copy, then swapped to big-endian in
+    // place (not in this.index: a flush retried after CommitLater finishes the builder again).
+    out.set(new Uint8Array(this.index.buffer, 0, n * INDEX_ENTRY), this.pos)
+    if (LITTLE_ENDIAN) out.subarray(this.pos, total).swap32()
     const value = out.subarray(0, total)
     value.writeUInt32BE(headerCrc(value, n), 16)
     return value
@@ -159,7 +167,7 @@ export function decodeHeader (firstId: number, value: Buffer): SegmentHeader {
 export function payloadAt (header: SegmentHeader, value: Buffer, index: number): Buffer {
   const start = header.offsets[index]!
   const payload = value.subarray(start, start + header.lengths[index]!)
-  if (crc32(payload) !== header.crcs[index]) {
+  if (payloadCrc(payload) !== header.crcs[index]) {
     const id = header.firstId + index
     throw new EvaqError('EVAQ_CORRUPTION', `Record ${id} failed its checksum`, { ids: [id] })
   }

@@ -4,7 +4,8 @@ import { FILE_LOGS, logSublevels, SEGMENTS_DIR } from '../schema.js'
 import { decodeHeader, encodeKey, encodeSummary } from './codec.js'
 import { encodeLocator, frameSpan, JOINS_NEXT, JOINS_PREVIOUS, SELF_COMMITTED } from './frame.js'
 import { SegmentFiles, type ScannedFrame, type SegmentFilesOptions } from './segment-files.js'
-import { Keyspace, type Delta, type Store } from './store.js'
+import { Keyspace } from './keyspace.js'
+import type { Delta, Store } from './store.js'
 
 /** Frames indexed per batch by the recovery. */
 const BATCH_FRAMES = 256
@@ -14,7 +15,7 @@ export interface FileRecovery {
   /** Segments indexed again from their frames, because LevelDB had lost their locators. */
   readonly segments: number
   readonly records: number
-  /** Lines for the open report: what was indexed again, and why. */
+  /** Lines for the open report's corruption: what was indexed again after LevelDB dropped part of its log. */
   readonly lines: string[]
 }
 
@@ -51,9 +52,9 @@ export async function openSegmentFiles (
       const r = await indexLost(store, log, set, damagedLog)
       segments += r.segments
       records += r.records
-      if (r.segments > 0) {
-        lines.push(`${log}: indexed ${r.segments} segment(s) (${r.records} record(s)) again from the segment files; LevelDB had lost their locators` +
-          (damagedLog ? ' with the damaged part of its log, so records removed shortly before may be delivered again' : ''))
+      if (r.segments > 0 && damagedLog) {
+        lines.push(`${log}: indexed ${r.segments} segment(s) (${r.records} record(s)) again from the segment files; LevelDB had lost their ` +
+          'locators with the damaged part of its log, so records removed shortly before may be delivered again')
       }
     }
   } catch (err) {

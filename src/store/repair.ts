@@ -1,10 +1,13 @@
+import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import {
   copyRemovalSet, decodeHeader, decodeKey, decodeRemovalSet, decodeSummary, encodeKey, encodeRemovalSet, encodeSummary, markRemoved, type RemovalSet,
 } from './codec.js'
 import { verifySegment } from './verify.js'
-import { fromLevel } from '../errors.js'
-import { LOG_NAMES, logSublevels, SNAPSHOT_SUBLEVEL } from '../schema.js'
+import { EvaqError, fromLevel } from '../errors.js'
+import { FILE_LOGS, LOG_NAMES, logSublevels, SEGMENTS_DIR, SNAPSHOT_SUBLEVEL } from '../schema.js'
+import { decodeLocator, LOCATOR_BYTES } from './frame.js'
+import { SegmentFiles } from './segment-files.js'
 import { claimDir, type DirClaim } from './dir-claim.js'
 import { IdFloor } from './id-floor.js'
 import { assertNotOrphaned, clearRecount, Journal, Keyspace, type Db, type Sublevel } from './store.js'
@@ -20,10 +23,17 @@ export const LOGS = LOG_NAMES
 
 export const ENC = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
 
+const FILE_LOG_SET: ReadonlySet<string> = new Set(FILE_LOGS)
+
 /** What a repair did to one log. */
 export interface LogRepair {
-  /** Segments whose header or index failed its checksum, moved to the quarantine whole. */
+  /**
+   * Segments whose header or index failed its checksum, moved to the quarantine whole, and
+   * segments whose frame in a segment file is damaged or whose file is missing (see `frames`).
+   */
   quarantinedSegments: number
+  /** The segments taken out because their frame could not be read, each with its file. */
+  frames: FrameDamage[]
   /** Records whose payload failed its checksum, moved to the quarantine. */
   quarantinedRecords: number
   /** Summaries rebuilt from their segment. */
@@ -79,14 +89,66 @@ export async function openRaw (dir: string, held?: DirClaim): Promise<Db> {
 }
 
 export interface Visitor {
+  /** A segment, its value resolved (the frame's body for a locator into a segment file). */
   segment (first: number, value: Buffer, summary: ReturnType<typeof decodeSummary> | undefined, removal: RemovalSet | undefined): void | Promise<void>
+  /**
+   * A segment whose locator points to a frame that cannot be read: damaged, or its segment file
+   * missing (`damage.missing`). `stored`: the locator; its summary and removal set are those
+   * LevelDB holds.
+   */
+  badFrame (first: number, damage: FrameDamage, stored: Buffer, summary: ReturnType<typeof decodeSummary> | undefined, removal: RemovalSet | undefined): void
   orphanSummary (first: number, summary: ReturnType<typeof decodeSummary> | undefined): void
   badRemovalSet (first: number): void
   unreadable (err: unknown): void
 }
 
-/** Every segment of `log` with its summary and removal set, in ID order. */
-export async function walk (db: Db, log: string, visit: Visitor): Promise<void> {
+/** A segment whose frame cannot be read (see Visitor.badFrame), as check and repair report it. */
+export interface FrameDamage {
+  /** The segment's first ID. */
+  readonly segment: number
+  /** The segment file its locator names. */
+  readonly file: number
+  /** The file is missing (else the frame in it is damaged). */
+  readonly missing: boolean
+  readonly message: string
+}
+
+/**
+ * The segment files of `dir`'s logs that have them, opened for reads (nothing in `dir` changes).
+ * Close them with closeFiles().
+ */
+export async function openFilesReadOnly (dir: string): Promise<Map<string, SegmentFiles>> {
+  const files = new Map<string, SegmentFiles>()
+  for (const log of FILE_LOGS) files.set(log, await SegmentFiles.openReadOnly(join(dir, SEGMENTS_DIR, log)))
+  return files
+}
+
+export async function closeFiles (files: ReadonlyMap<string, SegmentFiles>): Promise<void> {
+  for (const set of files.values()) await set.close().catch(() => {})
+}
+
+/**
+ * The segment `value` stands for: itself (inline), or the body of the frame its locator points
+ * to; a FrameDamage when that frame cannot be read. An I/O error other than damage is thrown.
+ */
+async function resolveValue (log: string, first: number, value: Buffer, files: SegmentFiles | undefined): Promise<Buffer | FrameDamage> {
+  if (!FILE_LOG_SET.has(log) || value.byteLength !== LOCATOR_BYTES) return value
+  const loc = decodeLocator(first, value)
+  if (files === undefined) return { segment: first, file: loc.file, missing: true, message: `${log} has no segment files` }
+  try {
+    return await files.read(loc, first)
+  } catch (err) {
+    if (!(err instanceof EvaqError) || err.code !== 'EVAQ_CORRUPTION') throw err
+    const missing = (err.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'
+    return { segment: first, file: loc.file, missing, message: err.message }
+  }
+}
+
+/**
+ * Every segment of `log` with its summary and removal set, in ID order. `files`: the segment
+ * files of the directory (openFilesReadOnly), through which locators are resolved.
+ */
+export async function walk (db: Db, log: string, visit: Visitor, files?: ReadonlyMap<string, SegmentFiles>): Promise<void> {
   const names = logSublevels(log)
   const segs = db.sublevel<Buffer, Buffer>(names.segments, ENC)
   const index = db.sublevel<Buffer, Buffer>(names.index, ENC)
@@ -97,19 +159,23 @@ export async function walk (db: Db, log: string, visit: Visitor): Promise<void> 
       const first = decodeKey(key)
       try { summaries.set(first, decodeSummary(first, value)) } catch { summaries.set(first, null) }
     }
-    const one = async (first: number, value: Buffer): Promise<void> => {
+    const one = async (first: number, stored: Buffer): Promise<void> => {
       const summary = summaries.get(first) ?? undefined
       summaries.delete(first)
+      const value = await resolveValue(log, first, stored, files?.get(log))
       let removal: RemovalSet | undefined
       const raw = await removals.get(encodeKey(first))
       if (raw !== undefined) {
         try {
-          removal = decodeRemovalSet(first, summary?.count ?? decodeHeader(first, value).count, raw)
+          const count = summary?.count ?? (Buffer.isBuffer(value) ? decodeHeader(first, value).count : undefined)
+          if (count === undefined) throw new Error('no count')
+          removal = decodeRemovalSet(first, count, raw)
         } catch {
           visit.badRemovalSet(first)
         }
       }
-      await visit.segment(first, value, summary, removal)
+      if (Buffer.isBuffer(value)) await visit.segment(first, value, summary, removal)
+      else visit.badFrame(first, value, stored, summary, removal)
     }
     try {
       for await (const [key, value] of segs.iterator({ highWaterMarkBytes: 1 << 20 } as object)) await one(decodeKey(key), value)
@@ -157,7 +223,9 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
   const db = await openRaw(dir, held)
   const fixed: RepairFixes = {}
   const nexts: Record<string, { next: number, committed: number }> = {}
+  let files: Map<string, SegmentFiles> | undefined
   try {
+    files = await openFilesReadOnly(dir)
     const snaps = db.sublevel<Buffer, Buffer>(SNAPSHOT_SUBLEVEL, ENC)
     let journal: Journal
     try {
@@ -175,6 +243,7 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
         summariesRewritten: 0,
         orphansRemoved: 0,
         lostRecords: 0,
+        frames: [],
         before: c.count,
         after: 0,
         ranges: [],
@@ -244,9 +313,24 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
             n.next = Math.max(n.next, first + summary.count)
           }
         },
+        badFrame: (first, damage, stored, summary, removal) => {
+          // Taken out like a segment whose header fails its checksum. The quarantine keeps what
+          // LevelDB held, the locator (the frame's bytes stay in the file, and in the copy
+          // `evaq repair` makes first); the summary says which IDs went.
+          const live = summary === undefined ? 0 : summary.count - (removal?.removed ?? 0)
+          quarantinedLive += live
+          out.push({ firstId: first, lastId: first + (summary?.count ?? 1) - 1, records: live })
+          quarantine.put(batch, first, stored)
+          segKeys.del(batch, first)
+          indexKeys.del(batch, first)
+          removalKeys.del(batch, first)
+          f.quarantinedSegments++
+          f.frames.push(damage)
+          if (summary !== undefined) n.next = Math.max(n.next, first + summary.count)
+        },
         badRemovalSet: (first) => { removalKeys.del(batch, first) },
         unreadable: () => {},
-      })
+      }, files)
       await batch.write({ sync: true })
       // At least what the summaries of the lost segments held, where the counters were lost too.
       f.lostRecords = Math.max(0, c.count - n.count - quarantinedLive, orphans.reduce((sum, o) => sum + o.count, 0))
@@ -280,6 +364,7 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
     batch.put(encodeKey(seq), Buffer.from(JSON.stringify({ seq, logs, pending: [] })), { sublevel: snaps })
     await batch.write({ sync: true })
   } finally {
+    if (files !== undefined) await closeFiles(files)
     await db.close().catch(() => {})
   }
   // The counters now hold what survived: what was lost has been reported by this repair.

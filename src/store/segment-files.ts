@@ -18,13 +18,16 @@ import {
  * resolved: when a frame is acknowledged, every frame before it is durable. So recovery may stop
  * at the first frame that is not whole (scan()), and lose nothing acknowledged.
  *
- * Files are prepared ahead: created at their full size, zero-filled and fsynced (with their
- * directory), or taken from the spares (files whose segments were all deleted, kept for reuse
- * instead of deleted). A group commit then overwrites blocks the file system already allocated,
- * and its fdatasync writes the data without committing the file's metadata through the journal
- * (on ext4 an fdatasync of a growing file does that too, which costs as much as the data for
- * small groups). A reused file is renamed to a new number; the frames it still holds carry the
- * old one, so no scan mistakes them for new ones (frame.ts).
+ * Files are prepared ahead, while the current one fills: a spare (a file whose segments were
+ * all deleted, kept for reuse instead of deleted) renamed to a new number, else a new empty file
+ * (or, with `preallocate`, one written full of zeros and synced), its directory synced either
+ * way. A commit into a reused file overwrites blocks the file system already allocated, and its
+ * fdatasync writes the data without committing the file's metadata through the journal (on ext4
+ * an fdatasync of a growing file does that too: for 16 KiB payloads in groups of 256 an overwrite
+ * measured 2.5x an append). Writing zeros ahead buys the same for a new file, but writes every
+ * byte twice while the log grows, and measured slower than appending (perf/spike/README.md): it
+ * is off by default. A reused file is renamed to a new number; the frames it still holds carry
+ * the old one, so no scan mistakes them for new ones (frame.ts).
  *
  * After an open, or after a failed write, writing starts in a new file: frames a failure or a
  * crash left past the last whole frame of a file are never followed by new ones.
@@ -42,11 +45,12 @@ export interface SegmentFilesOptions {
   readonly spares: number
 }
 
-export const DEFAULT_SEGMENT_FILE_OPTIONS: SegmentFilesOptions = { fileBytes: 64 * 1024 * 1024, preallocate: true, spares: 2 }
+export const DEFAULT_SEGMENT_FILE_OPTIONS: SegmentFilesOptions = { fileBytes: 64 * 1024 * 1024, preallocate: false, spares: 2 }
 
 /**
  * The first file a log writes after an open is this size, and each next one twice the last, up
- * to `fileBytes`: a small queue never writes 64 MiB of zeros, a busy one soon gets whole files.
+ * to `fileBytes`: a small queue never holds (or, with `preallocate`, writes) a 64 MiB file, a
+ * busy one soon gets whole files.
  */
 export const FIRST_FILE_BYTES = 1024 * 1024
 
@@ -118,6 +122,20 @@ export class SegmentFiles {
 
   /** Open the segment files in `dir`. Nothing is written (nor `dir` created) until append(). */
   static async open (dir: string, options: SegmentFilesOptions = DEFAULT_SEGMENT_FILE_OPTIONS): Promise<SegmentFiles> {
+    return SegmentFiles.list(dir, options, true)
+  }
+
+  /**
+   * Open the segment files in `dir` for reads only (check, backup of a closed directory): unlike
+   * open(), nothing in `dir` is touched, not even the preparations a crash left.
+   */
+  static async openReadOnly (dir: string): Promise<SegmentFiles> {
+    const files = await SegmentFiles.list(dir, DEFAULT_SEGMENT_FILE_OPTIONS, false)
+    files.failed = new EvaqError('EVAQ_INVALID_ARGUMENT', `The segment files in ${dir} are open for reads only`)
+    return files
+  }
+
+  private static async list (dir: string, options: SegmentFilesOptions, tidy: boolean): Promise<SegmentFiles> {
     let names: string[]
     try {
       names = await readdir(dir)
@@ -128,7 +146,7 @@ export class SegmentFiles {
     const numbers = names.map(n => FILE_NAME.exec(n)).filter(m => m !== null).map(m => Number(m[1])).sort((a, b) => a - b)
     const spares = names.filter(n => SPARE_NAME.test(n)).sort()
     // Preparations a crash interrupted: never used (a file is renamed into place only when ready).
-    for (const n of names) if (n.endsWith('.tmp')) await rm(join(dir, n), { force: true })
+    if (tidy) for (const n of names) if (n.endsWith('.tmp')) await rm(join(dir, n), { force: true })
     return new SegmentFiles(dir, options, numbers, spares)
   }
 
@@ -255,20 +273,22 @@ export class SegmentFiles {
   }
 
   /**
-   * A file ready for frames: a spare renamed to a new number, or a new file of `capacity` bytes,
-   * zero-filled and synced, renamed into place; the directory synced either way.
+   * A file ready for `capacity` bytes of frames: a spare renamed to a new number, or a new file
+   * (zero-filled to `capacity` and synced with `preallocate`) renamed into place; the directory
+   * synced either way.
    */
   private async prepare (capacity: number): Promise<OpenFile> {
     const number = ++this.highest
     const path = this.path(number)
     try {
       if (this.highest === 1) await this.makeDir()
-      const spare = await this.takeSpare(capacity)
+      const spare = await this.takeSpare()
       if (spare !== undefined) {
         await rename(join(this.dir, spare.name), path)
         await fsyncPath(this.dir)
         const handle = await open(path, 'r+')
-        return { number, handle, capacity: spare.size, pos: 0 }
+        // Written up to its old size (frames there are overwritten), appended to beyond it.
+        return { number, handle, capacity: Math.max(spare.size, capacity), pos: 0 }
       }
       const tmp = `${path}.tmp`
       const handle = await open(tmp, 'w+')
@@ -306,17 +326,12 @@ export class SegmentFiles {
     }
   }
 
-  /** A spare of at least `capacity` bytes, taken out of the list; smaller ones are left for smaller files. */
-  private async takeSpare (capacity: number): Promise<{ name: string, size: number } | undefined> {
-    for (let i = 0; i < this.spareNames.length; i++) {
-      const name = this.spareNames[i]!
-      const size = (await stat(join(this.dir, name)).catch(() => undefined))?.size ?? 0
-      if (size >= capacity) {
-        this.spareNames.splice(i, 1)
-        return { name, size }
-      }
-    }
-    return undefined
+  /** The oldest spare, taken out of the list, and its size. */
+  private async takeSpare (): Promise<{ name: string, size: number } | undefined> {
+    const name = this.spareNames.shift()
+    if (name === undefined) return undefined
+    const size = (await stat(join(this.dir, name)).catch(() => undefined))?.size ?? 0
+    return { name, size }
   }
 
   private fail (err: unknown, what: string): EvaqError {
@@ -507,6 +522,27 @@ export class SegmentFiles {
 
   // ---- release ----------------------------------------------------------------------------------
 
+  /** Readers (backups) that need every file kept as it is: see pin(). */
+  private pins = 0
+
+  /**
+   * Keep every file until unpin(): a backup reads the frames its LevelDB snapshot locates, which
+   * may lie in files the floor has passed since (SegmentTable.releaseFiles waits while pinned).
+   * Counted: each pin() needs its unpin().
+   */
+  pin (): void {
+    this.pins++
+  }
+
+  unpin (): void {
+    if (this.pins > 0) this.pins--
+  }
+
+  /** Whether a reader has pinned the files (see pin()). */
+  get pinned (): boolean {
+    return this.pins > 0
+  }
+
   /**
    * File `n` holds no live segment any more (LevelDB has no locator into it): keep it as a spare
    * for reuse, or delete it. The directory is synced, so a crash never brings it back under its
@@ -523,7 +559,7 @@ export class SegmentFiles {
     this.readers.delete(n)
     await h?.then(x => x.close()).catch(() => {})
     crashPoint('segment-file:release')
-    if (this.spareNames.length < this.options.spares && this.options.preallocate) {
+    if (this.spareNames.length < this.options.spares) {
       const name = `spare-${segmentFileName(n)}`
       await rename(this.path(n), join(this.dir, name))
       this.spareNames.push(name)

@@ -1,18 +1,23 @@
 import { mkdir, readdir, rm } from 'node:fs/promises'
 import { EvaqError, fromLevel } from '../errors.js'
 import { resolveOptions } from '../options.js'
-import { decodeKey } from './codec.js'
 import { IdFloor } from './id-floor.js'
-import { LOGS, openRaw } from './repair.js'
+import type { Entry } from './key-place.js'
+import { logicalPage } from './logical-entries.js'
+import { closeFiles, openFilesReadOnly, openRaw } from './repair.js'
+import type { SegmentFiles } from './segment-files.js'
 import { openStore, type Db, type Store } from './store.js'
 
 /**
  * The database as raw entries, for backup and restore: a point-in-time read of every entry
  * (every sublevel, with its prefix), and a writer that loads such entries into a new directory.
- * The backup layer above sees keys and values only; what they mean stays here.
+ * The backup layer above sees keys and values only; what they mean stays here. The entries are
+ * logical (logical-entries.ts): segments kept in segment files come as their bytes, so an archive
+ * is the same whatever the storage format.
  */
 
-export type Entry = [key: Buffer, value: Buffer]
+export type { Entry, KeyPlace } from './key-place.js'
+export { placeOf } from './key-place.js'
 
 /** Entries fetched per round from LevelDB, and the bytes its iterator reads ahead. */
 const READ_COUNT = 1000
@@ -22,7 +27,7 @@ const LOAD_BATCH_BYTES = 4 * 1024 * 1024
 
 /** Every entry of the database as it was when the snapshot was taken. */
 export interface StoreSnapshot {
-  /** The entries in key order (root keys: sublevel prefixes included). Iterate once. */
+  /** The entries in key order (root keys: sublevel prefixes included), logical. Iterate once. */
   entries (): AsyncGenerator<Entry[]>
   /** Release the snapshot (LevelDB keeps what it sees from compaction until then). */
   close (): Promise<void>
@@ -34,6 +39,9 @@ export interface StoreSnapshot {
  * it. So a caller that reads in-memory state (watermarks, next IDs) in the same turn of the event
  * loop gets state that agrees with it. The snapshot lives until close(); closing the database
  * (close, or a reopen after a failed write) ends it, and a read still under way then fails.
+ *
+ * The segment files are pinned until close(): the snapshot may locate frames in files that
+ * cleanup would otherwise release (and reuse) meanwhile.
  */
 export function takeSnapshot (store: Store): StoreSnapshot {
   const db = store.db
@@ -43,10 +51,13 @@ export function takeSnapshot (store: Store): StoreSnapshot {
   } catch (err) {
     throw fromLevel(err, 'Cannot take a snapshot of the database')
   }
+  const files = store.files
+  for (const set of files.values()) set.pin()
   let closed = false
   const close = async (): Promise<void> => {
     if (closed) return
     closed = true
+    for (const set of files.values()) set.unpin()
     await snapshot.close().catch(() => {})
   }
   return {
@@ -62,41 +73,23 @@ export function takeSnapshot (store: Store): StoreSnapshot {
         throw failed(err)
       }
       try {
-        yield * pages(it, failed)
+        for await (const page of pages(it, failed)) {
+          // The queue closed under the read: its segment files are closed too.
+          if (db.status !== 'open') throw failed(new Error('The database is not open'))
+          let entries: Entry[]
+          try {
+            entries = await logicalPage(page, files)
+          } catch (err) {
+            throw db.status !== 'open' ? failed(err) : err
+          }
+          yield entries
+        }
       } finally {
         await close()
       }
     },
     close,
   }
-}
-
-/** Where a root key belongs. */
-export interface KeyPlace {
-  /** The sublevel (`wal`, `wal-index`, `snap`, …), or `''` for a key of the root itself. */
-  readonly sublevel: string
-  /** The key inside the sublevel. */
-  readonly key: Buffer
-  /** For an entry of a log's segment sublevel: the log and the segment's first ID. */
-  readonly log?: string
-  readonly segment?: number
-}
-
-const BANG = 0x21
-const SEGMENT_LOGS: ReadonlySet<string> = new Set(LOGS)
-
-/** Split a root key into its sublevel (abstract-level prefixes them `!name!`) and the rest. */
-export function placeOf (key: Buffer): KeyPlace {
-  if (key.byteLength > 1 && key[0] === BANG) {
-    const end = key.indexOf(BANG, 1)
-    if (end > 0) {
-      const sublevel = key.toString('utf8', 1, end)
-      const rest = key.subarray(end + 1)
-      if (SEGMENT_LOGS.has(sublevel) && rest.byteLength === 8) return { sublevel, key: rest, log: sublevel, segment: decodeKey(rest) }
-      return { sublevel, key: rest }
-    }
-  }
-  return { sublevel: '', key }
 }
 
 /**
@@ -207,12 +200,17 @@ export class StoreLoader {
   }
 }
 
-/** Every entry of the database in `dir` (no process may hold it), in key order. */
+/** Every entry of the database in `dir` (no process may hold it), in key order, logical (as takeSnapshot's). */
 export async function * readStore (dir: string): AsyncGenerator<Entry[]> {
   const db = await openRaw(dir)
+  let files: Map<string, SegmentFiles> | undefined
   try {
-    yield * pages(db.iterator({ highWaterMarkBytes: READ_AHEAD_BYTES } as object), err => fromLevel(err, `Reading ${dir} failed`))
+    files = await openFilesReadOnly(dir)
+    for await (const page of pages(db.iterator({ highWaterMarkBytes: READ_AHEAD_BYTES } as object), err => fromLevel(err, `Reading ${dir} failed`))) {
+      yield await logicalPage(page, files)
+    }
   } finally {
+    if (files !== undefined) await closeFiles(files)
     await db.close().catch(() => {})
   }
 }

@@ -1,6 +1,5 @@
-import PQueue from 'p-queue'
 import { EvaqError } from '../errors.js'
-import { HEADER_BYTES, SegmentBuilder } from '../store/codec.js'
+import { HEADER_BYTES, INDEX_ENTRY_BYTES, SegmentBuilder } from '../store/codec.js'
 
 /**
  * The write buffer. Pushes get their IDs at once, in call order, and their payloads are copied
@@ -68,12 +67,12 @@ export class GroupCommit {
   /** Segments not yet handed to a flush, oldest first; the last one may still be filling. */
   private queue: PendingSegment[] = []
   private queuedBytes = 0
-  /** Moving average of the payload bytes of flushed segments. */
+  /** Moving averages of the payload bytes and record counts of flushed segments. */
   private recentSegmentBytes = 0
+  private recentSegmentCount = 0
   /** Bytes buffered or in flight: what `maxBufferedBytes` bounds. */
   private heldBytes = 0
   private readonly inflight = new Set<readonly PendingSegment[]>()
-  private readonly workers: PQueue
   private readonly waiters: SpaceWaiter[] = []
   private scheduled = false
   private lingerTimer: NodeJS.Timeout | undefined
@@ -87,7 +86,6 @@ export class GroupCommit {
     private readonly onCommitted: () => void
   ) {
     this.nextId = nextId
-    this.workers = new PQueue({ concurrency: options.flushWorkers })
   }
 
   /** Payload bytes buffered or being written. */
@@ -177,12 +175,15 @@ export class GroupCommit {
   }
 
   private newSegment (firstId: number, firstBytes: number, carrier?: unknown): PendingSegment {
-    // Size the buffer like the last segments, so that it rarely grows (each growth is a copy
-    // and garbage): under steady load consecutive segments are alike.
-    const expected = Math.max(firstBytes, Math.min(this.options.maxBatchBytes, this.recentSegmentBytes * 1.25))
+    // Size the buffer and the index like the last segments, so that they rarely grow (each growth
+    // is a copy and garbage): under steady load consecutive segments are alike. A full segment
+    // holds maxBatchBytes of payloads and then its index (recentSegmentBytes counts both): a cap
+    // of maxBatchBytes alone made finish() copy every full segment into a larger buffer.
+    const records = Math.min(this.options.maxBatchCount, Math.ceil(this.recentSegmentCount * 1.25))
+    const expected = Math.max(firstBytes, Math.min(this.options.maxBatchBytes + records * INDEX_ENTRY_BYTES, this.recentSegmentBytes * 1.25))
     const hint = expected + HEADER_BYTES + 1024
     const segment: PendingSegment = carrier === undefined
-      ? { builder: new SegmentBuilder(firstId, hint), extras: [], waiters: [], joinNext: false, sealed: false }
+      ? { builder: new SegmentBuilder(firstId, hint, records), extras: [], waiters: [], joinNext: false, sealed: false }
       : { builder: new SegmentBuilder(firstId, firstBytes + HEADER_BYTES + 64), extras: [], waiters: [], joinNext: false, sealed: false, carrier }
     this.queue.push(segment)
     return segment
@@ -259,32 +260,38 @@ export class GroupCommit {
     }
     const segments = this.queue.splice(0, n)
     this.queuedBytes -= bytes
-    for (const s of segments) this.recentSegmentBytes += (s.builder.payloadBytes + s.builder.count * 8 - this.recentSegmentBytes) / 4
+    for (const s of segments) {
+      this.recentSegmentBytes += (s.builder.payloadBytes + s.builder.count * INDEX_ENTRY_BYTES - this.recentSegmentBytes) / 4
+      this.recentSegmentCount += (s.builder.count - this.recentSegmentCount) / 4
+    }
     this.inflight.add(segments)
-    void this.workers.add(async () => {
-      let error: unknown
-      try {
-        await this.commit(segments)
-      } catch (err) {
-        error = err
+    void this.write(segments, bytes)
+  }
+
+  /** One flush in flight: at most `flushWorkers` run at once, as pump() starts one only below that. */
+  private async write (segments: readonly PendingSegment[], bytes: number): Promise<void> {
+    let error: unknown
+    try {
+      await this.commit(segments)
+    } catch (err) {
+      error = err
+    }
+    this.inflight.delete(segments)
+    if (error instanceof CommitLater) {
+      this.requeue(segments, bytes)
+      return
+    }
+    this.heldBytes -= bytes
+    for (const s of segments) {
+      for (const w of s.waiters) {
+        if (error === undefined) w.resolve(w.firstId)
+        else w.reject(error)
       }
-      this.inflight.delete(segments)
-      if (error instanceof CommitLater) {
-        this.requeue(segments, bytes)
-        return
-      }
-      this.heldBytes -= bytes
-      for (const s of segments) {
-        for (const w of s.waiters) {
-          if (error === undefined) w.resolve(w.firstId)
-          else w.reject(error)
-        }
-      }
-      this.onCommitted()
-      this.admitWaiters()
-      if (this.queue.length > 0) this.schedule()
-      this.checkIdle()
-    })
+    }
+    this.onCommitted()
+    this.admitWaiters()
+    if (this.queue.length > 0) this.schedule()
+    this.checkIdle()
   }
 
   /** Put segments a commit did not write back in the queue, in ID order, to be flushed again. */

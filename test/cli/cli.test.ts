@@ -8,6 +8,10 @@ import { readFile, readdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { Evaq } from '../../src/index.js'
+import { FORMAT_VERSION, SEGMENTS_DIR } from '../../src/schema.js'
+import { decodeKey } from '../../src/store/codec.js'
+import { decodeFrameHeader, decodeLocator, encodeFrameHeader, FRAME_HEADER_BYTES, LOCATOR_BYTES } from '../../src/store/frame.js'
+import { segmentFileName } from '../../src/store/segment-files.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { cliBuilt, copyDir, diffTrees, runCli, type CheckJson, type CliResult, type RepairJson } from '../reliability/fixtures/corrupt-files.js'
 
@@ -274,7 +278,7 @@ test('check: exit 0 and a clean report on a healthy queue; exit 4 with EVAQ_NOT_
   const run = await runCli(['check', '--data', dir, '--json'])
   t.is(run.code, 0, run.stdout)
   const c = json<CheckJson>(t, run)
-  t.like(c, { dir, opened: true, damaged: false, engine: [], format: 1, subscribers: { ok: 1, bad: 0 } })
+  t.like(c, { dir, opened: true, damaged: false, engine: [], format: FORMAT_VERSION, subscribers: { ok: 1, bad: 0 } })
   t.like(c.logs.wal, { segments: 1, records: 4, badSegments: 0, badRecords: 0, inconsistencies: 0, unreadable: false, counted: { records: 4 }, quarantined: 0 })
   t.like(c.logs.dlq, { records: 2, badRecords: 0, inconsistencies: 0, counted: { records: 2 } })
   t.is((await runCli(['check', '--data', dir])).code, 0, 'the same without --json')
@@ -289,18 +293,27 @@ test('check: exit 0 and a clean report on a healthy queue; exit 4 with EVAQ_NOT_
 
 test('check: exit 1 when a record fails its checksum, with and without --json', async t => {
   const dir = await fixture(t)
-  // Rewrite the last WAL record's payload in place (same length): its CRC no longer matches.
+  // Rewrite the last WAL record's payload in place (same length): its CRC no longer matches. The
+  // segment is in a segment file: its frame is rewritten whole (header CRCs recomputed), so that
+  // only the record's own checksum fails.
   const raw = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: false })
   await raw.open()
   const wal = raw.sublevel<Buffer, Buffer>('wal', { keyEncoding: 'buffer', valueEncoding: 'buffer' })
   const entries = await wal.iterator().all()
+  await raw.close()
   t.is(entries.length, 1, 'the fixture WAL is one segment')
   const [key, value] = entries[0]!
-  const at = value.indexOf(WAL[3]![1])
+  t.is(value.byteLength, LOCATOR_BYTES, 'in a segment file')
+  const loc = decodeLocator(decodeKey(key), value)
+  const path = join(dir, SEGMENTS_DIR, 'wal', segmentFileName(loc.file))
+  const file = await readFile(path)
+  const header = decodeFrameHeader(file, loc.offset, loc.file)!
+  const body = file.subarray(loc.offset + FRAME_HEADER_BYTES, loc.offset + FRAME_HEADER_BYTES + loc.length)
+  const at = body.indexOf(WAL[3]![1])
   t.true(at > 0)
-  value[at + 10] = 'y'.charCodeAt(0)
-  await wal.put(key, value)
-  await raw.close()
+  body[at + 10] = 'y'.charCodeAt(0)
+  encodeFrameHeader(loc.file, header.firstId, body, header.flags).copy(file, loc.offset)
+  await writeFile(path, file)
 
   const run = await runCli(['check', '--data', dir, '--json'])
   t.is(run.code, 1)
@@ -333,6 +346,7 @@ test('repair: copies first, reports records before and after, exit 0; refuses a 
   t.like(r.after, { damaged: false, logs: { wal: { records: 4 }, dlq: { records: 2 } } })
   t.deepEqual(r.fixed.wal, {
     quarantinedSegments: 0,
+    frames: [],
     quarantinedRecords: 0,
     summariesRewritten: 0,
     orphansRemoved: 0,

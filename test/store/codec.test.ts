@@ -1,5 +1,6 @@
 import test from 'ava'
 import fc from 'fast-check'
+import { crc32 as zlibCrc32 } from 'node:zlib'
 import {
   decodeHeader, decodeKey, encodeKey, encodeSegment, HEADER_BYTES, INDEX_ENTRY_BYTES, isRemoved, markRemoved,
   newRemovalSet, payloadAt, decodeRemovalSet, SegmentBuilder, encodeRemovalSet, decodeSummary, encodeSummary,
@@ -42,6 +43,31 @@ test('a builder grows as payloads arrive and copies them at once', t => {
   t.is(value.byteLength, HEADER_BYTES + 6 + 100_000 + 2 * INDEX_ENTRY_BYTES)
   t.is(payloadAt(header, value, 0).toString(), 'reused')
   t.deepEqual(payloadAt(header, value, 1), big)
+})
+
+test('the index is stored big-endian, (length, CRC-32) per record, after the payloads', t => {
+  const payloads = ['a', 'bb', 'x'.repeat(300)].map(s => Buffer.from(s))
+  // Room for one record only: the index grows.
+  const builder = new SegmentBuilder(1, 64, 1)
+  for (const p of payloads) builder.append(p)
+  const value = builder.finish(0)
+  const expected = Buffer.alloc(payloads.length * INDEX_ENTRY_BYTES)
+  payloads.forEach((p, i) => {
+    expected.writeUInt32BE(p.byteLength, i * INDEX_ENTRY_BYTES)
+    expected.writeUInt32BE(zlibCrc32(p), i * INDEX_ENTRY_BYTES + 4)
+  })
+  t.deepEqual(value.subarray(value.byteLength - expected.byteLength), expected)
+  t.deepEqual(value.subarray(HEADER_BYTES, value.byteLength - expected.byteLength), Buffer.concat(payloads))
+})
+
+test('finishing a builder again (a flush retried after CommitLater) gives the same segment', t => {
+  const builder = new SegmentBuilder(3, 4096, 4)
+  for (let i = 0; i < 40; i++) builder.append(Buffer.alloc(i, i))
+  const first = Buffer.from(builder.finish(42))
+  const again = builder.finish(42)
+  t.deepEqual(again, first)
+  const header = decodeHeader(3, again)
+  for (let i = 0; i < 40; i++) t.deepEqual(payloadAt(header, again, i), Buffer.alloc(i, i))
 })
 
 test('a segment can hold a slice of the payloads', t => {

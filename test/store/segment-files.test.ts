@@ -131,35 +131,37 @@ test('a missing file is EVAQ_CORRUPTION naming the segment; a truncated one ends
   t.deepEqual(scanned.map(f => f.loc), locs.filter(l => l.file !== first.file && l !== last))
 })
 
-test('a released file is reused under a new number and its old frames are never scanned as new', async t => {
-  const dir = await tmpDir(t, 'evaq-segfiles-')
-  const files = await SegmentFiles.open(dir, SMALL)
-  t.teardown(() => files.close())
-  const old = await files.append(frames(1, 12, 500))
-  const oldFile = old[0]!.file
-  const released = old.filter(l => l.file === oldFile).length
-  await files.release(oldFile)
-  t.false(files.files.includes(oldFile))
-  t.true((await readdir(dir)).includes(`spare-${segmentFileName(oldFile)}`))
-  // Write frames of the same size until the spare is taken and holds one new frame: the old
-  // frames after it start where a new one would.
-  const later: Locator[] = []
-  let reused: number | undefined
-  for (let g = 0; g < 50 && (reused === undefined || files.position?.file !== reused); g++) {
-    later.push(...await files.append(frames(1000 + g * 100, 1, 500)))
-    const names = await readdir(dir)
-    if (reused === undefined && !names.includes(`spare-${segmentFileName(oldFile)}`)) {
-      reused = Math.max(...names.filter(n => /^\d+\.seg$/.test(n)).map(n => parseInt(n)))
+for (const preallocate of [true, false]) {
+  test(`a released file is reused under a new number and its old frames are never scanned as new (preallocate: ${String(preallocate)})`, async t => {
+    const dir = await tmpDir(t, 'evaq-segfiles-')
+    const files = await SegmentFiles.open(dir, { ...SMALL, preallocate })
+    t.teardown(() => files.close())
+    const old = await files.append(frames(1, 12, 500))
+    const oldFile = old[0]!.file
+    const released = old.filter(l => l.file === oldFile).length
+    await files.release(oldFile)
+    t.false(files.files.includes(oldFile))
+    t.true((await readdir(dir)).includes(`spare-${segmentFileName(oldFile)}`))
+    // Write frames of the same size until the spare is taken and holds one new frame: the old
+    // frames after it start where a new one would.
+    const later: Locator[] = []
+    let reused: number | undefined
+    for (let g = 0; g < 50 && (reused === undefined || files.position?.file !== reused); g++) {
+      later.push(...await files.append(frames(1000 + g * 100, 1, 500)))
+      const names = await readdir(dir)
+      if (reused === undefined && !names.includes(`spare-${segmentFileName(oldFile)}`)) {
+        reused = Math.max(...names.filter(n => /^\d+\.seg$/.test(n)).map(n => parseInt(n)))
+      }
     }
-  }
-  t.is(files.position?.file, reused, 'the spare was reused')
-  await files.close()
-  const again = await SegmentFiles.open(dir, SMALL)
-  t.teardown(() => again.close())
-  const scanned = await scanAll(again)
-  t.deepEqual(scanned.map(f => f.loc), [...old.slice(released), ...later].sort((a, b) => a.file - b.file || a.offset - b.offset))
-  t.false(scanned.some(f => f.firstId < 1 + released * 10), 'no frame of the released file came back')
-})
+    t.is(files.position?.file, reused, 'the spare was reused')
+    await files.close()
+    const again = await SegmentFiles.open(dir, SMALL)
+    t.teardown(() => again.close())
+    const scanned = await scanAll(again)
+    t.deepEqual(scanned.map(f => f.loc), [...old.slice(released), ...later].sort((a, b) => a.file - b.file || a.offset - b.offset))
+    t.false(scanned.some(f => f.firstId < 1 + released * 10), 'no frame of the released file came back')
+  })
+}
 
 test('after an open, writing starts in a new file numbered above every file and spare', async t => {
   const dir = await tmpDir(t, 'evaq-segfiles-')

@@ -1,4 +1,5 @@
 import test from 'ava'
+import { HEADER_BYTES, INDEX_ENTRY_BYTES } from '../../src/store/codec.js'
 import { CommitLater, GroupCommit, type PendingSegment } from '../../src/write/group-commit.js'
 
 const options = { maxBatchBytes: 1000, maxBatchCount: 100, lingerMs: 0, flushWorkers: 2, maxBufferedBytes: 10_000 }
@@ -150,4 +151,54 @@ test('isPending tells issued-but-unflushed IDs from committed ones', async t => 
   first.done()
   await a
   t.deepEqual([1, 2, 3].map(id => gc.isPending(id)), [false, false, false])
+})
+
+test('at most flushWorkers flushes are in flight; the next starts as one completes', async t => {
+  const { gc, nextFlush } = controlled({ ...options, maxBatchCount: 1, maxBatchBytes: 1 })
+  const pushes = ['a', 'b', 'c', 'd'].map(s => gc.push([payload(s)], 1, undefined, undefined))
+  const first = await nextFlush()
+  const second = await nextFlush()
+  const started: Pending[] = []
+  const third = nextFlush().then(f => { started.push(f); return f })
+  for (let i = 0; i < 20; i++) await new Promise(setImmediate)
+  t.is(started.length, 0, 'a third flush waits for a worker')
+  second.done()
+  t.is(await pushes[1], 2)
+  t.deepEqual((await third).segments.map(s => s.builder.firstId), [3])
+  first.done()
+  ;(await third).done()
+  ;(await nextFlush()).done()
+  t.deepEqual(await Promise.all(pushes), [1, 2, 3, 4])
+})
+
+test('concurrent pushes get ascending IDs in call order, each its own, and a failed flush rejects exactly its pushes', async t => {
+  const { gc, nextFlush } = controlled()
+  const early = ['a', 'b', 'c'].map(s => gc.push([payload(s)], 1, undefined, undefined))
+  const first = await nextFlush()
+  const late = ['d', 'e'].map(s => gc.push([payload(s)], 1, undefined, undefined))
+  const second = await nextFlush()
+  t.deepEqual(first.segments.map(s => [s.builder.firstId, s.builder.count]), [[1, 3]])
+  t.deepEqual(second.segments.map(s => [s.builder.firstId, s.builder.count]), [[4, 2]])
+  second.fail(Object.assign(new Error('disk'), { code: 'EVAQ_IO' }))
+  first.done()
+  t.deepEqual(await Promise.all(early), [1, 2, 3])
+  for (const p of late) await t.throwsAsync(p, { code: 'EVAQ_IO' })
+})
+
+test('under steady load a full segment is built in the buffer it started with, its index included', async t => {
+  const max = 64 * 1024
+  const { gc, nextFlush } = controlled({ ...options, maxBatchBytes: max, maxBatchCount: 10_000, maxBufferedBytes: 1 << 24, flushWorkers: 1 })
+  // 256 records: an index of 2 KiB, more than the slack a buffer is given beyond its payloads.
+  const record = Buffer.alloc(256, 7)
+  for (let round = 0; round < 16; round++) {
+    const pushes = Array.from({ length: 256 }, () => gc.push([record], record.byteLength, undefined, undefined))
+    const flush = await nextFlush()
+    const [segment] = flush.segments
+    t.is(segment!.builder.payloadBytes, max, 'a full segment')
+    const total = HEADER_BYTES + segment!.builder.payloadBytes + segment!.builder.count * INDEX_ENTRY_BYTES
+    // The first segments cannot know; once the moving average has settled they are sized right.
+    if (round >= 12) t.true(segment!.builder.capacity >= total, `round ${round}: capacity ${segment!.builder.capacity} < ${total}`)
+    flush.done()
+    await Promise.all(pushes)
+  }
 })
