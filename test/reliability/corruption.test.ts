@@ -874,6 +874,7 @@ for (const kind of ['log', 'table', 'tables'] as const) {
       before: layout.records,
       after: layout.records,
       ranges: [],
+      frames: [],
     })
     t.is(survivors.length, layout.records)
   })
