@@ -43,6 +43,8 @@ export class SegmentTable {
   readonly sync: boolean
   readonly ackSync: boolean
   private lane: Promise<unknown> = Promise.resolve()
+  /** The synced writes waiting for the segment files' sync, in call order (see write). */
+  private syncedWrites: Promise<unknown> = Promise.resolve()
   private readonly committedListeners = new Set<() => void>()
 
   /** `commit` writes a flush of the write buffer (see Log.commit). */
@@ -140,6 +142,23 @@ export class SegmentTable {
     }
     const reopening = this.ctx.reopening()
     if (reopening !== undefined) throw new CommitLater(reopening, `${what}: not written while the database is reopened`)
+    if (sync && this.ctx.options.durability !== 'sync') {
+      // Frames first: a synced batch makes every locator written before it durable (any log's),
+      // and a durable locator must not point to a frame that is not (appends under durability
+      // 'none' or an interval are not synced; under 'sync' every append is). In call order: a
+      // flush's `<log>-files` end must not be written after a later flush's larger one.
+      const synced = this.syncedWrites.then(async () => {
+        for (const files of store.files.values()) await files.sync()
+      })
+      this.syncedWrites = synced.catch(() => {})
+      try {
+        await synced
+      } catch (err) {
+        const error = err instanceof EvaqError ? err : new EvaqError('EVAQ_IO', what, { cause: err })
+        this.ctx.ioFailed(error)
+        throw error
+      }
+    }
     const { journal } = store
     const floorBefore = this.counters.floor
     // Staging throws LEVEL_BATCH_NOT_OPEN for a batch built before a reopen (see later()).

@@ -219,7 +219,17 @@ export class SegmentFiles {
     const flush = async (): Promise<void> => {
       if (parts.length === 0) return
       try {
-        await file.handle.writev(parts, start)
+        // A write may be short (the disk filled up in the middle of it, a file grows into new
+        // blocks): write the rest, which fails with the error itself (ENOSPC) if it cannot.
+        const total = parts.reduce((n, p) => n + p.byteLength, 0)
+        let done = (await file.handle.writev(parts, start)).bytesWritten
+        if (done < total) {
+          const all = Buffer.concat(parts)
+          for (let n = done; n < total; n += done) {
+            done = (await file.handle.write(all, n, total - n, start + n)).bytesWritten
+            if (done === 0) throw new Error(`Wrote ${n} of ${total} bytes, then nothing`)
+          }
+        }
       } catch (err) {
         throw this.fail(err, `Writing segment file ${file.number} failed`)
       }

@@ -3,7 +3,8 @@ import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { Evaq, type EvaqError, type FlushEvent, type QueueRecord } from '../../src/index.js'
-import { decodeHeader, encodeKey } from '../../src/store/codec.js'
+import { encodeKey } from '../../src/store/codec.js'
+import { findBytes, flipAt, resealFrame } from '../helpers/segment-files.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { until } from '../helpers/wait.js'
 
@@ -159,15 +160,12 @@ test('removals and counters survive reopen', async t => {
 test('a flipped byte inside a stored payload is EVAQ_CORRUPTION naming the ID, never data', async t => {
   const dir = await tmpDir(t)
   let q = await Evaq.open(dir)
-  await q.pushWalMany(['good-1', 'evil-2', 'good-3'])
+  // One push each: each record is a frame of its own in the WAL's segment file.
+  for (const p of ['good-1', 'evil-2', 'good-3']) await q.pushWal(p)
   await q.close()
-  const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
-  const wal = db.sublevel<Buffer, Buffer>('wal', { keyEncoding: 'buffer', valueEncoding: 'buffer' })
-  const value = (await wal.get(encodeKey(1)))!
-  const header = decodeHeader(1, value)
-  value[header.offsets[1]! + 1]! ^= 0x20
-  await wal.put(encodeKey(1), value)
-  await db.close()
+  // The frame's body checksum catches the flip: the read names the segment.
+  const { path, at } = await findBytes(dir, 'evil-2')
+  await flipAt(path, at + 1)
   q = await Evaq.open(dir)
   t.teardown(() => q.close())
   const dropped: unknown[] = []
@@ -175,6 +173,32 @@ test('a flipped byte inside a stored payload is EVAQ_CORRUPTION naming the ID, n
   const err = await t.throwsAsync<EvaqError>(q.wal.read(), { code: 'EVAQ_CORRUPTION' })
   t.deepEqual(err?.ids, [2])
   // The damaged record was quarantined: readers go past it from now on, and it is counted.
+  t.deepEqual(text(await q.wal.read()), ['good-1', 'good-3'])
+  t.like(await q.wal.stats(), { count: 2, quarantined: 1, firstId: 1, lastId: 3 })
+  t.deepEqual(dropped, [{ log: 'wal', reason: 'corruption', records: 1, bytes: 6, firstId: 2, lastId: 2 }])
+  await q.close()
+  q = await Evaq.open(dir)
+  t.deepEqual(text(await q.wal.read()), ['good-1', 'good-3'])
+  t.like(await q.wal.stats(), { count: 2, quarantined: 1 })
+})
+
+test('a flipped payload byte the frame checksum does not see is caught by the record checksum, naming the ID', async t => {
+  const dir = await tmpDir(t)
+  let q = await Evaq.open(dir)
+  await q.pushWalMany(['good-1', 'evil-2', 'good-3'])
+  await q.close()
+  // Flip a byte of one record inside a frame of three, then seal the frame again (its checksums
+  // match the damaged body): only the record's own CRC is left to catch it.
+  const { path, number, at, frame } = await findBytes(dir, 'evil-2')
+  t.is(frame.firstId, 1)
+  await flipAt(path, at + 1)
+  await resealFrame(path, number, frame.offset)
+  q = await Evaq.open(dir)
+  t.teardown(() => q.close())
+  const dropped: unknown[] = []
+  q.on('dropped', e => dropped.push(e))
+  const err = await t.throwsAsync<EvaqError>(q.wal.read(), { code: 'EVAQ_CORRUPTION' })
+  t.deepEqual(err?.ids, [2])
   t.deepEqual(text(await q.wal.read()), ['good-1', 'good-3'])
   t.like(await q.wal.stats(), { count: 2, quarantined: 1, firstId: 1, lastId: 3 })
   t.deepEqual(dropped, [{ log: 'wal', reason: 'corruption', records: 1, bytes: 0, firstId: 2, lastId: 2 }])
@@ -208,7 +232,12 @@ test('a flipped byte in a LevelDB table file is caught by the record checksum', 
   const dir = await tmpDir(t)
   let q = await Evaq.open(dir, { compression: false })
   const marker = 'MARKER-PAYLOAD-0123456789'
-  await q.pushWalMany(['before', marker, 'after'])
+  const walMarker = 'WAL-MARKER-0123456789'
+  // The DLQ keeps its segments in LevelDB (inline); the WAL's payloads are in segment files.
+  await q.pushRetryItem('before', { error: 'e' })
+  await q.pushRetryItem(marker, { error: 'e' })
+  await q.pushRetryItem('after', { error: 'e' })
+  await q.pushWal(walMarker)
   await q.close()
   const db = new ClassicLevel(dir)
   await db.open()
@@ -219,6 +248,7 @@ test('a flipped byte in a LevelDB table file is caught by the record checksum', 
     if (!name.endsWith('.ldb')) continue
     const file = join(dir, name)
     const bytes = await readFile(file)
+    t.is(bytes.indexOf(walMarker), -1, 'no WAL payload in a LevelDB table')
     const at = bytes.indexOf(marker)
     if (at < 0) continue
     bytes[at + 3]! ^= 0x01
@@ -228,8 +258,10 @@ test('a flipped byte in a LevelDB table file is caught by the record checksum', 
   t.is(flipped, 1)
   q = await Evaq.open(dir)
   t.teardown(() => q.close())
-  const err = await t.throwsAsync<EvaqError>(q.wal.read(), { code: 'EVAQ_CORRUPTION' })
+  const err = await t.throwsAsync<EvaqError>(q.dlq.read(), { code: 'EVAQ_CORRUPTION' })
   t.deepEqual(err?.ids, [2])
+  t.deepEqual((await q.dlq.read()).map(r => r.payload.toString()), ['before', 'after'])
+  t.deepEqual(text(await q.wal.read()), [walMarker])
 })
 
 test('bad arguments are EVAQ_INVALID_ARGUMENT and change nothing', async t => {

@@ -26,12 +26,17 @@
  * - at the named points, the kill landed where it says: after a segment write, some
  *   unacknowledged pushes of the run are stored; before a removal's write, none of the removals in
  *   flight happened; after it, some did; after a progress write (ackDurability 'sync'), some acks
- *   in flight at the kill were persisted.
+ *   in flight at the kill were persisted; in a segment-file append (frames written, or synced,
+ *   and LevelDB not yet told where they are), the open indexed some unacknowledged pushes of the
+ *   run again from the files. At segment-file:prepared (a file made ready, not yet used) and
+ *   segment-file:release (a file whose records are all gone, about to be deleted or kept as a
+ *   spare; runs use 64 KiB files so that this happens every cycle) the general checks hold:
+ *   nothing acknowledged lost, nothing removed back, IDs not reused.
  * Then this process acknowledges a random share of what it drained (all, some or none, per
  * subscriber), so the next run starts from a mixed state and cleanup has work to do.
  *
  * Short form: 50 cycles (`EVAQ_CRASH_CYCLES`), every other one at a named point, every point
- * covered. Replay a run with `EVAQ_CRASH_POINTS_SEED`.
+ * covered at least twice. Replay a run with `EVAQ_CRASH_POINTS_SEED`.
  */
 import test from 'ava'
 import { cp, mkdir, writeFile } from 'node:fs/promises'
@@ -56,6 +61,8 @@ const POINTS = [
   'progress-write:before', 'progress-write:after',
   'cleanup:before', 'cleanup:after',
   'removal:before', 'removal:after',
+  'frame-append:written', 'frame-append:synced',
+  'segment-file:prepared', 'segment-file:release',
 ] as const
 type Point = typeof POINTS[number]
 /**
@@ -73,9 +80,24 @@ const MAX_NTH: Record<Point, number> = {
   // The writer's removals are merged into groups of ~80: N = 12 is ~6,000 pushes in.
   'removal:before': 12,
   'removal:after': 12,
+  // Each flush's append passes both (group commits: fewer passes than pushes).
+  'frame-append:written': 150,
+  'frame-append:synced': 150,
+  // With 64 KiB segment files (FILE_POINT_OPTIONS) a file holds ~90 records; the point is passed
+  // only by new files, not by released files taken back from the spares (once acks release some).
+  'segment-file:prepared': 4,
+  // Files are released once both subscribers acknowledged past them: a few per cycle.
+  'segment-file:release': 3,
 }
+/**
+ * Options of the runs killed at a segment-file point: the smallest segment files, so that files
+ * are prepared and released many times per cycle.
+ */
+const FILE_POINT_OPTIONS = { segmentFileBytes: 64 * 1024 }
 /** A crash-point run that has not killed itself this long after it opened is killed from here. */
 const FALLBACK_MS = 4000
+/** The segment-file points need files filled (and, for release, acknowledged past): more time. */
+const FILE_FALLBACK_MS = 3 * FALLBACK_MS
 /** A crash-point run that pushed this many records without reaching its point is killed from here. */
 const MAX_PUSHES = 8000
 /** A run that has not even opened by then is hung. */
@@ -152,7 +174,7 @@ async function runChild (dir: string, plan: Plan): Promise<Run> {
       if (line.kind === 'O' && !opened) {
         opened = true
         if (plan.killAfterOpenMs !== undefined) child.after(plan.killAfterOpenMs, child.kill)
-        if (plan.point !== undefined) child.after(FALLBACK_MS, child.kill)
+        if (plan.point !== undefined) child.after(plan.point.startsWith('segment-file') ? FILE_FALLBACK_MS : FALLBACK_MS, child.kill)
       }
     },
   })
@@ -161,28 +183,37 @@ async function runChild (dir: string, plan: Plan): Promise<Run> {
 
 const DURABILITIES = ['sync', 'sync', 'none', 'interval:1', 'interval:20', 'interval:200'] as const
 const ACK_DURABILITIES = ['sync', 'sync', 'interval:5', 'interval:100'] as const
-const OPTION_SETS: object[] = [{}, { flushWorkers: 1 }, { flushWorkers: 4 }, { maxBatchCount: 7, flushWorkers: 3 }, { maxBatchBytes: 4096 }]
+const OPTION_SETS: object[] = [{}, { flushWorkers: 1 }, { flushWorkers: 4 }, { maxBatchCount: 7, flushWorkers: 3 }, { maxBatchBytes: 4096 }, FILE_POINT_OPTIONS]
 
-/** The plan of cycle `cycle`: odd cycles kill at a named point (round robin, so the short run covers each at least 3 times). */
+/** The plan of cycle `cycle`: odd cycles kill at a named point (round robin, so the short run covers each at least twice). */
 function planCycle (cycle: number, random: () => number): Plan {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!
   const tag = `c${cycle}`
-  const options = JSON.stringify({ minFreeDiskBytes: 0, ...pick(OPTION_SETS) })
+  let extra = pick(OPTION_SETS)
   const childSeed = String(Math.floor(random() * 2 ** 31))
   let point: Point | undefined
   let fixture: 'writer' | 'consumer'
   if (cycle % 2 === 1) {
     point = POINTS[((cycle - 1) / 2) % POINTS.length]!
-    // Removals only happen in the writer; progress writes and cleanup only with subscribers.
-    fixture = point.startsWith('removal') ? 'writer' : point.startsWith('segment') ? pick(['writer', 'consumer'] as const) : 'consumer'
+    // Removals only happen in the writer; progress writes, cleanup and the release of segment
+    // files (the floor passes them once both subscribers acknowledged) only with subscribers.
+    fixture = point.startsWith('removal')
+      ? 'writer'
+      : point.startsWith('segment-write') || point.startsWith('frame-append') || point === 'segment-file:prepared'
+        ? pick(['writer', 'consumer'] as const)
+        : 'consumer'
+    if (point.startsWith('segment-file')) extra = { ...extra, ...FILE_POINT_OPTIONS }
   } else {
     fixture = random() < 0.5 ? 'writer' : 'consumer'
   }
+  const options = JSON.stringify({ minFreeDiskBytes: 0, ...extra })
   const durability = fixture === 'writer' ? pick(DURABILITIES) : 'sync'
-  const ackDurability = fixture === 'consumer' ? pick(ACK_DURABILITIES) : 'sync'
+  // A release needs acks written: under interval ack durability that takes too long.
+  const ackDurability = fixture === 'consumer' && point !== 'segment-file:release' ? pick(ACK_DURABILITIES) : 'sync'
   const r = random()
   // Cleanup needs both subscribers to move their floors.
-  const subs: SubName[] = point?.startsWith('cleanup') === true || r < 0.6 ? ['a', 'b'] : r < 0.8 ? ['a'] : ['b']
+  const bothSubs = point?.startsWith('cleanup') === true || point === 'segment-file:release'
+  const subs: SubName[] = bothSubs || r < 0.6 ? ['a', 'b'] : r < 0.8 ? ['a'] : ['b']
   const args = fixture === 'writer'
     ? [durability, tag, options]
     : [tag, subs.join(','), ackDurability, childSeed, options]
@@ -192,7 +223,8 @@ function planCycle (cycle: number, random: () => number): Plan {
     const u = random()
     // Under interval ack durability progress is written once per interval: fewer passes.
     const max = point.startsWith('progress') && ackDurability !== 'sync' ? 10 : MAX_NTH[point]
-    plan.nth = (point.startsWith('segment') || point.startsWith('progress')) && random() < 1 / 3 ? 1 : 1 + Math.floor(u * u * u * max)
+    const exact = point.startsWith('segment-write') || point.startsWith('frame-append') || point.startsWith('progress')
+    plan.nth = exact && random() < 1 / 3 ? 1 : 1 + Math.floor(u * u * u * max)
     return plan
   }
   // A random kill: at a random moment, or once a random number of pushes was acknowledged.
@@ -409,6 +441,15 @@ test('SIGKILL at random moments and at every named crash point: nothing acknowle
       // ---- the named points: the kill landed where it says ------------------------------------
       if (atPoint === 'segment-write:after' && unacknowledged.length === 0) {
         problem('killed right after a segment write, yet no unacknowledged push of the run is stored')
+      }
+      // The frames of the append at the kill are in the segment file (a process crash keeps
+      // what was written, synced or not), and LevelDB never got their locators: the open must
+      // have indexed them again from the file.
+      if ((atPoint === 'frame-append:written' || atPoint === 'frame-append:synced') && unacknowledged.length === 0) {
+        problem(`killed at ${atPoint}, yet the open indexed no unacknowledged push of the run from the segment files`)
+      }
+      if (atPoint?.startsWith('frame-append') === true && plan.nth === 1 && pushed.size > 0) {
+        problem(`killed in the run's first append, yet ${pushed.size} push(es) were acknowledged`)
       }
       // At the first pass, exactly: the first segment write of the run never happened, or
       // happened and acknowledged nothing.

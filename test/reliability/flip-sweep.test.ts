@@ -28,6 +28,7 @@ import { ranges } from '../helpers/id-list.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { prng } from '../helpers/prng.js'
 import { cycles, report } from './report.js'
+import { withInlineWal } from './fixtures/corrupt-files.js'
 
 const PER_SEGMENT = 1000
 // A fixed clock: the same pushes make the same files, so a seed damages the same bytes every run.
@@ -49,7 +50,9 @@ type Kind = 'tables' | 'log'
 
 /**
  * A closed queue of `records` records, built once per size and kind: `log` as the queue left it
- * (the last records still in LevelDB's log), `tables` with the log recovered into a table.
+ * (the last records still in LevelDB's log), `tables` with the log recovered into a table. The
+ * WAL's segments are inline in LevelDB, as in a format 1 directory (see withInlineWal): the flips
+ * are aimed at LevelDB's files (segment-corruption.test.ts damages segment files).
  */
 function base (records: number, kind: Kind): Promise<string> {
   let built = bases.get(`${kind}-${records}`)
@@ -57,11 +60,13 @@ function base (records: number, kind: Kind): Promise<string> {
     root ??= mkdtempSync(join(tmpdir(), 'evaq-flip-base-'))
     const dir = join(root, `${kind}-${records}`)
     built = (async () => {
-      const q = await Evaq.open(dir, OPTIONS)
-      for (let first = 1; first <= records; first += PER_SEGMENT) {
-        await q.pushWalMany(Array.from({ length: PER_SEGMENT }, (_, i) => payloadFor(first + i)))
-      }
-      await q.close()
+      await withInlineWal(async () => {
+        const q = await Evaq.open(dir, OPTIONS)
+        for (let first = 1; first <= records; first += PER_SEGMENT) {
+          await q.pushWalMany(Array.from({ length: PER_SEGMENT }, (_, i) => payloadFor(first + i)))
+        }
+        await q.close()
+      })
       if (kind === 'tables') {
         // Opening recovers the log into a table.
         const db = new ClassicLevel(dir)

@@ -1,16 +1,19 @@
 /**
  * I/O errors (issue 4, part 4): EIO and ENOSPC injected into `fdatasync` (and `fsync`) and
- * `write` on LevelDB's log file, with strace, in a writer child process
+ * `write` on LevelDB's log file, and into `fdatasync` and `pwritev` on the WAL's segment file
+ * (storage format 2: a push's frame is appended there and its fdatasync is the commit point; the
+ * locators then go to LevelDB's log without a sync), with strace, in a writer child process
  * (fixtures/io-writer.ts) pushing with `durability: 'sync'`.
  *
  * How the fault is aimed: strace's `-P path` restricts tracing, and so injection, to syscalls on
  * that path (fd arguments are resolved through /proc), and `-e inject=SET:error=E:when=N+` fails
  * the Nth and later calls of each syscall in SET (counted per thread). The path is the log file
- * LevelDB will create when the writer opens the queue: LevelDB numbers its files
- * deterministically, so opening a copy of the directory first tells the name (and the strace
- * output must show at least one `(INJECTED)` call, or the prediction was wrong and the test fails).
- * When evaq recovers it reopens the database, LevelDB starts a new log file, the injection stops,
- * and pushes must work again in the same process.
+ * LevelDB will create when the writer opens the queue, or the segment file the writer appends to
+ * first: LevelDB and the segment files number their files deterministically, so opening a copy of
+ * the directory (and pushing one record to it) first tells the names (and the strace output must
+ * show at least one `(INJECTED)` call, or the prediction was wrong and the test fails). When evaq
+ * recovers it reopens the database, LevelDB starts a new log file and the WAL a new segment file,
+ * the injection stops, and pushes must work again in the same process.
  *
  *   strace -f -qq -o TRACE -P DIR/NNNNNN.log -e trace=write,fdatasync,fsync \
  *     -e inject=fdatasync,fsync:error=EIO:when=20+ node --import tsx io-writer.ts DIR ...
@@ -42,6 +45,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Evaq, type EvaqOptions } from '../../src/index.js'
 import { cycles, report } from './report.js'
+import { allFrames } from '../helpers/segment-files.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const WRITER = fileURLToPath(new URL('./fixtures/io-writer.ts', import.meta.url))
@@ -67,6 +71,8 @@ function straceUnavailable (): string | undefined {
 
 interface Fault {
   readonly name: string
+  /** Where: LevelDB's log file, or the WAL's segment file. */
+  readonly target: 'log' | 'segment'
   /** strace syscall set. */
   readonly syscalls: string
   readonly error: 'EIO' | 'ENOSPC'
@@ -82,9 +88,14 @@ interface Load {
 
 const FAULTS: Fault[] = [
   // LevelDB 1.20 syncs its log with fdatasync on Linux (fsync where that is missing).
-  { name: 'EIO on fdatasync', syscalls: 'fdatasync,fsync', error: 'EIO', first: 20 },
-  { name: 'ENOSPC on write', syscalls: 'write', error: 'ENOSPC', first: 30 },
-  { name: 'EIO on write', syscalls: 'write', error: 'EIO', first: 30 },
+  // A push commits with the fdatasync of its segment file (LevelDB's log is synced only when a
+  // new segment file starts).
+  { name: 'EIO on fdatasync', target: 'segment', syscalls: 'fdatasync,fsync', error: 'EIO', first: 20 },
+  // Frames are written with one pwritev per flush.
+  { name: 'ENOSPC on pwritev of the segment file', target: 'segment', syscalls: 'pwritev,pwrite64,write', error: 'ENOSPC', first: 30 },
+  // The locators (LevelDB 1.20 writes its log with write).
+  { name: 'ENOSPC on write', target: 'log', syscalls: 'write', error: 'ENOSPC', first: 30 },
+  { name: 'EIO on write', target: 'log', syscalls: 'write', error: 'EIO', first: 30 },
 ]
 
 const LOADS: Load[] = [
@@ -153,16 +164,22 @@ async function seed (dir: string): Promise<Map<number, string>> {
   return seeds
 }
 
-/** The log file LevelDB creates when it next opens `dir`: open a copy of it and look. */
-async function nextLogFile (dir: string): Promise<string> {
+/**
+ * The log file LevelDB creates when it next opens `dir`, and the segment file the WAL appends its
+ * first push to: open a copy of it, push one record, and look.
+ */
+async function nextFiles (dir: string): Promise<{ log: string, segment: string }> {
   const probe = `${dir}-probe`
   await cp(dir, probe, { recursive: true })
   try {
     const q = await Evaq.open(probe, { minFreeDiskBytes: 0 })
     const logs = (await readdir(probe)).filter(f => /^\d+\.log$/.test(f))
+    const id = await q.pushWal('probe')
     await q.close()
     if (logs.length !== 1) throw new Error(`Expected one LevelDB log file in the probe, found ${JSON.stringify(logs)}`)
-    return join(dir, logs[0]!)
+    const frame = (await allFrames(probe)).find(f => f.firstId === id)
+    if (frame === undefined) throw new Error(`The probe's push ${id} is in no segment file`)
+    return { log: join(dir, logs[0]!), segment: join(dir, frame.path.slice(probe.length + 1)) }
   } finally {
     await rm(probe, { recursive: true, force: true })
   }
@@ -173,7 +190,8 @@ async function runWriter (label: string, fault: Fault | undefined, when: number,
   dirs.push(base)
   const dir = join(base, 'q')
   const seeds = await seed(dir)
-  const logFile = await nextLogFile(dir)
+  const files = await nextFiles(dir)
+  const logFile = fault?.target === 'segment' ? files.segment : files.log
   const traceFile = join(base, 'strace.txt')
   const inject = fault === undefined ? undefined : `inject=${fault.syscalls}:error=${fault.error}:when=${when}+`
   const run: Run = {
@@ -182,7 +200,7 @@ async function runWriter (label: string, fault: Fault | undefined, when: number,
     recovered: [], ackedAfterRecovery: 0, gaveUp: false, closed: undefined, killed: false,
     engineCorruption: [], restart: undefined,
   }
-  const args = ['-f', '-qq', '-o', traceFile, '-P', logFile, '-e', 'trace=write,fdatasync,fsync']
+  const args = ['-f', '-qq', '-o', traceFile, '-P', logFile, '-e', 'trace=write,pwritev,pwrite64,fdatasync,fsync']
   if (inject !== undefined) args.push('-e', inject)
   args.push(process.execPath, '--import', 'tsx', WRITER, dir, 'io', String(load.callers), String(AFTER), String(maxMs), JSON.stringify(load.options))
   const child = spawn('strace', args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -406,7 +424,7 @@ test.after.always(async () => {
   })
   await report({
     part: 'io-errors',
-    failure: 'EIO/ENOSPC injected (strace) into fdatasync and write on LevelDB\'s log',
+    failure: 'EIO/ENOSPC injected (strace) into fdatasync and write on LevelDB\'s log and the WAL\'s segment file',
     guarantee: 'the push gets EVAQ_IO, never a false acknowledgement; evaq degrades and recovers by itself; ' +
       'every acknowledged record survives (a failed push may be stored too)',
     test: 'test/reliability/io-errors.test.ts',

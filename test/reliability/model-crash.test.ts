@@ -24,7 +24,7 @@
  */
 import test from 'ava'
 import fc from 'fast-check'
-import { cpSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { inspect } from 'node:util'
 import { Evaq, EvaqError, type Durability, type Subscriber } from '../../src/index.js'
@@ -70,6 +70,30 @@ const configArb: fc.Arbitrary<Config> = fc.record({
   flushWorkers: fc.integer({ min: 1, max: 3 }),
   maxBatchCount: fc.constantFrom(1, 2, 1000),
 })
+
+/**
+ * Copy the directory `from` to `to` synchronously. The segment files prepare, rename and delete
+ * files on libuv's threads while the copy runs: a file gone by the time it is copied is left out,
+ * as a kill would have found it gone.
+ */
+function copyImage (from: string, to: string): void {
+  mkdirSync(to, { recursive: true })
+  let entries
+  try {
+    entries = readdirSync(from, { withFileTypes: true })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw err
+  }
+  for (const e of entries) {
+    if (e.isDirectory()) { copyImage(join(from, e.name), join(to, e.name)); continue }
+    try {
+      copyFileSync(join(from, e.name), join(to, e.name))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+  }
+}
 
 class Mismatch extends Error {}
 function fail (what: string, details?: unknown): never {
@@ -160,7 +184,7 @@ async function runRound (
   let snapshot: Snapshot | undefined
   const crashNow = (): void => {
     snapshot = takeSnapshot(m)
-    cpSync(ctx.dir, image, { recursive: true })
+    copyImage(ctx.dir, image)
   }
   const tasks: Array<Promise<void>> = []
   for (const op of round.ops) {

@@ -36,9 +36,13 @@ const MOUNT_OPTIONS = 'commit=600,noinit_itable'
 const WATCHDOG_MS = 30_000
 /**
  * Writer options per 'sync' cycle: small memtables make LevelDB switch logs, write tables and
- * rewrite its MANIFEST while the writer runs, so cuts also land in the middle of those.
+ * rewrite its MANIFEST while the writer runs, so cuts also land in the middle of those; the
+ * smallest segment files make the WAL prepare new files (and sync the locators into each) often.
  */
-const OPTION_SETS: object[] = [{}, { writeBufferSize: 64 * 1024 }, { writeBufferSize: 256 * 1024, flushWorkers: 4 }, { maxBatchCount: 7, flushWorkers: 3 }]
+const OPTION_SETS: object[] = [
+  { segmentFileBytes: 64 * 1024 }, { writeBufferSize: 64 * 1024 }, { writeBufferSize: 256 * 1024, flushWorkers: 4, segmentFileBytes: 64 * 1024 },
+  { maxBatchCount: 7, flushWorkers: 3 }, {},
+]
 
 interface Cut {
   readonly writer: WriterReport
