@@ -365,6 +365,17 @@ export class SegmentTable {
         changed = true
       }
     }
+    // A file's recorded end can be lower than its true one: two flushes into the same file may
+    // reach LevelDB in either order, and the later write of the lower end wins. Frames are in ID
+    // order across files, so the next file's first frame bounds this one's records from above
+    // (the counters' next, for the last file): take the higher of the two, never release early.
+    const numbers = files.files.filter(f => this.fileEnds.has(f))
+    let bound = this.counters.next
+    for (let i = numbers.length - 1; i >= 0; i--) {
+      const f = numbers[i]!
+      this.fileEnds.set(f, Math.max(this.fileEnds.get(f)!, bound))
+      bound = await files.firstId(f).catch(() => undefined) ?? bound
+    }
     if (changed) await batch.write({ sync: false })
     else await batch.close()
     return read

@@ -111,7 +111,9 @@ async function indexLost (store: Store, log: string, files: SegmentFiles, everyF
     pending = []
   }
   /** The frames of one pushMany seen so far (JOINS_NEXT), indexed only once the group is whole. */
-  let group: ScannedFrame[] = []
+  let group: Array<{ frame: ScannedFrame, end: number }> = []
+  /** The ID after the last frame queued to be indexed. */
+  let queued = 0
   let groupEnd = -1
   for await (const frame of files.scan(from)) {
     if ((frame.flags & SELF_COMMITTED) === 0) continue
@@ -130,13 +132,18 @@ async function indexLost (store: Store, log: string, files: SegmentFiles, everyF
       continue
     }
     if ((frame.flags & JOINS_PREVIOUS) === 0) group = []
-    group.push(frame)
+    group.push({ frame, end: frame.firstId + count })
     groupEnd = frame.firstId + count
     if ((frame.flags & JOINS_NEXT) !== 0) continue
-    for (const f of group) {
+    for (const { frame: f, end } of group) {
+      // Below `queued`: a second copy of a frame queued already (a flush LevelDB refused is
+      // appended again after the repair): indexed once.
+      if (f.firstId < queued) continue
       let lost = f.firstId >= next
       if (!lost && everyFrame && f.firstId >= c.floor) lost = await segs.get(encodeKey(f.firstId)) === undefined
-      if (lost) pending.push(f)
+      if (!lost) continue
+      pending.push(f)
+      queued = end
     }
     group = []
     if (pending.length >= BATCH_FRAMES) await flush()

@@ -522,12 +522,10 @@ export class SegmentFiles {
     return named !== n && decodeFrameHeader(head, 0, named) !== undefined ? 'empty' : 'damaged'
   }
 
-  /** The first segment ID of file `n`'s first frame, if it has a whole one. */
+  /** The first ID of file `n`'s first frame, from its header alone (one small read), if that is intact. */
   async firstId (n: number): Promise<number | undefined> {
-    const frames = this.scan({ file: n, offset: 0 })
-    const first = await frames.next()
-    await frames.return(undefined)
-    return first.done === true || first.value.loc.file !== n ? undefined : first.value.firstId
+    const head = await this.readBytes(n, 0, FRAME_HEADER_BYTES, -1)
+    return decodeFrameHeader(head, 0, n)?.firstId
   }
 
   // ---- release ----------------------------------------------------------------------------------

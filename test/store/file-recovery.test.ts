@@ -118,3 +118,14 @@ test('a frame whose IDs were indexed before (below next) is not indexed again: w
   t.deepEqual(await readWal(q), [])
   t.is((await q.stats()).wal.count, 0)
 })
+
+test('a flush appended twice (LevelDB refused its first index write) is indexed and counted once', async t => {
+  const dir = await tmpDir(t, 'evaq-reindex-')
+  await queueWith(dir, 2)
+  await appendFrames(dir, [[3, payloads(3, 3), SELF_COMMITTED], [3, payloads(3, 3), SELF_COMMITTED], [6, payloads(6, 1), SELF_COMMITTED]])
+  const q = await Evaq.open(dir, OPTIONS)
+  t.teardown(() => q.close())
+  t.deepEqual(q.openReport.indexed, { segments: 2, records: 4 })
+  t.deepEqual(await readWal(q), payloads(1, 6).map(String))
+  t.like((await q.stats()).wal, { count: 6, nextId: 7 })
+})
