@@ -71,6 +71,7 @@ async function indexLost (store: Store, log: string, files: SegmentFiles, everyF
   const indexKeys = new Keyspace(store.sublevel(names.index))
   const fileKeys = new Keyspace(store.sublevel(names.files))
   const c = store.journal.counters(log)
+  files.numberAbove(c.tailFile)
   let next = c.next
   const from = everyFrame || c.tailFile === 0 ? { file: 0, offset: 0 } : { file: c.tailFile, offset: c.tailOffset }
   let segments = 0

@@ -1,8 +1,9 @@
-import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
 import { EvaqError } from '../errors.js'
 import { crashPoint } from '../crash-points.js'
 import { fsyncPath } from './durable-file.js'
+import { createFile, makeDurableDir, reuseFile } from './segment-file-prep.js'
 import {
   decodeFrameHeader, encodeFrameHeader, frameBody, frameSpan, FRAME_HEADER_BYTES, type Locator,
 } from './frame.js'
@@ -81,7 +82,6 @@ interface OpenFile {
 
 const FILE_NAME = /^(\d{10})\.seg$/
 const SPARE_NAME = /^spare-(\d{10})\.seg$/
-const ZEROS = Buffer.alloc(1024 * 1024)
 const PADDING = Buffer.alloc(8)
 /** scan() and readRun() read files in pieces of this size (sequential read-ahead). */
 export const READ_CHUNK_BYTES = 1024 * 1024
@@ -112,8 +112,11 @@ export class SegmentFiles {
   /** The first write that failed: appends fail until reset(). */
   failed: EvaqError | undefined
   private closed = false
+  /** Whether the directory exists (it is created, durably, with the first file). */
+  private dirReady: boolean
 
-  private constructor (readonly dir: string, readonly options: SegmentFilesOptions, numbers: number[], spares: string[]) {
+  private constructor (readonly dir: string, readonly options: SegmentFilesOptions, numbers: number[], spares: string[], dirReady: boolean) {
+    this.dirReady = dirReady
     this.numbers = numbers
     this.spareNames = spares
     const spareNumbers = spares.map(s => Number(SPARE_NAME.exec(s)![1]))
@@ -137,17 +140,27 @@ export class SegmentFiles {
 
   private static async list (dir: string, options: SegmentFilesOptions, tidy: boolean): Promise<SegmentFiles> {
     let names: string[]
+    let exists = true
     try {
       names = await readdir(dir)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
       names = []
+      exists = false
     }
     const numbers = names.map(n => FILE_NAME.exec(n)).filter(m => m !== null).map(m => Number(m[1])).sort((a, b) => a - b)
     const spares = names.filter(n => SPARE_NAME.test(n)).sort()
     // Preparations a crash interrupted: never used (a file is renamed into place only when ready).
     if (tidy) for (const n of names) if (n.endsWith('.tmp')) await rm(join(dir, n), { force: true })
-    return new SegmentFiles(dir, options, numbers, spares)
+    return new SegmentFiles(dir, options, numbers, spares, exists)
+  }
+
+  /**
+   * Number new files above `n` too: the counters' tail names a file that may be gone (all its
+   * records deleted), and a new file must never take a number a scan starts from.
+   */
+  numberAbove (n: number): void {
+    this.highest = Math.max(this.highest, n)
   }
 
   /** The numbers of the files holding frames, ascending (the one being written included). */
@@ -284,55 +297,23 @@ export class SegmentFiles {
 
   /**
    * A file ready for `capacity` bytes of frames: a spare renamed to a new number, or a new file
-   * (zero-filled to `capacity` and synced with `preallocate`) renamed into place; the directory
-   * synced either way.
+   * (see segment-file-prep.ts).
    */
   private async prepare (capacity: number): Promise<OpenFile> {
     const number = ++this.highest
-    const path = this.path(number)
     try {
-      if (this.highest === 1) await this.makeDir()
+      if (!this.dirReady) {
+        await makeDurableDir(this.dir)
+        this.dirReady = true
+      }
       const spare = await this.takeSpare()
-      if (spare !== undefined) {
-        await rename(join(this.dir, spare.name), path)
-        await fsyncPath(this.dir)
-        const handle = await open(path, 'r+')
-        // Written up to its old size (frames there are overwritten), appended to beyond it.
-        return { number, handle, capacity: Math.max(spare.size, capacity), pos: 0 }
-      }
-      const tmp = `${path}.tmp`
-      const handle = await open(tmp, 'w+')
-      try {
-        if (this.options.preallocate) {
-          for (let at = 0; at < capacity; at += ZEROS.byteLength) {
-            const n = Math.min(ZEROS.byteLength, capacity - at)
-            await handle.write(ZEROS, 0, n, at)
-          }
-          await handle.datasync()
-        }
-        await rename(tmp, path)
-        await fsyncPath(this.dir)
-      } catch (err) {
-        await handle.close().catch(() => {})
-        await rm(tmp, { force: true }).catch(() => {})
-        throw err
-      }
-      crashPoint('segment-file:prepared')
-      return { number, handle, capacity, pos: 0 }
+      const { handle, capacity: room } = spare !== undefined
+        ? await reuseFile(this.dir, spare, this.path(number), capacity)
+        : await createFile(this.dir, this.path(number), capacity, this.options.preallocate)
+      if (spare === undefined) crashPoint('segment-file:prepared')
+      return { number, handle, capacity: room, pos: 0 }
     } catch (err) {
       throw new EvaqError('EVAQ_IO', `Preparing segment file ${number} in ${this.dir} failed`, { cause: err })
-    }
-  }
-
-  /** Create the directory and make its entry (and its parent's) survive an OS crash. */
-  private async makeDir (): Promise<void> {
-    const made = await mkdir(this.dir, { recursive: true })
-    if (made === undefined) return
-    // Each directory created has a new entry in its parent: sync the parents up to made's.
-    const top = dirname(made)
-    for (let d = dirname(this.dir); ; d = dirname(d)) {
-      await fsyncPath(d)
-      if (d === top || dirname(d) === d) break
     }
   }
 
@@ -575,16 +556,6 @@ export class SegmentFiles {
       await rm(this.path(n), { force: true })
     }
     await fsyncPath(this.dir)
-  }
-
-  /** Bytes the files and spares take on disk. */
-  async diskBytes (): Promise<number> {
-    let total = 0
-    for (const name of await readdir(this.dir)) {
-      if (!FILE_NAME.test(name) && !SPARE_NAME.test(name)) continue
-      total += (await stat(join(this.dir, name)).catch(() => ({ blocks: 0 }))).blocks * 512
-    }
-    return total
   }
 
   /** Wait for appends in flight, then close every handle. */

@@ -104,7 +104,9 @@ export class Journal {
     } catch (cause) {
       throw new EvaqError('EVAQ_CORRUPTION', `Commit snapshot ${top} cannot be decoded`, { cause })
     }
-    const logs = snap.logs
+    // Snapshots written before a counter existed (format 1 has no tail) read as its default.
+    const logs: Record<string, LogCounters> = {}
+    for (const [name, c] of Object.entries(snap.logs)) logs[name] = { ...emptyCounters(), ...c }
     const present = new Set(keys)
     for (const p of snap.pending) {
       if (present.has(p.seq)) apply(logs, p.delta)

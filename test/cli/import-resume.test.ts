@@ -73,11 +73,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   test(`import interrupted by ${signal}: it says how many records it imported, and the same command continues after them`, async t => {
     const s = await setup(t)
     const running = start(t, ['import', 'wal', '--in', s.source, '--data', s.data, '--json'])
-    // Once a batch is stored: LevelDB's log holds more than the first batch's bytes.
+    // Once a batch is stored: the WAL's segment files hold more than the first batch's bytes.
     const importing = await when(running, async () => {
+      const wal = join(s.data, 'segments', 'wal')
       let bytes = 0
-      for (const name of await readdir(s.data).catch(() => [])) {
-        if (name.endsWith('.log')) bytes += (await stat(join(s.data, name)).catch(() => ({ size: 0 }))).size
+      for (const name of await readdir(wal).catch(() => [])) {
+        if (name.endsWith('.seg')) bytes += (await stat(join(wal, name)).catch(() => ({ size: 0 }))).size
       }
       return bytes > 30_000
     })

@@ -129,3 +129,25 @@ test('a flush appended twice (LevelDB refused its first index write) is indexed 
   t.deepEqual(await readWal(q), payloads(1, 6).map(String))
   t.like((await q.stats()).wal, { count: 6, nextId: 7 })
 })
+
+test('with every segment file gone, new files are numbered above the file the counters\' tail names', async t => {
+  const dir = await tmpDir(t, 'evaq-reindex-')
+  const q0 = await Evaq.open(dir, OPTIONS)
+  const ids = await q0.pushWalMany(payloads(1, 3))
+  await q0.removeWal(ids)
+  await q0.close()
+  const { readdir, rm } = await import('node:fs/promises')
+  const walDir = join(dir, SEGMENTS_DIR, 'wal')
+  const { stat } = await import('node:fs/promises')
+  // The files that held frames (the one prepared ahead is empty).
+  const before: number[] = []
+  for (const name of await readdir(walDir)) if ((await stat(join(walDir, name))).size > 0) before.push(parseInt(name.replace(/^spare-/, '')))
+  t.true(before.length > 0)
+  // The records are gone; so are their files (as after a repair, or by hand).
+  for (const name of await readdir(walDir)) await rm(join(walDir, name))
+  const q = await Evaq.open(dir, OPTIONS)
+  t.teardown(() => q.close())
+  await q.pushWal('after')
+  const after = (await readdir(walDir)).filter(n => /^\d+\.seg$/.test(n)).map(n => parseInt(n))
+  t.true(Math.min(...after) > Math.max(...before), `${after} above ${before}`)
+})
