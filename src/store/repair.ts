@@ -2,6 +2,7 @@ import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import {
   copyRemovalSet, decodeHeader, decodeKey, decodeRemovalSet, decodeSummary, encodeKey, encodeRemovalSet, encodeSummary, markRemoved, type RemovalSet,
+  type SegmentSummary,
 } from './codec.js'
 import { verifySegment } from './verify.js'
 import { EvaqError, fromLevel } from '../errors.js'
@@ -262,18 +263,22 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
       counters[log] = n
       const batch = db.batch()
       const orphans: Array<{ firstId: number, count: number }> = []
+      /** Take segment `first` out whole, keeping what LevelDB held for it (`stored`) in the quarantine. */
+      const quarantineWhole = (first: number, stored: Buffer, summary: SegmentSummary | undefined, removal: RemovalSet | undefined): void => {
+        const live = summary === undefined ? 0 : summary.count - (removal?.removed ?? 0)
+        quarantinedLive += live
+        out.push({ firstId: first, lastId: first + (summary?.count ?? 1) - 1, records: live })
+        quarantine.put(batch, first, stored)
+        segKeys.del(batch, first)
+        indexKeys.del(batch, first)
+        removalKeys.del(batch, first)
+        f.quarantinedSegments++
+      }
       await walk(db, log, {
         segment: (first, value, summary, removal) => {
           const { header, badRecords } = verifySegment(first, value, removal)
           if (header === undefined) {
-            const live = summary === undefined ? 0 : summary.count - (removal?.removed ?? 0)
-            quarantinedLive += live
-            out.push({ firstId: first, lastId: first + (summary?.count ?? 1) - 1, records: live })
-            quarantine.put(batch, first, value)
-            segKeys.del(batch, first)
-            indexKeys.del(batch, first)
-            removalKeys.del(batch, first)
-            f.quarantinedSegments++
+            quarantineWhole(first, value, summary, removal)
             return
           }
           // A copy: the removal set is rewritten below when it differs from the one on disk.
@@ -317,14 +322,7 @@ export async function reconcile (dir: string, held?: DirClaim): Promise<RepairFi
           // Taken out like a segment whose header fails its checksum. The quarantine keeps what
           // LevelDB held, the locator (the frame's bytes stay in the file, and in the copy
           // `evaq repair` makes first); the summary says which IDs went.
-          const live = summary === undefined ? 0 : summary.count - (removal?.removed ?? 0)
-          quarantinedLive += live
-          out.push({ firstId: first, lastId: first + (summary?.count ?? 1) - 1, records: live })
-          quarantine.put(batch, first, stored)
-          segKeys.del(batch, first)
-          indexKeys.del(batch, first)
-          removalKeys.del(batch, first)
-          f.quarantinedSegments++
+          quarantineWhole(first, stored, summary, removal)
           f.frames.push(damage)
           if (summary !== undefined) n.next = Math.max(n.next, first + summary.count)
         },
