@@ -30,7 +30,8 @@ export class SegmentTable {
   readonly extraKeys: Keyspace | undefined
   readonly quarantineKeys: Keyspace
   readonly writer: GroupCommit
-  readonly removedSets: LRUCache<number, RemovalSet | false>
+  /** Removal sets by segment: false for none, GONE for a deleted segment. */
+  readonly removedSets: LRUCache<number, RemovalSet | false | typeof GONE>
   /** The log's segment files (format 2; the WAL), where its pushes' payload bytes are. */
   readonly files: SegmentFiles | undefined
   /** `<log>-files`: segment file number -> the ID after the last record in it (see releaseFiles). */
@@ -219,8 +220,13 @@ export class SegmentTable {
     return run
   }
 
+  /**
+   * Segment `first` was deleted: forget its cached bytes, and remember that it is gone, so that a
+   * read that took the segment before the deletion and asks for its removal set after it (the
+   * set was deleted with it) skips its records instead of taking them for live.
+   */
   forget (first: number): void {
-    this.removedSets.delete(first)
+    this.removedSets.set(first, GONE)
     this.ctx.segments.delete(this.cacheKey(first))
   }
 
@@ -418,11 +424,15 @@ export class SegmentTable {
     return released
   }
 
+  /** Which records of segment `first` were removed: every one, once the segment was deleted (see forget). */
   async removedSet (first: number, count: number): Promise<RemovalSet | undefined> {
     const cached = this.removedSets.get(first)
     if (cached === false) return undefined
+    if (cached === GONE) return allRemoved(count)
     if (cached !== undefined) return cached
     const value = await this.removals.get(encodeKey(first))
+    // Deleted while this read waited: its removal set went with it.
+    if (this.removedSets.get(first) === GONE) return allRemoved(count)
     const set = value === undefined ? undefined : decodeRemovalSet(first, count, value)
     this.removedSets.set(first, set ?? false)
     return set
@@ -436,6 +446,14 @@ export class SegmentTable {
     if (this.extraKeys !== undefined) for (let id = first; id < first + count; id++) this.extraKeys.del(batch, id)
     this.sidecar?.stageSegmentDeletion?.(batch, first, count)
   }
+}
+
+/** A deleted segment, in the removal-set cache. */
+const GONE = 'gone'
+
+/** A removal set naming every record of a segment of `count` records. */
+function allRemoved (count: number): RemovalSet {
+  return { bits: new Uint8Array((count + 7) >>> 3).fill(0xff), removed: count, removedBytes: 0 }
 }
 
 export function levelIoError (err: unknown): boolean {
