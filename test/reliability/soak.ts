@@ -95,6 +95,12 @@ const CATALOG: Row[] = [
     test: 'test/reliability/corruption.test.ts',
   },
   {
+    part: 'segment-corruption',
+    failure: 'A torn tail, flipped frame bytes (body and header), a truncated and a missing segment file',
+    guarantee: 'Every acknowledged push recovered after a torn tail; damaged segments named once and quarantined, every other record read intact',
+    test: 'test/reliability/segment-corruption.test.ts',
+  },
+  {
     part: 'flip-sweep',
     failure: 'Bytes flipped in table and log files at many seeds, and the 50,000-record experiment with 20 flips in tables',
     guarantee: 'Every ID pushed is returned intact or named (EVAQ_CORRUPTION ids, dropped events, quarantine counters) and never returned changed; ' +
