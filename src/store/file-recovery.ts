@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { EvaqError } from '../errors.js'
 import { FILE_LOGS, logSublevels, SEGMENTS_DIR } from '../schema.js'
-import { decodeHeader, encodeKey, encodeSummary } from './codec.js'
+import { decodeHeader, encodeKey, encodeSummary, type SegmentHeader } from './codec.js'
 import { encodeLocator, frameSpan, JOINS_NEXT, JOINS_PREVIOUS, SELF_COMMITTED } from './frame.js'
 import { SegmentFiles, type ScannedFrame, type SegmentFilesOptions } from './segment-files.js'
 import { Keyspace } from './keyspace.js'
@@ -76,7 +76,8 @@ async function indexLost (store: Store, log: string, files: SegmentFiles, everyF
   const from = everyFrame || c.tailFile === 0 ? { file: 0, offset: 0 } : { file: c.tailFile, offset: c.tailOffset }
   let segments = 0
   let records = 0
-  let pending: ScannedFrame[] = []
+  /** Frames to index, each with its segment header (decoded once, while scanning). */
+  let pending: Array<{ frame: ScannedFrame, header: SegmentHeader }> = []
   const ends = new Map<number, number>()
   const flush = async (): Promise<void> => {
     if (pending.length === 0) return
@@ -85,8 +86,7 @@ async function indexLost (store: Store, log: string, files: SegmentFiles, everyF
     let bytes = 0
     let top = next
     let tail = { file: 0, offset: 0 }
-    for (const frame of pending) {
-      const header = decodeHeader(frame.firstId, frame.body)
+    for (const { frame, header } of pending) {
       segKeys.put(batch, frame.firstId, encodeLocator(frame.loc))
       indexKeys.put(batch, frame.firstId, encodeSummary(header.count, header.payloadBytes, header.pushedAt))
       const end = frame.firstId + header.count
@@ -112,15 +112,15 @@ async function indexLost (store: Store, log: string, files: SegmentFiles, everyF
     pending = []
   }
   /** The frames of one pushMany seen so far (JOINS_NEXT), indexed only once the group is whole. */
-  let group: Array<{ frame: ScannedFrame, end: number }> = []
+  let group: Array<{ frame: ScannedFrame, header: SegmentHeader }> = []
   /** The ID after the last frame queued to be indexed. */
   let queued = 0
   let groupEnd = -1
   for await (const frame of files.scan(from)) {
     if ((frame.flags & SELF_COMMITTED) === 0) continue
-    let count: number
+    let header: SegmentHeader
     try {
-      count = decodeHeader(frame.firstId, frame.body).count
+      header = decodeHeader(frame.firstId, frame.body)
     } catch {
       // The frame's checksum held, so its body is what was written; a segment that does not
       // decode was never a valid one: nothing of it was acknowledged.
@@ -133,18 +133,19 @@ async function indexLost (store: Store, log: string, files: SegmentFiles, everyF
       continue
     }
     if ((frame.flags & JOINS_PREVIOUS) === 0) group = []
-    group.push({ frame, end: frame.firstId + count })
-    groupEnd = frame.firstId + count
+    group.push({ frame, header })
+    groupEnd = frame.firstId + header.count
     if ((frame.flags & JOINS_NEXT) !== 0) continue
-    for (const { frame: f, end } of group) {
+    for (const entry of group) {
+      const f = entry.frame
       // Below `queued`: a second copy of a frame queued already (a flush LevelDB refused is
       // appended again after the repair): indexed once.
       if (f.firstId < queued) continue
       let lost = f.firstId >= next
       if (!lost && everyFrame && f.firstId >= c.floor) lost = await segs.get(encodeKey(f.firstId)) === undefined
       if (!lost) continue
-      pending.push(f)
-      queued = end
+      pending.push(entry)
+      queued = f.firstId + entry.header.count
     }
     group = []
     if (pending.length >= BATCH_FRAMES) await flush()
