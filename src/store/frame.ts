@@ -118,7 +118,12 @@ export function decodeLocator (firstId: number, value: Uint8Array): Locator {
     throw new EvaqError('EVAQ_CORRUPTION', `The locator of segment ${firstId} has ${value.byteLength} bytes, not ${LOCATOR_BYTES}`, { ids: [firstId] })
   }
   const b = Buffer.from(value.buffer, value.byteOffset, LOCATOR_BYTES)
-  return { file: b.readUInt32BE(0), offset: b.readUInt32BE(4) * 0x1_0000_0000 + b.readUInt32BE(8), length: b.readUInt32BE(12) }
+  const high = b.readUInt32BE(4)
+  // Offsets are safe integers (below 2^53): a larger one is a damaged locator, not a position.
+  if (high >= 0x20_0000) {
+    throw new EvaqError('EVAQ_CORRUPTION', `The locator of segment ${firstId} names an offset beyond any segment file`, { ids: [firstId] })
+  }
+  return { file: b.readUInt32BE(0), offset: high * 0x1_0000_0000 + b.readUInt32BE(8), length: b.readUInt32BE(12) }
 }
 
 /**

@@ -25,12 +25,19 @@ async function scanAll (files: SegmentFiles, from = { file: 0, offset: 0 }): Pro
   return out
 }
 
-test('a locator round-trips; one of the wrong length is EVAQ_CORRUPTION naming the segment', t => {
+test('a locator round-trips; one of the wrong length or with an offset no file reaches is EVAQ_CORRUPTION naming the segment', t => {
   const loc = { file: 7, offset: 2 ** 40 + 8, length: 123_456 }
   t.deepEqual(decodeLocator(5, encodeLocator(loc)), loc)
   const err = t.throws(() => decodeLocator(5, Buffer.alloc(3)), { instanceOf: EvaqError })
   t.is(err.code, 'EVAQ_CORRUPTION')
   t.deepEqual(err.ids, [5])
+  // A flipped bit in the offset's high word: not a safe integer, so no read may be tried with it
+  // (Node 22 and later throw ERR_OUT_OF_RANGE for such a position, which would surface as EVAQ_IO).
+  const damaged = encodeLocator(loc)
+  damaged[4]! ^= 0x01
+  const far = t.throws(() => decodeLocator(5, damaged), { instanceOf: EvaqError })
+  t.is(far.code, 'EVAQ_CORRUPTION')
+  t.deepEqual(far.ids, [5])
 })
 
 test('frames appended across several files read back, and a scan finds them all in order', async t => {
