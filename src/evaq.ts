@@ -238,7 +238,8 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       evaq.openReport.corruption = [...corruption, ...store.fileRecovery.lines]
       evaq.openReport.indexed = { segments: store.fileRecovery.segments, records: store.fileRecovery.records }
       // Nobody listens yet: kept in openReport, and emitted once the caller got the queue.
-      if (fixed !== undefined) evaq.openReport.dropped = evaq.repairEvents(fixed)
+      const unsynced: DropEvent[] = store.fileRecovery.unsynced.map(r => ({ ...r, reason: 'unsynced' }))
+      evaq.openReport.dropped = [...unsynced, ...(fixed === undefined ? [] : evaq.repairEvents(fixed))]
     } catch (err) {
       await store.close().catch(() => {})
       throw fromLevel(err, `Cannot open ${dir}`)
@@ -543,6 +544,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       await this.maintaining?.catch(() => {})
       await Promise.all(this.logs.map(log => log.drain()))
       try {
+        if (this.store.failed === undefined) for (const log of this.logs) await log.syncFrames()
         await this.health.finalSync()
       } finally {
         try {

@@ -36,6 +36,11 @@ export type { Durability }
  * after a power cut scans at most about this much of the segment files (store/file-recovery.ts).
  */
 const SYNC_LOCATORS_BYTES = 16 * 1024 * 1024
+/**
+ * And at least once per this many segments: an open after a power cut checks the frames of the
+ * locators written since (store/unsynced-frames.ts), and each is a key read and a frame read.
+ */
+const SYNC_LOCATORS_SEGMENTS = 4096
 
 /**
  * One named, ID-ordered log of segments: the WAL, the DLQ, or any other. Pushes go through the
@@ -50,6 +55,7 @@ export class Log implements LogView {
   readonly name: string
   /** Frame bytes appended since locators were last written with a sync (see writeFrames). */
   private framesSinceSync = 0
+  private segmentsSinceSync = 0
   private readonly t: SegmentTable
   private readonly removal: RemovalLane
   private readonly cleanup: Cleanup
@@ -272,11 +278,13 @@ export class Log implements LogView {
       if (known === undefined || end > known) this.t.fileKeys.put(batch, file, encodeKey(end))
     }
     const last = locators[locators.length - 1]!
-    const delta: Delta = { [this.name]: { next, count, bytes, tailFile: last.file, tailOffset: last.offset + frameSpan(last.length) } }
+    const tail = { tailFile: last.file, tailOffset: last.offset + frameSpan(last.length) }
+    const delta: Delta = { [this.name]: { next, count, bytes, ...tail, syncedBelow: files.syncedBelow } }
     // Synced at a new file and every SYNC_LOCATORS_BYTES: what an open scans after a power cut.
     for (const loc of locators) this.framesSinceSync += frameSpan(loc.length)
-    const sync = newFile || this.framesSinceSync >= SYNC_LOCATORS_BYTES
-    if (sync) this.framesSinceSync = 0
+    this.segmentsSinceSync += locators.length
+    const sync = newFile || this.framesSinceSync >= SYNC_LOCATORS_BYTES || this.segmentsSinceSync >= SYNC_LOCATORS_SEGMENTS
+    if (sync) this.framesSinceSync = this.segmentsSinceSync = 0
     await this.t.write(batch, delta, sync, `Indexing ${count} record(s) of ${this.name} failed; they are stored, and indexed again at the next open`)
     for (const [file, end] of ends) this.t.fileEnds.set(file, Math.max(this.t.fileEnds.get(file) ?? 0, end))
     crashPoint('segment-write:after')
@@ -476,6 +484,19 @@ export class Log implements LogView {
   /** After a reopen: what the caches hold may differ from disk where a write failed. */
   forgetCaches (): void {
     this.t.forgetCaches()
+  }
+
+  /**
+   * Used by close(), after the last flush: sync the segment files and record that every frame is
+   * synced (the counters' syncedBelow), so that the next open has no frame to check.
+   */
+  async syncFrames (): Promise<void> {
+    const files = this.ctx.store.files.get(this.name)
+    if (files === undefined) return
+    await files.sync()
+    if (files.syncedBelow <= this.t.counters.syncedBelow) return
+    const delta: Delta = { [this.name]: { syncedBelow: files.syncedBelow } }
+    await this.t.write(this.ctx.store.db.batch(), delta, true, `Recording that the frames of ${this.name} are synced failed`)
   }
 
   /** Used by close(): pushes still waiting for buffer space are rejected. */

@@ -69,7 +69,7 @@ export interface LogStats {
 }
 
 /** Why records left a log without being removed or acknowledged. */
-export type DropReason = 'drop-oldest' | 'retention' | 'corruption'
+export type DropReason = 'drop-oldest' | 'retention' | 'corruption' | 'unsynced'
 
 /** One flush of the write buffer: one LevelDB batch (and one fsync under durability 'sync'). */
 export interface FlushEvent {

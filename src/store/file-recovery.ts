@@ -5,6 +5,7 @@ import { decodeHeader, encodeKey, encodeSummary, type SegmentHeader } from './co
 import { encodeLocator, frameSpan, JOINS_NEXT, JOINS_PREVIOUS, SELF_COMMITTED } from './frame.js'
 import { SegmentFiles, type ScannedFrame, type SegmentFilesOptions } from './segment-files.js'
 import { Keyspace } from './keyspace.js'
+import { dropUnsynced, type UnsyncedRange } from './unsynced-frames.js'
 import type { Delta, Store } from './store.js'
 
 /** Frames indexed per batch by the recovery. */
@@ -17,10 +18,13 @@ export interface FileRecovery {
   readonly records: number
   /** Lines for the open report's corruption: what was indexed again after LevelDB dropped part of its log. */
   readonly lines: string[]
+  /** Segments whose frames never reached the disk, taken out of the index (see unsynced-frames.ts). */
+  readonly unsynced: UnsyncedRange[]
 }
 
 /**
- * Open the segment files of every log that has them, and index the frames LevelDB lost.
+ * Open the segment files of every log that has them, take out the locators whose frames never
+ * reached the disk (unsynced-frames.ts), and index the frames LevelDB lost.
  *
  * A push's frame is committed when its fdatasync returns; its locator is written afterwards
  * without a sync (schema.ts). A process crash loses the locators of the flushes in flight; a power
@@ -44,11 +48,13 @@ export async function openSegmentFiles (
   let segments = 0
   let records = 0
   const lines: string[] = []
+  const unsynced: UnsyncedRange[] = []
   const damagedLog = store.corruption.some(line => line.includes('dropping'))
   try {
     for (const log of FILE_LOGS) {
       const set = await SegmentFiles.open(join(dir, SEGMENTS_DIR, log), options)
       files.set(log, set)
+      unsynced.push(...await dropUnsynced(store, log, set))
       const r = await indexLost(store, log, set, damagedLog)
       segments += r.segments
       records += r.records
@@ -61,7 +67,7 @@ export async function openSegmentFiles (
     for (const set of files.values()) await set.close().catch(() => {})
     throw err
   }
-  return { files, recovery: { segments, records, lines } }
+  return { files, recovery: { segments, records, lines, unsynced } }
 }
 
 async function indexLost (store: Store, log: string, files: SegmentFiles, everyFrame: boolean): Promise<{ segments: number, records: number }> {

@@ -109,6 +109,11 @@ export class SegmentFiles {
   private readonly placedEnds = new Map<number, number>()
   /** Files appended to without a sync since the last sync(). */
   private readonly unsynced = new Set<FileHandle>()
+  /** Appends placed whose frames are not known to be synced: first ID, by placement number. */
+  private readonly unsyncedFirst = new Map<number, number>()
+  private placements = 0
+  /** The ID after the last record placed by this process. */
+  private placedEndId = 0
   /** The first write that failed: appends fail until reset(). */
   failed: EvaqError | undefined
   private closed = false
@@ -185,20 +190,35 @@ export class SegmentFiles {
   append (frames: readonly FrameInput[], sync = true): Promise<Locator[]> {
     if (this.closed) return Promise.reject(new EvaqError('EVAQ_CLOSED', 'The segment files are closed'))
     if (this.failed !== undefined) return Promise.reject(this.failed)
-    const placement = this.placed.then(() => this.place(frames))
+    const n = ++this.placements
+    const placement = this.placed.then(() => this.place(frames, n))
     this.placed = placement.then(() => {}, () => {})
     const earlier = this.durable
     const done = (async () => {
-      const { locators, handles } = await placement
+      let placed: Awaited<typeof placement>
+      try {
+        placed = await placement
+      } catch (err) {
+        this.unsyncedFirst.delete(n)
+        throw err
+      }
+      const { locators, handles, again } = placed
       crashPoint('frame-append:written')
-      if (sync) {
-        try {
-          await Promise.all(handles.map(h => h.datasync()))
-        } catch (err) {
-          throw this.fail(err, 'Syncing a segment file failed')
+      // IDs placed before (a flush written again after LevelDB refused its batch) are synced
+      // whatever the durability: syncedBelow must stay below every frame not synced.
+      try {
+        if (sync || again) {
+          try {
+            await Promise.all(handles.map(h => h.datasync()))
+          } catch (err) {
+            throw this.fail(err, 'Syncing a segment file failed')
+          }
+        } else {
+          for (const h of handles) this.unsynced.add(h)
         }
-      } else {
-        for (const h of handles) this.unsynced.add(h)
+      } finally {
+        // Synced, or failed (its pushes fail, and no locator will name its frames).
+        if (sync || again) this.unsyncedFirst.delete(n)
       }
       // In order: an earlier append that failed fails this one (a scan stops at its frames).
       await earlier
@@ -213,6 +233,7 @@ export class SegmentFiles {
   /** fdatasync what was appended without a sync (see append); EVAQ_IO like append when it fails. */
   async sync (): Promise<void> {
     await this.placed
+    const through = this.placements
     const handles = [...this.unsynced]
     this.unsynced.clear()
     try {
@@ -220,10 +241,28 @@ export class SegmentFiles {
     } catch (err) {
       throw this.fail(err, 'Syncing a segment file failed')
     }
+    for (const n of this.unsyncedFirst.keys()) if (n <= through) this.unsyncedFirst.delete(n)
   }
 
-  private async place (frames: readonly FrameInput[]): Promise<{ locators: Locator[], handles: FileHandle[] }> {
+  /**
+   * An ID below which every frame this process placed is synced: the first ID of the oldest
+   * append not known to be synced, or the ID after the last record placed. A frame placed later
+   * starts at or above it too (appends are placed in ID order, and one that goes back below is
+   * synced, see append), so any value this ever returned bounds every frame unsynced at a crash
+   * from below. Stored with the counters (the largest one LevelDB keeps counts); an open checks
+   * the frames of the locators from it on (store/unsynced-frames.ts).
+   */
+  get syncedBelow (): number {
+    let low = this.placedEndId
+    for (const first of this.unsyncedFirst.values()) if (first < low) low = first
+    return low
+  }
+
+  private async place (frames: readonly FrameInput[], n: number): Promise<{ locators: Locator[], handles: FileHandle[], again: boolean }> {
     if (this.failed !== undefined) throw this.failed
+    const again = frames[0]!.firstId < this.placedEndId
+    this.unsyncedFirst.set(n, frames[0]!.firstId)
+    for (const f of frames) if (f.end > this.placedEndId) this.placedEndId = f.end
     const locators: Locator[] = []
     const handles: FileHandle[] = []
     let file = await this.writable(0)
@@ -264,7 +303,7 @@ export class SegmentFiles {
       file.pos += span
     }
     await flush()
-    return { locators, handles }
+    return { locators, handles, again }
   }
 
   /** The file to write a frame of `span` bytes to: the current one if it has room, else the next. */
@@ -375,6 +414,12 @@ export class SegmentFiles {
       h.catch(() => this.readers.delete(n))
     }
     return h
+  }
+
+  /** The flags of the frame at `loc` (one read() found intact); 0 when its header no longer is. */
+  async flagsAt (loc: Locator, firstId: number): Promise<number> {
+    const buf = await this.readBytes(loc.file, loc.offset, FRAME_HEADER_BYTES, firstId)
+    return decodeFrameHeader(buf, 0, loc.file)?.flags ?? 0
   }
 
   /** The body of segment `firstId` at `loc`, checked (EVAQ_CORRUPTION when damaged or missing). */

@@ -46,13 +46,20 @@ export interface LogCounters {
    */
   tailFile: number
   tailOffset: number
+  /**
+   * In a log with segment files: an ID below which every frame a locator names was synced when
+   * its batch was written (SegmentFiles.syncedBelow; the largest one written counts). An open
+   * checks the frames of the locators from it on: they may not have reached the disk before a
+   * power cut (store/unsynced-frames.ts). Snapshots written before it existed read as `next`.
+   */
+  syncedBelow: number
   /** Subscribers dropped for inactivity (`subscriberTtlMs`). */
   expiredSubscribers: number
   /** Records taken out of the log because their stored bytes failed a checksum. */
   quarantinedCount: number
 }
 
-/** What one batch changes: `next`, `floor` and the tail are maxima, the other counters are added. */
+/** What one batch changes: `next`, `floor`, the tail and `syncedBelow` are maxima, the other counters are added. */
 export type Delta = Record<string, Partial<LogCounters>>
 
 interface SnapshotValue {
@@ -106,7 +113,7 @@ export class Journal {
     }
     // Snapshots written before a counter existed (format 1 has no tail) read as its default.
     const logs: Record<string, LogCounters> = {}
-    for (const [name, c] of Object.entries(snap.logs)) logs[name] = { ...emptyCounters(), ...c }
+    for (const [name, c] of Object.entries(snap.logs)) logs[name] = { ...emptyCounters(), ...c, syncedBelow: c.syncedBelow ?? c.next ?? 1 }
     const present = new Set(keys)
     for (const p of snap.pending) {
       if (present.has(p.seq)) apply(logs, p.delta)
@@ -156,7 +163,10 @@ export class Journal {
 }
 
 function emptyCounters (): LogCounters {
-  return { next: 1, count: 0, bytes: 0, floor: 1, tailFile: 0, tailOffset: 0, droppedCount: 0, droppedBytes: 0, expiredSubscribers: 0, quarantinedCount: 0 }
+  return {
+    next: 1, count: 0, bytes: 0, floor: 1, tailFile: 0, tailOffset: 0, syncedBelow: 1,
+    droppedCount: 0, droppedBytes: 0, expiredSubscribers: 0, quarantinedCount: 0,
+  }
 }
 
 const ADDED = ['count', 'bytes', 'droppedCount', 'droppedBytes', 'expiredSubscribers', 'quarantinedCount'] as const
@@ -167,6 +177,7 @@ function apply (logs: Record<string, LogCounters>, delta: Delta): void {
     for (const k of ADDED) c[k] ??= 0
     if (d.next !== undefined && d.next > c.next) c.next = d.next
     if (d.floor !== undefined && d.floor > c.floor) c.floor = d.floor
+    if (d.syncedBelow !== undefined && d.syncedBelow > (c.syncedBelow ?? 0)) c.syncedBelow = d.syncedBelow
     c.tailFile ??= 0
     c.tailOffset ??= 0
     if (d.tailFile !== undefined && (d.tailFile > c.tailFile || (d.tailFile === c.tailFile && (d.tailOffset ?? 0) > c.tailOffset))) {
@@ -334,7 +345,7 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
       corruption: await engineCorruption(dir),
       ids,
       files,
-      fileRecovery: { segments: 0, records: 0, lines: [] },
+      fileRecovery: { segments: 0, records: 0, lines: [], unsynced: [] },
       failed: undefined,
       reopens: 0,
       sublevel: (name: string) => {
