@@ -6,14 +6,27 @@
  * (fixtures/io-writer.ts) pushing with `durability: 'sync'`.
  *
  * How the fault is aimed: strace's `-P path` restricts tracing, and so injection, to syscalls on
- * that path (fd arguments are resolved through /proc), and `-e inject=SET:error=E:when=N+` fails
- * the Nth and later calls of each syscall in SET (counted per thread). The path is the log file
- * LevelDB will create when the writer opens the queue, or the segment file the writer appends to
- * first: LevelDB and the segment files number their files deterministically, so opening a copy of
- * the directory (and pushing one record to it) first tells the names (and the strace output must
- * show at least one `(INJECTED)` call, or the prediction was wrong and the test fails). When evaq
- * recovers it reopens the database, LevelDB starts a new log file and the WAL a new segment file,
- * the injection stops, and pushes must work again in the same process.
+ * that path (fd arguments are resolved through /proc; calls on other paths are not counted), and
+ * `-e inject=SET:error=E:when=N+` fails the Nth and later calls of each syscall in SET, counted
+ * per thread. The path is the log file LevelDB will create when the writer opens the queue, or
+ * the segment file the writer appends to first: LevelDB and the segment files number their files
+ * deterministically, so opening a copy of the directory (and pushing one record to it) first
+ * tells the names (and the strace output must show at least one `(INJECTED)` call, or the
+ * prediction was wrong and the test fails). When evaq recovers it reopens the database, LevelDB
+ * starts a new log file and the WAL a new segment file, the injection stops, and pushes must
+ * work again in the same process.
+ *
+ * The segment file's pwritev and fdatasync run on libuv's thread pool: with its 4 threads each
+ * counted N on its own, so a quarter of the file's calls reached N, and the first file after an
+ * open is only 1 MiB (segment-files.ts FIRST_FILE_BYTES, whatever `segmentFileBytes` says),
+ * filled by these loads in 325 (256 callers) to 356 (4 callers) flushes of one pwritev and one
+ * fdatasync each (measured): from N = 98 on (~89 calls per thread) nothing was injected, the
+ * writer had moved on to the next file. So the writer of a segment fault runs with
+ * UV_THREADPOOL_SIZE=1: one thread makes every call on the file, and N counts them all. (Not for
+ * LevelDB's log: its writes come from several pool threads at once, which the 256-caller load is
+ * there for, and its 4 MiB log takes far more calls.) The cycles move N by 13 within the first
+ * LATER_CALLS calls after `first`: at most 277, under the 325 measured (a missed point still
+ * fails the run: nothing `(INJECTED)`).
  *
  *   strace -f -qq -o TRACE -P DIR/NNNNNN.log -e trace=write,fdatasync,fsync \
  *     -e inject=fdatasync,fsync:error=EIO:when=20+ node --import tsx io-writer.ts DIR ...
@@ -33,7 +46,8 @@
  * the error must then report that nothing failed, which shows they can fail.
  *
  * Skips only when strace is missing or cannot trace here (ptrace not permitted).
- * `EVAQ_IO_CYCLES` repeats every scenario, each time failing a later call (soak).
+ * `EVAQ_IO_CYCLES` repeats every scenario, each time failing a later call (soak; past 20 cycles
+ * the points repeat, see LATER_CALLS).
  */
 import test from 'ava'
 import { spawn, spawnSync } from 'node:child_process'
@@ -57,6 +71,11 @@ const WRITER_MAX_MS = 15_000
 const RUN_LIMIT_MS = 40_000
 /** Records pushed (and acknowledged) before the writer runs, so the log is not empty. */
 const SEEDS = 10
+/**
+ * Cycle i fails from call `first + (13 * i) % LATER_CALLS` on: at most 277 (pwritev), and the
+ * first segment file takes at least 325 calls of each kind (see the header).
+ */
+const LATER_CALLS = 13 * 20
 
 function sha (data: Uint8Array | string): string {
   return createHash('sha256').update(data).digest('hex')
@@ -76,7 +95,10 @@ interface Fault {
   /** strace syscall set. */
   readonly syscalls: string
   readonly error: 'EIO' | 'ENOSPC'
-  /** The first call (per thread) that fails; every later one fails too, until the file changes. */
+  /**
+   * The first call that fails (per thread: the writer of a segment fault has one pool thread);
+   * every later one fails too, until the file changes.
+   */
   readonly first: number
 }
 
@@ -203,7 +225,9 @@ async function runWriter (label: string, fault: Fault | undefined, when: number,
   const args = ['-f', '-qq', '-o', traceFile, '-P', logFile, '-e', 'trace=write,pwritev,pwrite64,fdatasync,fsync']
   if (inject !== undefined) args.push('-e', inject)
   args.push(process.execPath, '--import', 'tsx', WRITER, dir, 'io', String(load.callers), String(AFTER), String(maxMs), JSON.stringify(load.options))
-  const child = spawn('strace', args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  // One pool thread makes every pwritev and fdatasync on the segment file, so `when` counts them all (see the header).
+  const env = fault?.target === 'segment' ? { ...process.env, UV_THREADPOOL_SIZE: '1' } : process.env
+  const child = spawn('strace', args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
   const closed = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>
   let writerPid: number | undefined
   const timer = setTimeout(() => {
@@ -325,7 +349,7 @@ function recoveryProblems (run: Run): string[] {
 function describeRun (run: Run): string {
   const r = run.restart
   return `${run.label}: strace ${run.inject ?? '(no injection)'} -P ${run.logFile.slice(run.dir.length + 1)}; ` +
-    `${run.injected.length} call(s) failed by strace (${[...new Set(run.injected.map(l => /^\d+\s+(\w+)\(/.exec(l)?.[1] ?? '?'))].join(',') || '-'}); ${run.acks.length} acknowledged, ${run.failures.length} failed ` +
+    `${run.injected.length} call(s) failed by strace (${[...new Set(run.injected.map(l => /^\d+\s+(?:<\.\.\. )?(\w+)[( ]/.exec(l)?.[1] ?? '?'))].join(',') || '-'}); ${run.acks.length} acknowledged, ${run.failures.length} failed ` +
     `(${run.failures.length > 0 ? [...new Set(run.failures.map(f => f.code))].join(',') : '-'}), ` +
     `${run.ackedAfterRecovery} acknowledged after recovery; reads while degraded ${JSON.stringify(run.reads)}; ` +
     (r === undefined
@@ -346,7 +370,7 @@ function scenario (fault: Fault, load: Load): Promise<Run[]> {
       const out: Run[] = []
       const n = cycles('EVAQ_IO_CYCLES', 1)
       for (let i = 0; i < n; i++) {
-        const run = await runWriter(key, fault, fault.first + 13 * i, load)
+        const run = await runWriter(key, fault, fault.first + (13 * i) % LATER_CALLS, load)
         out.push(run)
         runs.push(run)
       }
