@@ -39,19 +39,35 @@ export async function dropUnsynced (store: Store, log: string, files: SegmentFil
   const index = store.sublevel(names.index)
   const removed = store.sublevel(names.removed)
   const c = store.journal.counters(log)
-  if (c.syncedBelow >= c.next) return []
+  // No frame indexed yet (tailFile 0): every segment is inline, nothing to check.
+  if (c.tailFile === 0 || c.syncedBelow >= c.next) return []
   /** Every segment from syncedBelow on that is in a segment file, and whether its frame is whole. */
   const seen: Array<{ first: number, loc: Locator, whole: boolean }> = []
-  for await (const [key, value] of segs.iterator({ gte: encodeKey(c.syncedBelow) })) {
-    if (value.byteLength !== LOCATOR_BYTES) continue
-    const first = decodeKey(key)
-    let loc: Locator
-    try {
-      loc = decodeLocator(first, value)
-    } catch {
-      continue // a damaged locator is damage, not a lost write: reads name it
+  const entries = segs.iterator({ gte: encodeKey(c.syncedBelow) })
+  try {
+    for (;;) {
+      let entry: [Buffer, Buffer] | undefined
+      try {
+        entry = await entries.next()
+      } catch {
+        // LevelDB cannot read this part of the index: the reads that meet it name the damage
+        // (reader.ts). What was checked before it still counts.
+        break
+      }
+      if (entry === undefined) break
+      const [key, value] = entry
+      if (value.byteLength !== LOCATOR_BYTES) continue
+      const first = decodeKey(key)
+      let loc: Locator
+      try {
+        loc = decodeLocator(first, value)
+      } catch {
+        continue // a damaged locator is damage, not a lost write: reads name it
+      }
+      seen.push({ first, loc, whole: await isWhole(files, loc, first) })
     }
-    seen.push({ first, loc, whole: await isWhole(files, loc, first) })
+  } finally {
+    await entries.close().catch(() => {})
   }
   if (seen.every(s => s.whole)) return []
   // A pushMany is indexed whole or not at all: the frames joined to a lost one go with it.
@@ -75,18 +91,20 @@ export async function dropUnsynced (store: Store, log: string, files: SegmentFil
   const lost: Array<{ first: number, ids: number, records: number, bytes: number }> = []
   for (const i of [...out].sort((a, b) => a - b)) {
     const { first } = seen[i]!
-    const summary = await index.get(encodeKey(first))
     let ids = 1
     let records = 0
     let bytes = 0
-    if (summary !== undefined) {
-      const s = decodeSummary(first, summary)
-      const set = await removed.get(encodeKey(first))
-      const gone = set === undefined ? undefined : decodeRemovalSet(first, s.count, set)
-      ids = s.count
-      records = s.count - (gone?.removed ?? 0)
-      bytes = s.payloadBytes - (gone?.removedBytes ?? 0)
-    }
+    try {
+      const summary = await index.get(encodeKey(first))
+      if (summary !== undefined) {
+        const s = decodeSummary(first, summary)
+        const set = await removed.get(encodeKey(first))
+        const gone = set === undefined ? undefined : decodeRemovalSet(first, s.count, set)
+        ids = s.count
+        records = s.count - (gone?.removed ?? 0)
+        bytes = s.payloadBytes - (gone?.removedBytes ?? 0)
+      }
+    } catch { /* a damaged summary or removal set: the counters stay as they are, as a quarantine does */ }
     lost.push({ first, ids, records, bytes })
   }
   if (lost.length === 0) return []
