@@ -89,13 +89,32 @@ export function writeCodec (choice: SegmentCompression): FrameCodec {
   }
 }
 
+function compress (data: Uint8Array, codec: FrameCodec): Buffer {
+  return codec === CODEC_ZSTD ? zstd!.compress(data) : zlib.deflateRawSync(data, { level: DEFLATE_LEVEL })
+}
+
+/** Whether `packed` is worth storing instead of `raw`: at least an eighth smaller. */
+function saves (raw: number, packed: number): boolean {
+  return packed <= raw - raw / 8
+}
+
+/**
+ * A body larger than this is probed first: its first PROBE_BYTES are compressed, and when they do
+ * not shrink by an eighth the body is stored raw without compressing the rest. Random or already
+ * compressed payloads then cost a probe per segment instead of a whole pass (deflate runs at
+ * tens of MB/s over random bytes: compressing them whole cut the push rate of 1 KiB records by
+ * more than half, perf/README.md).
+ */
+const PROBE_BYTES = 16 * 1024
+
 /** The bytes to store for `body` and their codec: `body` itself unless compressing saves an eighth. */
 export function packBody (body: Uint8Array, codec: FrameCodec): { body: Uint8Array, codec: FrameCodec } {
   if (codec === CODEC_NONE || body.byteLength < 64) return { body, codec: CODEC_NONE }
-  const packed = codec === CODEC_ZSTD
-    ? zstd!.compress(body)
-    : zlib.deflateRawSync(body, { level: DEFLATE_LEVEL })
-  if (LENGTH_BYTES + packed.byteLength > body.byteLength - body.byteLength / 8) return { body, codec: CODEC_NONE }
+  if (body.byteLength > 4 * PROBE_BYTES && !saves(PROBE_BYTES, compress(body.subarray(0, PROBE_BYTES), codec).byteLength)) {
+    return { body, codec: CODEC_NONE }
+  }
+  const packed = compress(body, codec)
+  if (!saves(body.byteLength, LENGTH_BYTES + packed.byteLength)) return { body, codec: CODEC_NONE }
   const out = Buffer.allocUnsafe(LENGTH_BYTES + packed.byteLength)
   out.writeUInt32BE(body.byteLength, 0)
   packed.copy(out, LENGTH_BYTES)

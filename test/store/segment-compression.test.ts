@@ -80,22 +80,26 @@ for (const [choice, codec] of CODECS) {
   test.serial(`${choice}: JSON segments are stored compressed and read back; random ones are stored as they are`, async t => {
     anyZstd(t)
     const files = await filesIn(t, choice)
-    const json = encodeSegment(events(1, 100), 0, 100, 1)
+    const json = encodeSegment(events(1, 400), 0, 400, 1) // ~130 KiB: probed, then compressed whole
     const random = encodeSegment(randoms(16), 0, 16, 2)
-    const [a, b] = await files.append([
-      { firstId: 1, end: 101, body: json, flags: SELF_COMMITTED },
-      { firstId: 101, end: 117, body: random, flags: SELF_COMMITTED },
+    // Larger than the probe's threshold: judged by its first 16 KiB (frame-codec.ts PROBE_BYTES).
+    const bigRandom = encodeSegment(randoms(200), 0, 200, 3)
+    const [a, b, c] = await files.append([
+      { firstId: 1, end: 401, body: json, flags: SELF_COMMITTED },
+      { firstId: 401, end: 417, body: random, flags: SELF_COMMITTED },
+      { firstId: 417, end: 617, body: bigRandom, flags: SELF_COMMITTED },
     ])
     const jsonFrame = await storedFrame(files, a!)
     t.is(jsonFrame.codec, codec)
     t.true(jsonFrame.length < json.byteLength / 2, `${jsonFrame.length} of ${json.byteLength} bytes`)
     t.is(a!.length, jsonFrame.length, 'the locator holds the stored length')
     t.deepEqual(await storedFrame(files, b!), { codec: CODEC_NONE, length: random.byteLength }, 'random bytes: stored raw')
+    t.deepEqual(await storedFrame(files, c!), { codec: CODEC_NONE, length: bigRandom.byteLength })
     t.deepEqual(await files.read(a!, 1), json)
-    t.deepEqual(await files.readRun([{ loc: a!, firstId: 1 }, { loc: b!, firstId: 101 }]), [json, random])
+    t.deepEqual(await files.readRun([{ loc: a!, firstId: 1 }, { loc: b!, firstId: 401 }, { loc: c!, firstId: 417 }]), [json, random, bigRandom])
     const scanned = []
     for await (const f of files.scan({ file: a!.file, offset: 0 })) scanned.push([f.firstId, f.body])
-    t.deepEqual(scanned, [[1, json], [101, random]], 'recovery scans decoded segments')
+    t.deepEqual(scanned, [[1, json], [401, random], [417, bigRandom]], 'recovery scans decoded segments')
   })
 }
 
