@@ -10,6 +10,7 @@
  *
  *   npx tsx perf/compress.ts
  *   npx tsx perf/compress.ts --seconds 5 --sizes 16384 --codecs none,zstd --kinds json
+ *   npx tsx perf/compress.ts --rounds 3     (the codecs interleaved, 3 times; then each one's median msg/s)
  *   /path/to/node24 --import tsx perf/compress.ts      (zstd: Node >= 22.15 / 23.8)
  */
 import { randomBytes } from 'node:crypto'
@@ -30,6 +31,7 @@ const { values } = parseArgs({
     sizes: { type: 'string', default: '1024,16384' },
     kinds: { type: 'string', default: 'json,random' },
     codecs: { type: 'string', default: zstdAvailable() ? 'none,deflate,zstd' : 'none,deflate' },
+    rounds: { type: 'string', default: '1' },
   },
   strict: true,
 })
@@ -39,6 +41,7 @@ const callers = Number(values.callers)
 const sizes = values.sizes.split(',').map(Number)
 const kinds = values.kinds.split(',') as Array<'json' | 'random'>
 const codecs = values.codecs.split(',') as SegmentCompression[]
+const rounds = Number(values.rounds)
 const DISTINCT = 1024
 
 const WORDS = ['order', 'payment', 'processed', 'accepted', 'retry', 'cache', 'miss', 'hit', 'user', 'cart', 'shipping', 'timeout',
@@ -121,38 +124,48 @@ const load = (): string => os.loadavg().map(l => l.toFixed(2)).join(' ')
 
 console.log(`node ${process.version}, ${os.cpus().length} cores, ${callers} callers, ${seconds} s per run, durability 'sync', load ${load()}`)
 console.log('codec    kind    size     msg/s  seg-B/rec  ratio   cpu-s  cpu-µs/rec  main-cpu-s  load (1 5 15 min)')
+const rates = new Map<string, number[]>()
 for (const size of sizes) {
   for (const kind of kinds) {
     const data = payloads(kind, size)
-    for (const codec of codecs) {
-      const dir = await mkdtemp(path.join(os.tmpdir(), 'evaq-compress-'))
-      try {
-        const q = await Evaq.open(dir, { durability: 'sync', segmentCompression: codec, minFreeDiskBytes: 0 })
-        let r: Result
-        let bytes: number
+    for (let round = 0; round < rounds; round++) {
+      for (const codec of codecs) {
+        const dir = await mkdtemp(path.join(os.tmpdir(), 'evaq-compress-'))
         try {
-          await run(q, data, warmup * 1000)
-          const before = await segmentBytes(dir)
-          r = await run(q, data, seconds * 1000)
-          bytes = (await segmentBytes(dir)) - before
+          const q = await Evaq.open(dir, { durability: 'sync', segmentCompression: codec, minFreeDiskBytes: 0 })
+          let r: Result
+          let bytes: number
+          try {
+            await run(q, data, warmup * 1000)
+            const before = await segmentBytes(dir)
+            r = await run(q, data, seconds * 1000)
+            bytes = (await segmentBytes(dir)) - before
+          } finally {
+            await q.close()
+          }
+          const key = `${codec.padEnd(8)} ${kind.padEnd(7)} ${String(size).padStart(5)}`
+          rates.set(key, [...rates.get(key) ?? [], r.pushed / r.wallS])
+          console.log([
+            codec.padEnd(8), kind.padEnd(7), String(size).padStart(5),
+            Math.round(r.pushed / r.wallS).toString().padStart(9),
+            Math.round(bytes / r.pushed).toString().padStart(10),
+            (r.pushed * size / bytes).toFixed(2).padStart(6),
+            r.cpuS.toFixed(2).padStart(7),
+            (r.cpuS * 1e6 / r.pushed).toFixed(1).padStart(11),
+            r.mainS.toFixed(2).padStart(11),
+            ` ${load()}`,
+          ].join(' '))
         } finally {
-          await q.close()
+          await rm(dir, { recursive: true, force: true })
         }
-        console.log([
-          codec.padEnd(8), kind.padEnd(7), String(size).padStart(5),
-          Math.round(r.pushed / r.wallS).toString().padStart(9),
-          Math.round(bytes / r.pushed).toString().padStart(10),
-          (r.pushed * size / bytes).toFixed(2).padStart(6),
-          r.cpuS.toFixed(2).padStart(7),
-          (r.cpuS * 1e6 / r.pushed).toFixed(1).padStart(11),
-          r.mainS.toFixed(2).padStart(11),
-          ` ${load()}`,
-        ].join(' '))
-      } finally {
-        await rm(dir, { recursive: true, force: true })
       }
     }
   }
+}
+
+if (rounds > 1) {
+  console.log(`\nmedian msg/s of ${rounds} interleaved rounds`)
+  for (const [key, list] of rates) console.log(`${key} ${Math.round([...list].sort((a, b) => a - b)[Math.floor(list.length / 2)]!).toString().padStart(9)}`)
 }
 
 // One 256-record segment of JSON, compressed synchronously (blocking the main thread) and through
