@@ -10,6 +10,7 @@ export type { FullEvent } from './log/budget.js'
 export { EvaqError, ERROR_CODES, isEvaqError, type EvaqErrorCode } from './errors.js'
 export {
   DEFAULTS, EVAQ_DEFAULTS, type EvaqOptions, type Durability, type Clock, type FullPolicy, type Retention, type RetentionOptions, type LogName,
+  type SegmentCompression,
 } from './options.js'
 export {
   RetryDaemon, type RetryHandler, type RetryContext, type RetryDaemonEvents, type RetryDaemonStats, type RetriedEvent,

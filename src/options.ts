@@ -1,6 +1,9 @@
 import { EvaqError, invalid } from './errors.js'
 import { integer, isPlainObject, optionsObject, rejectUnknown } from './validate.js'
 import { LOG_NAMES } from './schema.js'
+import { SEGMENT_COMPRESSIONS, writeCodec, type SegmentCompression } from './store/frame-codec.js'
+
+export type { SegmentCompression } from './store/frame-codec.js'
 
 /**
  * When a write is acknowledged.
@@ -49,6 +52,15 @@ export interface EvaqOptions {
    * a commit overwrites space the file system already allocated. @defaultValue 64 MiB
    */
   segmentFileBytes?: number
+  /**
+   * Compression of each segment written to the WAL's segment files (independent of `compression`,
+   * which is LevelDB's): `'zstd'` (Node >= 22.15 / 23.8; on an older Node `EVAQ_INVALID_ARGUMENT`
+   * at open), `'deflate'` (a fast zlib level), `'auto'` (zstd where the running Node has it, else
+   * deflate) or `'none'`. A segment that would not shrink by at least an eighth (random or already
+   * compressed payloads) is stored as it is. Segments are read back whatever this is set to now,
+   * except zstd ones on a Node without zstd (`EVAQ_UNSUPPORTED_FORMAT`). @defaultValue `'none'`
+   */
+  segmentCompression?: SegmentCompression
   /**
    * When a subscriber's acknowledgement is durable: `'sync'` resolves `ack()` after an fsync
    * (nothing acknowledged is delivered again after a crash); `{ intervalMs }` writes progress at
@@ -124,6 +136,7 @@ export interface ResolvedOptions {
   readonly compression: boolean
   readonly segmentCacheBytes: number
   readonly segmentFileBytes: number
+  readonly segmentCompression: SegmentCompression
   readonly ackDurability: 'sync' | { readonly intervalMs: number }
   readonly subscriberTtlMs: number | undefined
   readonly maxDiskBytes: number | undefined
@@ -150,6 +163,7 @@ export const EVAQ_DEFAULTS: ResolvedOptions = Object.freeze({
   compression: true,
   segmentCacheBytes: 32 * MiB, // 32 MiB
   segmentFileBytes: 64 * MiB, // 64 MiB
+  segmentCompression: 'none',
   ackDurability: 'sync',
   subscriberTtlMs: undefined,
   maxDiskBytes: undefined,
@@ -188,6 +202,10 @@ export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptio
   const compression = pick('compression')
   if (typeof compression !== 'boolean') throw invalid('compression', 'a boolean', compression)
   o.compression = compression
+  const segmentCompression = pick('segmentCompression')
+  if (!SEGMENT_COMPRESSIONS.includes(segmentCompression)) throw invalid('segmentCompression', "'none', 'auto', 'zstd' or 'deflate'", segmentCompression)
+  writeCodec(segmentCompression) // 'zstd' on a Node without it: refused before anything is opened.
+  o.segmentCompression = segmentCompression
   const ack = pick('ackDurability')
   const ackDurability = checkDurability(ack, 'ackDurability')
   if (ackDurability === 'none') throw invalid('ackDurability', "'sync' or { intervalMs }", ack)

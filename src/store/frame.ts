@@ -1,5 +1,6 @@
 import { crc32 } from 'node:zlib'
 import { EvaqError } from '../errors.js'
+import { CODEC_NONE, unpackBody, type FrameCodec } from './frame-codec.js'
 
 /**
  * Storage format 2 keeps payload bytes out of LevelDB: each flush's segments are appended to a
@@ -10,7 +11,8 @@ import { EvaqError } from '../errors.js'
  *   4  u8   frame version (2)
  *   5  u8   flags: bit 0 SELF_COMMITTED (the frame's own fdatasync is its commit point; see below),
  *           bit 1 JOINS_NEXT and bit 2 JOINS_PREVIOUS (one pushMany spread over several frames)
- *   6  u16  reserved (0)
+ *   6  u8   codec of the body: 0 none, 1 deflate, 2 zstd (frame-codec.ts)
+ *   7  u8   reserved (0)
  *   8  u32  the number of the file the frame was written to
  *  12  u32  body length
  *  16  u64  first ID of the segment (two u32 halves: IDs are below 2^53)
@@ -18,6 +20,11 @@ import { EvaqError } from '../errors.js'
  *  28  u32  CRC32 of bytes 0..28
  *
  * All integers big-endian. Frames start at 8-byte boundaries.
+ *
+ * The codec byte was reserved (0) before segment compression: every frame written before it
+ * reads as codec none, unchanged, so the frame version stays 2. The body length and the body CRC
+ * are those of the stored (possibly compressed) bytes; a compressed body states its decoded
+ * length (frame-codec.ts), and frameBody() returns the decoded segment.
  *
  * Files are written ahead and reused, so a file holds bytes of earlier frames past its last
  * frame. The file number in every header tells them apart: a recycled file gets a new number,
@@ -48,6 +55,8 @@ export interface FrameHeader {
   readonly bodyLength: number
   readonly firstId: number
   readonly bodyCrc: number
+  /** The codec of the stored body (frame-codec.ts); 0 (none) in every frame written before it existed. */
+  readonly codec: number
 }
 
 /** Bytes a frame with a body of `bodyLength` takes in its file, padding included. */
@@ -57,12 +66,13 @@ export function frameSpan (bodyLength: number): number {
 }
 
 /** The header of a frame holding `body`. */
-export function encodeFrameHeader (file: number, firstId: number, body: Uint8Array, flags: number): Buffer {
+export function encodeFrameHeader (file: number, firstId: number, body: Uint8Array, flags: number, codec: FrameCodec = CODEC_NONE): Buffer {
   const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES)
   h.writeUInt32BE(FRAME_MAGIC, 0)
   h.writeUInt8(FRAME_VERSION, 4)
   h.writeUInt8(flags, 5)
-  h.writeUInt16BE(0, 6)
+  h.writeUInt8(codec, 6)
+  h.writeUInt8(0, 7)
   h.writeUInt32BE(file, 8)
   h.writeUInt32BE(body.byteLength, 12)
   h.writeUInt32BE(Math.floor(firstId / 0x1_0000_0000), 16)
@@ -88,6 +98,7 @@ export function decodeFrameHeader (buf: Uint8Array, at: number, file: number): F
     bodyLength: h.readUInt32BE(12),
     firstId: h.readUInt32BE(16) * 0x1_0000_0000 + h.readUInt32BE(20),
     bodyCrc: h.readUInt32BE(24),
+    codec: h.readUInt8(6),
   }
 }
 
@@ -127,8 +138,10 @@ export function decodeLocator (firstId: number, value: Uint8Array): Locator {
 }
 
 /**
- * The body of the frame at `buf[at..]`, checked against `loc` and `firstId`: EVAQ_CORRUPTION
- * naming the segment when the header or the body does not match what LevelDB says is there.
+ * The segment in the frame at `buf[at..]`, checked against `loc` and `firstId` and decoded:
+ * EVAQ_CORRUPTION naming the segment when the header or the body does not match what LevelDB
+ * says is there (the CRC is checked before decompressing), EVAQ_UNSUPPORTED_FORMAT when the body
+ * is intact but compressed with a codec this Node cannot decode (frame-codec.ts).
  */
 export function frameBody (buf: Uint8Array, at: number, loc: Locator, firstId: number): Buffer {
   const bad = (why: string): EvaqError =>
@@ -140,5 +153,5 @@ export function frameBody (buf: Uint8Array, at: number, loc: Locator, firstId: n
   if (start + h.bodyLength > buf.byteLength) throw bad('the file ends inside the frame')
   const body = Buffer.from(buf.buffer, buf.byteOffset + start, h.bodyLength)
   if (crc32(body) !== h.bodyCrc) throw bad('body checksum mismatch')
-  return body
+  return unpackBody(body, h.codec, { firstId, describe: `Segment ${firstId} in segment file ${loc.file} at offset ${loc.offset}` })
 }

@@ -146,6 +146,14 @@ async function resolveValue (log: string, first: number, value: Buffer, files: S
 }
 
 /**
+ * A segment this Node cannot decode (a zstd frame on a Node without zstd): intact, so neither
+ * damage nor an unreadable database; check and repair stop with it instead of taking it out.
+ */
+function unsupported (err: unknown): boolean {
+  return err instanceof EvaqError && err.code === 'EVAQ_UNSUPPORTED_FORMAT'
+}
+
+/**
  * Every segment of `log` with its summary and removal set, in ID order. `files`: the segment
  * files of the directory (openFilesReadOnly), through which locators are resolved.
  */
@@ -181,6 +189,7 @@ export async function walk (db: Db, log: string, visit: Visitor, files?: Readonl
     try {
       for await (const [key, value] of segs.iterator({ highWaterMarkBytes: 1 << 20 } as object)) await one(decodeKey(key), value)
     } catch (err) {
+      if (unsupported(err)) throw err
       visit.unreadable(err)
       // An iterator stops at a block it cannot read: the segments the summaries name beyond it
       // are looked up one by one (a point read touches only its own block), so that only the
@@ -192,6 +201,7 @@ export async function walk (db: Db, log: string, visit: Visitor, files?: Readonl
       }
     }
   } catch (err) {
+    if (unsupported(err)) throw err
     visit.unreadable(err)
   }
   for (const [first, summary] of summaries) visit.orphanSummary(first, summary ?? undefined)

@@ -381,6 +381,7 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
       fileBytes: segmentFileBytes(options),
       preallocate: false,
       spares: 2,
+      compression: options.segmentCompression,
     })
     for (const [log, set] of opened.files) files.set(log, set)
     ;(store as { fileRecovery: FileRecovery }).fileRecovery = opened.recovery

@@ -7,6 +7,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { SEGMENTS_DIR } from '../../src/schema.js'
+import type { FrameCodec } from '../../src/store/frame-codec.js'
 import { decodeFrameHeader, encodeFrameHeader, frameSpan, FRAME_HEADER_BYTES, type FrameHeader } from '../../src/store/frame.js'
 
 /** The directory of `log`'s segment files in the queue directory `dir`. */
@@ -80,6 +81,6 @@ export async function resealFrame (path: string, number: number, offset: number)
   const length = buf.readUInt32BE(offset + 12)
   const firstId = buf.readUInt32BE(offset + 16) * 0x1_0000_0000 + buf.readUInt32BE(offset + 20)
   const body = buf.subarray(offset + FRAME_HEADER_BYTES, offset + FRAME_HEADER_BYTES + length)
-  encodeFrameHeader(number, firstId, body, flags).copy(buf, offset)
+  encodeFrameHeader(number, firstId, body, flags, buf.readUInt8(offset + 6) as FrameCodec).copy(buf, offset)
   await writeFile(path, buf)
 }
