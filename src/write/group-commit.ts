@@ -9,6 +9,12 @@ import { HEADER_BYTES, INDEX_ENTRY_BYTES, SegmentBuilder } from '../store/codec.
  * load by themselves (group commit).
  */
 
+/**
+ * A burst is split (see GroupCommit.splits) only into parts of at least this many payload bytes:
+ * below it the writer is bound by its CPU per flush, not by the disk, and more flushes cost more.
+ */
+const SPLIT_MIN_BYTES = 64 * 1024
+
 export interface PendingSegment {
   readonly builder: SegmentBuilder
   /** Per-record extras (the DLQ's error), by ID. */
@@ -18,6 +24,8 @@ export interface PendingSegment {
   /** A pushMany continues into the next segment: both must be written in one batch. */
   joinNext: boolean
   sealed: boolean
+  /** Closed early to split a burst (GroupCommit.splits): flushed apart from what follows it. */
+  split?: boolean
   /**
    * What commits this segment instead of the log's own write (a move: the removal from the source
    * log, staged into the same batch). Such a segment holds one push (one record, or the page of a
@@ -70,6 +78,8 @@ export class GroupCommit {
   /** Moving averages of the payload bytes and record counts of flushed segments. */
   private recentSegmentBytes = 0
   private recentSegmentCount = 0
+  /** The payload bytes the last pump found queued while no flush was in flight (a burst). */
+  private lastBurst = 0
   /** Bytes buffered or in flight: what `maxBufferedBytes` bounds. */
   private heldBytes = 0
   private readonly inflight = new Set<readonly PendingSegment[]>()
@@ -163,10 +173,25 @@ export class GroupCommit {
     const last = segment!
     if (carrier !== undefined) last.sealed = true
     if (last.builder.count >= this.options.maxBatchCount || last.builder.payloadBytes >= this.options.maxBatchBytes) last.sealed = true
+    else if (carrier === undefined && this.splits(last)) last.sealed = last.split = true
     return new Promise<number>((resolve, reject) => {
       last.waiters.push({ firstId, resolve, reject })
       this.schedule()
     })
+  }
+
+  /**
+   * Whether to close `segment` early so that the pushes of one burst go out as several flushes in
+   * flight at once. Callers in a closed loop (each pushes again once its push resolved) all wake
+   * up when a flush completes and push in the same turn: without a split, that burst is one flush,
+   * the other workers stay idle, and the writer alternates between building and waiting for the
+   * disk. Split into up to `flushWorkers` parts, the second part is written while the first one's
+   * fdatasync runs, and its callers come back at other times, which keeps the flushes overlapping.
+   */
+  private splits (segment: PendingSegment): boolean {
+    const workers = this.options.flushWorkers
+    if (workers < 2 || this.inflight.size > 0 || this.queue.length >= workers) return false
+    return segment.builder.payloadBytes >= Math.max(SPLIT_MIN_BYTES, this.lastBurst / workers)
   }
 
   private fits (builder: SegmentBuilder, bytes: number): boolean {
@@ -230,6 +255,11 @@ export class GroupCommit {
   }
 
   private pump (): void {
+    if (this.inflight.size === 0 && this.queue.length > 0) {
+      let bytes = 0
+      for (const s of this.queue) bytes += s.builder.payloadBytes
+      this.lastBurst = bytes
+    }
     while (this.queue.length > 0 && this.inflight.size < this.options.flushWorkers) {
       if (this.options.lingerMs > 0 && !this.lingerDone && this.queue.length === 1 && !this.queue[0]!.sealed) {
         this.lingerTimer ??= setTimeout(() => { this.lingerTimer = undefined; this.lingerDone = true; this.pump() }, this.options.lingerMs)
@@ -246,7 +276,8 @@ export class GroupCommit {
     let n = 0
     let bytes = 0
     while (n < this.queue.length) {
-      if (n > 0 && bytes >= this.options.maxBatchBytes) break
+      // A split part goes out alone while another worker is idle to take what follows it.
+      if (n > 0 && (bytes >= this.options.maxBatchBytes || (this.queue[n - 1]!.split === true && this.inflight.size + 1 < this.options.flushWorkers))) break
       // A carried segment is committed by its carrier, alone.
       if (this.queue[n]!.carrier !== undefined) {
         if (n === 0) { this.queue[0]!.sealed = true; bytes += this.queue[0]!.builder.payloadBytes; n = 1 }
