@@ -77,7 +77,7 @@ export async function runMatrixRound (
         const cpuList = state.cpu.get(key) ?? []
         cpuList.push(share as CpuShare & { before: QuietWait })
         state.cpu.set(key, cpuList)
-        if (system.id === 'evaq' && sample.segmentRecords !== undefined) group = Math.max(1, Math.round(sample.segmentRecords))
+        if (system.id === 'evaq' && sample.segmentRecords !== undefined) group = Math.max(1, workload.concurrent ?? 1, Math.round(sample.segmentRecords))
         console.log(`round ${round + 1}/${config.rounds}  ${key.padEnd(30)} ${formatSample(sample, size)} ${formatCpuShort(share)}`)
       }
     }

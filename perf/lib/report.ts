@@ -179,7 +179,8 @@ export async function writeReport (info: RunInfo, r: Results): Promise<void> {
         'messages per second, higher is better for evaq; for `seq` the cells compare p50 latencies of one call (evaq / baseline: ' +
         'lower is better for evaq). The disk limit overwrites space written and synced before the measurement; the plain file append ' +
         'grows its file. The grouped baselines (disk limit, plain file append, classic-level batch, LevelDB ceiling, better-sqlite3 in ' +
-        '`push-256` and `push-256-none`) write evaq\'s mean segment size of the same round as one synced group; lmdb-js batches ' +
+        '`push-256` and `push-256-none`) write evaq\'s mean segment size of the same round as one synced group, and at least the ' +
+        '256 records the callers have in flight (evaq splits them into two flushes to keep two in flight); lmdb-js batches ' +
         'the puts of one event turn into one transaction by itself.',
       ''
     )

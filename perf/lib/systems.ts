@@ -288,6 +288,12 @@ export interface WorkloadSpec {
   readonly baselineSizes: readonly number[]
   /** evaq first, then the baselines. */
   readonly systems: readonly SystemSpec[]
+  /**
+   * The records the workload's callers have in flight at once (256 concurrent callers: 256).
+   * The grouped baselines write groups of at least this many, even when evaq splits them into
+   * smaller flushes to keep two in flight (a hand-written queue would batch all of them).
+   */
+  readonly concurrent?: number
 }
 
 const ALL_SIZES = [100, 1024, 16384] as const
@@ -295,6 +301,7 @@ const ALL_SIZES = [100, 1024, 16384] as const
 export const WORKLOADS: readonly WorkloadSpec[] = [
   {
     id: 'push-256',
+    concurrent: CALLERS,
     title: `durable push, ${CALLERS} concurrent callers`,
     metric: 'msgsPerSec',
     durability: 'durable',
@@ -394,6 +401,7 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
   },
   {
     id: 'push-256-none',
+    concurrent: CALLERS,
     title: `non-durable push, ${CALLERS} concurrent callers`,
     metric: 'msgsPerSec',
     durability: 'non-durable',
