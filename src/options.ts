@@ -1,9 +1,10 @@
 import { EvaqError, invalid } from './errors.js'
 import { integer, isPlainObject, optionsObject, rejectUnknown } from './validate.js'
 import { LOG_NAMES } from './schema.js'
-import { SEGMENT_COMPRESSIONS, writeCodec, type SegmentCompression } from './store/frame-codec.js'
 
-export type { SegmentCompression } from './store/frame-codec.js'
+/** What the `segmentCompression` option asks for (store/frame-codec.ts). */
+export type SegmentCompression = 'none' | 'auto' | 'zstd' | 'deflate'
+const SEGMENT_COMPRESSIONS: readonly SegmentCompression[] = ['none', 'auto', 'zstd', 'deflate']
 
 /**
  * When a write is acknowledged.
@@ -204,7 +205,6 @@ export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptio
   o.compression = compression
   const segmentCompression = pick('segmentCompression')
   if (!SEGMENT_COMPRESSIONS.includes(segmentCompression)) throw invalid('segmentCompression', "'none', 'auto', 'zstd' or 'deflate'", segmentCompression)
-  writeCodec(segmentCompression) // 'zstd' on a Node without it: refused before anything is opened.
   o.segmentCompression = segmentCompression
   const ack = pick('ackDurability')
   const ackDurability = checkDurability(ack, 'ackDurability')

@@ -1,5 +1,6 @@
 import zlib from 'node:zlib'
 import { EvaqError } from '../errors.js'
+import type { SegmentCompression } from '../options.js'
 
 /**
  * Compression of segment-file frame bodies (storage format 2, the `segmentCompression` option).
@@ -16,9 +17,7 @@ import { EvaqError } from '../errors.js'
  * none): incompressible payloads cost one attempt, never a larger file or a slower read.
  */
 
-/** What the `segmentCompression` option asks for. */
-export type SegmentCompression = 'none' | 'auto' | 'zstd' | 'deflate'
-export const SEGMENT_COMPRESSIONS: readonly SegmentCompression[] = ['none', 'auto', 'zstd', 'deflate']
+export type { SegmentCompression }
 
 /** The codec byte of a frame header. 0 is what every frame written before compression holds. */
 export const CODEC_NONE = 0

@@ -1,12 +1,13 @@
-import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
+import { readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EvaqError } from '../errors.js'
 import { crashPoint } from '../crash-points.js'
 import { fsyncPath } from './durable-file.js'
 import { createFile, makeDurableDir, reuseFile } from './segment-file-prep.js'
 import {
-  decodeFrameHeader, encodeFrameHeader, frameBody, frameSpan, FRAME_HEADER_BYTES, type Locator,
+  encodeFrameHeader, frameSpan, FRAME_HEADER_BYTES, type Locator,
 } from './frame.js'
+import { FrameReader, type ScannedFrame } from './frame-reader.js'
 import { packBody, writeCodec, type FrameCodec, type SegmentCompression } from './frame-codec.js'
 
 /**
@@ -67,14 +68,6 @@ export interface FrameInput {
   readonly flags: number
 }
 
-/** A whole frame met by scan(). */
-export interface ScannedFrame {
-  readonly loc: Locator
-  readonly firstId: number
-  readonly flags: number
-  readonly body: Buffer
-}
-
 interface OpenFile {
   readonly number: number
   readonly handle: FileHandle
@@ -86,8 +79,6 @@ interface OpenFile {
 const FILE_NAME = /^(\d{10})\.seg$/
 const SPARE_NAME = /^spare-(\d{10})\.seg$/
 const PADDING = Buffer.alloc(8)
-/** scan() and readRun() read files in pieces of this size (sequential read-ahead). */
-export const READ_CHUNK_BYTES = 1024 * 1024
 
 export function segmentFileName (n: number): string {
   return `${String(n).padStart(10, '0')}.seg`
@@ -102,8 +93,8 @@ export class SegmentFiles {
   private next: Promise<OpenFile> | undefined
   /** The size of the last file prepared (files grow from FIRST_FILE_BYTES to fileBytes). */
   private lastCapacity = 0
-  /** Handles for reads, by file number. */
-  private readonly readers = new Map<number, Promise<FileHandle>>()
+  /** Reads, through a handle per file. */
+  private readonly frames: FrameReader
   /** The last placement: the next one starts after it. */
   private placed: Promise<unknown> = Promise.resolve()
   /** The last append: the next one resolves after it. */
@@ -127,6 +118,7 @@ export class SegmentFiles {
 
   private constructor (readonly dir: string, readonly options: SegmentFilesOptions, numbers: number[], spares: string[], dirReady: boolean) {
     this.dirReady = dirReady
+    this.frames = new FrameReader(dir, n => this.path(n), () => this.current)
     this.codec = writeCodec(options.compression ?? 'none')
     this.numbers = numbers
     this.spareNames = spares
@@ -407,132 +399,39 @@ export class SegmentFiles {
 
   /** A file no longer written: its handle serves reads. */
   private retire (file: OpenFile): void {
-    if (!this.readers.has(file.number)) this.readers.set(file.number, Promise.resolve(file.handle))
+    this.frames.adopt(file.number, file.handle)
   }
 
-  // ---- reads ------------------------------------------------------------------------------------
-
-  private reader (n: number): Promise<FileHandle> {
-    if (this.current?.number === n) return Promise.resolve(this.current.handle)
-    let h = this.readers.get(n)
-    if (h === undefined) {
-      h = open(this.path(n), 'r')
-      this.readers.set(n, h)
-      h.catch(() => this.readers.delete(n))
-    }
-    return h
-  }
+  // ---- reads (frame-reader.ts) -------------------------------------------------------------------
 
   /** The flags of the frame at `loc` (one read() found intact); 0 when its header no longer is. */
-  async flagsAt (loc: Locator, firstId: number): Promise<number> {
-    const buf = await this.readBytes(loc.file, loc.offset, FRAME_HEADER_BYTES, firstId)
-    return decodeFrameHeader(buf, 0, loc.file)?.flags ?? 0
+  flagsAt (loc: Locator, firstId: number): Promise<number> {
+    return this.frames.flagsAt(loc, firstId)
   }
 
   /** The body of segment `firstId` at `loc`, checked (EVAQ_CORRUPTION when damaged or missing). */
-  async read (loc: Locator, firstId: number): Promise<Buffer> {
-    const [body] = await this.readRun([{ loc, firstId }])
-    return body!
+  read (loc: Locator, firstId: number): Promise<Buffer> {
+    return this.frames.read(loc, firstId)
   }
 
-  /**
-   * The bodies of segments that follow each other in their files, read with as few reads as
-   * possible (one per READ_CHUNK_BYTES of adjacent frames): a subscriber far behind reads its
-   * files sequentially. Each body is checked like read().
-   */
-  async readRun (segments: ReadonlyArray<{ loc: Locator, firstId: number }>): Promise<Buffer[]> {
-    const out: Buffer[] = []
-    let i = 0
-    while (i < segments.length) {
-      const first = segments[i]!.loc
-      let end = first.offset + frameSpan(first.length)
-      let j = i + 1
-      while (j < segments.length) {
-        const loc = segments[j]!.loc
-        if (loc.file !== first.file || loc.offset !== end || end - first.offset >= READ_CHUNK_BYTES) break
-        end += frameSpan(loc.length)
-        j++
-      }
-      const buf = await this.readBytes(first.file, first.offset, end - first.offset, segments[i]!.firstId)
-      for (let k = i; k < j; k++) {
-        const { loc, firstId } = segments[k]!
-        out.push(frameBody(buf, loc.offset - first.offset, loc, firstId))
-      }
-      i = j
-    }
-    return out
+  /** The bodies of segments that follow each other in their files, checked (FrameReader.readRun). */
+  readRun (segments: ReadonlyArray<{ loc: Locator, firstId: number }>): Promise<Buffer[]> {
+    return this.frames.readRun(segments)
   }
 
-  private async readBytes (file: number, offset: number, length: number, firstId: number): Promise<Buffer> {
-    let handle: FileHandle
-    try {
-      handle = await this.reader(file)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new EvaqError('EVAQ_CORRUPTION', `Segment file ${file} of segment ${firstId} is missing from ${this.dir}`, { ids: [firstId], cause: err })
-      }
-      throw new EvaqError('EVAQ_IO', `Opening segment file ${file} failed`, { cause: err })
-    }
-    const buf = Buffer.allocUnsafe(length)
-    let got = 0
-    try {
-      while (got < length) {
-        const { bytesRead } = await handle.read(buf, got, length - got, offset + got)
-        if (bytesRead === 0) break
-        got += bytesRead
-      }
-    } catch (err) {
-      throw new EvaqError('EVAQ_IO', `Reading segment file ${file} failed`, { cause: err })
-    }
-    return got === length ? buf : buf.subarray(0, got)
+  /** The whole frames from `from` on, in order, through the files after it (FrameReader.scan). */
+  scan (from: { file: number, offset: number }): AsyncGenerator<ScannedFrame> {
+    return this.frames.scan(this.numbers.filter(x => x >= from.file), from)
   }
 
-  /**
-   * The whole frames from `from` on, in order, through the files after it: in each file up to the
-   * first frame that is not whole and current (zeros, an older file's frame, a torn write), then
-   * from the start of the next file. Recovery indexes what LevelDB lost from here (see open).
-   */
-  async * scan (from: { file: number, offset: number }): AsyncGenerator<ScannedFrame> {
-    for (const n of this.numbers.filter(x => x >= from.file)) {
-      let handle: FileHandle
-      try {
-        handle = await this.reader(n)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue
-        throw new EvaqError('EVAQ_IO', `Opening segment file ${n} failed`, { cause: err })
-      }
-      // In the file being written, up to the frames placed so far.
-      const size = this.current?.number === n ? this.current.pos : (await handle.stat()).size
-      let pos = n === from.file ? from.offset : 0
-      let buf: Buffer = Buffer.alloc(0)
-      let bufAt = pos
-      const ensure = async (at: number, length: number): Promise<boolean> => {
-        if (at + length > size) return false
-        if (at >= bufAt && at + length <= bufAt + buf.byteLength) return true
-        const want = Math.min(size - at, Math.max(length, READ_CHUNK_BYTES))
-        buf = await this.readBytes(n, at, want, -1)
-        bufAt = at
-        return buf.byteLength >= length
-      }
-      for (;;) {
-        if (!await ensure(pos, FRAME_HEADER_BYTES)) break
-        const h = decodeFrameHeader(buf, pos - bufAt, n)
-        if (h === undefined) break
-        const span = frameSpan(h.bodyLength)
-        if (!await ensure(pos, FRAME_HEADER_BYTES + h.bodyLength)) break
-        const loc = { file: n, offset: pos, length: h.bodyLength }
-        let body: Buffer
-        try {
-          body = Buffer.from(frameBody(buf, pos - bufAt, loc, h.firstId))
-        } catch (err) {
-          // Intact, in a codec this Node cannot decode: the scan cannot go on without losing it.
-          if (err instanceof EvaqError && err.code === 'EVAQ_UNSUPPORTED_FORMAT') throw err
-          break
-        }
-        yield { loc, firstId: h.firstId, flags: h.flags, body }
-        pos += span
-      }
-    }
+  /** What file `n` starts with (FrameReader.classify). */
+  classify (n: number): Promise<'empty' | 'frames' | 'damaged'> {
+    return this.frames.classify(n)
+  }
+
+  /** The first ID of file `n`'s first frame, from its header alone, if that is intact. */
+  firstId (n: number): Promise<number | undefined> {
+    return this.frames.firstId(n)
   }
 
   /**
@@ -542,25 +441,6 @@ export class SegmentFiles {
    */
   placedEnd (n: number): number {
     return this.placedEnds.get(n) ?? 0
-  }
-
-  /**
-   * What file `n` starts with: 'empty' (zeros, or a frame of an earlier file it was reused from:
-   * a file prepared but never written), 'frames' (a whole frame of its own), or 'damaged'.
-   */
-  async classify (n: number): Promise<'empty' | 'frames' | 'damaged'> {
-    const head = await this.readBytes(n, 0, FRAME_HEADER_BYTES, -1)
-    if (head.byteLength < FRAME_HEADER_BYTES || head.every(b => b === 0)) return 'empty'
-    if (decodeFrameHeader(head, 0, n) !== undefined) return 'frames'
-    // A whole header naming another file: the file was reused and not written since.
-    const named = head.readUInt32BE(8)
-    return named !== n && decodeFrameHeader(head, 0, named) !== undefined ? 'empty' : 'damaged'
-  }
-
-  /** The first ID of file `n`'s first frame, from its header alone (one small read), if that is intact. */
-  async firstId (n: number): Promise<number | undefined> {
-    const head = await this.readBytes(n, 0, FRAME_HEADER_BYTES, -1)
-    return decodeFrameHeader(head, 0, n)?.firstId
   }
 
   // ---- release ----------------------------------------------------------------------------------
@@ -597,10 +477,11 @@ export class SegmentFiles {
     if (at < 0) return
     this.numbers.splice(at, 1)
     this.placedEnds.delete(n)
-    const h = this.readers.get(n)
-    if (h !== undefined) this.unsynced.delete(await h)
-    this.readers.delete(n)
-    await h?.then(x => x.close()).catch(() => {})
+    const h = await this.frames.take(n)?.catch(() => undefined)
+    if (h !== undefined) {
+      this.unsynced.delete(h)
+      await h.close().catch(() => {})
+    }
     crashPoint('segment-file:release')
     if (this.spareNames.length < this.options.spares) {
       const name = `spare-${segmentFileName(n)}`
@@ -620,9 +501,7 @@ export class SegmentFiles {
     await this.durable.catch(() => {})
     const next = await this.next?.catch(() => undefined)
     this.next = undefined
-    const handles = [...this.readers.values()]
-    this.readers.clear()
-    for (const h of handles) await h.then(x => x.close()).catch(() => {})
+    await this.frames.close()
     await this.current?.handle.close().catch(() => {})
     this.current = undefined
     await next?.handle.close().catch(() => {})

@@ -10,6 +10,7 @@ import { claimDir, type DirClaim } from './dir-claim.js'
 import { openSegmentFiles, type FileRecovery } from './file-recovery.js'
 import { IdFloor } from './id-floor.js'
 import type { SegmentFiles } from './segment-files.js'
+import { writeCodec } from './frame-codec.js'
 
 /** The only module that opens classic-level. One database per data directory. */
 
@@ -289,6 +290,8 @@ export function segmentFileBytes (options: ResolvedOptions): number {
 }
 
 export async function openStore (dir: string, options: ResolvedOptions): Promise<Store> {
+  // 'zstd' on a Node without it: EVAQ_INVALID_ARGUMENT before anything is claimed or written.
+  writeCodec(options.segmentCompression)
   const claim = await claimDir(dir, true)
   let db: Db
   try {
