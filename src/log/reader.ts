@@ -1,5 +1,7 @@
 import { EvaqError, fromLevel } from '../errors.js'
 import { decodeKey, decodeSummary, encodeKey, isRemoved, payloadAt, type SegmentHeader } from '../store/codec.js'
+import { LOCATOR_BYTES } from '../store/frame.js'
+import { READ_CHUNK_BYTES } from '../store/frame-reader.js'
 import { CommitLater } from '../write/group-commit.js'
 import type { RemovalLane } from './removal.js'
 import { Segment } from './segment.js'
@@ -118,26 +120,33 @@ export class Reader {
           break
         }
         if (entries.length === 0) break
-        // Segments in segment files are read here, adjacent frames together.
-        const segments = await this.t.resolveAll(entries.map(([key, value]) => [decodeKey(key), value] as const))
-        for (let e = 0; e < entries.length; e++) {
-          const segFirst = decodeKey(entries[e]![0])
-          seen.push(segFirst)
-          if (segFirst !== expected) contiguous = false
-          const segment = segments[e]
-          // Deleted since the iterator saw it.
-          if (segment === undefined) continue
-          if (segment instanceof EvaqError) {
-            // A damaged frame or a missing file: the segment is taken out and named, like a
-            // segment whose header is damaged.
-            await this.quarantineSegment(segFirst, entries[e]![1])
-            throw segment
+        for (let from = 0; from < entries.length;) {
+          // Segments in segment files are read here, adjacent frames together, a slice of about
+          // READ_CHUNK_BYTES at a time: a locator is 16 bytes, so one nextv() names up to 256
+          // segments, which may hold far more than this call can take.
+          const to = sliceEnd(entries, from)
+          const slice = entries.slice(from, to)
+          const segments = await this.t.resolveAll(slice.map(([key, value]) => [decodeKey(key), value] as const))
+          for (let e = 0; e < slice.length; e++) {
+            const segFirst = decodeKey(slice[e]![0])
+            seen.push(segFirst)
+            if (segFirst !== expected) contiguous = false
+            const segment = segments[e]
+            // Deleted since the iterator saw it.
+            if (segment === undefined) continue
+            if (segment instanceof EvaqError) {
+              // A damaged frame or a missing file: the segment is taken out and named, like a
+              // segment whose header is damaged.
+              await this.quarantineSegment(segFirst, slice[e]![1])
+              throw segment
+            }
+            if (!await take(segment)) {
+              covered = segFirst
+              break outer
+            }
+            expected = segFirst + segment.header.count
           }
-          if (!await take(segment)) {
-            covered = segFirst
-            break outer
-          }
-          expected = segFirst + segment.header.count
+          from = to
         }
       }
     } finally {
@@ -275,4 +284,19 @@ export class Reader {
       }
     }
   }
+}
+
+/**
+ * The end of the slice of `entries` from `from` whose stored segments add up to about
+ * READ_CHUNK_BYTES (at least one): a locator's length is its frame's, an inline value is the segment.
+ */
+function sliceEnd (entries: ReadonlyArray<[Buffer, Buffer]>, from: number): number {
+  let bytes = 0
+  let i = from
+  do {
+    const value = entries[i]![1]
+    bytes += value.byteLength === LOCATOR_BYTES ? value.readUInt32BE(12) : value.byteLength
+    i++
+  } while (i < entries.length && bytes < READ_CHUNK_BYTES)
+  return i
 }
