@@ -183,13 +183,20 @@ export function median (values: readonly number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
 }
 
-/** Bytes of the files under `dir`. */
+/**
+ * Bytes of the files under `dir`. Measured while the queue runs: a file (a released segment file,
+ * a LevelDB table a compaction replaced) may go between the listing and its stat, and counts 0.
+ */
 export async function dirBytes (dir: string): Promise<number> {
   let total = 0
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
+  const gone = (err: unknown): number => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
+    throw err
+  }
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(err => { gone(err); return [] })) {
     const p = path.join(dir, entry.name)
     if (entry.isDirectory()) total += await dirBytes(p)
-    else if (entry.isFile()) total += (await stat(p)).size
+    else if (entry.isFile()) total += await stat(p).then(s => s.size, gone)
   }
   return total
 }

@@ -100,7 +100,8 @@ export class Reader {
     // what it returns. Too little only costs another nextv().
     const { count: liveCount, bytes: liveBytes } = this.t.counters
     const left = maxCount - out.length
-    const want = Math.min(maxBytes - bytes, left * ((liveCount === 0 ? 0 : liveBytes / liveCount) + 8))
+    const meanRecord = (liveCount === 0 ? 0 : liveBytes / liveCount) + 8
+    const want = Math.min(maxBytes - bytes, left * meanRecord)
     const readAhead = Math.max(MIN_ITERATOR_BYTES, Math.min(ITERATOR_BYTES, Math.ceil(want * 1.25)))
     const it = this.t.segs.iterator({ gte: encodeKey(iterFrom), lte: encodeKey(watermark), highWaterMarkBytes: readAhead } as { gte: Buffer, lte: Buffer })
     const seen: number[] = []
@@ -121,10 +122,11 @@ export class Reader {
         }
         if (entries.length === 0) break
         for (let from = 0; from < entries.length;) {
-          // Segments in segment files are read here, adjacent frames together, a slice of about
-          // READ_CHUNK_BYTES at a time: a locator is 16 bytes, so one nextv() names up to 256
-          // segments, which may hold far more than this call can take.
-          const to = sliceEnd(entries, from)
+          // Segments in segment files are read here, adjacent frames together, a slice at a time
+          // of about what this call can still take (at most READ_CHUNK_BYTES): a locator is 16
+          // bytes, so one nextv() names up to 256 segments, which may hold far more than that.
+          const still = Math.min(maxBytes - bytes, (maxCount - out.length) * meanRecord) * 1.25
+          const to = sliceEnd(entries, from, Math.min(READ_CHUNK_BYTES, still))
           const slice = entries.slice(from, to)
           const segments = await this.t.resolveAll(slice.map(([key, value]) => [decodeKey(key), value] as const))
           for (let e = 0; e < slice.length; e++) {
@@ -287,16 +289,16 @@ export class Reader {
 }
 
 /**
- * The end of the slice of `entries` from `from` whose stored segments add up to about
- * READ_CHUNK_BYTES (at least one): a locator's length is its frame's, an inline value is the segment.
+ * The end of the slice of `entries` from `from` whose stored segments add up to about `budget`
+ * bytes (at least one): a locator's length is its frame's, an inline value is the segment.
  */
-function sliceEnd (entries: ReadonlyArray<[Buffer, Buffer]>, from: number): number {
+function sliceEnd (entries: ReadonlyArray<[Buffer, Buffer]>, from: number, budget: number): number {
   let bytes = 0
   let i = from
   do {
     const value = entries[i]![1]
     bytes += value.byteLength === LOCATOR_BYTES ? value.readUInt32BE(12) : value.byteLength
     i++
-  } while (i < entries.length && bytes < READ_CHUNK_BYTES)
+  } while (i < entries.length && bytes < budget)
   return i
 }
