@@ -103,8 +103,13 @@ export class SegmentFiles {
   private readonly placedEnds = new Map<number, number>()
   /** Files appended to without a sync since the last sync(). */
   private readonly unsynced = new Set<FileHandle>()
-  /** Appends placed whose frames are not known to be synced: first ID, by placement number. */
+  /**
+   * Appends placed whose frames are not known to be synced: first ID, by placement number. Their
+   * first IDs ascend in insertion order (each starts at or above placedEndId), so the oldest entry
+   * holds the lowest; an append that goes back below is kept apart, in `unsyncedAgain`.
+   */
   private readonly unsyncedFirst = new Map<number, number>()
+  private readonly unsyncedAgain = new Map<number, number>()
   private placements = 0
   /** The ID after the last record placed by this process. */
   private placedEndId = 0
@@ -197,7 +202,7 @@ export class SegmentFiles {
       try {
         placed = await placement
       } catch (err) {
-        this.unsyncedFirst.delete(n)
+        this.synced(n)
         throw err
       }
       const { locators, handles, again } = placed
@@ -216,7 +221,7 @@ export class SegmentFiles {
         }
       } finally {
         // Synced, or failed (its pushes fail, and no locator will name its frames).
-        if (sync || again) this.unsyncedFirst.delete(n)
+        if (sync || again) this.synced(n)
       }
       // In order: an earlier append that failed fails this one (a scan stops at its frames).
       await earlier
@@ -239,7 +244,16 @@ export class SegmentFiles {
     } catch (err) {
       throw this.fail(err, 'Syncing a segment file failed')
     }
-    for (const n of this.unsyncedFirst.keys()) if (n <= through) this.unsyncedFirst.delete(n)
+    for (const n of this.unsyncedFirst.keys()) {
+      if (n > through) break
+      this.unsyncedFirst.delete(n)
+    }
+  }
+
+  /** Append `n` is synced, or failed (no locator will name its frames). */
+  private synced (n: number): void {
+    this.unsyncedFirst.delete(n)
+    this.unsyncedAgain.delete(n)
   }
 
   /**
@@ -251,15 +265,15 @@ export class SegmentFiles {
    * the frames of the locators from it on (store/unsynced-frames.ts).
    */
   get syncedBelow (): number {
-    let low = this.placedEndId
-    for (const first of this.unsyncedFirst.values()) if (first < low) low = first
+    let low = Math.min(this.placedEndId, this.unsyncedFirst.values().next().value ?? Infinity)
+    for (const first of this.unsyncedAgain.values()) if (first < low) low = first
     return low
   }
 
   private async place (frames: readonly FrameInput[], n: number): Promise<{ locators: Locator[], handles: FileHandle[], again: boolean }> {
     if (this.failed !== undefined) throw this.failed
     const again = frames[0]!.firstId < this.placedEndId
-    this.unsyncedFirst.set(n, frames[0]!.firstId)
+    ;(again ? this.unsyncedAgain : this.unsyncedFirst).set(n, frames[0]!.firstId)
     for (const f of frames) if (f.end > this.placedEndId) this.placedEndId = f.end
     const locators: Locator[] = []
     const handles: FileHandle[] = []

@@ -210,3 +210,36 @@ test('appends resolve in the order they were made', async t => {
   await Promise.all(Array.from({ length: 40 }, (_, i) => files.append(frames(1 + i * 10, 1, 300)).then(() => order.push(i))))
   t.deepEqual(order, Array.from({ length: 40 }, (_, i) => i))
 })
+
+test.serial('syncedBelow: the first ID of the oldest append not synced, the end of the last one placed once all are', async t => {
+  const dir = await tmpDir(t, 'evaq-segfiles-')
+  // One file, nothing zero-filled ahead, and serial: the only datasyncs are these appends'.
+  const files = await SegmentFiles.open(join(dir, 'wal'), { fileBytes: 1 << 20, preallocate: false, spares: 2 })
+  t.teardown(() => files.close())
+  t.is(files.syncedBelow, 0, 'nothing placed')
+  await files.append(frames(1, 2), true)
+  t.is(files.syncedBelow, 12, 'synced: the end of the last frame placed')
+  await files.append(frames(21, 1), false)
+  await files.append(frames(31, 1), false)
+  t.is(files.syncedBelow, 21, 'the oldest append not synced')
+  // IDs placed before (a flush written again): synced whatever it was asked, never counted.
+  const probe = await open(join(dir, 'probe'), 'w')
+  const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }
+  await probe.close()
+  const datasync = proto.datasync
+  let syncs = 0
+  proto.datasync = function (this: unknown) { syncs++; return datasync.call(this) }
+  try {
+    await files.append(frames(51, 1), false)
+    t.is(syncs, 0, 'an append without a sync syncs nothing')
+    await files.append(frames(5, 1), false)
+    t.is(syncs, 1, 'an append below IDs placed before is synced')
+  } finally {
+    proto.datasync = datasync
+  }
+  t.is(files.syncedBelow, 21)
+  await files.sync()
+  t.is(files.syncedBelow, 52)
+  await files.append(frames(61, 1), false)
+  t.is(files.syncedBelow, 61)
+})
