@@ -294,21 +294,12 @@ export class SegmentTable {
     const run: Array<{ at: number, loc: Locator, firstId: number }> = []
     const flush = async (): Promise<void> => {
       if (run.length === 0) return
-      const files = this.files$(run[0]!.firstId)
-      try {
-        const bodies = await files.readRun(run)
-        for (let i = 0; i < run.length; i++) out[run[i]!.at] = new Segment(run[i]!.firstId, bodies[i]!)
-      } catch {
-        // One of them is damaged: find which, one by one.
-        for (const r of run) {
-          try {
-            out[r.at] = new Segment(r.firstId, await files.read(r.loc, r.firstId))
-          } catch (err) {
-            if (!(err instanceof EvaqError) || err.code !== 'EVAQ_CORRUPTION') throw err
-            // undefined: deleted since the iterator saw it.
-            out[r.at] = await this.deletedUnder(r.firstId, err) ? undefined : err
-          }
-        }
+      const bodies = await this.files$(run[0]!.firstId).readEach(run)
+      for (let i = 0; i < run.length; i++) {
+        const { at, firstId } = run[i]!
+        const body = bodies[i]!
+        // An error: damaged, or (undefined) deleted since the iterator saw it.
+        out[at] = body instanceof EvaqError ? (await this.deletedUnder(firstId, body) ? undefined : body) : new Segment(firstId, body)
       }
       run.length = 0
     }

@@ -106,6 +106,28 @@ export class FrameReader {
     return out
   }
 
+  /**
+   * readRun(), with each segment's own outcome: its body, or the EVAQ_CORRUPTION that names it
+   * (damaged, or its file missing). When the run fails, its segments are read one by one to tell
+   * which; any other error (EVAQ_IO, EVAQ_UNSUPPORTED_FORMAT) is thrown.
+   */
+  async readEach (segments: ReadonlyArray<{ loc: Locator, firstId: number }>): Promise<Array<Buffer | EvaqError>> {
+    try {
+      return await this.readRun(segments)
+    } catch {
+      const out: Array<Buffer | EvaqError> = []
+      for (const { loc, firstId } of segments) {
+        try {
+          out.push(await this.read(loc, firstId))
+        } catch (err) {
+          if (!(err instanceof EvaqError) || err.code !== 'EVAQ_CORRUPTION') throw err
+          out.push(err)
+        }
+      }
+      return out
+    }
+  }
+
   private async readBytes (file: number, offset: number, length: number, firstId: number): Promise<Buffer> {
     let handle: FileHandle
     try {

@@ -56,21 +56,11 @@ async function resolveFrames (log: string, files: SegmentFiles | undefined, list
     return new EvaqError('EVAQ_CORRUPTION', `Segment ${firstId} of ${log} cannot be read from its segment file: ${why}`, { ids: [firstId], cause: err })
   }
   if (files === undefined) throw unreadable(list[0]!.firstId, new Error(`${log} has no segment files`))
-  try {
-    return await files.readRun(list)
-  } catch {
-    // One of them cannot be read: name it (the first one, in ID order).
-    const out: Buffer[] = []
-    for (const s of list) {
-      try {
-        out.push(await files.read(s.loc, s.firstId))
-      } catch (err) {
-        if (err instanceof EvaqError && err.code !== 'EVAQ_CORRUPTION') throw err
-        throw unreadable(s.firstId, err)
-      }
-    }
-    return out
-  }
+  const bodies = await files.readEach(list)
+  // One of them cannot be read: name it (the first one, in ID order).
+  const bad = bodies.findIndex(b => b instanceof EvaqError)
+  if (bad >= 0) throw unreadable(list[bad]!.firstId, bodies[bad])
+  return bodies as Buffer[]
 }
 
 interface Counters { tailFile?: number, tailOffset?: number }

@@ -433,6 +433,11 @@ export class SegmentFiles {
     return this.frames.readRun(segments)
   }
 
+  /** The bodies of segments, or the EVAQ_CORRUPTION naming each one that cannot be read (FrameReader.readEach). */
+  readEach (segments: ReadonlyArray<{ loc: Locator, firstId: number }>): Promise<Array<Buffer | EvaqError>> {
+    return this.frames.readEach(segments)
+  }
+
   /** The whole frames from `from` on, in order, through the files after it (FrameReader.scan). */
   scan (from: { file: number, offset: number }): AsyncGenerator<ScannedFrame> {
     return this.frames.scan(this.numbers.filter(x => x >= from.file), from)

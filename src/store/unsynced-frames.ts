@@ -41,8 +41,8 @@ export async function dropUnsynced (store: Store, log: string, files: SegmentFil
   const c = store.journal.counters(log)
   // No frame indexed yet (tailFile 0): every segment is inline, nothing to check.
   if (c.tailFile === 0 || c.syncedBelow >= c.next) return []
-  /** Every segment from syncedBelow on that is in a segment file, and whether its frame is whole. */
-  const seen: Array<{ first: number, loc: Locator, whole: boolean }> = []
+  /** Every segment from syncedBelow on that is in a segment file. */
+  const located: Array<{ firstId: number, loc: Locator }> = []
   const entries = segs.iterator({ gte: encodeKey(c.syncedBelow) })
   try {
     for (;;) {
@@ -64,11 +64,14 @@ export async function dropUnsynced (store: Store, log: string, files: SegmentFil
       } catch {
         continue // a damaged locator is damage, not a lost write: reads name it
       }
-      seen.push({ first, loc, whole: await isWhole(files, loc, first) })
+      located.push({ firstId: first, loc })
     }
   } finally {
     await entries.close().catch(() => {})
   }
+  // Adjacent frames are read together; a frame not whole is its EVAQ_CORRUPTION.
+  const bodies = await files.readEach(located)
+  const seen = located.map((s, i) => ({ first: s.firstId, loc: s.loc, whole: !(bodies[i] instanceof EvaqError) }))
   if (seen.every(s => s.whole)) return []
   // A pushMany is indexed whole or not at all: the frames joined to a lost one go with it.
   const out = new Set<number>()
@@ -133,16 +136,6 @@ export async function dropUnsynced (store: Store, log: string, files: SegmentFil
   }
   store.journal.settle(seq, true)
   return ranges(log, lost)
-}
-
-async function isWhole (files: SegmentFiles, loc: Locator, first: number): Promise<boolean> {
-  try {
-    await files.read(loc, first)
-    return true
-  } catch (err) {
-    if (err instanceof EvaqError && err.code === 'EVAQ_CORRUPTION') return false
-    throw err
-  }
 }
 
 /** Adjacent lost segments as one range each. */
