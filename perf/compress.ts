@@ -14,14 +14,15 @@
  *   /path/to/node24 --import tsx perf/compress.ts      (zstd: Node >= 22.15 / 23.8)
  */
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs, promisify } from 'node:util'
 import zlib from 'node:zlib'
 import { Evaq, type SegmentCompression } from '../src/index.js'
 import { zstdAvailable } from '../src/store/frame-codec.js'
+import { dirBytes } from './lib/common.js'
+import { load, pushLoop, type PushLoopResult } from './lib/push-loop.js'
 
 const { values } = parseArgs({
   options: {
@@ -82,46 +83,6 @@ function payloads (kind: 'json' | 'random', size: number): Buffer[] {
   return Array.from({ length: DISTINCT }, () => kind === 'json' ? jsonPayload(size) : randomBytes(size))
 }
 
-/** CPU-seconds of the main thread (Linux /proc); NaN elsewhere. */
-function mainThreadCpu (): number {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / 100
-  } catch {
-    return NaN
-  }
-}
-
-async function segmentBytes (dir: string): Promise<number> {
-  const d = path.join(dir, 'segments', 'wal')
-  let n = 0
-  for (const name of await readdir(d).catch(() => [])) n += (await stat(path.join(d, name))).size
-  return n
-}
-
-interface Result { pushed: number, wallS: number, cpuS: number, mainS: number }
-
-async function run (q: Evaq, data: readonly Buffer[], ms: number): Promise<Result> {
-  let pushed = 0
-  const state = { stop: false }
-  const cpu0 = process.cpuUsage()
-  const main0 = mainThreadCpu()
-  const t0 = performance.now()
-  const timer = setTimeout(() => { state.stop = true }, ms)
-  await Promise.all(Array.from({ length: callers }, async (_, c) => {
-    for (let i = c; !state.stop; i += callers) {
-      await q.pushWal(data[i % DISTINCT]!)
-      pushed++
-    }
-  }))
-  clearTimeout(timer)
-  const cpu = process.cpuUsage(cpu0)
-  return { pushed, wallS: (performance.now() - t0) / 1000, cpuS: (cpu.user + cpu.system) / 1e6, mainS: mainThreadCpu() - main0 }
-}
-
-const load = (): string => os.loadavg().map(l => l.toFixed(2)).join(' ')
-
 console.log(`node ${process.version}, ${os.cpus().length} cores, ${callers} callers, ${seconds} s per run, durability 'sync', load ${load()}`)
 console.log('codec    kind    size     msg/s  seg-B/rec  ratio   cpu-s  cpu-µs/rec  main-cpu-s  load (1 5 15 min)')
 const rates = new Map<string, number[]>()
@@ -133,13 +94,13 @@ for (const size of sizes) {
         const dir = await mkdtemp(path.join(os.tmpdir(), 'evaq-compress-'))
         try {
           const q = await Evaq.open(dir, { durability: 'sync', segmentCompression: codec, minFreeDiskBytes: 0 })
-          let r: Result
+          let r: PushLoopResult
           let bytes: number
           try {
-            await run(q, data, warmup * 1000)
-            const before = await segmentBytes(dir)
-            r = await run(q, data, seconds * 1000)
-            bytes = (await segmentBytes(dir)) - before
+            await pushLoop(q, callers, data, warmup * 1000)
+            const before = await dirBytes(path.join(dir, 'segments', 'wal'))
+            r = await pushLoop(q, callers, data, seconds * 1000)
+            bytes = (await dirBytes(path.join(dir, 'segments', 'wal'))) - before
           } finally {
             await q.close()
           }

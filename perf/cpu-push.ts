@@ -11,12 +11,12 @@
  *   node --cpu-prof --cpu-prof-dir=/tmp/prof-cpu --import tsx perf/cpu-push.ts --sizes 100
  */
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { Evaq, type Durability } from '../src/index.js'
+import { load, pushLoop } from './lib/push-loop.js'
 
 const { values } = parseArgs({
   options: {
@@ -34,46 +34,6 @@ const callers = Number(values.callers)
 const sizes = values.sizes.split(',').map(Number)
 const durabilities = values.durability.split(',') as Durability[]
 
-interface Result { pushed: number, wallS: number, cpuS: number, mainS: number }
-
-/**
- * CPU-seconds of the main thread (JavaScript and what it calls synchronously) from Linux's
- * /proc/thread-self/stat; the rest of cpuUsage is LevelDB's and libuv's threads. NaN elsewhere.
- */
-function mainThreadCpu (): number {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / 100
-  } catch {
-    return NaN
-  }
-}
-
-/** `callers` closed loops of pushWal for `ms`; the payloads are a few random buffers, reused. */
-async function run (q: Evaq, size: number, ms: number): Promise<Result> {
-  const payloads = Array.from({ length: 16 }, () => randomBytes(size))
-  let pushed = 0
-  const state = { stop: false }
-  const cpu0 = process.cpuUsage()
-  const main0 = mainThreadCpu()
-  const t0 = performance.now()
-  const timer = setTimeout(() => { state.stop = true }, ms)
-  await Promise.all(Array.from({ length: callers }, async (_, c) => {
-    for (let i = c; !state.stop; i++) {
-      await q.pushWal(payloads[i & 15]!)
-      pushed++
-    }
-  }))
-  clearTimeout(timer)
-  const cpu = process.cpuUsage(cpu0)
-  return { pushed, wallS: (performance.now() - t0) / 1000, cpuS: (cpu.user + cpu.system) / 1e6, mainS: mainThreadCpu() - main0 }
-}
-
-function load (): string {
-  return os.loadavg().map(l => l.toFixed(2)).join(' ')
-}
-
 console.log(`node ${process.version}, ${os.cpus().length} cores, ${callers} callers, ${seconds} s per run`)
 console.log('durability  size     msg/s   cpu-s  rec/cpu-s  main-cpu-s  main-µs/rec  load (1 5 15 min)')
 for (const durability of durabilities) {
@@ -82,8 +42,9 @@ for (const durability of durabilities) {
     try {
       const q = await Evaq.open(dir, { durability })
       try {
-        await run(q, size, warmup * 1000)
-        const r = await run(q, size, seconds * 1000)
+        const payloads = Array.from({ length: 16 }, () => randomBytes(size))
+        await pushLoop(q, callers, payloads, warmup * 1000)
+        const r = await pushLoop(q, callers, payloads, seconds * 1000)
         const line = [
           String(durability).padEnd(10),
           String(size).padStart(5),
