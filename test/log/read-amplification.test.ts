@@ -52,3 +52,18 @@ test.serial('a read of a few large records, and a next() of a subscriber far beh
   t.is(batch, 100)
   t.true(next <= 4 * MiB, `next() read ${next} bytes of frames for 100 records of 16 KiB`)
 })
+
+test.serial('a read of a few hundred small records reads the few segments holding them, not a whole 1 MiB chunk', async t => {
+  const dir = await tmpDir(t, 'evaq-read-amp-')
+  // 256 segments of 256 records of 100 B (about 26 KB each).
+  let q = await Evaq.open(dir, { minFreeDiskBytes: 0 })
+  const record = Buffer.alloc(100, 7)
+  for (let i = 0; i < 256; i++) await q.pushWalMany(Array.from({ length: 256 }, () => record))
+  await q.close()
+  q = await Evaq.open(dir, { minFreeDiskBytes: 0, segmentCacheBytes: 0 })
+  t.teardown(() => q.close())
+  let got = 0
+  const read = await framesRead(async () => { got = (await q.wal.read({ maxCount: 300, maxBytes: Infinity })).length })
+  t.is(got, 300)
+  t.true(read <= 4 * 27 * KiB, `read ${read} bytes of frames for 300 records of 100 B`)
+})
