@@ -13,7 +13,7 @@
  * with kill -9 and run it again: what the WAL holds is sent first. See docs/kafka.md.
  */
 import { Kafka, logLevel } from 'kafkajs'
-import { Evaq } from '../src/index.js'
+import { Evaq, isEvaqError } from '../src/index.js'
 import { decodeKafkaRecord, EvacuatingProducer } from '../src/kafka/index.js'
 
 const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',')
@@ -21,7 +21,11 @@ const topic = process.env.KAFKA_TOPIC ?? 'evaq-example'
 const dir = process.env.EVAQ_DATA ?? './data-kafka'
 const count = Number(process.argv[2] ?? 10_000)
 
-const evaq = await Evaq.open(dir)
+const evaq = await Evaq.open(dir).catch((err: unknown) => {
+  if (!isEvaqError(err, 'EVAQ_LOCKED')) throw err
+  console.error(`kafka-producer: ${dir} is in use by another process (EVAQ_LOCKED); stop it or set EVAQ_DATA to another directory`)
+  process.exit(1)
+})
 // No retries inside kafkajs: evaq retries, in order (see the guarantees in docs/kafka.md).
 const kafka = new Kafka({ clientId: 'evaq-example', brokers, logLevel: logLevel.NOTHING, retry: { retries: 0 } })
 const kafkaProducer = kafka.producer()

@@ -13,7 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Evaq, type ParkedEvent } from '../src/index.js'
+import { Evaq, isEvaqError, type ParkedEvent } from '../src/index.js'
 
 const FAIL_SHARE = Number(process.env.FAIL_SHARE ?? 0.3)
 const MESSAGES = 200
@@ -39,7 +39,11 @@ const url = `http://127.0.0.1:${port}/orders`
 
 // ---- a DLQ with messages whose first delivery failed ------------------------------------------
 const dir = process.env.EVAQ_DATA ?? await mkdtemp(join(tmpdir(), 'evaq-retry-example-'))
-const evaq = await Evaq.open(dir)
+const evaq = await Evaq.open(dir).catch((err: unknown) => {
+  if (!isEvaqError(err, 'EVAQ_LOCKED')) throw err
+  console.error(`retry-daemon: ${dir} is in use by another process (EVAQ_LOCKED); stop it or set EVAQ_DATA to another directory`)
+  process.exit(1)
+})
 const unavailable = Object.assign(new Error('downstream unavailable'), { code: 'ECONNREFUSED' })
 for (let i = 0; i < MESSAGES; i++) {
   const order = JSON.stringify({ order: i, note: i % 50 === 7 ? 'poison' : 'fine' })

@@ -5,12 +5,15 @@
  * the comment lines that follow it. Times and messages are not compared (they change from run to
  * run; codes and data are).
  */
-import test from 'ava'
+import anyTest from 'ava'
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { serveInBackground } from '../fixtures/cli.js'
+import { requiring } from '../helpers/prerequisites.js'
 import { tmpDir } from '../helpers/tmp.js'
+
+const test = requiring(anyTest, import.meta.url, 'curl')
 
 interface Example { command: string, expected: string }
 

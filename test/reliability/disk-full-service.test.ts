@@ -19,6 +19,7 @@ import { serve } from '../../src/server/serve.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { Mounts, mountsUnavailable } from './fixtures/disk-images.js'
 import { report } from './report.js'
+import { skipUnlessCi } from '../helpers/prerequisites.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -28,7 +29,7 @@ const BUDGET: EvaqOptions = { minFreeDiskBytes: MIN_FREE, writeBufferSize: 1 * M
 /** Generous bounds: answers must come, but a slow machine must not fail the test. */
 const ANSWER_MS = 20_000
 
-const unavailable = mountsUnavailable()
+const unavailable = skipUnlessCi('test/reliability/disk-full-service.test.ts', mountsUnavailable())
 const maybe = unavailable === undefined ? test.serial : test.skip
 const suffix = unavailable === undefined ? '' : ` (skipped: ${unavailable})`
 

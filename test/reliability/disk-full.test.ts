@@ -18,6 +18,7 @@ import { Evaq, isEvaqError, type EvaqError, type EvaqOptions, type Log, type Que
 import { tmpDir } from '../helpers/tmp.js'
 import { fillWithFile, loopUnavailable, mountsUnavailable, Mounts } from './fixtures/disk-images.js'
 import { report } from './report.js'
+import { skipUnlessCi } from '../helpers/prerequisites.js'
 
 const MiB = 1024 * 1024
 /** Upper bound on any wait for an event (recovery backs off to 5 s between attempts). */
@@ -151,7 +152,7 @@ let lostTotal = 0
 let scenarios = 0
 
 for (const fs of FILESYSTEMS) {
-  const skip = fs.unavailable
+  const skip = skipUnlessCi(`test/reliability/disk-full.test.ts (${fs.name})`, fs.unavailable)
   const maybe = skip === undefined ? test.serial : test.skip
   const suffix = skip === undefined ? '' : ` (skipped: ${skip})`
 

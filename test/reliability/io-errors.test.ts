@@ -60,6 +60,7 @@ import { fileURLToPath } from 'node:url'
 import { Evaq, type EvaqOptions } from '../../src/index.js'
 import { cycles, report } from './report.js'
 import { allFrames } from '../helpers/segment-files.js'
+import { skipUnlessCi } from '../helpers/prerequisites.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const WRITER = fileURLToPath(new URL('./fixtures/io-writer.ts', import.meta.url))
@@ -167,7 +168,7 @@ interface Run {
   restart: Restart | undefined
 }
 
-const skipReason = straceUnavailable()
+const skipReason = skipUnlessCi('test/reliability/io-errors.test.ts', straceUnavailable())
 const dirs: string[] = []
 let failedTests = 0
 

@@ -28,6 +28,7 @@ import { PowerWriter, type WriterReport } from './fixtures/power-writer.js'
 import { cycles, report } from './report.js'
 import { prng, seedFor } from '../helpers/prng.js'
 import { readAll } from '../helpers/read-all.js'
+import { skipUnlessCi } from '../helpers/prerequisites.js'
 
 const CYCLES = cycles('EVAQ_POWER_CYCLES', 3)
 const IMAGE_BYTES = 256 * 1024 * 1024
@@ -96,7 +97,7 @@ async function onImage<T> (mounts: Mounts, copy: string, mountpoint: string, che
   }
 }
 
-const skip = loopUnavailable()
+const skip = skipUnlessCi('test/reliability/power-cut.test.ts', loopUnavailable())
 const maybe = skip === undefined ? test.serial : test.skip
 const TITLE = 'power cut on ext4: durability sync loses no acknowledged push; the none control does'
 
