@@ -3,23 +3,21 @@
  * by playwright-core, so no browser is downloaded), a fresh context per test, and a real `evaq`
  * service in a fresh temp directory per test.
  */
-import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ExecutionContext, TestFn } from 'ava'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { serve, type Service } from '../../src/server/serve.js'
 import type { EvaqOptions } from '../../src/index.js'
+import { chromiumPath as findChromium } from './prerequisites.js'
 import { tmpDir } from './tmp.js'
 
 export const ARTIFACTS = new URL('../artifacts/console/', import.meta.url)
 
 /** Where Chromium is: `$CHROMIUM`, else Debian's and other usual places. */
 export function chromiumPath (): string {
-  const candidates = [process.env.CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome']
-    .filter((p): p is string => p !== undefined && p !== '')
-  const found = candidates.find(p => existsSync(p))
-  if (found === undefined) throw new Error(`No Chromium at ${candidates.join(', ')}: apt-get install chromium (.ci/run does), or set CHROMIUM`)
+  const found = findChromium()
+  if (found === undefined) throw new Error('No Chromium: apt-get install -y chromium (.ci/run does), or set CHROMIUM')
   return found
 }
 

@@ -24,7 +24,11 @@
  *   Smaller leaks of bookkeeping that matters are checked directly: the worker fails when a
  *   finished wait stays registered (`sub.waiting`).
  * - resident memory (native: LevelDB's caches and buffers, freed on close): grows by at most
- *   RSS_SLACK, generous because the allocator keeps freed arenas.
+ *   RSS_SLACK, generous because the allocator keeps freed arenas. Measured without leaks over 300
+ *   opens: about +20 MiB on Node 20, +56 to +66 MiB on Node 24, in steps, levelling off at +71 to
+ *   +80 MiB by 900 opens (glibc's arenas; MALLOC_ARENA_MAX changes nothing). A leaked LevelDB
+ *   instance per open (its 4 MiB write buffer and its caches) exceeds 96 MiB within 30 opens;
+ *   what this bound cannot see, the descriptor, resource and heap checks above do.
  *
  * Cycle counts: `EVAQ_LEAK_OPENS` (300) and `EVAQ_LEAK_OPS` (10,000).
  */
@@ -44,7 +48,7 @@ const OPS = cycles('EVAQ_LEAK_OPS', 10_000)
 const FD_SLACK = 2
 const RESOURCE_SLACK = 1
 const HEAP_SLACK = 4 * 1024 * 1024
-const RSS_SLACK = 64 * 1024 * 1024
+const RSS_SLACK = 96 * 1024 * 1024
 
 interface Done { done: true, pushed: number, delivered: number }
 
