@@ -4,82 +4,38 @@
  *
  * Polling, not server-sent events: EventSource cannot send an Authorization header, so SSE would
  * need the token in the URL (and so in proxy and access logs); one small request every few
- * seconds costs the service nothing worth saving. Rates come from two polls: the records pushed
- * are the growth of `nextId` (IDs are never reused), the records that left are those pushed less
- * the growth of `count`, both over the service's own clock (`now`).
+ * seconds costs the service nothing worth saving. A hidden tab does not poll at all: it polls
+ * again at once when it is shown. Rates: see rates.js.
  */
 import { Api, ApiError, storedToken, storeToken } from './api.js'
-import { drawRates, rateChart } from './chart.js'
+import { drawRates } from './chart.js'
+import { confirmAction, showModal } from './dialogs.js'
 import { byId, byIdAs, h, setText } from './dom.js'
-import { ago, decodeBase64, formatBytes, formatCount, formatDuration, formatRate, isoTime, preview, until } from './format.js'
+import { decodeBase64, formatBytes, formatCount, formatDuration, formatRate, isoTime, LOG_LABELS as LABELS, preview } from './format.js'
+import { previousStart } from './paging.js'
+import { logCard, subscriberRow } from './log-cards.js'
+import { addSample, newHistory, recentRate, SAMPLES } from './rates.js'
+import { filterRows, recordFields, retryRow, tickTimes } from './record-rows.js'
+import { openTokenDialog, tryToken } from './token.js'
+import { positionItems, walRows } from './wal-rows.js'
 
-/** @typedef {'wal' | 'dlq' | 'parked'} LogName */
-/** @typedef {'text' | 'hex' | 'json'} Format */
-/**
- * @typedef {object} LogOverview
- * @property {LogName} name
- * @property {number} count
- * @property {number} bytes
- * @property {number} [firstId]
- * @property {number} [lastId]
- * @property {number} nextId
- * @property {number} [oldestPushedAt]
- * @property {number} oldestAgeMs
- * @property {{ records: number, bytes: number }} dropped
- * @property {number} quarantined
- * @property {Array<{ name: string, lagRecords: number, lagBytes: number, inFlight: number, oldestUnackedAgeMs: number, lastActiveAt: number }>} subscribers
- */
-/**
- * @typedef {object} Overview
- * @property {string} status
- * @property {number} now
- * @property {{ usedBytes: number, maxDiskBytes?: number, full: boolean }} disk
- * @property {LogOverview[]} logs
- */
-/**
- * @typedef {object} RetryInfo
- * @property {number} [attempts]
- * @property {number} [firstFailedAt]
- * @property {number} [lastFailedAt]
- * @property {{ code?: string, message: string }} [lastError]
- * @property {number} [nextAttemptAt]
- * @property {number} [parkedAt]
- * @property {string} [reason]
- * @property {number} [dlqId]
- * @property {{ log: string, id: number }} [source]
- */
-/**
- * @typedef {object} RateSample records pushed and leaving between two polls, and per second
- * @property {number} push
- * @property {number} drain
- * @property {number} pushed
- * @property {number} left records that left (negative when a push in flight at the poll before committed since)
- * @property {number} seconds
- * @property {number} at the service's clock at the later poll
- */
-/**
- * @typedef {object} RecordPreview
- * @property {number} id
- * @property {number} pushedAt
- * @property {number} size
- * @property {string} preview base64
- * @property {{ code?: string, message: string }} [error]
- * @property {RetryInfo} [retry]
- */
+/** @typedef {import('./types.js').LogName} LogName */
+/** @typedef {import('./types.js').Format} Format */
+/** @typedef {import('./types.js').Overview} Overview */
+/** @typedef {import('./types.js').LogOverview} LogOverview */
+/** @typedef {import('./types.js').RecordPreview} RecordPreview */
+/** @typedef {import('./rates.js').History} History */
 
 const PAGE_SIZE = 20
 /** Bytes of each payload a page brings: enough for a one-line preview. */
 const ROW_PREVIEW_BYTES = 256
 /** Bytes of a payload the record dialog shows. */
 const FULL_PREVIEW_BYTES = 64 * 1024
-/** Rate samples a chart keeps. */
-const SAMPLES = 60
-/** The span of the rates shown as numbers, in ms of the service's clock. */
-const RATE_WINDOW_MS = 10_000
-const LABELS = /** @type {const} */ ({ wal: 'WAL', dlq: 'DLQ', parked: 'Parked' })
 const params = new URLSearchParams(location.search)
 /** `?refresh=MS` sets the polling interval (at least 200 ms). */
 const INTERVAL_MS = Math.max(200, Number(params.get('refresh')) || 2000)
+/** The time a chart spans: its samples at the polling interval. */
+const CHART_WINDOW_MS = SAMPLES * INTERVAL_MS
 
 const api = new Api(storedToken())
 const state = {
@@ -96,27 +52,35 @@ const state = {
   clockOffset: 0,
   /** @type {Overview | undefined} */
   overview: undefined,
-  /** Per log: the last counters, the rate samples, and the records seen pushed and leaving since the page loaded. */
-  /** @type {Map<string, { last?: { now: number, nextId: number, count: number }, rates: RateSample[], pushed: number, drained: number }>} */
+  /** @type {Map<string, History>} */
   history: new Map(),
-  /** @type {Map<string, { card: HTMLElement, fields: Record<string, HTMLElement>, chart: SVGSVGElement }>} */
+  /** @type {Map<string, ReturnType<typeof logCard>>} */
   cards: new Map(),
   subsSignature: '',
   /** @type {Format} */
   format: 'text',
-  view: {
-    /** @type {'dlq' | 'parked'} */
-    log: 'dlq',
-    /** First IDs of the pages walked through; the last is the page shown. */
+  /** Text to find in the payloads of the shown page (lower case); '' shows every row. */
+  find: '',
+  view: newView('dlq'),
+}
+
+/** @param {LogName} log */
+function newView (log) {
+  return {
+    log,
+    /** First IDs of the pages walked through; the last is the page shown (the first is 0, or the ID jumped to). */
     stack: [0],
     /** @type {RecordPreview[]} */
     records: [],
     hasMore: false,
     signature: '',
-  },
+  }
 }
 
 const now = () => Date.now() + state.clockOffset
+/** @param {LogName} name */
+const logOf = name => state.overview?.logs.find(l => l.name === name)
+const hidden = () => document.visibilityState === 'hidden'
 
 // ---- loading ------------------------------------------------------------------------------------
 
@@ -191,7 +155,8 @@ function failed (err) {
 function schedule () {
   clearTimeout(state.timer)
   state.timer = undefined
-  if (!state.live || state.locked) return
+  // A hidden tab does not poll; visibilitychange polls at once when it is shown again.
+  if (!state.live || state.locked || hidden()) return
   state.timer = setTimeout(() => { refresh().then(schedule, schedule) }, INTERVAL_MS)
 }
 
@@ -211,39 +176,11 @@ function lock () {
   openTokenDialog(api.token !== undefined)
 }
 
-/** @param {boolean} refused whether the token the page had was refused */
-function openTokenDialog (refused) {
-  const dialog = byIdAs('token-dialog', HTMLDialogElement)
-  const error = byId('token-error')
-  error.hidden = !refused
-  if (refused) setText(error, 'The stored token was refused (EVAQ_UNAUTHORIZED). Enter the current one.')
-  if (!dialog.open) showModal(dialog)
-  byIdAs('token-input', HTMLInputElement).focus()
-}
-
 async function submitToken () {
-  const input = byIdAs('token-input', HTMLInputElement)
-  const error = byId('token-error')
-  const token = input.value.trim()
-  if (token === '') return
-  const submit = byIdAs('token-submit', HTMLButtonElement)
-  submit.disabled = true
-  try {
-    await api.get('/v1/overview', token)
-  } catch (err) {
-    error.hidden = false
-    setText(error, err instanceof ApiError && err.code === 'EVAQ_UNAUTHORIZED'
-      ? 'That token was refused (EVAQ_UNAUTHORIZED).'
-      : `Cannot check the token: ${err instanceof Error ? err.message : String(err)}`)
-    input.select()
-    return
-  } finally {
-    submit.disabled = false
-  }
+  const token = await tryToken(api)
+  if (token === undefined) return
   api.token = token
   storeToken(token)
-  input.value = ''
-  error.hidden = true
   state.locked = false
   byId('signin').hidden = true
   byId('signout').hidden = false
@@ -275,22 +212,9 @@ function renderOverview (overview) {
 
   for (const log of overview.logs) {
     const card = cardOf(log.name)
-    const history = state.history.get(log.name) ?? { rates: [], pushed: 0, drained: 0 }
+    const history = state.history.get(log.name) ?? newHistory()
     state.history.set(log.name, history)
-    const last = history.last
-    if (last !== undefined && overview.now > last.now) {
-      const seconds = (overview.now - last.now) / 1000
-      const pushed = Math.max(0, log.nextId - last.nextId)
-      // Signed: a push in flight at a poll has its IDs but is not counted yet, so it reads as
-      // records leaving, and the next poll takes them back. The totals stay exact; what is drawn
-      // and shown is clamped at 0.
-      const left = pushed - (log.count - last.count)
-      history.rates.push({ push: pushed / seconds, drain: Math.max(0, left) / seconds, pushed, left, seconds, at: overview.now })
-      history.pushed += pushed
-      history.drained += left
-      if (history.rates.length > SAMPLES) history.rates.shift()
-    }
-    history.last = { now: overview.now, nextId: log.nextId, count: log.count }
+    addSample(history, log, overview.now)
     const rate = recentRate(history.rates, overview.now)
     const f = card.fields
     setText(f.count, formatCount(log.count))
@@ -304,66 +228,25 @@ function renderOverview (overview) {
       log.dropped.records > 0 ? `${formatCount(log.dropped.records)} dropped` : '',
       log.quarantined > 0 ? `${formatCount(log.quarantined)} quarantined` : '',
     ].filter(Boolean).join(' · '))
-    drawRates(card.chart, history.rates, SAMPLES)
+    drawRates(card.chart, history.rates, { windowMs: CHART_WINDOW_MS, now: overview.now })
     card.card.dataset.pushed = String(history.pushed)
     card.card.dataset.drained = String(history.drained)
-    card.chart.setAttribute('aria-label', `${LABELS[log.name]} push and drain rate over the last ${history.rates.length} samples: ` +
-      `now ${formatRate(rate?.push)} pushed, ${formatRate(rate?.drain)} drained`)
-    if (log.name !== 'wal') setText(byId(`count-${log.name}`), formatCount(log.count))
+    card.chart.setAttribute('aria-label', `${LABELS[log.name]} push and drain rate, records per second, over the last ` +
+      `${formatDuration(CHART_WINDOW_MS)}: now ${formatRate(rate?.push)} pushed, ${formatRate(rate?.drain)} drained`)
+    setText(byId(`count-${log.name}`), formatCount(log.count))
   }
   renderSubscribers(overview)
   updateBulkButtons()
 }
 
-/**
- * The rates shown as numbers: records over the samples of the last {@link RATE_WINDOW_MS} (at
- * least the latest), so that one quiet poll between two bursts does not read as a stop.
- * @param {readonly RateSample[]} samples
- * @param {number} at
- * @returns {{ push: number, drain: number } | undefined}
- */
-function recentRate (samples, at) {
-  let pushed = 0
-  let left = 0
-  let seconds = 0
-  for (let i = samples.length - 1; i >= 0; i--) {
-    const s = /** @type {RateSample} */ (samples[i])
-    if (seconds > 0 && at - s.at >= RATE_WINDOW_MS) break
-    pushed += s.pushed
-    left += s.left
-    seconds += s.seconds
-  }
-  return seconds === 0 ? undefined : { push: pushed / seconds, drain: Math.max(0, left) / seconds }
-}
-
 /** @param {LogName} name */
 function cardOf (name) {
-  const existing = state.cards.get(name)
-  if (existing !== undefined) return existing
-  /** @param {string} key */
-  const value = key => h('dd', { 'data-field': key })
-  const fields = {
-    count: value('count'),
-    bytes: value('bytes'),
-    oldest: value('oldest'),
-    push: value('push'),
-    drain: value('drain'),
-    ids: h('span', { 'data-field': 'ids' }),
-    extra: h('span', { 'data-field': 'extra', class: 'warn-text' }),
+  let entry = state.cards.get(name)
+  if (entry === undefined) {
+    entry = logCard(name)
+    byId('logs').appendChild(entry.card)
+    state.cards.set(name, entry)
   }
-  const chart = rateChart(`${LABELS[name]} push and drain rate`)
-  const card = h('article', { class: 'card', 'data-testid': `log-${name}`, 'aria-labelledby': `log-${name}-h` },
-    h('h3', { id: `log-${name}-h` }, LABELS[name], ' ', h('span', { class: 'muted small' }, fields.ids), ' ', fields.extra),
-    h('dl', { class: 'stats' },
-      h('div', {}, h('dt', {}, 'Depth'), fields.count),
-      h('div', {}, h('dt', {}, 'Bytes'), fields.bytes),
-      h('div', {}, h('dt', {}, 'Oldest'), fields.oldest),
-      h('div', {}, h('dt', {}, h('span', { class: 'key push' }), 'Push'), fields.push),
-      h('div', {}, h('dt', {}, h('span', { class: 'key drain' }), 'Drain'), fields.drain)),
-    chart)
-  byId('logs').appendChild(card)
-  const entry = { card, fields, chart }
-  state.cards.set(name, entry)
   return entry
 }
 
@@ -387,41 +270,51 @@ function renderSubscribers (overview) {
   state.subsSignature = signature
   const body = table.tBodies[0]
   if (body === undefined) return
-  body.replaceChildren(...rows.map(r => h('tr', { 'data-subscriber': `${r.log}/${r.name}` },
-    h('td', { 'data-label': 'Log' }, LABELS[r.log]),
-    h('th', { scope: 'row', 'data-label': 'Name' }, r.name),
-    h('td', { class: 'num', 'data-label': 'Lag', 'data-field': 'lag' }, formatCount(r.lagRecords)),
-    h('td', { class: 'num', 'data-label': 'Lag bytes' }, formatBytes(r.lagBytes)),
-    h('td', { class: 'num', 'data-label': 'In flight' }, formatCount(r.inFlight)),
-    h('td', { 'data-label': 'Oldest unacked' }, r.oldestUnackedAgeMs === 0 ? '–' : formatDuration(r.oldestUnackedAgeMs)),
-    h('td', { 'data-label': 'Last active', title: isoTime(r.lastActiveAt) }, ago(r.lastActiveAt, t)))))
+  body.replaceChildren(...rows.map(r => subscriberRow(r, t)))
 }
 
 // ---- records ------------------------------------------------------------------------------------
 
 function renderRecords () {
   const view = state.view
-  const signature = JSON.stringify([view.log, state.format, view.hasMore, view.stack.length, view.records])
+  const wal = view.log === 'wal'
+  const subs = wal ? logOf('wal')?.subscribers ?? [] : []
+  const positions = subs.map(s => [s.name, s.ackFloor, s.cursor, s.inFlight, s.lagRecords])
+  const signature = JSON.stringify([view.log, state.format, view.hasMore, view.stack, view.records, positions])
   if (signature !== view.signature) {
     view.signature = signature
     drawRecordRows()
+    const list = byId('positions')
+    list.hidden = subs.length === 0
+    list.replaceChildren(...positionItems(subs, jumpTo))
   }
-  tickTimes()
-  const count = state.overview?.logs.find(l => l.name === view.log)?.count ?? 0
+  applyFind()
+  tickTimes(now())
+  const log = logOf(view.log)
+  const count = log?.count ?? 0
+  const from = view.stack[view.stack.length - 1] ?? 0
   const first = view.records[0]
   const last = view.records[view.records.length - 1]
-  setText(byId('page'), first === undefined || last === undefined
-    ? ''
-    : `Page ${view.stack.length} · IDs ${first.id}–${last.id} · ${formatCount(count)} ${view.log === 'dlq' ? 'in the DLQ' : 'parked'}`)
-  byIdAs('prev', HTMLButtonElement).disabled = view.stack.length <= 1
+  const where = { wal: 'in the WAL', dlq: 'in the DLQ', parked: 'parked' }[view.log]
+  // Page numbers count from the log's start; after a jump to an ID there are none.
+  const page = view.stack[0] === 0 ? `Page ${view.stack.length} · ` : ''
+  setText(byId('page'), first === undefined || last === undefined ? '' : `${page}IDs ${first.id}–${last.id} · ${formatCount(count)} ${where}`)
+  const before = first?.id ?? from
+  byIdAs('prev', HTMLButtonElement).disabled = view.stack.length <= 1 && !(log?.firstId !== undefined && before > log.firstId)
   byIdAs('next', HTMLButtonElement).disabled = !view.hasMore
-  byId('records-empty').hidden = view.records.length > 0
-  setText(byId('records-empty'), view.log === 'dlq' ? 'The DLQ is empty.' : 'Nothing is parked.')
+  const empty = byId('records-empty')
+  empty.hidden = view.records.length > 0
+  setText(empty, from > 0 && count > 0
+    ? `No ${LABELS[view.log]} records from ID ${from}.`
+    : { wal: 'The WAL is empty.', dlq: 'The DLQ is empty.', parked: 'Nothing is parked.' }[view.log])
 }
 
 function drawRecordRows () {
   const view = state.view
-  const table = byIdAs('records-table', HTMLTableElement)
+  const wal = view.log === 'wal'
+  byId('records-table').hidden = wal
+  byId('wal-table').hidden = !wal
+  const table = byIdAs(wal ? 'wal-table' : 'records-table', HTMLTableElement)
   const body = table.tBodies[0]
   if (body === undefined) return
   // Keep the keyboard where it was across a redraw: the same button, or the same action one row on.
@@ -430,10 +323,22 @@ function drawRecordRows () {
   const activeAction = active?.dataset.action
   const activeRow = active === undefined ? -1 : [...body.rows].findIndex(r => r.contains(active))
 
-  setText(byId('records-caption'), `${LABELS[view.log]} records`)
-  setText(byId('col-time'), view.log === 'dlq' ? 'Failed' : 'Parked')
-  setText(byId('col-next'), view.log === 'dlq' ? 'Next attempt' : 'Reason')
-  body.replaceChildren(...view.records.map(recordRow))
+  if (view.log === 'wal') {
+    const log = logOf('wal')
+    body.replaceChildren(...walRows(view.records, log?.subscribers ?? [], {
+      from: view.stack[view.stack.length - 1] ?? 0,
+      firstId: log?.firstId ?? 0,
+      hasMore: view.hasMore,
+      format: state.format,
+      act: (action, id) => { void act(action, id) },
+    }))
+  } else {
+    const log = view.log
+    setText(byId('records-caption'), `${LABELS[log]} records`)
+    setText(byId('col-time'), log === 'dlq' ? 'Failed' : 'Parked')
+    setText(byId('col-next'), log === 'dlq' ? 'Next attempt' : 'Reason')
+    body.replaceChildren(...view.records.map(r => retryRow(r, log, state.format, (action, id) => { void act(action, id) })))
+  }
 
   if (activeKey !== undefined) {
     /** @type {HTMLElement | null} */
@@ -447,101 +352,81 @@ function drawRecordRows () {
   }
 }
 
-/** @param {RecordPreview} r */
-function recordRow (r) {
-  const log = state.view.log
-  const retry = r.retry ?? {}
-  const lastError = retry.lastError ?? r.error
-  const bytes = decodeBase64(r.preview)
-  const shown = preview(bytes, state.format, r.size > bytes.length, 96)
-  const time = log === 'dlq' ? (retry.lastFailedAt ?? r.pushedAt) : (retry.parkedAt ?? r.pushedAt)
-  /**
-   * @param {string} action
-   * @param {string} label
-   * @param {string} what
-   * @param {string} [cls]
-   */
-  const button = (action, label, what, cls) => h('button', {
-    type: 'button',
-    class: cls,
-    'data-action': action,
-    'data-key': `${action}:${r.id}`,
-    'aria-label': `${label} ${what}`,
-    onclick: () => act(action, r.id),
-  }, label)
-  const what = `${LABELS[log]} record ${r.id}`
-  return h('tr', { 'data-id': r.id },
-    h('th', { scope: 'row', class: 'num', 'data-label': 'ID', 'data-field': 'id' }, String(r.id)),
-    h('td', { 'data-label': log === 'dlq' ? 'Failed' : 'Parked', 'data-at': time, 'data-kind': 'ago', title: isoTime(time) }),
-    h('td', { class: 'num', 'data-label': 'Size', 'data-field': 'size' }, formatBytes(r.size)),
-    h('td', { class: 'payload-cell', 'data-label': 'Payload', 'data-field': 'payload' },
-      h('code', {}, shown.text), shown.note === undefined ? null : h('span', { class: 'note' }, ` (${shown.note})`)),
-    h('td', { class: 'num', 'data-label': 'Attempts', 'data-field': 'attempts' }, retry.attempts === undefined ? '–' : String(retry.attempts)),
-    h('td', { class: 'error-cell', 'data-label': 'Last error', 'data-field': 'error', title: lastError?.message ?? '' },
-      lastError === undefined ? '–' : [lastError.code === undefined ? null : h('strong', {}, lastError.code, ' '), clip(lastError.message, 120)]),
-    log === 'dlq'
-      ? h('td', {
-        'data-label': 'Next attempt',
-        'data-field': 'next',
-        ...(retry.nextAttemptAt === undefined ? {} : { 'data-at': retry.nextAttemptAt, 'data-kind': 'until', title: isoTime(retry.nextAttemptAt) }),
-      }, retry.nextAttemptAt === undefined ? '–' : '')
-      : h('td', { 'data-label': 'Reason', 'data-field': 'reason' }, retry.reason ?? '–'),
-    h('td', { class: 'actions-cell' },
-      button('view', 'View', what),
-      button('requeue', 'Requeue', what, 'warn'),
-      button('purge', 'Purge', what, 'danger')))
-}
-
-/** Relative times change on every poll; they are updated in place, so rows are not redrawn for them. */
-function tickTimes () {
-  const t = now()
-  for (const el of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll('[data-at]'))) {
-    const at = Number(el.dataset.at)
-    setText(el, el.dataset.kind === 'until' ? until(at, t) : ago(at, t))
-  }
-}
-
-/**
- * @param {string} s
- * @param {number} n
- */
-function clip (s, n) {
-  return s.length > n ? `${s.slice(0, n - 1)}…` : s
+/** Show only the rows of the page whose payload contains the text to find. */
+function applyFind () {
+  const view = state.view
+  const table = byIdAs(view.log === 'wal' ? 'wal-table' : 'records-table', HTMLTableElement)
+  const shown = filterRows(table, view.records, state.find)
+  setText(byId('find-count'), state.find === '' ? '' : `${shown} of ${view.records.length} on this page`)
 }
 
 function updateBulkButtons () {
   const log = state.view.log
-  const count = state.overview?.logs.find(l => l.name === log)?.count ?? 0
+  const count = logOf(log)?.count ?? 0
   const requeue = byIdAs('requeue-all', HTMLButtonElement)
   const purge = byIdAs('purge-all', HTMLButtonElement)
+  // The WAL's records are its subscribers' to take: the console only shows them.
+  byId('bulk').hidden = log === 'wal'
   setText(requeue, log === 'dlq' ? 'Requeue all' : 'Requeue all parked')
   setText(purge, 'Purge all')
   requeue.disabled = count === 0
   purge.disabled = count === 0
 }
 
-/** @param {'dlq' | 'parked'} log */
+/** @param {LogName} log */
 function showLog (log) {
   if (state.view.log === log) return
-  state.view = { log, stack: [0], records: [], hasMore: false, signature: '' }
+  state.view = newView(log)
   for (const b of document.querySelectorAll('[data-log]')) b.setAttribute('aria-pressed', String(b.getAttribute('data-log') === log))
   updateBulkButtons()
   renderRecords()
   void refreshNow()
 }
 
+/**
+ * Show the page that starts at `id` (the first record at or above it).
+ * @param {number} id
+ */
+function jumpTo (id) {
+  const view = state.view
+  view.stack = [id]
+  view.records = []
+  view.hasMore = false
+  renderRecords()
+  return refreshNow()
+}
+
 /** @param {1 | -1} direction */
-function turnPage (direction) {
+async function turnPage (direction) {
   const view = state.view
   if (direction === 1) {
     const last = view.records[view.records.length - 1]
     if (!view.hasMore || last === undefined) return
     view.stack.push(last.id + 1)
-  } else {
-    if (view.stack.length <= 1) return
+  } else if (view.stack.length > 1) {
     view.stack.pop()
+  } else {
+    // After a jump: the page before is searched for.
+    const firstId = logOf(view.log)?.firstId
+    const before = view.records[0]?.id ?? view.stack[0] ?? 0
+    if (firstId === undefined || before <= firstId) return
+    const log = view.log
+    /** @param {number} from */
+    const idsFrom = async from => {
+      const answer = await api.get(`/v1/logs/${log}/previews?from=${from}&maxCount=${PAGE_SIZE}&previewBytes=0`)
+      return /** @type {RecordPreview[]} */ (answer.records).map(r => r.id)
+    }
+    let start
+    try {
+      start = await previousStart(idsFrom, before, firstId, PAGE_SIZE)
+    } catch (err) {
+      failed(err)
+      return
+    }
+    if (state.view !== view || view.stack.length !== 1) return // the user went elsewhere meanwhile
+    view.stack = [start]
   }
-  void refreshNow()
+  await refreshNow()
 }
 
 // ---- actions ------------------------------------------------------------------------------------
@@ -554,6 +439,7 @@ async function act (action, id) {
   const log = state.view.log
   const what = `${LABELS[log]} record ${id}`
   if (action === 'view') return viewRecord(log, id)
+  if (log === 'wal') return
   const ok = action === 'requeue'
     ? await confirmAction(`Requeue ${what}?`,
       log === 'dlq' ? 'It is pushed to the WAL as a new record and leaves the DLQ.' : 'It goes back to the DLQ, due now, with its attempts reset.',
@@ -574,6 +460,7 @@ async function act (action, id) {
 /** @param {'requeue' | 'purge'} action */
 async function actOnAll (action) {
   const log = state.view.log
+  if (log === 'wal') return
   const count = state.overview?.logs.find(l => l.name === log)?.count ?? 0
   const records = `${formatCount(count)} ${LABELS[log]} record${count === 1 ? '' : 's'}`
   const ok = action === 'requeue'
@@ -617,26 +504,7 @@ function notice (text, error = false) {
 }
 
 /**
- * Ask before a change; resolves true for the OK button, false for Cancel or Escape.
- * @param {string} title
- * @param {string} text
- * @param {string} okLabel
- * @returns {Promise<boolean>}
- */
-function confirmAction (title, text, okLabel) {
-  const dialog = byIdAs('confirm', HTMLDialogElement)
-  setText(byId('confirm-title'), title)
-  setText(byId('confirm-text'), text)
-  setText(byId('confirm-ok'), okLabel)
-  dialog.returnValue = ''
-  return new Promise(resolve => {
-    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true })
-    showModal(dialog)
-  })
-}
-
-/**
- * @param {'dlq' | 'parked'} log
+ * @param {LogName} log
  * @param {number} id
  */
 async function viewRecord (log, id) {
@@ -653,24 +521,7 @@ async function viewRecord (log, id) {
     await refreshNow()
     return
   }
-  const retry = r.retry ?? {}
-  const t = now()
-  const lastError = retry.lastError ?? r.error
-  /** @type {Array<[string, string]>} */
-  const fields = [
-    ['Log', LABELS[log]],
-    ['ID', String(r.id)],
-    ['Pushed', `${isoTime(r.pushedAt)} (${ago(r.pushedAt, t)})`],
-    ['Size', `${formatBytes(r.size)} (${formatCount(r.size)} bytes)`],
-  ]
-  if (retry.attempts !== undefined) fields.push(['Attempts', String(retry.attempts)])
-  if (retry.firstFailedAt !== undefined) fields.push(['First failed', isoTime(retry.firstFailedAt)])
-  if (retry.lastFailedAt !== undefined) fields.push(['Last failed', isoTime(retry.lastFailedAt)])
-  if (lastError !== undefined) fields.push(['Last error', `${lastError.code === undefined ? '' : `${lastError.code}: `}${lastError.message}`])
-  if (retry.nextAttemptAt !== undefined) fields.push(['Next attempt', `${isoTime(retry.nextAttemptAt)} (${until(retry.nextAttemptAt, t)})`])
-  if (retry.parkedAt !== undefined) fields.push(['Parked', `${isoTime(retry.parkedAt)} (${retry.reason ?? ''})`])
-  if (retry.dlqId !== undefined) fields.push(['DLQ ID', String(retry.dlqId)])
-  if (retry.source !== undefined) fields.push(['Came from', `${retry.source.log} record ${retry.source.id}`])
+  const fields = recordFields(r, log, now())
   const bytes = decodeBase64(r.preview)
   const truncated = r.size > bytes.length
   const shown = preview(bytes, state.format, truncated)
@@ -680,18 +531,6 @@ async function viewRecord (log, id) {
   byId('record-fields').replaceChildren(...fields.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))
   setText(byId('record-payload'), shown.text)
   showModal(byIdAs('record-dialog', HTMLDialogElement))
-}
-
-/**
- * Open a dialog as modal, and give the focus back to where it was when it closes.
- * @param {HTMLDialogElement} dialog
- */
-function showModal (dialog) {
-  const before = document.activeElement
-  dialog.addEventListener('close', () => {
-    if (before instanceof HTMLElement && before.isConnected && document.activeElement !== before) before.focus()
-  }, { once: true })
-  dialog.showModal()
 }
 
 // ---- start --------------------------------------------------------------------------------------
@@ -714,10 +553,29 @@ function start () {
     banner.hidden = false
     setText(banner, 'This service needs its token: use “Enter token”.')
   })
+  byId('show-wal').addEventListener('click', () => showLog('wal'))
   byId('show-dlq').addEventListener('click', () => showLog('dlq'))
   byId('show-parked').addEventListener('click', () => showLog('parked'))
-  byId('prev').addEventListener('click', () => turnPage(-1))
-  byId('next').addEventListener('click', () => turnPage(1))
+  byId('prev').addEventListener('click', () => { void turnPage(-1) })
+  byId('next').addEventListener('click', () => { void turnPage(1) })
+  byId('jump').addEventListener('submit', e => {
+    e.preventDefault()
+    const input = byIdAs('jump-id', HTMLInputElement)
+    const id = Number(input.value)
+    if (input.value.trim() !== '' && Number.isSafeInteger(id) && id >= 0) void jumpTo(id)
+  })
+  byId('find').addEventListener('input', e => {
+    state.find = /** @type {HTMLInputElement} */ (e.target).value.trim().toLowerCase()
+    applyFind()
+  })
+  document.addEventListener('visibilitychange', () => {
+    if (hidden()) {
+      clearTimeout(state.timer)
+      state.timer = undefined
+    } else if (state.live && !state.locked) {
+      void refreshNow()
+    }
+  })
   byId('requeue-all').addEventListener('click', () => { void actOnAll('requeue') })
   byId('purge-all').addEventListener('click', () => { void actOnAll('purge') })
   byId('format').addEventListener('change', e => {
@@ -728,6 +586,7 @@ function start () {
     }
   })
   for (const log of /** @type {const} */ (['wal', 'dlq', 'parked'])) cardOf(log)
+  updateBulkButtons()
   void refreshNow()
 }
 

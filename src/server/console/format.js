@@ -136,3 +136,14 @@ export function preview (bytes, format, truncated, cut) {
   }
   return { text: clip(asText(bytes, oneLine)) }
 }
+
+/** How the page names each log. */
+export const LOG_LABELS = Object.freeze(/** @type {const} */ ({ wal: 'WAL', dlq: 'DLQ', parked: 'Parked' }))
+
+/**
+ * @param {string} s
+ * @param {number} n
+ */
+export function clip (s, n) {
+  return s.length > n ? `${s.slice(0, n - 1)}…` : s
+}
