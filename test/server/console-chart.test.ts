@@ -4,9 +4,12 @@
  * are drawn by the page's own chart module; and, against a real `evaq serve` whose clock the test
  * moves, a known push rate shows on the WAL card's chart.
  */
-import test from 'ava'
+import anyTest from 'ava'
 import { ManualClock } from '../helpers/clock.js'
 import { consoleUrl, newPage, screenshot, startService, useBrowser } from '../helpers/browser.js'
+import { requiring } from '../helpers/prerequisites.js'
+
+const test = requiring(anyTest, import.meta.url, 'chromium')
 
 const browser = useBrowser(test)
 

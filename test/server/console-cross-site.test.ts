@@ -6,13 +6,16 @@
  * host resolver rules stand in for the attacker's DNS) sends same-origin requests. Every one is
  * refused, and the real API shows that nothing was stored, leased, purged or streamed.
  */
-import test, { type ExecutionContext } from 'ava'
+import anyTest, { type ExecutionContext } from 'ava'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { send } from '../fixtures/http.js'
 import { chromiumPath, startService } from '../helpers/browser.js'
 import type { Service } from '../../src/server/serve.js'
+import { requiring } from '../helpers/prerequisites.js'
+
+const test = requiring(anyTest, import.meta.url, 'chromium')
 
 let browser: Browser | undefined
 test.before(async () => {

@@ -5,10 +5,13 @@
  * as a browser does when the tab goes to the background), and the requests to `/v1/overview` are
  * counted where the browser sends them.
  */
-import test from 'ava'
+import anyTest from 'ava'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Page } from 'playwright-core'
 import { consoleUrl, loadsAfter, newPage, startService, useBrowser } from '../helpers/browser.js'
+import { requiring } from '../helpers/prerequisites.js'
+
+const test = requiring(anyTest, import.meta.url, 'chromium')
 
 const browser = useBrowser(test)
 

@@ -4,9 +4,12 @@
  * by removed records), their fields and payload previews, finding text in the shown page, and
  * where each subscriber stands (its ack floor and cursor marked in the list).
  */
-import test from 'ava'
+import anyTest from 'ava'
 import type { Page } from 'playwright-core'
 import { consoleUrl, loadsAfter, newPage, screenshot, startService, useBrowser } from '../helpers/browser.js'
+import { requiring } from '../helpers/prerequisites.js'
+
+const test = requiring(anyTest, import.meta.url, 'chromium')
 
 const browser = useBrowser(test)
 

@@ -6,13 +6,16 @@
  * polled again); every assertion is on what the page shows and on what the queue holds.
  * Screenshots go to test/artifacts/console/.
  */
-import test from 'ava'
+import anyTest from 'ava'
 import { copyFile } from 'node:fs/promises'
 import type { Page } from 'playwright-core'
 import { send } from '../fixtures/http.js'
 import { prng } from '../helpers/prng.js'
 import { consoleUrl, loadsAfter, newPage, screenshot, startService, useBrowser } from '../helpers/browser.js'
 import type { Service } from '../../src/server/serve.js'
+import { requiring } from '../helpers/prerequisites.js'
+
+const test = requiring(anyTest, import.meta.url, 'chromium')
 
 const browser = useBrowser(test)
 // One test at a time: together they take as long in all (the browser and the services share the
