@@ -6,9 +6,9 @@ import type { Delivery } from '../log/subscriber.js'
 import { EvaqMetrics } from '../metrics.js'
 import { bearerCheck } from './auth.js'
 import { registerBackupRoute } from './backup-route.js'
-import { base64Payloads, NDJSON_TYPE, ndjsonPayloads, RAW_TYPES } from './bodies.js'
+import { base64Payloads, NDJSON_TYPE, ndjsonPayloads, PUSH_TYPES, RAW_TYPES } from './bodies.js'
 import { registerConsole } from './console-routes.js'
-import { errorReply } from './http-errors.js'
+import { errorReply, explainError, type RouteLimits } from './http-errors.js'
 import { siteGuard } from './site-guard.js'
 import { LOG_NAME_PATTERN, parseUint, READ_DEFAULTS, READ_LIMITS, SUBSCRIBER_NAME_PATTERN, SUBSCRIBER_SCHEMA, UINT_PATTERN } from './params.js'
 import type { QueueService } from './queue-service.js'
@@ -173,9 +173,24 @@ function clientError (err: NodeJS.ErrnoException, socket: Socket): void {
     `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
 
+/** The body types a route takes: what its config says (the push route), else JSON. */
+const JSON_ONLY = ['application/json'] as const
+
+/** What a 415 or 413 answer names: the route's accepted types and limits (see explainError). */
+function routeLimits (request: FastifyRequest, maxPayloadBytes: number): RouteLimits {
+  const options = request.routeOptions as { config?: { accepts?: readonly string[] }, bodyLimit?: number } | undefined
+  return {
+    accepted: options?.config?.accepts ?? JSON_ONLY,
+    bodyLimit: options?.bodyLimit ?? request.server.initialConfig.bodyLimit ?? maxPayloadBytes,
+    maxPayloadBytes,
+    contentType: request.headers['content-type'],
+  }
+}
+
 /** Answer any error a request met in evaq's shape (see errorReply). */
-function sendError (err: unknown, request: FastifyRequest, reply: FastifyReply, retryAfterSeconds = 1): void {
-  const { status, body, internal } = errorReply(err)
+function sendError (err: unknown, request: FastifyRequest, reply: FastifyReply, maxPayloadBytes: number, retryAfterSeconds = 1): void {
+  const { status, internal, ...answer } = errorReply(err)
+  const body = status === 413 || status === 415 ? explainError(err, answer.body, routeLimits(request, maxPayloadBytes)) : answer.body
   if (internal) request.log.error({ err }, 'request failed')
   else if (status >= 500) request.log.warn({ code: body.code, msg: body.message }, 'request failed')
   // The rest of an oversized body is not read: close the connection instead of draining it.
@@ -202,7 +217,7 @@ export async function createApp (service: QueueService, options: AppOptions = {}
     // The site guard answers a request without Host in evaq's shape (Node's own 400 has no body).
     http: { requireHostHeader: false },
     // Errors met before routing (a path parameter too long, a malformed URL) in evaq's shape too.
-    frameworkErrors: (err, request, reply) => { sendError(err, request, reply) },
+    frameworkErrors: (err, request, reply) => { sendError(err, request, reply, evaq.options.maxPayloadBytes) },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, useDefaults: false } },
   }) as unknown as FastifyInstance
   app.removeContentTypeParser('text/plain')
@@ -240,7 +255,7 @@ export async function createApp (service: QueueService, options: AppOptions = {}
   })
   app.addHook('preClose', async () => { service.stop() })
 
-  app.setErrorHandler((err, request, reply) => { sendError(err, request, reply, service.retryAfterSeconds) })
+  app.setErrorHandler((err, request, reply) => { sendError(err, request, reply, evaq.options.maxPayloadBytes, service.retryAfterSeconds) })
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ code: 'EVAQ_NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}` })
   })
@@ -257,6 +272,7 @@ export async function createApp (service: QueueService, options: AppOptions = {}
       }
     })
     scope.post<{ Params: LogParams }>('/v1/logs/:log/records', {
+      config: { accepts: PUSH_TYPES },
       schema: {
         params: LOG_PARAMS,
         response: { 201: IDS_REPLY },
@@ -266,8 +282,7 @@ export async function createApp (service: QueueService, options: AppOptions = {}
       let payloads: Buffer[]
       if (body instanceof Payloads) payloads = body.list
       else if (body === undefined) {
-        throw new EvaqError('EVAQ_UNSUPPORTED_MEDIA_TYPE',
-          `Send records as ${RAW_TYPES.join(', ')}, ${NDJSON_TYPE} or application/json (an array of base64 strings)`)
+        throw new EvaqError('EVAQ_UNSUPPORTED_MEDIA_TYPE', `Send records as ${PUSH_TYPES.join(', ')} (JSON: an array of base64 strings)`)
       } else payloads = base64Payloads(body)
       const ids = await service.push(request.params.log, payloads, clientGone(reply))
       return reply.code(201).send({ ids })
