@@ -1,8 +1,6 @@
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { EvaqError } from '../errors.js'
-import type { QueueRecord } from '../log/log.js'
-import type { Delivery } from '../log/subscriber.js'
 import { EvaqMetrics } from '../metrics.js'
 import { bearerCheck } from './auth.js'
 import { registerBackupRoute } from './backup-route.js'
@@ -10,8 +8,13 @@ import { base64Payloads, NDJSON_TYPE, ndjsonPayloads, PUSH_TYPES, RAW_TYPES } fr
 import { registerConsole } from './console-routes.js'
 import { errorReply, explainError, type RouteLimits } from './http-errors.js'
 import { siteGuard } from './site-guard.js'
+import { registerStreamRoutes } from './stream-routes.js'
+import { StreamTickets } from './stream-tickets.js'
 import { LOG_NAME_PATTERN, parseUint, READ_DEFAULTS, READ_LIMITS, SUBSCRIBER_NAME_PATTERN, SUBSCRIBER_SCHEMA, UINT_PATTERN } from './params.js'
 import type { QueueService } from './queue-service.js'
+import { recordJson } from './record-json.js'
+
+export { recordJson }
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
@@ -46,6 +49,8 @@ export interface AppOptions {
   allowedOrigins?: readonly string[]
   /** The metrics `/metrics` serves. @defaultValue `new EvaqMetrics(service.evaq)` */
   metrics?: EvaqMetrics
+  /** The clock of the stream tickets' expiry (`POST /v1/stream-tickets`), in ms. @defaultValue `Date.now` */
+  clock?: { now (): number }
 }
 
 /** Payloads a content-type parser of the push route produced (a JSON body arrives as plain JSON). */
@@ -129,16 +134,6 @@ const NACK_BODY = {
 interface LogParams { log: string }
 interface SubParams { log: string, name: string }
 interface ReadQuery { from?: string, maxBytes?: string, maxCount?: string, waitMs?: string }
-
-/** A record as JSON: the payload in base64, and what the log knows beside it. */
-export function recordJson (r: QueueRecord | Delivery): Record<string, unknown> {
-  const out: Record<string, unknown> = { id: r.id, payload: r.payload.toString('base64'), pushedAt: r.pushedAt }
-  if ('deliveryCount' in r) out.deliveryCount = r.deliveryCount
-  if (r.error !== undefined) out.error = r.error
-  const retry = (r as { retry?: unknown }).retry
-  if (retry !== undefined) out.retry = retry
-  return out
-}
 
 /** Aborted when the client goes away before its response was sent. */
 function clientGone (reply: FastifyReply): AbortSignal {
@@ -236,8 +231,11 @@ export async function createApp (service: QueueService, options: AppOptions = {}
       done(refused)
       return
     }
-    const open = (request.routeOptions.config as { public?: boolean } | undefined)?.public === true
-    if (!open && authorized !== undefined && !authorized(request.headers.authorization)) {
+    const config = request.routeOptions.config as { public?: boolean, ticket?: boolean } | undefined
+    const open = config?.public === true
+    // A stream may come with `?ticket=` instead of the header: its route redeems the ticket.
+    const ticketed = config?.ticket === true && typeof (request.query as { ticket?: unknown } | undefined)?.ticket === 'string'
+    if (!open && !ticketed && authorized !== undefined && !authorized(request.headers.authorization)) {
       reply.header('www-authenticate', 'Bearer realm="evaq"')
       done(new EvaqError('EVAQ_UNAUTHORIZED', 'Missing or wrong bearer token (Authorization: Bearer <token>)'))
       return
@@ -390,6 +388,11 @@ export async function createApp (service: QueueService, options: AppOptions = {}
   }, async () => service.stats())
 
   registerBackupRoute(app, service)
+
+  // ---- the change stream ------------------------------------------------------------------------
+
+  const clock = options.clock ?? { now: () => Date.now() }
+  registerStreamRoutes(app, service, new StreamTickets(() => clock.now()))
 
   app.get('/metrics', {
     schema: { response: { 200: { type: 'string' } } },
