@@ -54,6 +54,8 @@ export function registerStreamRoutes (app: FastifyInstance, service: QueueServic
 
   app.get<{ Params: { log: string, name: string }, Querystring: StreamQuery }>('/v1/logs/:log/subscribers/:name/stream', {
     config: TICKET_ROUTE,
+    // A HEAD would run the lease loop with nowhere to send the records.
+    exposeHeadRoute: false,
     schema: { params: SUB_PARAMS, querystring: STREAM_QUERY },
   }, async (request, reply) => {
     const { log, name } = request.params

@@ -79,6 +79,7 @@ test('an acked record is not delivered again; an unacked one comes back after th
 test('an unknown subscriber or log is 404, bad query values 400, as JSON errors', async t => {
   const s = await startServer(t)
   await subscribe(s, 'known')
+  await push(s, 'one')
   const unknown = await stream(s, 'nobody')
   t.is(unknown.status, 404)
   t.is(unknown.json.code, 'EVAQ_NOT_FOUND')
@@ -90,6 +91,8 @@ test('an unknown subscriber or log is 404, bad query values 400, as JSON errors'
     t.is(r.status, 400, query)
     t.is(r.json.code, 'EVAQ_INVALID_ARGUMENT', query)
   }
+  const head = await s.call('HEAD', '/v1/logs/wal/subscribers/known/stream')
+  t.is(head.status, 404, 'no HEAD: it would lease records it cannot send')
   t.is(await inFlight(s, 'known'), 0, 'nothing was leased')
 })
 
