@@ -21,7 +21,8 @@ export interface AppOptions {
   /**
    * Bearer token that every route but `/healthz`, `/readyz` and the console's page and assets
    * (`/`, `/console/*`: they hold no data) requires (`Authorization: Bearer <token>`), compared in
-   * constant time. @defaultValue none: no auth
+   * constant time. The change stream takes a single-use `?ticket=` instead (`POST
+   * /v1/stream-tickets`), for browsers' EventSource. @defaultValue none: no auth
    */
   token?: string
   /**

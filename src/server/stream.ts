@@ -89,7 +89,7 @@ export async function runStream (service: QueueService, log: string, subscriber:
   const leases = new Leases()
   let wake: (() => void) | undefined
   const offSettled = service.onSettled(log, subscriber, ids => { leases.settle(ids); wake?.() })
-  const heartbeat = setInterval(() => { if (!res.writableNeedDrain) res.write(': keep-alive\n\n') }, options.heartbeatMs)
+  const heartbeat = setInterval(() => { if (!res.destroyed && !res.writableNeedDrain) res.write(': keep-alive\n\n') }, options.heartbeatMs)
   const clock = service.evaq.options.clock
   res.writeHead(200, STREAM_HEADERS)
   // A first comment sends the headers now: the client sees the stream open before any record.

@@ -126,7 +126,8 @@ test('heartbeats: comment lines keep an idle stream open', async t => {
   t.is(es.events.length, 0)
 })
 
-test('a client that goes away frees the stream: no poll left, and its unsent leases come back after the lease', async t => {
+// Serial: it counts the process's timers, which other tests running beside it would add to.
+test.serial('a client that goes away frees the stream: no poll left, and its unsent leases come back after the lease', async t => {
   const s = await startServer(t)
   await subscribe(s, 'gone', { leaseMs: 400 })
   const before = process.getActiveResourcesInfo().filter(r => r === 'Timeout').length
