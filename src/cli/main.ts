@@ -10,6 +10,7 @@ import { openLocal, openRemote, type Backend } from './backend.js'
 import { backupCommand, restoreCommand } from './backup.js'
 import { check, repair, type CheckReport, type CheckStatus } from '../store/check.js'
 import { recordLine, recordText, writeOut } from './output.js'
+import { followCommand } from './follow.js'
 import { progress } from './progress.js'
 import { exportLog, importLog } from './transfer.js'
 import { idArgs, intFlag, USAGE, UsageError } from './usage.js'
@@ -85,10 +86,12 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   tail: {
-    options: { ...TARGET, from: { type: 'string' }, count: { type: 'string' }, ...JSON_FLAG },
+    options: { ...TARGET, from: { type: 'string' }, count: { type: 'string' }, ...JSON_FLAG, follow: { type: 'boolean' }, subscriber: { type: 'string' } },
     run: (values, args) => {
       const log = logArg(args, 'tail')
       const count = intFlag(values.count as string | undefined, '--count', Number.MAX_SAFE_INTEGER, 1)
+      // A consumer: the service's change stream of a subscriber, each record acked once printed.
+      if (values.follow === true || values.subscriber !== undefined) return followCommand(log, count, values)
       return withTarget(values, async q => {
         const stop = new AbortController()
         const onSignal = (): void => stop.abort()

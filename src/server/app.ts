@@ -1,24 +1,28 @@
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { EvaqError } from '../errors.js'
-import type { QueueRecord } from '../log/log.js'
-import type { Delivery } from '../log/subscriber.js'
 import { EvaqMetrics } from '../metrics.js'
 import { bearerCheck } from './auth.js'
 import { registerBackupRoute } from './backup-route.js'
-import { base64Payloads, NDJSON_TYPE, ndjsonPayloads, RAW_TYPES } from './bodies.js'
+import { base64Payloads, NDJSON_TYPE, ndjsonPayloads, PUSH_TYPES, RAW_TYPES } from './bodies.js'
 import { registerConsole } from './console-routes.js'
-import { errorReply } from './http-errors.js'
+import { errorReply, explainError, type RouteLimits } from './http-errors.js'
 import { siteGuard } from './site-guard.js'
+import { registerStreamRoutes } from './stream-routes.js'
+import { StreamTickets } from './stream-tickets.js'
 import { LOG_NAME_PATTERN, parseUint, READ_DEFAULTS, READ_LIMITS, SUBSCRIBER_NAME_PATTERN, SUBSCRIBER_SCHEMA, UINT_PATTERN } from './params.js'
 import type { QueueService } from './queue-service.js'
+import { recordJson } from './record-json.js'
+
+export { recordJson }
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
   /**
    * Bearer token that every route but `/healthz`, `/readyz` and the console's page and assets
    * (`/`, `/console/*`: they hold no data) requires (`Authorization: Bearer <token>`), compared in
-   * constant time. @defaultValue none: no auth
+   * constant time. The change stream takes a single-use `?ticket=` instead (`POST
+   * /v1/stream-tickets`), for browsers' EventSource. @defaultValue none: no auth
    */
   token?: string
   /**
@@ -46,6 +50,8 @@ export interface AppOptions {
   allowedOrigins?: readonly string[]
   /** The metrics `/metrics` serves. @defaultValue `new EvaqMetrics(service.evaq)` */
   metrics?: EvaqMetrics
+  /** The clock of the stream tickets' expiry (`POST /v1/stream-tickets`), in ms. @defaultValue `Date.now` */
+  clock?: { now (): number }
 }
 
 /** Payloads a content-type parser of the push route produced (a JSON body arrives as plain JSON). */
@@ -130,16 +136,6 @@ interface LogParams { log: string }
 interface SubParams { log: string, name: string }
 interface ReadQuery { from?: string, maxBytes?: string, maxCount?: string, waitMs?: string }
 
-/** A record as JSON: the payload in base64, and what the log knows beside it. */
-export function recordJson (r: QueueRecord | Delivery): Record<string, unknown> {
-  const out: Record<string, unknown> = { id: r.id, payload: r.payload.toString('base64'), pushedAt: r.pushedAt }
-  if ('deliveryCount' in r) out.deliveryCount = r.deliveryCount
-  if (r.error !== undefined) out.error = r.error
-  const retry = (r as { retry?: unknown }).retry
-  if (retry !== undefined) out.retry = retry
-  return out
-}
-
 /** Aborted when the client goes away before its response was sent. */
 function clientGone (reply: FastifyReply): AbortSignal {
   const controller = new AbortController()
@@ -173,9 +169,24 @@ function clientError (err: NodeJS.ErrnoException, socket: Socket): void {
     `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
 
+/** The body types a route takes: what its config says (the push route), else JSON. */
+const JSON_ONLY = ['application/json'] as const
+
+/** What a 415 or 413 answer names: the route's accepted types and limits (see explainError). */
+function routeLimits (request: FastifyRequest, maxPayloadBytes: number): RouteLimits {
+  const options = request.routeOptions as { config?: { accepts?: readonly string[] }, bodyLimit?: number } | undefined
+  return {
+    accepted: options?.config?.accepts ?? JSON_ONLY,
+    bodyLimit: options?.bodyLimit ?? request.server.initialConfig.bodyLimit ?? maxPayloadBytes,
+    maxPayloadBytes,
+    contentType: request.headers['content-type'],
+  }
+}
+
 /** Answer any error a request met in evaq's shape (see errorReply). */
-function sendError (err: unknown, request: FastifyRequest, reply: FastifyReply, retryAfterSeconds = 1): void {
-  const { status, body, internal } = errorReply(err)
+function sendError (err: unknown, request: FastifyRequest, reply: FastifyReply, maxPayloadBytes: number, retryAfterSeconds = 1): void {
+  const { status, internal, ...answer } = errorReply(err)
+  const body = status === 413 || status === 415 ? explainError(err, answer.body, routeLimits(request, maxPayloadBytes)) : answer.body
   if (internal) request.log.error({ err }, 'request failed')
   else if (status >= 500) request.log.warn({ code: body.code, msg: body.message }, 'request failed')
   // The rest of an oversized body is not read: close the connection instead of draining it.
@@ -202,7 +213,7 @@ export async function createApp (service: QueueService, options: AppOptions = {}
     // The site guard answers a request without Host in evaq's shape (Node's own 400 has no body).
     http: { requireHostHeader: false },
     // Errors met before routing (a path parameter too long, a malformed URL) in evaq's shape too.
-    frameworkErrors: (err, request, reply) => { sendError(err, request, reply) },
+    frameworkErrors: (err, request, reply) => { sendError(err, request, reply, evaq.options.maxPayloadBytes) },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, useDefaults: false } },
   }) as unknown as FastifyInstance
   app.removeContentTypeParser('text/plain')
@@ -221,8 +232,11 @@ export async function createApp (service: QueueService, options: AppOptions = {}
       done(refused)
       return
     }
-    const open = (request.routeOptions.config as { public?: boolean } | undefined)?.public === true
-    if (!open && authorized !== undefined && !authorized(request.headers.authorization)) {
+    const config = request.routeOptions.config as { public?: boolean, ticket?: boolean } | undefined
+    const open = config?.public === true
+    // A stream may come with `?ticket=` instead of the header: its route redeems the ticket.
+    const ticketed = config?.ticket === true && typeof (request.query as { ticket?: unknown } | undefined)?.ticket === 'string'
+    if (!open && !ticketed && authorized !== undefined && !authorized(request.headers.authorization)) {
       reply.header('www-authenticate', 'Bearer realm="evaq"')
       done(new EvaqError('EVAQ_UNAUTHORIZED', 'Missing or wrong bearer token (Authorization: Bearer <token>)'))
       return
@@ -240,7 +254,7 @@ export async function createApp (service: QueueService, options: AppOptions = {}
   })
   app.addHook('preClose', async () => { service.stop() })
 
-  app.setErrorHandler((err, request, reply) => { sendError(err, request, reply, service.retryAfterSeconds) })
+  app.setErrorHandler((err, request, reply) => { sendError(err, request, reply, evaq.options.maxPayloadBytes, service.retryAfterSeconds) })
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ code: 'EVAQ_NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}` })
   })
@@ -257,6 +271,7 @@ export async function createApp (service: QueueService, options: AppOptions = {}
       }
     })
     scope.post<{ Params: LogParams }>('/v1/logs/:log/records', {
+      config: { accepts: PUSH_TYPES },
       schema: {
         params: LOG_PARAMS,
         response: { 201: IDS_REPLY },
@@ -266,8 +281,7 @@ export async function createApp (service: QueueService, options: AppOptions = {}
       let payloads: Buffer[]
       if (body instanceof Payloads) payloads = body.list
       else if (body === undefined) {
-        throw new EvaqError('EVAQ_UNSUPPORTED_MEDIA_TYPE',
-          `Send records as ${RAW_TYPES.join(', ')}, ${NDJSON_TYPE} or application/json (an array of base64 strings)`)
+        throw new EvaqError('EVAQ_UNSUPPORTED_MEDIA_TYPE', `Send records as ${PUSH_TYPES.join(', ')} (JSON: an array of base64 strings)`)
       } else payloads = base64Payloads(body)
       const ids = await service.push(request.params.log, payloads, clientGone(reply))
       return reply.code(201).send({ ids })
@@ -375,6 +389,11 @@ export async function createApp (service: QueueService, options: AppOptions = {}
   }, async () => service.stats())
 
   registerBackupRoute(app, service)
+
+  // ---- the change stream ------------------------------------------------------------------------
+
+  const clock = options.clock ?? { now: () => Date.now() }
+  registerStreamRoutes(app, service, new StreamTickets(() => clock.now()))
 
   app.get('/metrics', {
     schema: { response: { 200: { type: 'string' } } },

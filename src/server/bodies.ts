@@ -11,6 +11,8 @@ import { EvaqError } from '../errors.js'
 
 export const RAW_TYPES = ['application/octet-stream', 'text/plain'] as const
 export const NDJSON_TYPE = 'application/x-ndjson'
+/** Every type the push route takes, as a 415 answer lists them. */
+export const PUSH_TYPES = [...RAW_TYPES, NDJSON_TYPE, 'application/json'] as const
 
 /** Payloads of an NDJSON body; EVAQ_INVALID_ARGUMENT names the first line that is not JSON. */
 export function ndjsonPayloads (body: Buffer): Buffer[] {

@@ -52,6 +52,8 @@ const LOG_NAME = new RegExp(LOG_NAME_PATTERN)
 
 export class QueueService {
   private readonly subs = new Map<string, Subscriber>()
+  /** Who waits for acks, nacks and unsubscribes of a subscriber (the streams: see onSettled). */
+  private readonly settledListeners = new Map<string, Set<(ids: readonly number[]) => void>>()
   private readonly stopping = new AbortController()
   private polls = 0
   private diskFull = false
@@ -242,7 +244,38 @@ export class QueueService {
   async unsubscribe (name: string, subscriber: string): Promise<void> {
     const log = this.log(name)
     this.subs.delete(key(name, subscriber))
-    if (!await log.unsubscribe(subscriber)) throw notSubscribed(name, subscriber)
+    const removed = await log.unsubscribe(subscriber)
+    this.settled(name, subscriber, [])
+    if (!removed) throw notSubscribed(name, subscriber)
+  }
+
+  /**
+   * The lease of a subscriber's deliveries, in ms of the queue's clock: EVAQ_NOT_FOUND for an
+   * unknown subscriber (what a stream checks before it starts).
+   */
+  async leaseMs (name: string, subscriber: string): Promise<number> {
+    return (await this.handle(name, subscriber)).leaseMs
+  }
+
+  /**
+   * Call `listener` with the IDs of every ack and nack of this subscriber made through the service
+   * (and with none when it is unsubscribed): a stream frees room for more records by them.
+   * Returns the function that stops it.
+   */
+  onSettled (name: string, subscriber: string, listener: (ids: readonly number[]) => void): () => void {
+    const k = key(name, subscriber)
+    let set = this.settledListeners.get(k)
+    if (set === undefined) this.settledListeners.set(k, set = new Set())
+    set.add(listener)
+    return () => {
+      set.delete(listener)
+      if (set.size === 0 && this.settledListeners.get(k) === set) this.settledListeners.delete(k)
+    }
+  }
+
+  private settled (name: string, subscriber: string, ids: readonly number[]): void {
+    const set = this.settledListeners.get(key(name, subscriber))
+    if (set !== undefined) for (const listener of [...set]) listener(ids)
   }
 
   /** The next batch for a subscriber (leased); waits up to `waitMs` for one. Empty when none came. */
@@ -279,6 +312,7 @@ export class QueueService {
     await this.onSubscriber(name, subscriber, () => sub.ack(ids))
     const count = new Set(ids).size
     this.metrics?.acked(name, subscriber, count)
+    this.settled(name, subscriber, ids)
     return count
   }
 
@@ -288,6 +322,7 @@ export class QueueService {
     await this.onSubscriber(name, subscriber, () => sub.nack(ids, { delayMs }))
     const count = new Set(ids).size
     this.metrics?.nacked(name, subscriber, count)
+    this.settled(name, subscriber, ids)
     return count
   }
 

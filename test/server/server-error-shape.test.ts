@@ -14,7 +14,7 @@ function evaqShape (r: { status: number, headers: Reply['headers'], json: any })
   if (ERROR_CODES[code].status !== r.status) return `status ${r.status} is not ${code}'s ${ERROR_CODES[code].status}`
   if (typeof r.json.message !== 'string') return 'no message'
   if (!String(r.headers['content-type']).startsWith('application/json')) return `content-type ${String(r.headers['content-type'])}`
-  const extra = Object.keys(r.json).filter(k => !['code', 'message', 'ids', 'status'].includes(k))
+  const extra = Object.keys(r.json).filter(k => !['code', 'message', 'ids', 'status', 'details'].includes(k))
   if (extra.length > 0) return `other fields: ${extra.join(', ')}`
   return undefined
 }
@@ -75,4 +75,36 @@ test('the framework\'s own errors are in evaq\'s shape with an EVAQ_ code', asyn
   }
   t.is((await s.evaq.wal.stats()).count, 0)
   t.is((await send(s.url, 'GET', '/healthz')).status, 200)
+})
+
+test('a 415 lists the content types the route takes; a 413 states the limit and the flag that raises it', async t => {
+  const s = await startServer(t, { bodyLimit: 64 })
+  const push = await send(s.url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'hello' })
+  t.is(push.status, 415)
+  t.is(push.json.code, 'EVAQ_UNSUPPORTED_MEDIA_TYPE')
+  t.deepEqual(push.json.details, { accepted: ['application/octet-stream', 'text/plain', 'application/x-ndjson', 'application/json'] })
+  const bare = await send(s.url, 'POST', '/v1/logs/wal/records', { body: 'hello' })
+  t.is(bare.status, 415)
+  t.deepEqual(bare.json.details, push.json.details, 'a body without a content type: the same list')
+  const purge = await send(s.url, 'POST', '/v1/dlq/purge', { headers: { 'content-type': 'text/plain' }, body: 'x' })
+  t.is(purge.status, 415)
+  t.deepEqual(purge.json.details, { accepted: ['application/json'] }, 'a JSON route lists JSON only')
+
+  const big = await send(s.url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'text/plain' }, body: 'x'.repeat(65) })
+  t.is(big.status, 413)
+  t.is(big.json.code, 'EVAQ_TOO_LARGE')
+  t.deepEqual(big.json.details, { limitBytes: 64, flag: '--body-limit', option: 'bodyLimit' })
+  const ids = Array.from({ length: 40 }, (_, i) => i + 1)
+  const json = await send(s.url, 'POST', '/v1/dlq/purge', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ids }) })
+  t.is(json.status, 413)
+  t.is(json.json.details.limitBytes, 64)
+  t.is((await s.evaq.wal.stats()).count, 0)
+})
+
+test('a 413 from the queue\'s own payload limit names maxPayloadBytes, not the body limit', async t => {
+  const s = await startServer(t, { bodyLimit: 1024, evaq: { maxPayloadBytes: 100 } })
+  const r = await send(s.url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/octet-stream' }, body: Buffer.alloc(101) })
+  t.is(r.status, 413)
+  t.is(r.json.code, 'EVAQ_TOO_LARGE')
+  t.deepEqual(r.json.details, { limitBytes: 100, option: 'maxPayloadBytes' })
 })
