@@ -4,13 +4,16 @@
  * records pushed before and after it opened, acks them with `fetch`; without a ticket, with a
  * spent one, or from a page of another origin, it gets nothing and nothing is leased.
  */
-import test, { type ExecutionContext } from 'ava'
+import anyTest, { type ExecutionContext } from 'ava'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Page } from 'playwright-core'
 import { send } from '../fixtures/http.js'
 import { newPage, startService, useBrowser } from '../helpers/browser.js'
 import type { Service } from '../../src/server/serve.js'
+import { requiring } from '../helpers/prerequisites.js'
+
+const test = requiring(anyTest, import.meta.url, 'chromium')
 
 const TOKEN = 'browser-token'
 const AUTH = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }
