@@ -46,7 +46,8 @@ export async function exportLog (q: Backend, log: string, options: { out: string
   try {
     for (let from = options.from; !interrupt.signal.aborted;) {
       const page = (await q.read(log, { from, maxBytes: PAGE_BYTES, maxCount: PAGE_COUNT })).filter(r => r.id < end)
-      if (page.length === 0) break
+      // A signal that came during the read: the page is not written, so what was is whole pages.
+      if (page.length === 0 || interrupt.signal.aborted) break
       const text = page.map(recordLine).join('\n') + '\n'
       if (file === undefined) await writeOut(text)
       else await write(file, text)

@@ -14,7 +14,7 @@ Run the service:
 
 Inspect and operate (on DIR, or through the service that holds it):
   stats           counts, bytes and ID range of each log
-  peek LOG        print records of LOG (wal, dlq or parked) without removing them
+  peek LOG        print records of LOG (wal, dlq or parked), leaving them
   tail LOG        print records of LOG as they are pushed
   subscribers     subscribers, their progress and lag
   dlq             list, requeue (to the WAL) or purge DLQ records
@@ -188,9 +188,9 @@ it completes; IDs continue above the backup's.
   bench: `Usage: evaq bench [--dir PARENT] [--seconds 5] [--concurrency 256] [--size 1024]
                   [--durability sync|none|MS] [--json]
 
-Push to a fresh queue in a temporary directory under PARENT (default the system's
-temporary directory) and print msg/s and latency; the directory is removed at the
-end, also on Ctrl-C.`,
+Push to a fresh queue in a temporary directory under PARENT (default: the
+system's temporary directory) and print msg/s and latency; the directory is
+removed at the end, also on Ctrl-C.`,
   help: `Usage: evaq help [COMMAND]
 
 Print the general help, or the options of COMMAND.`,

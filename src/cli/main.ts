@@ -315,13 +315,10 @@ async function main (argv: string[]): Promise<number> {
     return 0
   }
   if (first === 'help') {
-    const [topic, ...rest] = argv.slice(1).filter(a => a !== '--help' && a !== '-h')
+    current = 'help'
+    const { values, positionals: [topic, ...rest] } = parseFlags(argv.slice(1), HELP, 'help')
     noArgs(rest)
-    if (topic === undefined) {
-      console.log(GENERAL)
-      return 0
-    }
-    console.log(commandHelp(topic))
+    console.log(values.help === true ? COMMAND_HELP.help : topic === undefined ? GENERAL : commandHelp(topic))
     return 0
   }
   const command = commandNamed(first)
@@ -342,7 +339,7 @@ function commandNamed (name: string): Command {
 }
 
 function commandHelp (name: string): string {
-  commandNamed(name)
+  if (name !== 'help') commandNamed(name)
   return COMMAND_HELP[name]!
 }
 
