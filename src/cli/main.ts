@@ -4,7 +4,7 @@ import { resolve } from 'node:path'
 import { EvaqError, isEvaqError } from '../errors.js'
 import type { LogStats } from '../log/log.js'
 import type { ServiceStats } from '../server/queue-service.js'
-import { removeCheckCopies } from '../store/check-copy.js'
+import { heldByAnotherProcess, removeCheckCopies } from '../store/check-copy.js'
 import type { Backend } from './backend.js'
 import { backupCommand, restoreCommand } from './backup.js'
 import { check, repair, type CheckReport, type CheckStatus } from '../store/check.js'
@@ -210,10 +210,15 @@ const COMMANDS: Record<string, Command> = {
       noArgs(args)
       const dir = exclusiveDir(values, 'repair')
       if (values.backup === undefined) throw new UsageError('repair needs --backup OUT: the directory is copied there first')
+      const locked = async (cause?: unknown): Promise<never> => {
+        throw new EvaqError('EVAQ_LOCKED', `${dir} is held by ${await holderOf(dir)}; repair needs the directory to itself: stop it first`, { cause })
+      }
+      // Before the copy to OUT: a held directory is refused with nothing written.
+      if (await heldByAnotherProcess(dir)) await locked()
       const bar = progress(process.stdout, 'repair: checked', 'segments')
       const report = await repair(dir, values.backup as string, n => bar.update(n)).catch(async (err: unknown) => {
         if (!isEvaqError(err, 'EVAQ_LOCKED')) throw err
-        throw new EvaqError('EVAQ_LOCKED', `${dir} is held by ${await holderOf(dir)}; repair needs the directory to itself: stop it first`, { cause: err })
+        return locked(err)
       })
       bar.done()
       if (values.json === true) console.log(JSON.stringify(report))

@@ -175,6 +175,7 @@ test('while `evaq serve` holds ./data: every command goes through it (with the t
   const repair = await evaqIn(cwd, ['repair', '--backup', 'bak'])
   t.is(repair.code, 1)
   t.true(repair.stderr.startsWith('evaq: EVAQ_LOCKED') && repair.stderr.includes(`pid ${service.child.pid!}`), repair.stderr)
+  t.false((await list(cwd))!.includes('bak'), 'nothing copied to --backup')
 
   const second = await evaqIn(cwd, ['serve', '--port', '0'])
   t.is(second.code, 1)
