@@ -12,7 +12,8 @@
  * written, IDs not reserved), restore:synced (complete and fsynced under its work name),
  * restore:renamed (in place, parent not fsynced), restore:moved (a file moved into a mount-point
  * target); an import's import:pending (progress file names the batch, not pushed) and
- * import:pushed (batch stored, progress file not updated).
+ * import:pushed (batch stored, progress file not updated); an export's export:page (a page
+ * written) and a backup's backup:chunk (a chunk of the archive written).
  *
  * `EVAQ_CRASH_SIGNAL=SIGINT` (or SIGTERM) sends that signal instead of SIGKILL, to interrupt a
  * command at an exact step; the process goes on and handles it as it would a Ctrl-C there.

@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs'
-import { ERROR_CODES, EvaqError, isEvaqError, type EvaqErrorCode } from '../errors.js'
+import { ERROR_CODES, EvaqError, type EvaqErrorCode } from '../errors.js'
+import { dataDirKind } from '../store/dir-claim.js'
 import { Evaq } from '../evaq.js'
 import type { RecordError } from '../log/log.js'
 import type { EvaqOptions } from '../options.js'
@@ -44,16 +44,9 @@ export interface Backend {
 
 /** The queue in `dir`, opened here. `create`: make the directory if it does not exist. */
 export async function openLocal (dir: string, options: { create?: boolean, evaq?: EvaqOptions } = {}): Promise<Backend> {
-  if (options.create !== true && !existsSync(dir)) throw new EvaqError('EVAQ_NOT_FOUND', `There is no queue at ${dir}`)
-  let evaq: Evaq
-  try {
-    evaq = await Evaq.open(dir, options.evaq)
-  } catch (err) {
-    if (isEvaqError(err, 'EVAQ_LOCKED')) {
-      throw new EvaqError('EVAQ_LOCKED', `The data directory ${dir} is in use by another process (a running \`evaq serve\`?). Pass --url http://HOST:PORT (and --token) to go through that service, or stop it first`, { cause: err })
-    }
-    throw err
-  }
+  // Only import creates a queue: a read (a typo in --data, an empty directory) must not.
+  if (options.create !== true && await dataDirKind(dir) !== 'queue') throw new EvaqError('EVAQ_NOT_FOUND', `There is no queue at ${dir}`)
+  const evaq = await Evaq.open(dir, options.evaq)
   const service = new QueueService(evaq)
   return {
     logNames: service.logNames,

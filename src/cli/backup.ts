@@ -1,16 +1,17 @@
-import { existsSync } from 'node:fs'
 import { Readable } from 'node:stream'
 import { assertNewFile, saveArchive } from '../backup/archive-file.js'
 import { readManifest } from '../backup/archive-reader.js'
 import type { BackupManifest, BackupSummary } from '../backup/manifest.js'
 import type { RestorePhase } from '../backup/restore.js'
 import { ERROR_CODES, EvaqError, isEvaqError, type EvaqErrorCode } from '../errors.js'
+import { crashPoint } from '../crash-points.js'
 import { Evaq } from '../evaq.js'
-import { readServiceFile } from '../server/service-file.js'
+import { dataDirKind } from '../store/dir-claim.js'
 import { serviceUrl } from './backend.js'
 import { check } from '../store/check.js'
 import { guardInterrupts } from './interrupt.js'
 import { progress, type Progress } from './progress.js'
+import { dataDir, serviceHolding, tokenOf } from './target.js'
 import { UsageError } from './usage.js'
 
 /**
@@ -67,33 +68,53 @@ function backupBar (total: number | undefined): { done: () => void, onProgress: 
 }
 
 export async function backupCommand (values: Values): Promise<number> {
-  const { data, url } = values
+  const { url } = values
   if (typeof values.out !== 'string') throw new UsageError('backup needs --out FILE')
   const out = values.out
-  if (data !== undefined && url !== undefined) throw new UsageError('give --data DIR or --url URL, not both')
-  if (typeof data !== 'string' && typeof url !== 'string') throw new UsageError('--data DIR (or --url URL of a running service) is required')
+  if (values.data !== undefined && url !== undefined) throw new UsageError('give --data DIR or --url URL, not both')
   await assertNewFile(out)
   const since = await sinceFlag(values)
-  const token = typeof values.token === 'string' ? values.token : process.env.EVAQ_TOKEN
-  const done = typeof url === 'string'
-    ? await remoteBackup(url, token, out, since)
-    : await localBackup(data as string, token, out, since)
+  const token = tokenOf(values)
+  // Ctrl-C or SIGTERM stops the backup between two chunks: the partial file is removed.
+  const interrupt = guardInterrupts()
+  let done: BackupDone
+  try {
+    done = typeof url === 'string'
+      ? await remoteBackup(url, token, out, since, interrupt.signal)
+      : await localBackup(dataDir(values), token, out, since, interrupt.signal)
+  } catch (err) {
+    if (interrupt.received === undefined) throw err
+    process.stderr.write(`evaq: backup interrupted (${interrupt.received}); nothing was written to ${out}\n`)
+    return interrupt.exitCode
+  } finally {
+    interrupt.dispose()
+  }
   printBackup(done, values.json === true)
   return 0
 }
 
-async function localBackup (dir: string, token: string | undefined, out: string, since: BackupManifest | undefined): Promise<BackupDone> {
-  if (!existsSync(dir)) throw new EvaqError('EVAQ_NOT_FOUND', `There is no queue at ${dir}`)
+/** The archive's chunks until `signal` aborts (then EVAQ_ABORTED, and saveArchive removes its partial file). */
+async function * untilAborted (chunks: AsyncIterable<Uint8Array>, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  for await (const chunk of chunks) {
+    if (signal.aborted) throw new EvaqError('EVAQ_ABORTED', 'The backup was interrupted')
+    yield chunk
+    crashPoint('backup:chunk')
+  }
+  if (signal.aborted) throw new EvaqError('EVAQ_ABORTED', 'The backup was interrupted')
+}
+
+async function localBackup (dir: string, token: string | undefined, out: string, since: BackupManifest | undefined, signal: AbortSignal): Promise<BackupDone> {
+  if (await dataDirKind(dir) !== 'queue') throw new EvaqError('EVAQ_NOT_FOUND', `There is no queue at ${dir}`)
   let evaq: Evaq
   try {
     evaq = await Evaq.open(dir)
   } catch (err) {
     if (isEvaqError(err, 'EVAQ_LOCKED')) {
       // A running `evaq serve` holds the directory: it takes the snapshot (see service-file.ts).
-      const service = await readServiceFile(dir)
+      const service = await serviceHolding(dir)
       if (service !== undefined) {
         process.stderr.write(`evaq: ${dir} is held by the service at ${service.url} (pid ${service.pid}); backing up through it\n`)
-        return remoteBackup(service.url, token, out, since)
+        return remoteBackup(service.url, token, out, since, signal)
       }
       throw new EvaqError('EVAQ_LOCKED', `The data directory ${dir} is in use by another process that is not an \`evaq serve\` this command can find. Back it up through the process that holds it (a service: --url http://HOST:PORT and --token)`, { cause: err })
     }
@@ -104,7 +125,7 @@ async function localBackup (dir: string, token: string | undefined, out: string,
     const bar = backupBar(stats.wal.bytes + stats.dlq.bytes + stats.parked.bytes)
     try {
       const stream = await evaq.backup(since === undefined ? {} : { since })
-      const saved = await saveArchive(stream, out, bar.onProgress)
+      const saved = await saveArchive(untilAborted(stream, signal), out, bar.onProgress)
       return { file: out, ...saved }
     } finally {
       bar.done()
@@ -114,7 +135,7 @@ async function localBackup (dir: string, token: string | undefined, out: string,
   }
 }
 
-async function remoteBackup (url: string, token: string | undefined, out: string, since: BackupManifest | undefined): Promise<BackupDone> {
+async function remoteBackup (url: string, token: string | undefined, out: string, since: BackupManifest | undefined, signal: AbortSignal): Promise<BackupDone> {
   const base = serviceUrl(url)
   const headers: Record<string, string> = {}
   if (token !== undefined) headers.authorization = `Bearer ${token}`
@@ -138,8 +159,8 @@ async function remoteBackup (url: string, token: string | undefined, out: string
   const bar = backupBar(undefined)
   try {
     const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>)
-    const saved = await saveArchive(body, out, bar.onProgress).catch((err: unknown) => {
-      if (err instanceof EvaqError) throw err
+    const saved = await saveArchive(untilAborted(body, signal), out, bar.onProgress).catch((err: unknown) => {
+      if (err instanceof EvaqError || signal.aborted) throw err
       throw new EvaqError('EVAQ_IO',
         `The service at ${base.origin} ended the backup early (${(err as Error).message}); nothing was written to ${out}`, { cause: err })
     })
@@ -157,12 +178,11 @@ const PHASE_LABEL: Record<RestorePhase, [string, string]> = {
 
 export async function restoreCommand (values: Values): Promise<number> {
   if (values.url !== undefined) throw new UsageError('restore writes a new directory (--data NEWDIR); it does not go through a service')
-  if (typeof values.data !== 'string') throw new UsageError('restore needs --data NEWDIR: a new or empty directory')
   const from = values.from as string[] | undefined
   if (from === undefined || from.length === 0) {
     throw new UsageError('restore needs --from FILE: a full backup, then --from for each incremental one built on it, oldest first')
   }
-  const dir = values.data
+  const dir = dataDir(values)
   const verify = values.verify === true
   let phase: RestorePhase | undefined
   let bar: Progress = progress({ isTTY: false, write: () => true }, '', '')

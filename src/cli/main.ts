@@ -1,19 +1,22 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { EvaqError, isEvaqError } from '../errors.js'
 import type { LogStats } from '../log/log.js'
 import type { ServiceStats } from '../server/queue-service.js'
-import { removeCheckCopies } from '../store/check-copy.js'
-import { openLocal, openRemote, type Backend } from './backend.js'
+import { heldByAnotherProcess, removeCheckCopies } from '../store/check-copy.js'
+import type { Backend } from './backend.js'
 import { backupCommand, restoreCommand } from './backup.js'
 import { check, repair, type CheckReport, type CheckStatus } from '../store/check.js'
 import { recordLine, recordText, writeOut } from './output.js'
 import { followCommand } from './follow.js'
 import { progress } from './progress.js'
-import { exportLog, importLog } from './transfer.js'
-import { idArgs, intFlag, USAGE, UsageError } from './usage.js'
+import { dataDir, exclusiveDir, holderOf, openTarget, serviceHolding } from './target.js'
+import { assertNewOutput, exportLog } from './export.js'
+import { importLog } from './transfer.js'
+import { closest, parseFlags, type Flags, type Values } from './args.js'
+import { COMMAND_HELP, GENERAL } from './help.js'
+import { idArgs, intFlag, UsageError } from './usage.js'
 
 /** The exit code of `evaq check` per status; 2 is bad usage, as for every command. */
 const CHECK_EXIT_CODES: Readonly<Record<CheckStatus, number>> = Object.freeze({ ok: 0, damaged: 1, locked: 3, 'not-found': 4 })
@@ -23,8 +26,7 @@ const CHECK_EXIT_CODES: Readonly<Record<CheckStatus, number>> = Object.freeze({ 
  * found, 2 bad usage (EVAQ_INVALID_ARGUMENT included).
  */
 
-type Options = NonNullable<ParseArgsConfig['options']>
-type Values = Record<string, string | boolean | undefined>
+type Options = Flags
 
 /** Flags that take a value, by name. */
 function valued (...names: string[]): Options {
@@ -79,8 +81,9 @@ const COMMANDS: Record<string, Command> = {
     options: { ...TARGET, ...READ, ...JSON_FLAG },
     run: (values, args) => {
       const log = logArg(args, 'peek')
+      const read = readFlags(values)
       return withTarget(values, async q => {
-        await printRecords(q, log, values)
+        await printRecords(q, log, values, read)
         return 0
       })
     },
@@ -141,10 +144,12 @@ const COMMANDS: Record<string, Command> = {
   parked: retryLogCommand('parked', 'the DLQ'),
   export: {
     options: { ...TARGET, out: { type: 'string' }, from: { type: 'string' }, format: { type: 'string' } },
-    run: (values, args) => {
+    run: async (values, args) => {
       const log = logArg(args, 'export')
       format(values)
       const from = intFlag(values.from as string | undefined, '--from', 0)
+      // Before the queue is opened: an existing file is refused at once, whatever the queue.
+      if (typeof values.out === 'string') await assertNewOutput(values.out, '--out')
       return withTarget(values, q => exportLog(q, log, { out: values.out as string | undefined, from }))
     },
   },
@@ -154,7 +159,7 @@ const COMMANDS: Record<string, Command> = {
       const log = logArg(args, 'import')
       format(values)
       // The target's identity keys the progress of an import from a file (import-marker.ts).
-      const target = typeof values.url === 'string' ? values.url : resolve(String(values.data))
+      const target = typeof values.url === 'string' ? values.url : resolve(dataDir(values))
       return withTarget(values, q => importLog(q, log, { in: values.in as string | undefined, json: values.json === true, target }), { create: true })
     },
   },
@@ -162,6 +167,7 @@ const COMMANDS: Record<string, Command> = {
     options: { data: { type: 'string' }, ...JSON_FLAG },
     run: async (values, args) => {
       noArgs(args)
+      const dir = exclusiveDir(values, 'check')
       const bar = progress(process.stdout, 'checked', 'segments')
       // check reads a copy of the directory: an interrupt must not leave it behind.
       // (Exits rather than raising the signal again: a signal ignored when the process started
@@ -184,7 +190,7 @@ const COMMANDS: Record<string, Command> = {
       process.on('SIGTERM', onSignal)
       let report: CheckReport
       try {
-        report = await check(dataFlag(values), n => bar.update(n))
+        report = await check(dir, n => bar.update(n))
       } catch (err) {
         if (interrupted === undefined) throw err
         return exit()
@@ -194,8 +200,10 @@ const COMMANDS: Record<string, Command> = {
       }
       if (interrupted !== undefined) return exit()
       bar.done()
-      if (values.json === true) console.log(JSON.stringify(report))
-      else printCheck(report)
+      // Who holds the directory: the service's address and pid when it is `evaq serve`.
+      const service = report.status === 'locked' ? await serviceHolding(dir) : undefined
+      if (values.json === true) console.log(JSON.stringify(service === undefined ? report : { ...report, holder: service }))
+      else printCheck(report, service === undefined ? undefined : `the evaq service at ${service.url} (pid ${service.pid})`)
       return CHECK_EXIT_CODES[report.status]
     },
   },
@@ -203,10 +211,18 @@ const COMMANDS: Record<string, Command> = {
     options: { data: { type: 'string' }, backup: { type: 'string' }, ...JSON_FLAG },
     run: async (values, args) => {
       noArgs(args)
-      const dir = dataFlag(values)
+      const dir = exclusiveDir(values, 'repair')
       if (values.backup === undefined) throw new UsageError('repair needs --backup OUT: the directory is copied there first')
+      const locked = async (cause?: unknown): Promise<never> => {
+        throw new EvaqError('EVAQ_LOCKED', `${dir} is held by ${await holderOf(dir)}; repair needs the directory to itself: stop it first`, { cause })
+      }
+      // Before the copy to OUT: a held directory is refused with nothing written.
+      if (await heldByAnotherProcess(dir)) await locked()
       const bar = progress(process.stdout, 'repair: checked', 'segments')
-      const report = await repair(dir, values.backup as string, n => bar.update(n))
+      const report = await repair(dir, values.backup as string, n => bar.update(n)).catch(async (err: unknown) => {
+        if (!isEvaqError(err, 'EVAQ_LOCKED')) throw err
+        return locked(err)
+      })
       bar.done()
       if (values.json === true) console.log(JSON.stringify(report))
       else {
@@ -247,7 +263,7 @@ const COMMANDS: Record<string, Command> = {
     },
     run: (values, args) => {
       noArgs(args)
-      return import('./bench.js').then(m => m.bench(values))
+      return import('./bench.js').then(m => m.bench(values as Record<string, string | boolean | undefined>))
     },
   },
 }
@@ -259,9 +275,11 @@ function retryLogCommand (log: 'dlq' | 'parked', target: string): Command {
     run: (values, args) => {
       const [action, ...ids] = args
       switch (action) {
-        case 'list':
+        case 'list': {
           noArgs(ids)
-          return withTarget(values, async q => { await printRecords(q, log, values); return 0 })
+          const read = readFlags(values)
+          return withTarget(values, async q => { await printRecords(q, log, values, read); return 0 })
+        }
         case 'requeue':
         case 'purge': {
           const selection = select(values, ids, `${log} ${action}`)
@@ -284,30 +302,53 @@ function retryLogCommand (log: 'dlq' | 'parked', target: string): Command {
   }
 }
 
+/** The command being run, so that a usage error points to its help. */
+let current: string | undefined
+
 async function main (argv: string[]): Promise<number> {
   const first = argv[0]
-  if (first === undefined || first.startsWith('-')) {
-    const { values } = parseArgs({
-      args: argv,
-      options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
-      allowPositionals: true,
-    })
+  if (first === undefined) {
+    console.log(GENERAL)
+    return 2
+  }
+  if (first.startsWith('-')) {
+    const { values, positionals } = parseFlags(argv, { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } }, '')
     if (values.version === true) {
       const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
       console.log(pkg.version)
       return 0
     }
-    console.log(USAGE)
-    return values.help === true ? 0 : 2
-  }
-  const command = COMMANDS[first]
-  if (command === undefined || !Object.hasOwn(COMMANDS, first)) throw new UsageError(`unknown command \`${first}\``)
-  const { values, positionals } = parseArgs({ args: argv.slice(1), options: { ...HELP, ...command.options }, allowPositionals: true, strict: true })
-  if (values.help === true) {
-    console.log(USAGE)
+    if (positionals.length > 1) throw new UsageError('the command comes first: evaq <command> [options]')
+    console.log(positionals.length === 1 ? commandHelp(positionals[0]!) : GENERAL)
     return 0
   }
-  return command.run(values as Values, positionals)
+  if (first === 'help') {
+    current = 'help'
+    const { values, positionals: [topic, ...rest] } = parseFlags(argv.slice(1), HELP, 'help')
+    noArgs(rest)
+    console.log(values.help === true ? COMMAND_HELP.help : topic === undefined ? GENERAL : commandHelp(topic))
+    return 0
+  }
+  const command = commandNamed(first)
+  current = first
+  const { values, positionals } = parseFlags(argv.slice(1), { ...HELP, ...command.options }, first)
+  if (values.help === true) {
+    console.log(COMMAND_HELP[first])
+    return 0
+  }
+  return command.run(values, positionals)
+}
+
+function commandNamed (name: string): Command {
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined
+  if (command !== undefined) return command
+  const near = closest(name, [...Object.keys(COMMANDS), 'help'])
+  throw new UsageError(`unknown command \`${name.slice(0, 40)}\`${near === undefined ? '' : `; did you mean ${near}?`}`)
+}
+
+function commandHelp (name: string): string {
+  if (name !== 'help') commandNamed(name)
+  return COMMAND_HELP[name]!
 }
 
 function logStats (stats: ServiceStats, log: string): LogStats {
@@ -331,12 +372,6 @@ function format (values: Values): void {
   if (values.format !== undefined && values.format !== 'ndjson') throw new UsageError(`the only --format is ndjson, got \`${String(values.format)}\``)
 }
 
-function dataFlag (values: Values): string {
-  if (values.url !== undefined) throw new UsageError('this command works on the directory itself (--data DIR), not through a service')
-  if (typeof values.data !== 'string') throw new UsageError('--data DIR is required')
-  return values.data
-}
-
 function select (values: Values, ids: readonly string[], command: string): number[] | 'all' {
   if (values.all === true && ids.length > 0) throw new UsageError(`${command} takes IDs or --all, not both`)
   if (values.all === true) return 'all'
@@ -344,16 +379,9 @@ function select (values: Values, ids: readonly string[], command: string): numbe
   return idArgs(ids)
 }
 
-/** Run `task` on the queue of --data DIR (opened here) or on the service at --url. */
+/** Run `task` on the queue of --data DIR (opened here, or through the service holding it) or on the service at --url. */
 async function withTarget (values: Values, task: (q: Backend) => Promise<number>, options: { create?: boolean } = {}): Promise<number> {
-  const { data, url } = values
-  if (data !== undefined && url !== undefined) throw new UsageError('give --data DIR or --url URL, not both')
-  let q: Backend
-  if (typeof url === 'string') q = openRemote(url, typeof values.token === 'string' ? values.token : process.env.EVAQ_TOKEN)
-  else if (typeof data === 'string') {
-    if (values.token !== undefined) throw new UsageError('--token goes with --url')
-    q = await openLocal(data, options)
-  } else throw new UsageError('--data DIR (or --url URL of a running service) is required')
+  const q = await openTarget(values, options)
   try {
     return await task(q)
   } finally {
@@ -361,18 +389,27 @@ async function withTarget (values: Values, task: (q: Backend) => Promise<number>
   }
 }
 
-async function printRecords (q: Backend, log: string, values: Values): Promise<void> {
-  const records = await q.read(log, {
+/** The read of `peek`, `dlq list` and `parked list`: its flags checked before the queue is opened. */
+function readFlags (values: Values): { from: number, maxBytes: number, maxCount: number } {
+  return {
     from: intFlag(values.from as string | undefined, '--from', 0),
     maxBytes: intFlag(values['max-bytes'] as string | undefined, '--max-bytes', 64 * 1024),
     maxCount: intFlag(values['max-count'] as string | undefined, '--max-count', 100, 1, 10_000),
-  })
+  }
+}
+
+async function printRecords (q: Backend, log: string, values: Values, read: ReturnType<typeof readFlags>): Promise<void> {
+  const records = await q.read(log, read)
   if (records.length > 0) await writeOut(records.map(r => values.json === true ? recordLine(r) : recordText(r)).join('\n') + '\n')
 }
 
-function printCheck (report: CheckReport): void {
-  if (report.status === 'locked' || report.status === 'not-found') {
-    console.log(`${report.status === 'locked' ? 'LOCKED' : 'NOT FOUND'}: ${report.error?.message ?? report.dir}`)
+function printCheck (report: CheckReport, holder: string | undefined): void {
+  if (report.status === 'locked') {
+    console.log(`LOCKED: ${report.dir} is held by ${holder ?? 'another process'}; check needs the directory to itself: stop it first`)
+    return
+  }
+  if (report.status === 'not-found') {
+    console.log(`NOT FOUND: ${report.error?.message ?? report.dir}`)
     return
   }
   if (!report.opened || report.error !== undefined) {
@@ -388,19 +425,23 @@ function printCheck (report: CheckReport): void {
   console.log(report.damaged ? 'DAMAGED' : 'ok')
 }
 
-function usage (message: string): number {
-  console.error(`evaq: ${message}\n\n${USAGE}`)
+function usage (message: string, command: string | undefined): number {
+  const help = command === undefined || command === '' ? 'evaq help' : `evaq ${command} --help`
+  console.error(`evaq: ${message}\n(see \`${help}\`)`)
   return 2
 }
 
 main(process.argv.slice(2)).then(code => { process.exitCode = code }, (err: unknown) => {
   if (err instanceof UsageError) {
-    process.exitCode = usage(err.message)
+    process.exitCode = usage(err.message, err.command ?? current)
   } else if (isEvaqError(err)) {
     console.error(`evaq: ${err.code}: ${err.message}`)
     process.exitCode = err.code === 'EVAQ_INVALID_ARGUMENT' ? 2 : 1
-  } else if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
-    process.exitCode = usage((err as Error).message)
+  } else if (typeof (err as NodeJS.ErrnoException).syscall === 'string') {
+    // A file the command was given cannot be read or written: one line, not the error object.
+    const e = err as NodeJS.ErrnoException
+    console.error(`evaq: ${e.code ?? 'error'}: ${e.message}`)
+    process.exitCode = 1
   } else {
     console.error(err)
     process.exitCode = 1

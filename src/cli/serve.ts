@@ -12,7 +12,7 @@ const POLICIES: readonly FullPolicy[] = ['backpressure', 'reject', 'drop-oldest'
  * exit 0. Logs are JSON lines (pino) on stdout.
  */
 export async function serveCommand (values: Record<string, string | boolean | string[] | undefined>): Promise<number> {
-  if (typeof values.data !== 'string') throw new UsageError('serve needs --data DIR')
+  const dir = typeof values.data === 'string' ? values.data : './data'
   const level = (values['log-level'] as string | undefined) ?? 'info'
   if (!LEVELS.includes(level)) throw new UsageError(`--log-level is one of ${LEVELS.join(', ')}, got \`${level}\``)
   const token = typeof values.token === 'string' ? values.token : process.env.EVAQ_TOKEN
@@ -29,7 +29,7 @@ export async function serveCommand (values: Record<string, string | boolean | st
   }
   const pushTimeout = durationFlag(values['push-timeout'] as string | undefined, '--push-timeout')
   await serve({
-    dir: values.data,
+    dir,
     host: (values.host as string | undefined) ?? SERVE_DEFAULTS.host,
     port: intFlag(values.port as string | undefined, '--port', SERVE_DEFAULTS.port, 0, 65535),
     ...(token === undefined ? {} : { token }),

@@ -1,60 +1,23 @@
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
-import { once } from 'node:events'
 import { createInterface } from 'node:readline'
-import type { Readable, Writable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import { crashPoint } from '../crash-points.js'
 import { EvaqError } from '../errors.js'
 import type { Backend } from './backend.js'
 import { markerPath, pendingStored, readMarker, removeMarker, writeMarker, type ImportMarker } from './import-marker.js'
 import { guardInterrupts, type Interrupt } from './interrupt.js'
-import { recordLine, writeOut } from './output.js'
 import { progress } from './progress.js'
 
 /**
- * `evaq export` and `evaq import`: a log as NDJSON, one record per line in the shape `peek --json`
- * prints (`{ id, pushedAt, payload (base64), error?, retry? }`). Import pushes the payloads again
- * (they get new IDs); IDs, push times, errors and retry state are not carried over.
+ * `evaq import`: a log as NDJSON, one record per line in the shape `peek --json` and `evaq export`
+ * (export.ts) print (`{ id, pushedAt, payload (base64), error?, retry? }`). Import pushes the
+ * payloads again (they get new IDs); IDs, push times, errors and retry state are not carried over.
  */
 
-/** Records fetched per read while exporting, and payload bytes per read. */
-const PAGE_COUNT = 1000
-const PAGE_BYTES = 4 * 1024 * 1024
 /** Records pushed per atomic write while importing, and their payload bytes (under the service's body limit in base64). */
 const BATCH_COUNT = 1000
 const BATCH_BYTES = 2 * 1024 * 1024
-
-/** Write LOG's records from `from` up to those present when the export started. */
-export async function exportLog (q: Backend, log: string, options: { out: string | undefined, from: number }): Promise<number> {
-  const stats = (await q.stats() as unknown as Record<string, { count: number, nextId: number }>)[log]!
-  // Records pushed while the export runs are not part of it: it ends.
-  const end = stats.nextId
-  const file = options.out === undefined ? undefined : createWriteStream(options.out, { flags: 'wx' })
-  if (file !== undefined) await once(file, 'open')
-  // On a terminal, records go to the screen and a bar would garble them: only with --out.
-  const bar = progress(file === undefined ? { isTTY: false, write: () => true } : process.stdout, `export ${log}`, 'records', stats.count)
-  let exported = 0
-  try {
-    for (let from = options.from; ;) {
-      const page = (await q.read(log, { from, maxBytes: PAGE_BYTES, maxCount: PAGE_COUNT })).filter(r => r.id < end)
-      if (page.length === 0) break
-      const text = page.map(recordLine).join('\n') + '\n'
-      if (file === undefined) await writeOut(text)
-      else await write(file, text)
-      exported += page.length
-      bar.update(exported)
-      from = page[page.length - 1]!.id + 1
-    }
-  } finally {
-    bar.done()
-    if (file !== undefined) {
-      file.end()
-      await once(file, 'close')
-    }
-  }
-  if (file !== undefined) console.log(`exported ${exported} record(s) of ${log} to ${options.out}`)
-  return 0
-}
 
 interface ImportLine {
   payload: Buffer
@@ -222,10 +185,4 @@ async function * lines (input: Readable): AsyncGenerator<ImportLine> {
     }
     yield { payload: Buffer.from(record.payload, 'base64'), line: n, bytes }
   }
-}
-
-function write (stream: Writable, text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    stream.write(text, err => { if (err == null) resolve(); else reject(err) })
-  })
 }

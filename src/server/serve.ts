@@ -1,7 +1,7 @@
-import { isIP } from 'node:net'
+import { createServer, isIP } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger, type LevelWithSilent } from 'pino'
-import { EvaqError } from '../errors.js'
+import { EvaqError, isEvaqError } from '../errors.js'
 import { Evaq } from '../evaq.js'
 import { EvaqMetrics } from '../metrics.js'
 import type { EvaqOptions } from '../options.js'
@@ -9,7 +9,7 @@ import { createApp } from './app.js'
 import { bindsLoopbackOnly } from './auth.js'
 import { allowedHost, allowedOrigin } from './site-guard.js'
 import { checkPushTimeout, QueueService } from './queue-service.js'
-import { removeServiceFile, writeServiceFile } from './service-file.js'
+import { readServiceFile, removeServiceFile, writeServiceFile } from './service-file.js'
 
 /** Options of {@link serve}. */
 export interface ServeOptions {
@@ -87,7 +87,15 @@ export async function serve (options: ServeOptions): Promise<Service> {
   const allowedOrigins = options.allowedOrigins?.map(allowedOrigin)
   const logger = options.logger ?? pino({ level: options.logLevel ?? 'info', base: { pid: process.pid }, name: 'evaq' })
   const pushTimeoutMs = checkPushTimeout(options.pushTimeoutMs)
-  const evaq = await Evaq.open(options.dir, options.evaq)
+  // The port first: a service that cannot listen must not open (and, for a new one, create) the directory.
+  await assertPortFree(host, port)
+  const evaq = await Evaq.open(options.dir, options.evaq).catch(async (err: unknown) => {
+    if (!isEvaqError(err, 'EVAQ_LOCKED')) throw err
+    const holder = await readServiceFile(options.dir)
+    if (holder === undefined) throw err
+    throw new EvaqError('EVAQ_LOCKED', `${options.dir} is held by the evaq service at ${holder.url} (pid ${holder.pid}); ` +
+      'stop it first, or use that service', { cause: err })
+  })
   const metrics = new EvaqMetrics(evaq)
   const service = new QueueService(evaq, metrics, { pushTimeoutMs })
   evaq.on('degraded', err => logger.error({ code: err.code, err }, 'evaq degraded: a write failed; writes are refused until the queue recovers'))
@@ -153,4 +161,28 @@ export async function serve (options: ServeOptions): Promise<Service> {
     process.on('SIGINT', onSignal)
   }
   return { url, app, evaq, logger, close }
+}
+
+/**
+ * Bind `host:port` and let it go again, before the service opens its data directory: a port in
+ * use is then refused before the directory is touched (and a new one is not created). Port 0
+ * always binds. Another process may still take the port in between; the listen after the open
+ * reports that as before.
+ */
+export async function assertPortFree (host: string, port: number): Promise<void> {
+  if (port === 0) return
+  const server = createServer()
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen({ host, port, exclusive: true }, resolve)
+    })
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    const why = e.code === 'EADDRINUSE'
+      ? 'the port is in use (another service?); pass another --port, or stop what listens there'
+      : e.message
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Cannot listen on ${host}:${port}: ${why}`, { cause: err })
+  }
+  await new Promise<void>(resolve => server.close(() => resolve()))
 }

@@ -1,4 +1,4 @@
-import { mkdir, realpath } from 'node:fs/promises'
+import { mkdir, readdir, realpath, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { EvaqError } from '../errors.js'
 
@@ -62,4 +62,34 @@ export async function claimDir (dir: string, create = false): Promise<DirClaim> 
 /** Whether this process holds `dir`. */
 export async function isClaimed (dir: string): Promise<boolean> {
   return registry().has(await canonicalDir(dir))
+}
+
+/** LevelDB's and evaq's own names: a directory holding only these (and no CURRENT) is not foreign. */
+const OWN_NAME = /^(LOCK|LOG|LOG\.old|EVAQ-[A-Z-]+.*|segments|MANIFEST-\d+|\d+\.(ldb|log|sst))$/
+
+/**
+ * What `dir` is before it is opened: a queue (LevelDB's CURRENT is there), `empty` (a directory
+ * with nothing but LevelDB's and evaq's own files, names starting with a dot and `lost+found`: a
+ * queue may be created there) or `missing`. A regular file, or a directory holding anything
+ * else, is refused with EVAQ_INVALID_ARGUMENT before anything is written into it: a queue
+ * created there would scatter LevelDB's files among the user's.
+ */
+export async function dataDirKind (dir: string): Promise<'queue' | 'empty' | 'missing'> {
+  const s = await stat(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined
+    throw new EvaqError('EVAQ_IO', `Cannot read ${dir}: ${err.message}`, { cause: err })
+  })
+  if (s === undefined) return 'missing'
+  if (!s.isDirectory()) {
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${dir} is a file, not a data directory; give a directory (new, empty, or holding a queue)`)
+  }
+  const names = await readdir(dir)
+  if (names.includes('CURRENT')) return 'queue'
+  const foreign = names.filter(n => !OWN_NAME.test(n) && !n.startsWith('.') && n !== 'lost+found')
+  if (foreign.length > 0) {
+    const listed = foreign.slice(0, 3).map(n => JSON.stringify(n)).join(', ') + (foreign.length > 3 ? ', ...' : '')
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${dir} is not empty and holds no evaq queue (it holds ${listed}); ` +
+      'give a new or empty directory, or the directory of a queue')
+  }
+  return 'empty'
 }

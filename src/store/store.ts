@@ -6,7 +6,7 @@ import { EvaqError, fromLevel } from '../errors.js'
 import { FORMAT_KEY, FORMAT_VERSION, META_SUBLEVEL, READABLE_FORMATS, RECOUNT_FILE, SENTINEL_HIGH, SENTINEL_LOW, SNAPSHOT_SUBLEVEL } from '../schema.js'
 import type { ResolvedOptions } from '../options.js'
 import { decodeKey, encodeKey } from './codec.js'
-import { claimDir, type DirClaim } from './dir-claim.js'
+import { claimDir, dataDirKind, type DirClaim } from './dir-claim.js'
 import { openSegmentFiles, type FileRecovery } from './file-recovery.js'
 import { IdFloor } from './id-floor.js'
 import type { SegmentFiles } from './segment-files.js'
@@ -292,6 +292,8 @@ export function segmentFileBytes (options: ResolvedOptions): number {
 export async function openStore (dir: string, options: ResolvedOptions): Promise<Store> {
   // 'zstd' on a Node without it: EVAQ_INVALID_ARGUMENT before anything is claimed or written.
   writeCodec(options.segmentCompression)
+  // A file, or a directory of something else: refused before anything is created or written.
+  await dataDirKind(dir)
   const claim = await claimDir(dir, true)
   let db: Db
   try {

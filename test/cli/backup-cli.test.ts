@@ -109,11 +109,11 @@ test('backup --since and restore of the chain; bad usage and bad archives exit w
 
   const usage: string[][] = [
     ['backup', '--data', dir],
-    ['backup', '--out', f('x.evaq')],
+    ['backup', '--data', dir, '--out'],
     ['backup', '--data', dir, '--url', 'http://127.0.0.1:1', '--out', f('x.evaq')],
     ['backup', '--data', dir, '--out', f('x.evaq'), 'extra'],
     ['restore', '--data', f('r')],
-    ['restore', '--from', f('full.evaq')],
+    ['restore', '--from', f('full.evaq'), '--data'],
     ['restore', '--from', f('full.evaq'), '--data', f('r'), '--url', 'http://127.0.0.1:1'],
   ]
   for (const args of usage) t.is((await evaq(args)).code, 2, args.join(' '))

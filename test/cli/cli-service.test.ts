@@ -86,12 +86,12 @@ test('serve: the commands answer the same through the service (--url) as on the 
   t.like(jsonLines(onDir['parked list --json']!)[0], { retry: { reason: 'permanent', dlqId: 1, lastError: { message: 'refused' } } })
   t.like(JSON.parse(onDir['subscribers --json']!)[0], { log: 'wal', name: 'reader', ackFloor: 2 })
 
-  // While the service holds the directory, --data says so (EVAQ_LOCKED, exit 1) and points to --url.
-  const locked = await evaq(['stats', '--data', dir])
-  t.is(locked.code, 1)
-  t.true(locked.stderr.includes('EVAQ_LOCKED'))
-  t.true(locked.stderr.includes('--url'), locked.stderr)
-  t.is(locked.stdout, '')
+  // While the service holds the directory, --data goes through it (found in EVAQ-SERVICE) and says so.
+  for (const c of commands.filter(c => c[0] !== 'stats' && c[0] !== 'subscribers')) {
+    const through = await evaq([...c, '--data', dir])
+    t.is(ok(t, through, `${c.join(' ')} --data through the service`), onDir[c.join(' ')]!, c.join(' '))
+    t.true(through.stderr.includes(service.url), through.stderr)
+  }
   t.deepEqual(await service.stop('SIGTERM'), { code: 0, signal: null })
   t.true(service.logs.some(l => l.msg.startsWith('evaq stopped')), 'it logged its stop')
 })
@@ -170,7 +170,7 @@ test('export and import: NDJSON round trip through files and pipes, --data and -
   const lines = jsonLines(await readFile(file, 'utf8'))
   t.deepEqual(lines.map(r => r.id), [1, 2, 3])
   t.is(ok(t, await evaq(['export', 'wal', '--data', dir]), 'export to stdout'), await readFile(file, 'utf8'), 'stdout carries the same lines')
-  t.is((await evaq(['export', 'wal', '--data', dir, '--out', file])).code, 1, 'an existing file is not overwritten')
+  t.is((await evaq(['export', 'wal', '--data', dir, '--out', file])).code, 2, 'an existing file is not overwritten (EVAQ_INVALID_ARGUMENT)')
   t.is((await evaq(['export', 'wal', '--data', dir, '--format', 'csv'])).code, 2)
 
   // Import into a new directory (created), from the file.
@@ -201,7 +201,7 @@ test('serve refuses a non-loopback address without a token; with a token, --url 
   for (const bad of [['--port', '70000'], ['--port', 'x'], ['--log-level', 'loud'], ['--durability', 'sometimes'], ['extra']]) {
     t.is((await evaq(['serve', '--data', dir, ...bad])).code, 2, bad.join(' '))
   }
-  t.is((await evaq(['serve'])).code, 2, 'serve needs --data')
+  t.is((await evaq(['serve', '--data'])).code, 2, '--data needs a value')
 
   const service = await serveInBackground(t, ['--data', dir], { EVAQ_TOKEN: 'tok-123' })
   const anonymous = await evaq(['stats', '--url', service.url])
@@ -220,7 +220,7 @@ test('serve refuses a non-loopback address without a token; with a token, --url 
     ['repair', '--url', service.url, '--backup', dir],
     ['stats', '--data', dir, '--url', service.url],
     ['stats', '--url', 'not a url'],
-    ['peek', 'wal', '--data', dir, '--token', 'x'],
+    ['peek', 'wal', '--data', dir, '--token'],
   ]) {
     t.is((await evaq(args)).code, 2, args.join(' '))
   }

@@ -85,13 +85,18 @@ test('--version and -v print the package version and exit 0', async t => {
   }
 })
 
-test('--help and -h print the usage with every command and exit 0, also after a command', async t => {
-  for (const args of [['--help'], ['-h'], ['stats', '--help'], ['repair', '-h']]) {
+test('--help and -h print the usage with every command and exit 0; after a command, that command\'s help', async t => {
+  for (const args of [['--help'], ['-h'], ['help']]) {
     const run = await runCli(args)
     t.is(run.code, 0, args.join(' '))
     for (const command of ['stats', 'peek', 'check', 'repair']) {
       t.regex(run.stdout, new RegExp(`^\\s+${command} `, 'm'), `${args.join(' ')} lists ${command}`)
     }
+  }
+  for (const args of [['stats', '--help'], ['repair', '-h']]) {
+    const run = await runCli(args)
+    t.is(run.code, 0, args.join(' '))
+    t.true(run.stdout.startsWith(`Usage: evaq ${args[0]!} `), run.stdout.slice(0, 100))
   }
 })
 
@@ -101,14 +106,14 @@ test('no arguments: the usage, exit 2', async t => {
   t.regex(run.stdout, /^\s+check /m)
 })
 
-test('bad usage exits 2: unknown command, unknown option, missing --data, peek without a log name', async t => {
+test('bad usage exits 2: unknown command, unknown option, a flag without its value, peek without a log name', async t => {
   const dir = await fixture(t)
   const cases: string[][] = [
     ['frob', '--data', dir],
     ['frob'],
     ['stats', '--data', dir, '--bogus'],
-    ['stats'],
-    ['peek', 'wal'],
+    ['stats', '--data'],
+    ['peek', 'wal', '--data', dir, '--from'],
     ['peek', '--data', dir],
     ['peek', 'queue', '--data', dir],
     ['repair', '--data', dir],
