@@ -2,10 +2,11 @@ import { ERROR_CODES, EvaqError, type EvaqErrorCode } from '../errors.js'
 import type { CliRecord } from './backend.js'
 import { serviceUrl } from './backend.js'
 import { recordLine, recordText, writeOut } from './output.js'
+import { dataDir, serviceHolding } from './target.js'
 import { intFlag, UsageError } from './usage.js'
 
 /**
- * `evaq tail LOG --follow --subscriber NAME --url URL`: a consumer on the command line. It reads
+ * `evaq tail LOG --follow --subscriber NAME [--url URL]`: a consumer on the command line. It reads
  * the service's change stream of the subscriber (`GET …/subscribers/NAME/stream`, Server-Sent
  * Events), prints each record as it comes and acknowledges it once printed. A record printed but
  * not acked (the command was killed in between) comes back after the subscriber's lease: each
@@ -30,16 +31,27 @@ export interface FollowOptions {
 }
 
 /** The command: its flags checked, Ctrl-C (SIGINT) and SIGTERM end it with exit code 0. */
-export async function followCommand (log: string, count: number, values: Record<string, string | boolean | undefined>): Promise<number> {
+export async function followCommand (log: string, count: number, values: Record<string, string | boolean | string[] | undefined>): Promise<number> {
   if (values.follow !== true || typeof values.subscriber !== 'string') throw new UsageError('tail --follow goes with --subscriber NAME')
-  if (typeof values.url !== 'string') throw new UsageError('tail --follow reads a running service: give --url URL')
+  if (values.data !== undefined && values.url !== undefined) throw new UsageError('give --data DIR or --url URL, not both')
+  let url = values.url
+  if (typeof url !== 'string') {
+    // No --url: the service that serves --data (default ./data), as the other commands find it.
+    const dir = dataDir(values)
+    const service = await serviceHolding(dir)
+    if (service === undefined) {
+      throw new EvaqError('EVAQ_NOT_FOUND', `tail --follow reads a running service, and none serves ${dir} (no EVAQ-SERVICE there): ` +
+        `start \`evaq serve --data ${dir}\` or give --url URL`)
+    }
+    url = service.url
+  }
   const stop = new AbortController()
   const onSignal = (): void => stop.abort()
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
   try {
     return await follow({
-      url: values.url,
+      url,
       token: typeof values.token === 'string' ? values.token : process.env.EVAQ_TOKEN,
       log,
       subscriber: values.subscriber,

@@ -106,13 +106,21 @@ ${READ_FLAGS}
 
 ${TARGET}`,
   tail: `Usage: evaq tail LOG [--from ID] [--count N] [--json]
+       evaq tail LOG --follow --subscriber NAME [--from ID] [--count N] [--json]
 
 Print records of LOG (wal, dlq or parked) as they are pushed, from the next one
 (or --from ID), until Ctrl-C or --count records.
 
+With --follow, consume instead: read the running service's change stream of
+subscriber NAME (created at --from or the next record if it does not exist),
+print each record and acknowledge it once printed (at least once). It needs the
+service: --url, or the one serving --data.
+
   --from ID       the first record ID (default: the next one pushed)
   --count N       stop after N records
   --json          one JSON line per record
+  --follow        consume through the change stream (with --subscriber)
+  --subscriber N  the subscriber --follow reads and acknowledges as
 
 ${TARGET}`,
   subscribers: `Usage: evaq subscribers [LOG] [--json]

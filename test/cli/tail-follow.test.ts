@@ -6,8 +6,10 @@
 import test from 'ava'
 import { spawn } from 'node:child_process'
 import { stat } from 'node:fs/promises'
-import { BIN, evaq } from '../fixtures/cli.js'
-import { startServer, type TestServer } from '../fixtures/http.js'
+import { join } from 'node:path'
+import { BIN, evaq, serveInBackground } from '../fixtures/cli.js'
+import { send, startServer, type TestServer } from '../fixtures/http.js'
+import { tmpDir } from '../helpers/tmp.js'
 
 test.before(async () => {
   await stat(BIN).catch(() => {
@@ -68,10 +70,25 @@ test('tail --follow creates a missing subscriber at the next record pushed (or -
 })
 
 test('tail --follow: usage errors exit 2', async t => {
-  for (const args of [['--follow', '--url', 'http://127.0.0.1:1'], ['--subscriber', 'x', '--url', 'http://127.0.0.1:1'], ['--follow', '--subscriber', 'x', '--data', '.']]) {
+  for (const args of [['--follow', '--url', 'http://127.0.0.1:1'], ['--subscriber', 'x', '--url', 'http://127.0.0.1:1'],
+    ['--follow', '--subscriber', 'x', '--url', 'http://127.0.0.1:1', '--data', '.']]) {
     const run = await evaq(['tail', 'wal', ...args])
     t.is(run.code, 2, args.join(' '))
   }
+})
+
+test('tail --follow without --url reads the service that serves --data, and says so when none does', async t => {
+  const dir = join(await tmpDir(t, 'evaq-follow-'), 'q')
+  const none = await evaq(['tail', 'wal', '--follow', '--subscriber', 'x', '--data', dir])
+  t.is(none.code, 1)
+  t.regex(none.stderr, /EVAQ_NOT_FOUND/)
+  const service = await serveInBackground(t, ['--data', dir])
+  const run = evaq(['tail', 'wal', '--follow', '--subscriber', 'x', '--from', '1', '--data', dir, '--count', '1', '--json'])
+  const pushed = await send(service.url, 'POST', '/v1/logs/wal/records', { headers: { 'content-type': 'application/octet-stream' }, body: 'via EVAQ-SERVICE' })
+  t.deepEqual(pushed.json, { ids: [1] })
+  const done = await run
+  t.is(done.code, 0, done.stderr)
+  t.is(Buffer.from((JSON.parse(done.stdout) as { payload: string }).payload, 'base64').toString(), 'via EVAQ-SERVICE')
 })
 
 test('tail --follow ends on SIGINT (Ctrl-C) with exit code 0', async t => {
