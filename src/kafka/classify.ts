@@ -44,10 +44,15 @@ interface ErrorLike {
   readonly cause?: unknown
 }
 
-/** An error of librdkafka, as @confluentinc/kafka-javascript reports it: its name (`ERR_…`) as `type`, or a plain librdkafka error. */
+/**
+ * An error of librdkafka, as @confluentinc/kafka-javascript reports it: its name (`ERR_…`) as
+ * `type` (a number, ERR_UNKNOWN, for a code librdkafka has no name for), or a plain librdkafka
+ * error (`origin`, `errno`).
+ */
 function isLibrdkafkaError (e: ErrorLike): boolean {
   if (typeof e.code !== 'number') return false
-  return (typeof e.type === 'string' && e.type.startsWith('ERR_')) || (typeof e.origin === 'string' && typeof e.errno === 'number')
+  if (typeof e.type === 'string') return e.type.startsWith('ERR_')
+  return typeof e.type === 'number' || (typeof e.origin === 'string' && typeof e.errno === 'number')
 }
 
 /** The first broker answer (a kafkajs protocol error, or a librdkafka error with a Kafka code) in `err`'s cause chain. */
