@@ -42,5 +42,8 @@ export function producerFor (client: ClientName, brokers: string[]): KafkaProduc
   }).producer({
     kafkaJS: { retry: { retries: 0 } },
     'message.timeout.ms': 2000,
+    // librdkafka waits up to 10 s between attempts to reach a broker that was down; 1 s keeps the
+    // outage tests' recoveries within seconds.
+    'reconnect.backoff.max.ms': 1000,
   })
 }
