@@ -23,9 +23,22 @@ interface ConfluentKafkaJS {
 
 let confluent: ConfluentKafkaJS | undefined
 
-/** `require('@confluentinc/kafka-javascript').KafkaJS`, loaded on first use (a native module). */
+/**
+ * `require(id)` of @confluentinc/kafka-javascript (`id` is the package or one of its files). A
+ * native module: when its install script could not build it, say how to build it.
+ */
+export function requireConfluent (id = '@confluentinc/kafka-javascript'): unknown {
+  try {
+    return require(id)
+  } catch (err) {
+    throw new Error('The Kafka tests need @confluentinc/kafka-javascript, a native module built at install: ' +
+      'CKJS_LINKING=dynamic npm ci (with python3, make, g++, libssl-dev; see docs/kafka.md#clients)', { cause: err })
+  }
+}
+
+/** `require('@confluentinc/kafka-javascript').KafkaJS`, loaded on first use. */
 function confluentKafkaJS (): ConfluentKafkaJS {
-  confluent ??= (require('@confluentinc/kafka-javascript') as { KafkaJS: ConfluentKafkaJS }).KafkaJS
+  confluent ??= (requireConfluent() as { KafkaJS: ConfluentKafkaJS }).KafkaJS
   return confluent
 }
 

@@ -10,6 +10,7 @@ import { Evaq, isEvaqError } from '../../src/index.js'
 import { classifyKafkaError, deadLetterError, EvacuatingProducer, type EvacuatingProducerOptions, type KafkaProducerLike } from '../../src/kafka/index.js'
 import { resolveProducerOptions } from '../../src/kafka/producer-options.js'
 import { tmpDir } from '../helpers/tmp.js'
+import { requireConfluent } from './clients.js'
 
 const require = createRequire(import.meta.url)
 
@@ -18,9 +19,9 @@ interface ConfluentErrors {
   KafkaJSProtocolError: new (e: string, props: { code: number }) => Error
   KafkaJSConnectionError: new (e: string, props: { code: number }) => Error
 }
-const confluent = (require('@confluentinc/kafka-javascript') as { KafkaJS: ConfluentErrors }).KafkaJS
+const confluent = (requireConfluent() as { KafkaJS: ConfluentErrors }).KafkaJS
 /** librdkafka's plain error, which produce() throws for a message it refuses at once. */
-const LibrdKafkaError = require('@confluentinc/kafka-javascript/lib/error.js') as new (e: { message: string, code: number }) => Error
+const LibrdKafkaError = requireConfluent('@confluentinc/kafka-javascript/lib/error.js') as new (e: { message: string, code: number }) => Error
 const kafkajs = require('kafkajs') as {
   KafkaJSProtocolError: new (e: { type: string, code: number, retriable: boolean, message: string }) => Error
   KafkaJSNumberOfRetriesExceeded: new (e: Error, meta: { retryCount: number, retryTime: number }) => Error
