@@ -1,5 +1,6 @@
 /** The records the drainer holds, and how it groups them into produce calls. */
 import type { Delivery } from '../log/subscriber.js'
+import { takesRequestSettings, type KafkaClient } from './client.js'
 import type { KafkaProducerLike } from './producer-options.js'
 import { decodeRecord, EVAQ_ID_HEADER, toKafkaHeaders, type DecodedRecord } from './record.js'
 
@@ -19,6 +20,7 @@ export type ProduceBatch = Parameters<KafkaProducerLike['sendBatch']>[0]
 
 /** What every produce call shares: the producer's defaults and request settings. */
 export interface BatchSettings {
+  readonly client: KafkaClient
   readonly acks: number
   readonly timeoutMs: number | undefined
   readonly compression: number | undefined
@@ -56,7 +58,10 @@ export function takeRun (held: Pending[], s: BatchSettings): Pending[] {
   return held.splice(0, n)
 }
 
-/** The `sendBatch` argument of a run; messages without an `evaq-id` header get `<identity>:<WAL ID>`. */
+/**
+ * The `sendBatch` argument of a run; messages without an `evaq-id` header get `<identity>:<WAL ID>`.
+ * `acks`, `timeout` and `compression` only for a client that takes them per call (client.ts).
+ */
 export function batchOf (run: readonly Pending[], identity: string, s: BatchSettings): ProduceBatch {
   type Message = { key: Buffer | null, value: Buffer | null, partition?: number, headers: Record<string, Buffer | Buffer[]>, timestamp: string }
   const byTopic = new Map<string, Message[]>()
@@ -69,8 +74,10 @@ export function batchOf (run: readonly Pending[], identity: string, s: BatchSett
     if (list === undefined) byTopic.set(r.topic, list = [])
     list.push(message)
   }
+  const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }))
+  if (!takesRequestSettings(s.client)) return { topicMessages }
   return {
-    topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+    topicMessages,
     acks: run[0]!.record!.acks ?? s.acks,
     ...(s.timeoutMs === undefined ? {} : { timeout: s.timeoutMs }),
     ...(s.compression === undefined ? {} : { compression: s.compression }),

@@ -4,8 +4,9 @@ import type { Subscriber } from '../log/subscriber.js'
 import { backoffDelay, sleep } from './backoff.js'
 import { batchOf, pending, takeRun, type Pending } from './batch.js'
 import { deadLetterError, type KafkaErrorClass } from './classify.js'
+import { reconnects } from './client.js'
 import type { Outcomes } from './outcomes.js'
-import type { ResolvedProducerOptions } from './producer-options.js'
+import type { KafkaProducerLike, ResolvedProducerOptions } from './producer-options.js'
 import type { DeadLetteredMessage, EvacuatingProducerEvents } from './producer-types.js'
 import { encodeRecord, EVAQ_ID_HEADER } from './record.js'
 
@@ -36,8 +37,12 @@ export class Drainer {
   private readonly held: Pending[] = []
   /** Messages of the produce call under way. */
   inFlight = 0
-  /** Whether the kafkajs producer is connected, as far as the drainer knows. */
+  /** Whether the producer is connected, as far as the drainer knows. */
   connected = false
+  /** The producer the drainer sends with (options.newProducer replaces a spent one). */
+  producer: KafkaProducerLike
+  /** A confluent producer whose connect() failed, or that was disconnected: it cannot connect again (client.ts). */
+  private spent = false
   readonly counters = { sent: 0, resent: 0, deadLettered: 0, failedAttempts: 0 }
   private readonly removals = new Set<Promise<void>>()
   private readonly options: ResolvedProducerOptions
@@ -55,13 +60,13 @@ export class Drainer {
     this.outcomes = context.outcomes
     this.settled = context.settled
     this.firstOwnId = this.options.evaq.wal.nextId
+    this.producer = this.options.producer
   }
 
   /** Connect at start. Kafka may be down when the application starts: the drainer keeps trying. */
   async connect (): Promise<void> {
     try {
-      await this.options.producer.connect()
-      this.connected = true
+      await this.ensureConnected()
     } catch (err) {
       this.events.emit('retrying', { error: err, count: 0, attempt: 0, delayMs: 0 })
     }
@@ -69,10 +74,31 @@ export class Drainer {
 
   async disconnect (): Promise<void> {
     try {
-      if (this.connected) await this.options.producer.disconnect()
+      if (this.connected) await this.producer.disconnect()
     } finally {
+      if (this.connected && !reconnects(this.options.client)) this.spent = true
       this.connected = false
     }
+  }
+
+  /**
+   * Connect unless connected. A producer that cannot connect again (spent) is replaced by a new
+   * one when `producer` was a function; else its connect() fails again (ERR__STATE), a retriable
+   * error that keeps the messages in the WAL until the application stops and starts anew.
+   */
+  private async ensureConnected (): Promise<void> {
+    if (this.connected) return
+    if (this.spent && this.options.newProducer !== undefined) {
+      this.producer = this.options.newProducer()
+      this.spent = false
+    }
+    try {
+      await this.producer.connect()
+    } catch (err) {
+      if (!reconnects(this.options.client)) this.spent = true
+      throw err
+    }
+    this.connected = true
   }
 
   /** Drain `sub` until `signal` aborts; resolves once the removals under way are done. */
@@ -141,17 +167,13 @@ export class Drainer {
       await this.deadLetter(p, { code: NOT_A_KAFKA_RECORD, message }, signal)
       return
     }
-    const { producer } = this.options
     for (let failures = 0; ;) {
       if (signal.aborted) { this.giveBack(run); return }
       let error: unknown
       this.inFlight = run.length
       try {
-        if (!this.connected) {
-          await producer.connect()
-          this.connected = true
-        }
-        await producer.sendBatch(batchOf(run, this.identity, this.options))
+        await this.ensureConnected()
+        await this.producer.sendBatch(batchOf(run, this.identity, this.options))
       } catch (err) {
         error = err ?? new Error('sendBatch rejected without an error')
       } finally {
@@ -182,8 +204,9 @@ export class Drainer {
       }
       this.counters.failedAttempts++
       for (const p of run) p.attempts++
-      // The producer may have lost its connection; connect() is cheap when it has one.
-      this.connected = false
+      // A kafkajs producer may have lost its connection; connect() is cheap when it has one. The
+      // confluent producer is connected once: librdkafka reconnects by itself (client.ts).
+      if (reconnects(this.options.client)) this.connected = false
       const delayMs = this.delay(failures++)
       this.events.emit('retrying', { error, count: run.length, attempt: failures, delayMs })
       await sleep(delayMs, signal)

@@ -4,6 +4,7 @@ import type { Evaq } from '../evaq.js'
 import type { DropEvent } from '../log/log.js'
 import type { Subscriber } from '../log/subscriber.js'
 import { integer, rejectUnknown } from '../validate.js'
+import { takesRequestSettings } from './client.js'
 import { Drainer } from './drainer.js'
 import { loadIdentity } from './identity.js'
 import { Outcomes } from './outcomes.js'
@@ -17,7 +18,7 @@ const LEASE_MS = 7 * 24 * 3_600_000
 const running = new WeakMap<Evaq, EvacuatingProducer>()
 
 /**
- * A kafkajs producer that persists every message in evaq's WAL before it sends it, removes it
+ * A kafkajs (or @confluentinc/kafka-javascript KafkaJS-compatible) producer that persists every message in evaq's WAL before it sends it, removes it
  * once the broker acknowledged it, keeps it through broker outages and process crashes, and moves
  * what the broker refuses to the DLQ. See docs/kafka.md.
  *
@@ -28,7 +29,6 @@ const running = new WeakMap<Evaq, EvacuatingProducer>()
  */
 export class EvacuatingProducer extends EventEmitter<EvacuatingProducerEvents> {
   readonly evaq: Evaq
-  readonly producer: KafkaProducerLike
   private readonly options: ResolvedProducerOptions
   private _status: EvacuatingProducerStatus = 'idle'
   private identity: Promise<string> | undefined
@@ -49,8 +49,12 @@ export class EvacuatingProducer extends EventEmitter<EvacuatingProducerEvents> {
     super()
     this.options = resolveProducerOptions(options)
     this.evaq = this.options.evaq
-    this.producer = this.options.producer
     this.drainer = new Drainer({ options: this.options, events: this, outcomes: this.outcomes, settled: () => this.notifySettled() })
+  }
+
+  /** The producer it sends with: the one given, or the latest the `producer` function made. */
+  get producer (): KafkaProducerLike {
+    return this.drainer.producer
   }
 
   /** `'idle' | 'starting' | 'running' | 'stopping' | 'stopped'` */
@@ -122,6 +126,9 @@ export class EvacuatingProducer extends EventEmitter<EvacuatingProducerEvents> {
       throw invalid('topic', 'a topic name (or the producer\'s `topic` option)', topic)
     }
     if (!Array.isArray(messages)) throw invalid('messages', 'an array of messages', messages)
+    if (acks !== undefined && !takesRequestSettings(this.options.client)) {
+      throw invalid('acks', 'unset with a @confluentinc/kafka-javascript producer (set it in the producer\'s config: kafkaJS: { acks })', acks)
+    }
     const a = acks === undefined ? this.options.acks : checkAcks(acks, 'acks')
     const now = this.evaq.options.clock.now()
     const checked = messages.map((m, i) => checkMessage(m, `messages[${i}]`, now))

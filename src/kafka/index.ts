@@ -1,10 +1,11 @@
 /**
  * `evaq/kafka`: the Kafka producer. A subpath of its own, so that the types and code of
  * `import { Evaq } from 'evaq'` do not include the Kafka wrapper (kafkajs is an optional peer
- * dependency; nothing here loads it, the producer takes a kafkajs producer instance).
+ * dependency; nothing here loads it or @confluentinc/kafka-javascript: the producer takes a producer instance of either).
  */
 export { EvacuatingProducer } from './evacuating-producer.js'
 export { KAFKA_DEFAULTS, type EvacuatingProducerOptions, type AwaitMode, type KafkaProducerLike } from './producer-options.js'
+export type { KafkaClient } from './client.js'
 export type {
   EvacuatingProducerEvents, EvacuatingProducerStats, EvacuatingProducerStatus, SendOptions, SendResult, DeadLetteredMessage, SentEvent, RetryingEvent,
 } from './producer-types.js'

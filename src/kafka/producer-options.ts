@@ -2,6 +2,7 @@ import { invalid } from '../errors.js'
 import type { Evaq } from '../evaq.js'
 import { integer, rejectUnknown } from '../validate.js'
 import { classifyKafkaError, type KafkaErrorClass } from './classify.js'
+import { detectClient, takesRequestSettings, type KafkaClient } from './client.js'
 
 /** A message as `sendBatch` takes it. */
 interface BatchMessage {
@@ -13,8 +14,9 @@ interface BatchMessage {
 }
 
 /**
- * What the producer needs of a kafkajs `Producer` (a structural subset, so that evaq's types do
- * not require kafkajs to be installed). Pass `kafka.producer()`.
+ * What the producer needs of a kafkajs `Producer` or of @confluentinc/kafka-javascript's
+ * KafkaJS-compatible one (a structural subset, so that evaq's types require neither to be
+ * installed). Pass `kafka.producer()`.
  */
 export interface KafkaProducerLike {
   connect (): Promise<void>
@@ -36,8 +38,20 @@ export interface EvacuatingProducerOptions {
    * this producer: records it did not write are moved to the DLQ (one producer per directory).
    */
   evaq: Evaq
-  /** A kafkajs producer (`kafka.producer()`); `start()` connects it and `stop()` disconnects it. */
-  producer: KafkaProducerLike
+  /**
+   * A kafkajs producer or a @confluentinc/kafka-javascript KafkaJS-compatible one
+   * (`kafka.producer()`), or a function that makes one (`() => kafka.producer()`); `start()`
+   * connects it and `stop()` disconnects it. A confluent producer connects once: given a
+   * function, the producer makes a new one whenever its `connect()` failed or it was
+   * disconnected (a later `start()`); given an instance, that instance is all it has.
+   */
+  producer: KafkaProducerLike | (() => KafkaProducerLike)
+  /**
+   * Which client `producer` belongs to (see client.ts): `'confluent'` takes no `acks`, `timeoutMs`
+   * or `compression` here (set them in its config) and is connected once.
+   * @defaultValue detected: `'confluent'` when the producer has `dependentAdmin()`, else `'kafkajs'`
+   */
+  client?: KafkaClient
   /**
    * `'local'`: `send()` resolves once the messages are durable in the WAL (per the queue's
    * `durability`). `'broker'`: once the broker acknowledged every message (or it went to the DLQ);
@@ -47,11 +61,15 @@ export interface EvacuatingProducerOptions {
   await?: AwaitMode
   /** Topic of `send()` calls that name none. @defaultValue none */
   topic?: string
-  /** `acks` of `send()` calls that give none (-1: all in-sync replicas, 1: the leader, 0: none). @defaultValue -1 */
+  /**
+   * `acks` of `send()` calls that give none (-1: all in-sync replicas, 1: the leader, 0: none).
+   * Not with `client: 'confluent'`, whose config sets it (`kafkaJS: { acks }`).
+   * @defaultValue -1
+   */
   acks?: number
-  /** The broker's time limit for a produce request, in ms (kafkajs `timeout`). @defaultValue kafkajs's 30000 */
+  /** The broker's time limit for a produce request, in ms (kafkajs `timeout`; not with `client: 'confluent'`). @defaultValue kafkajs's 30000 */
   timeoutMs?: number
-  /** kafkajs `CompressionTypes` value for every request. @defaultValue none */
+  /** kafkajs `CompressionTypes` value for every request (not with `client: 'confluent'`). @defaultValue none */
   compression?: number
   /** Messages in one produce call (`sendBatch`) at most. @defaultValue 10000 */
   maxBatchCount?: number
@@ -88,7 +106,11 @@ export const KAFKA_DEFAULTS = Object.freeze({
 /** The options with every default applied, validated. */
 export interface ResolvedProducerOptions {
   readonly evaq: Evaq
+  /** The first producer (the one `producer` gave, or the first the function made). */
   readonly producer: KafkaProducerLike
+  /** Makes a new producer, when `producer` is a function. */
+  readonly newProducer: (() => KafkaProducerLike) | undefined
+  readonly client: KafkaClient
   readonly await: AwaitMode
   readonly topic: string | undefined
   readonly acks: number
@@ -101,7 +123,9 @@ export interface ResolvedProducerOptions {
   readonly subscriber: string
 }
 
-const KNOWN = ['evaq', 'producer', 'await', 'topic', 'acks', 'timeoutMs', 'compression', 'maxBatchCount', 'maxBatchBytes', 'backoff', 'classify', 'subscriber']
+const KNOWN = [
+  'evaq', 'producer', 'client', 'await', 'topic', 'acks', 'timeoutMs', 'compression', 'maxBatchCount', 'maxBatchBytes', 'backoff', 'classify', 'subscriber',
+]
 
 /**
  * Validate the options of `new EvacuatingProducer()` and apply the defaults. Throws
@@ -113,9 +137,17 @@ export function resolveProducerOptions (options: EvacuatingProducerOptions): Res
   rejectUnknown(options, KNOWN, ' of EvacuatingProducer')
   const o = options
   if (o.evaq === null || typeof o.evaq !== 'object' || typeof o.evaq.pushWalMany !== 'function') throw invalid('evaq', 'an open Evaq', o.evaq)
-  const p = o.producer as Partial<KafkaProducerLike> | null
-  if (p === null || typeof p !== 'object' || typeof p.connect !== 'function' || typeof p.disconnect !== 'function' || typeof p.sendBatch !== 'function') {
-    throw invalid('producer', 'a kafkajs producer (kafka.producer())', o.producer)
+  const newProducer = typeof o.producer === 'function' ? checkedFactory(o.producer) : undefined
+  const p = newProducer === undefined ? checkProducer(o.producer) : newProducer()
+  if (o.client !== undefined && o.client !== 'kafkajs' && o.client !== 'confluent') throw invalid('client', "'kafkajs' or 'confluent'", o.client)
+  const client = o.client ?? detectClient(p)
+  if (!takesRequestSettings(client)) {
+    // The confluent producer rejects every sendBatch() that names them: refuse them here, once.
+    for (const [name, setting] of [['acks', 'acks'], ['timeoutMs', 'timeout'], ['compression', 'compression']] as const) {
+      if (o[name] !== undefined) {
+        throw invalid(name, `unset with a @confluentinc/kafka-javascript producer (set kafkaJS: { ${setting} } in its config)`, o[name])
+      }
+    }
   }
   if (o.await !== undefined && o.await !== 'local' && o.await !== 'broker') throw invalid('await', "'local' or 'broker'", o.await)
   if (o.topic !== undefined && (typeof o.topic !== 'string' || o.topic.length === 0)) throw invalid('topic', 'a non-empty string', o.topic)
@@ -132,7 +164,9 @@ export function resolveProducerOptions (options: EvacuatingProducerOptions): Res
   const maxMs = integer('backoff.maxMs', b.maxMs ?? Math.max(KAFKA_DEFAULTS.backoff.maxMs, initialMs), initialMs, 3_600_000)
   return Object.freeze({
     evaq: o.evaq,
-    producer: o.producer,
+    producer: p,
+    newProducer,
+    client,
     await: o.await ?? KAFKA_DEFAULTS.await,
     topic: o.topic,
     acks,
@@ -144,6 +178,19 @@ export function resolveProducerOptions (options: EvacuatingProducerOptions): Res
     classify: o.classify ?? classifyKafkaError,
     subscriber: o.subscriber ?? KAFKA_DEFAULTS.subscriber,
   })
+}
+
+function checkProducer (value: unknown): KafkaProducerLike {
+  const p = value as Partial<KafkaProducerLike> | null
+  if (p === null || typeof p !== 'object' || typeof p.connect !== 'function' || typeof p.disconnect !== 'function' || typeof p.sendBatch !== 'function') {
+    throw invalid('producer', 'a kafkajs or @confluentinc/kafka-javascript producer (kafka.producer()), or a function that returns one', value)
+  }
+  return p as KafkaProducerLike
+}
+
+/** `make`, checking every producer it returns. */
+function checkedFactory (make: () => KafkaProducerLike): () => KafkaProducerLike {
+  return () => checkProducer(make())
 }
 
 /** A Kafka `acks` value: -1 (all in-sync replicas), 1 (the leader) or 0 (none). */

@@ -5,7 +5,7 @@ export interface SendOptions {
   /** @defaultValue the producer's `topic` */
   topic?: string
   messages: KafkaMessage[]
-  /** @defaultValue the producer's `acks` */
+  /** @defaultValue the producer's `acks` (not with a @confluentinc/kafka-javascript producer: its config sets it) */
   acks?: number
   /** Aborts a `send()` that waits for room in the WAL (budget policy `backpressure`). */
   signal?: AbortSignal
