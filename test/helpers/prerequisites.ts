@@ -8,6 +8,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import type { TestFn } from 'ava'
 
 export interface Prerequisite {
@@ -15,8 +16,16 @@ export interface Prerequisite {
   readonly purpose: string
   /** Debian packages that provide it (`apt-get install …`). */
   readonly packages: readonly string[]
+  /** How to install it when it is not a Debian package. */
+  readonly install?: string
   /** Whether this machine has it. */
   readonly present: () => boolean
+}
+
+/** Whether @confluentinc/kafka-javascript (test/kafka/confluent) loads in this Node: installed and built for its ABI. */
+function confluentLoads (): boolean {
+  const dir = fileURLToPath(new URL('../kafka/confluent/', import.meta.url))
+  return spawnSync(process.execPath, ['-e', "require('@confluentinc/kafka-javascript')"], { cwd: dir, stdio: 'ignore' }).status === 0
 }
 
 function onPath (command: string): boolean {
@@ -56,6 +65,12 @@ export const PREREQUISITES = {
     packages: ['curl'],
     present: () => onPath('curl'),
   },
+  confluent: {
+    purpose: "the Kafka tests of @confluentinc/kafka-javascript's producer (a native module built from source)",
+    packages: ['python3', 'make', 'g++', 'libssl-dev', 'zlib1g-dev'],
+    install: 'npm run test:confluent-install',
+    present: () => confluentLoads(),
+  },
 } as const satisfies Record<string, Prerequisite>
 
 export type PrerequisiteName = keyof typeof PREREQUISITES
@@ -78,7 +93,9 @@ export function missingPrerequisites (...names: PrerequisiteName[]): Prerequisit
 export function missingLine (file: string, missing: readonly PrerequisiteName[]): string {
   const packages = [...new Set(missing.flatMap(name => PREREQUISITES[name].packages))]
   const purposes = missing.map(name => PREREQUISITES[name].purpose).join('; ')
-  return `\n*** SKIPPED ${file}: ${purposes} need ${packages.join(', ')} (apt-get install -y ${packages.join(' ')}) ***\n`
+  const steps = missing.map(name => (PREREQUISITES[name] as Prerequisite).install).filter(s => s !== undefined)
+  const then = steps.length === 0 ? '' : `, then ${steps.join(', ')}`
+  return `\n*** SKIPPED ${file}: ${purposes} need ${packages.join(', ')} (apt-get install -y ${packages.join(' ')}${then}) ***\n`
 }
 
 /**

@@ -5,16 +5,31 @@
  *
  * - `kafkajs`: kafkajs's producer.
  * - `confluent`: @confluentinc/kafka-javascript's KafkaJS-compatible producer (librdkafka 2.x
- *   underneath, built from source by its install script; see docs/kafka.md).
+ *   underneath), installed apart in test/kafka/confluent and built from source there by
+ *   `npm run test:confluent-install` (see docs/kafka.md).
  */
+import type { TestFn } from 'ava'
 import { createRequire } from 'node:module'
 import type { KafkaProducerLike } from '../../src/kafka/index.js'
+import { requiring } from '../helpers/prerequisites.js'
 import { kafka } from './kafka-helpers.js'
 
 export const CLIENTS = ['kafkajs', 'confluent'] as const
 export type ClientName = typeof CLIENTS[number]
 
-const require = createRequire(import.meta.url)
+/** Resolves from test/kafka/confluent, where the confluent client is installed. */
+const require = createRequire(new URL('./confluent/package.json', import.meta.url))
+
+/**
+ * `testOf(client)`: ava's `test` for the tests of `client`. The tests need the mock cluster
+ * (gcc, librdkafka-dev), and the confluent ones its client built (test/kafka/confluent); outside
+ * CI what is missing skips them, after one loud line (helpers/prerequisites.ts).
+ */
+export function clientTests<Context> (test: TestFn<Context>, fileUrl: string): (client: ClientName) => TestFn<Context> {
+  const kafkajs = requiring(test, fileUrl, 'kafka')
+  let confluentTest: TestFn<Context> | undefined
+  return client => client === 'kafkajs' ? kafkajs : (confluentTest ??= requiring(test, fileUrl, 'kafka', 'confluent'))
+}
 
 interface ConfluentKafkaJS {
   Kafka: new (config: Record<string, unknown>) => { producer (config?: Record<string, unknown>): KafkaProducerLike }
@@ -31,8 +46,8 @@ export function requireConfluent (id = '@confluentinc/kafka-javascript'): unknow
   try {
     return require(id)
   } catch (err) {
-    throw new Error('The Kafka tests need @confluentinc/kafka-javascript, a native module built at install: ' +
-      'CKJS_LINKING=dynamic npm ci (with python3, make, g++, libssl-dev; see docs/kafka.md#clients)', { cause: err })
+    throw new Error('The confluent Kafka tests need @confluentinc/kafka-javascript built for this Node in test/kafka/confluent: ' +
+      'npm run test:confluent-install (with python3, make, g++, libssl-dev, zlib1g-dev; see docs/kafka.md#clients)', { cause: err })
   }
 }
 

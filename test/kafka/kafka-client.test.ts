@@ -10,6 +10,7 @@ import { Evaq, isEvaqError } from '../../src/index.js'
 import { classifyKafkaError, deadLetterError, EvacuatingProducer, type EvacuatingProducerOptions, type KafkaProducerLike } from '../../src/kafka/index.js'
 import { resolveProducerOptions } from '../../src/kafka/producer-options.js'
 import { tmpDir } from '../helpers/tmp.js'
+import { requiring } from '../helpers/prerequisites.js'
 import { requireConfluent } from './clients.js'
 
 const require = createRequire(import.meta.url)
@@ -19,9 +20,15 @@ interface ConfluentErrors {
   KafkaJSProtocolError: new (e: string, props: { code: number }) => Error
   KafkaJSConnectionError: new (e: string, props: { code: number }) => Error
 }
-const confluent = (requireConfluent() as { KafkaJS: ConfluentErrors }).KafkaJS
-/** librdkafka's plain error, which produce() throws for a message it refuses at once. */
-const LibrdKafkaError = requireConfluent('@confluentinc/kafka-javascript/lib/error.js') as new (e: { message: string, code: number }) => Error
+/** The real client's error classes, loaded by the test that uses them (a native module, built apart). */
+function confluentErrors (): { confluent: ConfluentErrors, LibrdKafkaError: new (e: { message: string, code: number }) => Error } {
+  return {
+    confluent: (requireConfluent() as { KafkaJS: ConfluentErrors }).KafkaJS,
+    /** librdkafka's plain error, which produce() throws for a message it refuses at once. */
+    LibrdKafkaError: requireConfluent('@confluentinc/kafka-javascript/lib/error.js') as new (e: { message: string, code: number }) => Error,
+  }
+}
+const confluentTest = requiring(test, import.meta.url, 'confluent')
 const kafkajs = require('kafkajs') as {
   KafkaJSProtocolError: new (e: { type: string, code: number, retriable: boolean, message: string }) => Error
   KafkaJSNumberOfRetriesExceeded: new (e: Error, meta: { retryCount: number, retryTime: number }) => Error
@@ -33,7 +40,8 @@ async function openEvaq (t: Parameters<typeof tmpDir>[0]): Promise<Evaq> {
   return evaq
 }
 
-test('confluent errors are classified by their Kafka code (their retriable flag is always false) and dead-lettered under kafkajs\'s names', t => {
+confluentTest('confluent errors are classified by their Kafka code (their retriable flag is always false) and dead-lettered under kafkajs\'s names', t => {
+  const { confluent, LibrdKafkaError } = confluentErrors()
   const cases: Array<[err: Error, verdict: 'retriable' | 'permanent', code: string]> = [
     [new confluent.KafkaJSProtocolError('Broker: Message size too large', { code: 10 }), 'permanent', 'MESSAGE_TOO_LARGE'],
     [new confluent.KafkaJSProtocolError('Broker: Topic authorization failed', { code: 29 }), 'permanent', 'TOPIC_AUTHORIZATION_FAILED'],
@@ -70,6 +78,8 @@ test('kafkajs errors keep kafkajs\'s own flags and names', t => {
  * that works once.
  */
 function confluentShaped (): KafkaProducerLike & { batches: unknown[], connects: number } {
+  // The real client's errors carry librdkafka's code; this test needs no native module.
+  const error = (message: string, code: number): Error => Object.assign(new Error(message), { name: 'KafkaJSError', code })
   let state: 'init' | 'connected' | 'disconnected' = 'init'
   const double = {
     batches: [] as unknown[],
@@ -77,13 +87,13 @@ function confluentShaped (): KafkaProducerLike & { batches: unknown[], connects:
     dependentAdmin: () => ({}),
     async connect () {
       double.connects++
-      if (state !== 'init') throw new confluent.KafkaJSError('Connect has already been called elsewhere.', { code: -172 })
+      if (state !== 'init') throw error('Connect has already been called elsewhere.', -172)
       state = 'connected'
     },
     async disconnect () { state = 'disconnected' },
     async sendBatch (batch: Record<string, unknown>) {
       for (const key of ['acks', 'timeout', 'compression']) {
-        if (Object.hasOwn(batch, key)) throw new confluent.KafkaJSError(`${key} must be set in the producer's config`, { code: -186 })
+        if (Object.hasOwn(batch, key)) throw error(`${key} must be set in the producer's config`, -186)
       }
       double.batches.push(batch)
       return []

@@ -1,10 +1,13 @@
-import test from 'ava'
+import anyTest from 'ava'
 import { fileURLToPath } from 'node:url'
 import { Evaq } from '../../src/index.js'
 import { runFixture, runLines } from '../helpers/child.js'
 import { tmpDir } from '../helpers/tmp.js'
-import { CLIENTS } from './clients.js'
+import { CLIENTS, clientTests } from './clients.js'
 import { cluster, consume, distinctIds, outOfOrderFirsts } from './kafka-helpers.js'
+
+/** The kafkajs tests need the mock cluster; the confluent ones its client built too. */
+const testOf = clientTests(anyTest, import.meta.url)
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/kafka-producer.ts', import.meta.url))
 const KEYS = 16
@@ -46,7 +49,7 @@ async function runChild (args: string[], killWhen?: (run: Run) => boolean): Prom
 }
 
 for (const client of CLIENTS) {
-  test(`${client}: SIGKILL mid-stream, also during an outage, then a restart: every message whose send() resolved is delivered, ` +
+  testOf(client)(`${client}: SIGKILL mid-stream, also during an outage, then a restart: every message whose send() resolved is delivered, ` +
     'per-key order holds, resends carry the same evaq-id', async t => {
     const c = await cluster(t)
     await c.createTopic('crash', 4)
@@ -105,7 +108,7 @@ for (const client of CLIENTS) {
 const DEAD_LETTER = fileURLToPath(new URL('../fixtures/kafka-dead-letter.ts', import.meta.url))
 
 for (const client of CLIENTS) {
-  test(`${client}: a crash inside the dead-letter move leaves the message in exactly one of WAL and DLQ`, async t => {
+  testOf(client)(`${client}: a crash inside the dead-letter move leaves the message in exactly one of WAL and DLQ`, async t => {
     const c = await cluster(t, { messageMaxBytes: 64 * 1024 })
     await c.createTopic('dead', 1)
     for (const mode of ['foreign', 'large'] as const) {

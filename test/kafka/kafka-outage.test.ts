@@ -1,9 +1,12 @@
-import test from 'ava'
+import anyTest from 'ava'
 import { Evaq } from '../../src/index.js'
 import { EvacuatingProducer } from '../../src/kafka/index.js'
 import { tmpDir } from '../helpers/tmp.js'
-import { CLIENTS, producerFor } from './clients.js'
+import { CLIENTS, producerFor, clientTests } from './clients.js'
 import { cluster, consume, distinctIds, outOfOrderFirsts } from './kafka-helpers.js'
+
+/** The kafkajs tests need the mock cluster; the confluent ones its client built too. */
+const testOf = clientTests(anyTest, import.meta.url)
 
 const TOTAL = 50_000
 const PER_SEND = 250
@@ -11,7 +14,7 @@ const KEYS = 64
 const PARTITIONS = 6
 
 for (const client of CLIENTS) {
-  test(`${client}: 50,000 messages while brokers go down and come back: every message arrives, ` +
+  testOf(client)(`${client}: 50,000 messages while brokers go down and come back: every message arrives, ` +
     'duplicates come only from resends and carry the same evaq-id, per-key order holds', async t => {
     const c = await cluster(t)
     await c.createTopic('stream', PARTITIONS)

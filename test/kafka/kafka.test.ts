@@ -1,10 +1,13 @@
-import test from 'ava'
+import anyTest from 'ava'
 import { Evaq, isEvaqError, type EvaqOptions } from '../../src/index.js'
 import { decodeKafkaRecord, EvacuatingProducer, EVAQ_ID_HEADER, type RetryingEvent } from '../../src/kafka/index.js'
 import { tmpDir } from '../helpers/tmp.js'
-import { CLIENTS, producerFor } from './clients.js'
+import { CLIENTS, producerFor, clientTests } from './clients.js'
 import { cluster, consume, distinctIds } from './kafka-helpers.js'
 import { API, KAFKA_ERRORS } from './mock-cluster.js'
+
+/** The kafkajs tests need the mock cluster; the confluent ones its client built too. */
+const testOf = clientTests(anyTest, import.meta.url)
 
 async function openEvaq (t: Parameters<typeof tmpDir>[0], options?: EvaqOptions): Promise<Evaq> {
   const dir = await tmpDir(t, 'evaq-kafka-')
@@ -14,7 +17,7 @@ async function openEvaq (t: Parameters<typeof tmpDir>[0], options?: EvaqOptions)
 }
 
 for (const client of CLIENTS) {
-  test(`${client}: send() persists, the broker gets every field and an evaq-id header; ` +
+  testOf(client)(`${client}: send() persists, the broker gets every field and an evaq-id header; ` +
     'with await: broker it resolves after the ack and the WAL is empty', async t => {
     const c = await cluster(t)
     await c.createTopic('basic', 3)
@@ -73,7 +76,7 @@ function increasing (list: readonly number[]): boolean {
 }
 
 for (const client of CLIENTS) {
-  test(`${client}: a message over the broker's message.max.bytes goes to the DLQ with MESSAGE_TOO_LARGE and its evaq-id; ` +
+  testOf(client)(`${client}: a message over the broker's message.max.bytes goes to the DLQ with MESSAGE_TOO_LARGE and its evaq-id; ` +
     'the messages behind it are delivered in order', async t => {
     const c = await cluster(t, { messageMaxBytes: 64 * 1024 })
     await c.createTopic('sized', 3)
@@ -115,7 +118,8 @@ for (const client of CLIENTS) {
 }
 
 for (const client of CLIENTS) {
-  test(`${client}: an invalid topic (kafkajs) and a topic the producer may not write go to the DLQ with their codes; the other topics go on`, async t => {
+  testOf(client)(`${client}: an invalid topic (kafkajs) and a topic the producer may not write go to the DLQ with their codes; ` +
+    'the other topics go on', async t => {
     const c = await cluster(t)
     await c.createTopic('good', 2)
     await c.topicError('bad..topic', KAFKA_ERRORS.INVALID_TOPIC_EXCEPTION)
@@ -147,7 +151,7 @@ for (const client of CLIENTS) {
   })
 }
 
-test('confluent: a message to a topic the metadata calls invalid goes to the DLQ (INVALID_TOPIC_EXCEPTION) or, when librdkafka ' +
+testOf('confluent')('confluent: a message to a topic the metadata calls invalid goes to the DLQ (INVALID_TOPIC_EXCEPTION) or, when librdkafka ' +
   'reports the topic as unknown (ERR__UNKNOWN_TOPIC), stays in the WAL: in exactly one of the two', async t => {
   const c = await cluster(t)
   await c.topicError('bad..topic', KAFKA_ERRORS.INVALID_TOPIC_EXCEPTION)
@@ -178,7 +182,7 @@ test('confluent: a message to a topic the metadata calls invalid goes to the DLQ
 })
 
 for (const client of CLIENTS) {
-  test(`${client}: retriable broker errors (not leader, timeouts, not enough replicas) keep the messages in the WAL until they are sent; ` +
+  testOf(client)(`${client}: retriable broker errors (not leader, timeouts, not enough replicas) keep the messages in the WAL until they are sent; ` +
     'nothing is dead-lettered', async t => {
     const c = await cluster(t)
     await c.createTopic('flaky', 3)
@@ -206,7 +210,8 @@ for (const client of CLIENTS) {
 }
 
 for (const client of CLIENTS) {
-  test(`${client}: while every broker is down, send() keeps persisting; stop() leaves it all in the WAL and the next start sends it first`, async t => {
+  testOf(client)(`${client}: while every broker is down, send() keeps persisting; stop() leaves it all in the WAL ` +
+    'and the next start sends it first', async t => {
     const c = await cluster(t)
     await c.createTopic('later', 2)
     await c.down(-1)
@@ -238,7 +243,7 @@ for (const client of CLIENTS) {
 }
 
 for (const client of CLIENTS) {
-  test(`${client}: one producer per queue; a WAL record the producer did not write goes to the DLQ; flush() times out with EVAQ_ABORTED`, async t => {
+  testOf(client)(`${client}: one producer per queue; a WAL record the producer did not write goes to the DLQ; flush() times out with EVAQ_ABORTED`, async t => {
     const c = await cluster(t)
     await c.createTopic('own', 1)
     const evaq = await openEvaq(t)
@@ -266,7 +271,7 @@ for (const client of CLIENTS) {
 }
 
 for (const client of CLIENTS) {
-  test(`${client}: backpressure: when the WAL's budget is full, send() rejects with EVAQ_AT_CAPACITY (onFull: reject) ` +
+  testOf(client)(`${client}: backpressure: when the WAL's budget is full, send() rejects with EVAQ_AT_CAPACITY (onFull: reject) ` +
     'or waits until the broker took messages (backpressure)', async t => {
     const c = await cluster(t)
     await c.createTopic('full', 2)
@@ -308,7 +313,7 @@ for (const client of CLIENTS) {
   })
 }
 
-test('confluent: given a function, the producer replaces a producer whose connect() failed (it cannot connect again); ' +
+testOf('confluent')('confluent: given a function, the producer replaces a producer whose connect() failed (it cannot connect again); ' +
   'what waited in the WAL is sent once the brokers are back', async t => {
   const c = await cluster(t)
   await c.createTopic('again', 2)

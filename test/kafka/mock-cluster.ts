@@ -1,8 +1,8 @@
 /**
  * A real Kafka-protocol broker for the tests: librdkafka's mock cluster, started by the small C
  * launcher beside this file (mock-cluster.c), which is built here with gcc against librdkafka
- * (Debian: `apt-get install gcc librdkafka-dev`; `.ci/run` installs both). Missing tools make the
- * tests fail with that hint, never skip.
+ * (Debian: `apt-get install gcc librdkafka-dev`; `.ci/run` installs both). Without them the
+ * tests are skipped outside CI, after one loud line, and fail in CI (helpers/prerequisites.ts).
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { createHash } from 'node:crypto'
