@@ -93,6 +93,7 @@ export async function follow (options: FollowOptions): Promise<number> {
   if (options.signal.aborted) return 0
   options.signal.addEventListener('abort', onAbort, { once: true })
   let printed = 0
+  let lastId: number | undefined
   try {
     const res = await reach(base, fetch(new URL(`${sub}/stream`, base), { headers: { ...headers, accept: 'text/event-stream' }, signal: stop.signal }))
     if (!res.ok) throw await failure(base, res)
@@ -107,6 +108,7 @@ export async function follow (options: FollowOptions): Promise<number> {
       await writeOut(`${options.json ? recordLine(record) : recordText(record)}\n`)
       // Acked once printed (not when the command is stopped between the two: the record comes again).
       await call('POST', `${sub}/ack`, { ids: [r.id] })
+      lastId = r.id
       if (++printed >= options.count) break
     }
   } catch (err) {
@@ -114,6 +116,10 @@ export async function follow (options: FollowOptions): Promise<number> {
   } finally {
     options.signal.removeEventListener('abort', onAbort)
     stop.abort()
+  }
+  if (options.signal.aborted) {
+    const through = lastId === undefined ? '' : `, through ID ${lastId}`
+    console.error(`evaq: tail interrupted: ${printed} record(s) printed and acknowledged as ${options.subscriber}${through}`)
   }
   return 0
 }

@@ -116,6 +116,7 @@ const COMMANDS: Record<string, Command> = {
             printed += records.length
             from = records[records.length - 1]!.id + 1
           }
+          if (stop.signal.aborted) console.error(`evaq: tail interrupted: ${printed} record(s) printed${printed === 0 ? '' : `, through ID ${from - 1}`}`)
         } finally {
           process.off('SIGINT', onSignal)
           process.off('SIGTERM', onSignal)

@@ -104,3 +104,23 @@ test('tail --follow ends on SIGINT (Ctrl-C) with exit code 0', async t => {
   while (s.service.longPolls > 0) await new Promise(resolve => setTimeout(resolve, 20))
   t.pass()
 })
+
+for (const follow of [false, true]) {
+  test(`tail${follow ? ' --follow' : ''} interrupted says how many records it printed, through which ID`, async t => {
+    const s = await startServer(t)
+    await s.json('POST', '/v1/logs/wal/records', [b64('one')])
+    const args = ['tail', 'wal', '--from', '1', '--url', s.url, ...(follow ? ['--follow', '--subscriber', 'int'] : [])]
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, EVAQ_TOKEN: undefined }, stdio: ['ignore', 'pipe', 'pipe'] })
+    t.teardown(() => { child.kill('SIGKILL') })
+    let stderr = ''
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
+    const printed = new Promise<void>(resolve => child.stdout.setEncoding('utf8').once('data', () => resolve()))
+    const exited = new Promise<number | null>(resolve => child.on('close', code => resolve(code)))
+    await printed
+    // --follow acks after printing: wait for the ack, so that the count includes it.
+    if (follow) while ((await subscriber(s, 'int'))?.ackFloor !== 2) await new Promise(resolve => setTimeout(resolve, 20))
+    child.kill('SIGINT')
+    t.is(await exited, 0, stderr)
+    t.regex(stderr, /interrupted: 1 record\(s\) printed.*through ID 1\n$/)
+  })
+}
