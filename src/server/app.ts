@@ -10,7 +10,7 @@ import { errorReply, explainError, type RouteLimits } from './http-errors.js'
 import { siteGuard } from './site-guard.js'
 import { registerStreamRoutes } from './stream-routes.js'
 import { StreamTickets } from './stream-tickets.js'
-import { LOG_NAME_PATTERN, parseUint, READ_DEFAULTS, READ_LIMITS, SUBSCRIBER_NAME_PATTERN, SUBSCRIBER_SCHEMA, UINT_PATTERN } from './params.js'
+import { LOG_NAME_PATTERN, parseUint, READ_DEFAULTS, READ_LIMITS, SUB_PARAMS, SUBSCRIBER_SCHEMA, UINT_PATTERN } from './params.js'
 import type { QueueService } from './queue-service.js'
 import { recordJson } from './record-json.js'
 
@@ -66,12 +66,6 @@ const LOG_PARAMS = {
   type: 'object',
   properties: { log: { type: 'string', pattern: LOG_NAME_PATTERN } },
   required: ['log'],
-  additionalProperties: false,
-} as const
-const SUB_PARAMS = {
-  type: 'object',
-  properties: { log: { type: 'string', pattern: LOG_NAME_PATTERN }, name: { type: 'string', pattern: SUBSCRIBER_NAME_PATTERN } },
-  required: ['log', 'name'],
   additionalProperties: false,
 } as const
 const READ_QUERY = {

@@ -65,3 +65,11 @@ export const SUBSCRIBER_SCHEMA = Object.freeze({
     lastActiveAt: { type: 'integer' },
   },
 } as const)
+
+/** Route parameters of a subscriber: `/v1/logs/:log/subscribers/:name…`. */
+export const SUB_PARAMS = {
+  type: 'object',
+  properties: { log: { type: 'string', pattern: LOG_NAME_PATTERN }, name: { type: 'string', pattern: SUBSCRIBER_NAME_PATTERN } },
+  required: ['log', 'name'],
+  additionalProperties: false,
+} as const

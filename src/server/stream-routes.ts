@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { EvaqError } from '../errors.js'
-import { LOG_NAME_PATTERN, parseUint, SUBSCRIBER_NAME_PATTERN, UINT_PATTERN } from './params.js'
+import { LOG_NAME_PATTERN, parseUint, SUB_PARAMS, SUBSCRIBER_NAME_PATTERN, UINT_PATTERN } from './params.js'
 import type { QueueService } from './queue-service.js'
 import { runStream, STREAM_DEFAULTS, STREAM_LIMITS } from './stream.js'
 import type { StreamTickets } from './stream-tickets.js'
@@ -14,12 +14,6 @@ import type { StreamTickets } from './stream-tickets.js'
 export const TICKET_ROUTE = Object.freeze({ ticket: true })
 
 const TICKET_PATTERN = '^[A-Za-z0-9_-]{1,100}$'
-const SUB_PARAMS = {
-  type: 'object',
-  properties: { log: { type: 'string', pattern: LOG_NAME_PATTERN }, name: { type: 'string', pattern: SUBSCRIBER_NAME_PATTERN } },
-  required: ['log', 'name'],
-  additionalProperties: false,
-} as const
 const STREAM_QUERY = {
   type: 'object',
   properties: {
