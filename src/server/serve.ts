@@ -126,7 +126,6 @@ export async function serve (options: ServeOptions): Promise<Service> {
   const url = address
   // So that `evaq backup --data DIR` finds the service that holds DIR (see service-file.ts).
   await writeServiceFile(options.dir, url).catch(err => logger.warn({ err }, 'cannot write EVAQ-SERVICE: `evaq backup --data` will not find this service'))
-  logger.info({ url, dir: options.dir, auth: options.token !== undefined }, 'evaq listening')
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {
@@ -160,6 +159,9 @@ export async function serve (options: ServeOptions): Promise<Service> {
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
   }
+  // Only now: whoever waits for this line (a supervisor, a test, a script) may signal at once, and
+  // a signal before the handlers are in place would kill the process instead of stopping it.
+  logger.info({ url, dir: options.dir, auth: options.token !== undefined }, 'evaq listening')
   return { url, app, evaq, logger, close }
 }
 
