@@ -11,7 +11,7 @@
 //
 // Needs python3, make, g++, libssl-dev and zlib1g-dev; takes 3-5 minutes on 2 cores.
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -47,9 +47,12 @@ if (existsSync(path.join(prefix, 'include', 'node', 'node.h'))) env.npm_config_n
 
 const npmCli = process.env.npm_execpath
 const [cmd, pre] = npmCli !== undefined && /\.[cm]?js$/.test(npmCli) ? [process.execPath, [npmCli]] : ['npm', []]
+// Installed but built for another Node: its install script (node-pre-gyp) takes any binary in
+// build/ for a good one, so build/ goes first and the rebuild is from source.
+if (existsSync(pkg)) rmSync(path.join(pkg, 'build'), { recursive: true, force: true })
 const args = existsSync(pkg)
-  ? ['rebuild', '@confluentinc/kafka-javascript', '--foreground-scripts']
-  : ['ci', '--no-audit', '--no-fund', '--foreground-scripts']
+  ? ['rebuild', '@confluentinc/kafka-javascript', '--build-from-source', '--foreground-scripts']
+  : ['ci', '--no-audit', '--no-fund', '--build-from-source', '--foreground-scripts']
 console.error(`Building @confluentinc/kafka-javascript for Node ${process.version} (npm ${args[0]} in ${dir}; a few minutes)`)
 const started = Date.now()
 const r = spawnSync(cmd, [...pre, ...args], { cwd: dir, env, stdio: ['ignore', 'ignore', 'inherit'] })
