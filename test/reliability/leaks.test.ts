@@ -25,7 +25,7 @@
  *   finished wait stays registered (`sub.waiting`).
  * - resident memory (native: LevelDB's caches and buffers, freed on close): grows by at most
  *   RSS_SLACK, generous because the allocator keeps freed arenas. Measured without leaks over 300
- *   opens: about +20 MiB on Node 20, +56 to +66 MiB on Node 24, in steps, levelling off at +71 to
+ *   opens: -3 to +7 MiB on Node 20, +56 to +66 MiB on Node 24, in steps, levelling off at +71 to
  *   +80 MiB by 900 opens (glibc's arenas; MALLOC_ARENA_MAX changes nothing). A leaked LevelDB
  *   instance per open (its 4 MiB write buffer and its caches) exceeds 96 MiB within 30 opens;
  *   what this bound cannot see, the descriptor, resource and heap checks above do.
