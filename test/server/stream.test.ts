@@ -143,33 +143,31 @@ test.serial('a client that goes away frees the stream: no poll left, and its uns
   t.deepEqual(next.json.records.map((r: { id: number, deliveryCount: number }) => [r.id, r.deliveryCount]), [[1, 2], [2, 2]])
 })
 
-test('closing the service ends the stream with an `end` event (EVAQ_CLOSED)', async t => {
-  const s = await startServer(t)
-  await subscribe(s, 'closing')
-  const es = await stream(s, 'closing')
-  await push(s, 'z')
-  await es.next()
-  const closed = s.app.close()
-  const end = await es.next()
-  t.is(end.event, 'end')
-  t.is(JSON.parse(end.data).code, 'EVAQ_CLOSED')
-  await es.ended
-  await closed
-  t.pass()
-})
+const ENDINGS = [
+  { why: 'closing the service', code: 'EVAQ_CLOSED', end: (s: TestServer) => s.app.close() },
+  {
+    why: 'unsubscribing the subscriber', code: 'EVAQ_NOT_FOUND', end: async (s: TestServer) => {
+      const r = await s.call('DELETE', '/v1/logs/wal/subscribers/ending')
+      if (r.status !== 204) throw new Error(`DELETE answered ${r.status}`)
+    },
+  },
+] as const
 
-test('an unsubscribed subscriber ends its stream with an `end` event (EVAQ_NOT_FOUND)', async t => {
-  const s = await startServer(t)
-  await subscribe(s, 'leaving')
-  const es = await stream(s, 'leaving')
-  await push(s, 'a')
-  await es.next()
-  t.is((await s.call('DELETE', '/v1/logs/wal/subscribers/leaving')).status, 204)
-  const end = await es.next()
-  t.is(end.event, 'end')
-  t.is(JSON.parse(end.data).code, 'EVAQ_NOT_FOUND')
-  await es.ended
-})
+for (const ending of ENDINGS) {
+  test(`${ending.why} ends the stream with an \`end\` event (${ending.code})`, async t => {
+    const s = await startServer(t)
+    await subscribe(s, 'ending')
+    const es = await stream(s, 'ending')
+    await push(s, 'z')
+    await es.next()
+    const ended = ending.end(s)
+    const end = await es.next()
+    t.is(end.event, 'end')
+    t.is(JSON.parse(end.data).code, ending.code)
+    await es.ended
+    await ended
+  })
+}
 
 test('backpressure: a reader that stops reading does not make the service lease every record', async t => {
   const s = await startServer(t)
