@@ -12,6 +12,7 @@ import { EvaqError, fromLevel, invalid } from './errors.js'
 import { DeadLetters, type RetryItemOptions } from './facade/dead-letters.js'
 import { Health } from './facade/health.js'
 import { DiskBudget, type FullEvent } from './log/budget.js'
+import { Offloader } from './log/offloader.js'
 import { ByteCap } from './log/byte-cap.js'
 import {
   Log, type Admission, type DeadLetterSource, type DropEvent, type FlushEvent, type LogContext, type LogView, type LogStats,
@@ -49,6 +50,44 @@ export interface EvaqStats {
     readonly maxDiskBytes: number | undefined
     readonly full: boolean
   }
+  /** The tier on object storage (options.tier), if the queue has one: see TierStats. */
+  readonly tier?: TierStats
+}
+
+/** What the tier holds now, and what it did since the queue opened. */
+export interface TierStats {
+  /** Segment files in the bucket, and their bytes. */
+  readonly segments: number
+  readonly bytes: number
+  /** Files uploaded, fetched back and deleted since open, and the bytes moved. */
+  readonly uploads: number
+  readonly uploadedBytes: number
+  readonly downloads: number
+  readonly downloadedBytes: number
+  readonly deletes: number
+  /** Failed calls to the bucket since open (each one retried). */
+  readonly errors: number
+  /** Bytes of fetched files kept in the data directory for reads. */
+  readonly cachedBytes: number
+  /** The last failure, until the tier works again. */
+  readonly lastError?: { readonly code: string, readonly message: string }
+}
+
+/** A segment file moved to the tier (`offload`) or was fetched back from it (`fetch`). */
+export interface TierEvent {
+  readonly log: string
+  readonly file: number
+  readonly bytes: number
+  /** For `offload`: the records in the file, [firstId, end). */
+  readonly firstId?: number
+  readonly end?: number
+}
+
+/** A call to the tier's bucket failed (it is retried; nothing acknowledged is lost). */
+export interface TierErrorEvent {
+  readonly log: string
+  readonly op: 'offload' | 'fetch' | 'delete' | 'sweep'
+  readonly error: EvaqError
 }
 
 /**
@@ -60,6 +99,8 @@ export interface EvaqStats {
  * - `error` (EvaqError): a background task failed (compaction, periodic fsync, progress write).
  * - `degraded` (EvaqError): a write failed; writes fail fast until `recovered`.
  * - `recovered` (): the database was reopened and takes writes again.
+ * - `offload` (TierEvent), `fetch` (TierEvent), `tier-error` (TierErrorEvent): the tier moved a
+ *   segment file to its bucket, fetched one back, or a call to the bucket failed (docs/tier.md).
  * - `closing`, `closed`.
  */
 export interface EvaqEvents {
@@ -70,6 +111,9 @@ export interface EvaqEvents {
   dropped: [DropEvent]
   flush: [FlushEvent]
   error: [EvaqError]
+  offload: [TierEvent]
+  fetch: [TierEvent]
+  'tier-error': [TierErrorEvent]
   closing: []
   closed: []
 }
@@ -144,10 +188,18 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       full: e => this.emit('full', e),
       drain: () => this.emit('drain'),
     })
+    if (options.onFull === 'offload') {
+      this.budget.offloader = new Offloader(this.budget, () => [this.walLog], options.maxDiskBytes!, options.maintenanceIntervalMs, {
+        failed: () => this.budget.tierFailed(),
+        recovered: () => {},
+      })
+    }
     const admission = (name: LogName): Admission => {
       const retention = options.retention[name]
       if (retention?.maxBytes === undefined) return this.budget
-      const cap = new ByteCap(() => this.log(name), retention.maxBytes, retention.onFull ?? options.onFull, this.budget)
+      // Offloading is the directory's: a log's own cap under 'offload' holds pushes back.
+      const onFull = retention.onFull ?? (options.onFull === 'offload' ? 'backpressure' : options.onFull)
+      const cap = new ByteCap(() => this.log(name), retention.maxBytes, onFull, this.budget)
       this.caps.set(name, cap)
       return cap
     }
@@ -228,8 +280,15 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   static async open (dir: string, options?: EvaqOptions): Promise<Evaq> {
     if (typeof dir !== 'string' || dir.length === 0) throw invalid('dir', 'a non-empty directory path', dir)
     const resolved = resolveOptions(options)
-    const store = await openStore(dir, resolved)
+    // The tier reports through the queue once it exists (nothing is offloaded before).
+    const target: { q?: Evaq } = {}
+    const store = await openStore(dir, resolved, {
+      offloaded: e => target.q?.tierWorked('offload', e),
+      fetched: e => target.q?.tierWorked('fetch', e),
+      failed: e => target.q?.tierFailed(e),
+    })
     const evaq = new Evaq(dir, store, resolved)
+    target.q = evaq
     try {
       let keysRead = store.journal.loadedKeys
       for (const log of evaq.logs) keysRead += await log.load()
@@ -481,15 +540,45 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     return restoreArchives(typeof from === 'string' ? [from] : from, dir, options)
   }
 
-  /** Counters of both logs, their subscribers, and the disk budget. */
+  /** Counters of both logs, their subscribers, the disk budget and the tier. */
   async stats (): Promise<EvaqStats> {
     this.assertOpen()
+    const tier = this.tierStats()
     return {
       wal: await this.walLog.stats(),
       dlq: await this.dlqLog.stats(),
       parked: await this.parkedLog.stats(),
       disk: { usedBytes: await this.budget.currentUsedBytes(), maxDiskBytes: this.options.maxDiskBytes, full: this.budget.isFull },
+      ...(tier === undefined ? {} : { tier }),
     }
+  }
+
+  private tierStats (): TierStats | undefined {
+    if (this.store.bucket === undefined) return undefined
+    const t = { segments: 0, bytes: 0, uploads: 0, uploadedBytes: 0, downloads: 0, downloadedBytes: 0, deletes: 0, errors: 0, cachedBytes: 0 }
+    for (const files of this.store.files.values()) {
+      const tier = files.tier
+      if (tier === undefined) continue
+      t.segments += tier.remote.size
+      t.bytes += tier.remoteBytes
+      t.cachedBytes += tier.cacheUsedBytes
+      for (const k of ['uploads', 'uploadedBytes', 'downloads', 'downloadedBytes', 'deletes', 'errors'] as const) t[k] += tier.counters[k]
+    }
+    const last = this.lastTierError
+    return { ...t, ...(last === undefined ? {} : { lastError: { code: last.code, message: last.message } }) }
+  }
+
+  /** The last failure of the tier, until a call to it succeeds again. */
+  private lastTierError: EvaqError | undefined
+
+  private tierWorked (event: 'offload' | 'fetch', e: TierEvent): void {
+    this.lastTierError = undefined
+    this.emit(event, e)
+  }
+
+  private tierFailed (e: TierErrorEvent): void {
+    this.lastTierError = e.error
+    this.emit('tier-error', e)
   }
 
   assertOpen (): void {
@@ -535,6 +624,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       await this.deadLetters.idle()
       this.finishingWork = false
       for (const timer of this.timers) clearInterval(timer)
+      await this.budget.offloader?.close()
       await this.health.stop()
       const closed = new EvaqError('EVAQ_CLOSED', `The queue at ${this.location} is closing`)
       this.budget.rejectAll(closed)
@@ -549,6 +639,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       } finally {
         try {
           for (const files of this.store.files.values()) await files.close()
+          this.store.bucket?.close()
           await this.store.db.close().catch(err => { throw fromLevel(err, 'Closing the database failed') })
           const ids: Record<string, { next: number, committed: number }> = {}
           for (const log of this.logs) ids[log.name] = { next: log.nextId, committed: this.store.journal.counters(log.name).next }

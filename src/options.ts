@@ -1,6 +1,7 @@
 import { EvaqError, invalid } from './errors.js'
 import { integer, isPlainObject, optionsObject, rejectUnknown } from './validate.js'
 import { LOG_NAMES } from './schema.js'
+import type { S3Options } from './store/s3-bucket.js'
 
 /** What the `segmentCompression` option asks for (store/frame-codec.ts). */
 export type SegmentCompression = 'none' | 'auto' | 'zstd' | 'deflate'
@@ -81,6 +82,13 @@ export interface EvaqOptions {
   /** What a push does when a disk budget is exhausted. @defaultValue `'backpressure'` */
   onFull?: FullPolicy
   /**
+   * A tier on S3-compatible object storage below the WAL's segment files (docs/tier.md): with
+   * `onFull: 'offload'` and `maxDiskBytes`, the oldest sealed segment files move to the bucket
+   * as the directory nears its budget, and are fetched back for reads. A directory that has
+   * files in the bucket opens only with its tier. @defaultValue none
+   */
+  tier?: TierOptions
+  /**
    * Retention per log: records older than `maxAgeMs` are dropped, and `maxBytes` caps the log's
    * live payload bytes under an `onFull` policy of its own (drops are counted and reported).
    * @defaultValue none
@@ -98,8 +106,21 @@ export interface EvaqOptions {
  * - `'reject'`: the push fails with `EVAQ_AT_CAPACITY`.
  * - `'drop-oldest'`: the oldest whole segments of the log pushed to are dropped (counted, reported
  *   with a `dropped` event) to make room. Only for data that may be lost.
+ * - `'offload'`: the oldest sealed segment files of the WAL move to the `tier`'s bucket from
+ *   three quarters of `maxDiskBytes` on; a push that finds no room waits as under
+ *   `'backpressure'` (while the bucket fails, for instance). Needs `tier` and `maxDiskBytes`.
  */
-export type FullPolicy = 'backpressure' | 'reject' | 'drop-oldest'
+export type FullPolicy = 'backpressure' | 'reject' | 'drop-oldest' | 'offload'
+
+/** Where the tier keeps segment files, and how much of the directory reads of them may use. */
+export interface TierOptions {
+  readonly s3: S3Options
+  /**
+   * Bytes of segment files fetched back from the bucket kept in the data directory (counted in
+   * `maxDiskBytes`) for reads. @defaultValue two segment files
+   */
+  readonly cacheBytes?: number
+}
 
 export interface Retention {
   /** Records older than this are dropped, in ms. @defaultValue none */
@@ -143,6 +164,7 @@ export interface ResolvedOptions {
   readonly maxDiskBytes: number | undefined
   readonly minFreeDiskBytes: number
   readonly onFull: FullPolicy
+  readonly tier: TierOptions | undefined
   readonly retention: RetentionOptions
   readonly maintenanceIntervalMs: number
   readonly clock: Clock
@@ -170,6 +192,7 @@ export const EVAQ_DEFAULTS: ResolvedOptions = Object.freeze({
   maxDiskBytes: undefined,
   minFreeDiskBytes: 64 * MiB, // 64 MiB
   onFull: 'backpressure',
+  tier: undefined,
   retention: Object.freeze({}),
   maintenanceIntervalMs: 1000,
   clock: systemClock,
@@ -179,7 +202,9 @@ export const EVAQ_DEFAULTS: ResolvedOptions = Object.freeze({
 export const DEFAULTS = EVAQ_DEFAULTS
 
 const KNOWN = Object.keys(EVAQ_DEFAULTS)
-const POLICIES: readonly FullPolicy[] = ['backpressure', 'reject', 'drop-oldest']
+const POLICIES: readonly FullPolicy[] = ['backpressure', 'reject', 'drop-oldest', 'offload']
+/** The policies a log's own `retention.maxBytes` can take: offloading is the directory's. */
+const CAP_POLICIES: readonly FullPolicy[] = ['backpressure', 'reject', 'drop-oldest']
 
 export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptions {
   if (options === undefined) return EVAQ_DEFAULTS
@@ -216,8 +241,13 @@ export function resolveOptions (options: EvaqOptions | undefined): ResolvedOptio
   o.maxDiskBytes = maxDisk === undefined ? undefined : integer('maxDiskBytes', maxDisk, 1024 * 1024)
   o.minFreeDiskBytes = integer('minFreeDiskBytes', pick('minFreeDiskBytes'), 0)
   const onFull = pick('onFull')
-  if (!POLICIES.includes(onFull)) throw invalid('onFull', "'backpressure', 'reject' or 'drop-oldest'", onFull)
+  if (!POLICIES.includes(onFull)) throw invalid('onFull', "'backpressure', 'reject', 'drop-oldest' or 'offload'", onFull)
   o.onFull = onFull
+  const tier = pick('tier')
+  o.tier = tier === undefined ? undefined : checkTier(tier)
+  if (onFull === 'offload' && (o.tier === undefined || o.maxDiskBytes === undefined)) {
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', "`onFull: 'offload'` needs `tier` (where to offload to) and `maxDiskBytes` (when to)")
+  }
   o.retention = checkRetention(pick('retention'))
   o.maintenanceIntervalMs = integer('maintenanceIntervalMs', pick('maintenanceIntervalMs'), 10, 3_600_000)
   const clock = pick('clock')
@@ -244,7 +274,7 @@ function checkRetention (value: unknown): ResolvedOptions['retention'] {
     if (!isPlainObject(r)) throw invalid(`retention.${log}`, 'an object like { maxAgeMs, maxBytes }', r)
     rejectUnknown(r, ['maxAgeMs', 'maxBytes', 'onFull'], ` in \`retention.${log}\``)
     const { maxAgeMs, maxBytes, onFull } = r
-    if (onFull !== undefined && !POLICIES.includes(onFull as FullPolicy)) {
+    if (onFull !== undefined && !CAP_POLICIES.includes(onFull as FullPolicy)) {
       throw invalid(`retention.${log}.onFull`, "'backpressure', 'reject' or 'drop-oldest'", onFull)
     }
     out[log as LogName] = Object.freeze({
@@ -254,6 +284,53 @@ function checkRetention (value: unknown): ResolvedOptions['retention'] {
     })
   }
   return Object.freeze(out)
+}
+
+function checkTier (value: unknown): TierOptions {
+  if (!isPlainObject(value)) throw invalid('tier', 'an object like { s3: { region, bucket } }', value)
+  rejectUnknown(value, ['s3', 'cacheBytes'], ' in `tier`')
+  const cacheBytes = value.cacheBytes === undefined ? undefined : integer('tier.cacheBytes', value.cacheBytes, 64 * 1024)
+  return Object.freeze({ s3: checkS3(value.s3, 'tier.s3'), ...(cacheBytes === undefined ? {} : { cacheBytes }) })
+}
+
+/** S3Options (store/s3-bucket.ts), checked: `name` is where they were given (e.g. `tier.s3`). */
+export function checkS3 (value: unknown, name: string): S3Options {
+  if (!isPlainObject(value)) throw invalid(name, 'an object like { region, bucket }', value)
+  rejectUnknown(value, ['endpoint', 'region', 'bucket', 'prefix', 'forcePathStyle', 'credentials', 'requestTimeoutMs', 'maxAttempts'], ` in \`${name}\``)
+  const text = (key: string, pattern: RegExp, what: string): string | undefined => {
+    const v = value[key]
+    if (v === undefined) return undefined
+    if (typeof v !== 'string' || !pattern.test(v)) throw invalid(`${name}.${key}`, what, v)
+    return v
+  }
+  const region = text('region', /^[a-z0-9-]{1,64}$/, 'a region such as us-east-1')
+  if (region === undefined) throw invalid(`${name}.region`, 'a region such as us-east-1', undefined)
+  const bucket = text('bucket', /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'a bucket name (3 to 63 of a-z, 0-9, dots and dashes)')
+  if (bucket === undefined) throw invalid(`${name}.bucket`, 'a bucket name', undefined)
+  const endpoint = text('endpoint', /^https?:\/\/[^\s]+$/, 'an http:// or https:// URL')
+  const prefix = text('prefix', /^[^\\]{0,512}$/, 'a key prefix of at most 512 characters')
+  const { forcePathStyle, credentials } = value
+  if (forcePathStyle !== undefined && typeof forcePathStyle !== 'boolean') throw invalid(`${name}.forcePathStyle`, 'a boolean', forcePathStyle)
+  if (credentials !== undefined) {
+    const c = credentials as Record<string, unknown>
+    if (!isPlainObject(c) || typeof c.accessKeyId !== 'string' || typeof c.secretAccessKey !== 'string' ||
+      (c.sessionToken !== undefined && typeof c.sessionToken !== 'string')) {
+      throw invalid(`${name}.credentials`, 'an object like { accessKeyId, secretAccessKey, sessionToken? }', '(hidden)')
+    }
+    rejectUnknown(c, ['accessKeyId', 'secretAccessKey', 'sessionToken'], ` in \`${name}.credentials\``)
+  }
+  const requestTimeoutMs = value.requestTimeoutMs === undefined ? undefined : integer(`${name}.requestTimeoutMs`, value.requestTimeoutMs, 100, 3_600_000)
+  const maxAttempts = value.maxAttempts === undefined ? undefined : integer(`${name}.maxAttempts`, value.maxAttempts, 1, 10)
+  return Object.freeze({
+    region,
+    bucket,
+    ...(endpoint === undefined ? {} : { endpoint }),
+    ...(prefix === undefined ? {} : { prefix }),
+    ...(forcePathStyle === undefined ? {} : { forcePathStyle }),
+    ...(credentials === undefined ? {} : { credentials: credentials as S3Options['credentials'] }),
+    ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
+    ...(maxAttempts === undefined ? {} : { maxAttempts }),
+  })
 }
 
 export function checkDurability (value: unknown, name: string): Durability {

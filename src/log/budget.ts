@@ -4,6 +4,7 @@ import { EvaqError } from '../errors.js'
 import { FILE_LOGS, SEGMENTS_DIR } from '../schema.js'
 import type { FullPolicy } from '../options.js'
 import type { Admission, Log } from './log.js'
+import type { Offloader } from './offloader.js'
 import { waitForRoom, type Waiter } from './space-waiters.js'
 
 export interface BudgetOptions {
@@ -21,6 +22,11 @@ export interface FullEvent {
   readonly usedBytes: number
   /** Bytes free on the filesystem (measured, less what was written since). */
   readonly freeBytes: number
+  /**
+   * Under `onFull: 'offload'`, when offloading to the tier fails: its last error. Pushes wait
+   * (as under 'backpressure') until the bucket takes files again or acks free room.
+   */
+  readonly tier?: { readonly code: string, readonly message: string }
 }
 
 /**
@@ -51,6 +57,8 @@ export class DiskBudget implements Admission {
   /** Re-measures while pushes wait. */
   private timer: NodeJS.Timeout | undefined
   private making: Promise<void> = Promise.resolve()
+  /** Under `onFull: 'offload'`: moves sealed segment files to the tier (offloader.ts). */
+  offloader: Offloader | undefined
 
   constructor (
     private readonly dir: string,
@@ -100,6 +108,11 @@ export class DiskBudget implements Admission {
         this.making = made.catch(() => {})
         return made
       }
+      case 'offload': {
+        const waiting = this.wait(bytes, signal)
+        this.offloader?.kick()
+        return waiting
+      }
       default:
         return this.wait(bytes, signal)
     }
@@ -108,13 +121,49 @@ export class DiskBudget implements Admission {
   /** Which bound `bytes` more would cross, if any. */
   private shortage (bytes: number): FullEvent | undefined {
     const { maxDiskBytes, minFreeDiskBytes } = this.options
-    if (maxDiskBytes !== undefined && this.usedBytes + bytes > maxDiskBytes) return this.describe('maxDiskBytes')
+    if (maxDiskBytes !== undefined && this.usedBytes + bytes > this.wall(maxDiskBytes)) return this.describe('maxDiskBytes')
     if (minFreeDiskBytes > 0 && this._freeBytes - this.admittedSince - bytes < minFreeDiskBytes) return this.describe('minFreeDiskBytes')
     return undefined
   }
 
+  /**
+   * Where pushes stop under `maxDiskBytes`. Admissions count payload bytes, and what a record
+   * adds besides (its frame's header, its index entry) shows only at the next measurement: under
+   * 'offload', which runs at the wall for as long as the bucket is slower than the pushes, the
+   * wall stands 1/32 below the budget so that the directory itself stays within it.
+   */
+  private wall (maxDiskBytes: number): number {
+    return this.options.onFull === 'offload' ? maxDiskBytes - Math.floor(maxDiskBytes / 32) : maxDiskBytes
+  }
+
   private describe (reason: FullEvent['reason']): FullEvent {
-    return { reason, usedBytes: this.usedBytes, freeBytes: Math.max(0, this._freeBytes - this.admittedSince) }
+    const failed = this.offloader?.lastError
+    return {
+      reason,
+      usedBytes: this.usedBytes,
+      freeBytes: Math.max(0, this._freeBytes - this.admittedSince),
+      ...(failed === undefined ? {} : { tier: { code: failed.code, message: failed.message } }),
+    }
+  }
+
+  /**
+   * Offloading failed (offloader.ts): while pushes wait, say so again with the tier's error, so
+   * that a `full` event tells why the queue holds pushes back although it offloads.
+   */
+  tierFailed (): void {
+    if (this.full === undefined) return
+    this.full = this.describe(this.full.reason)
+    this.events.full(this.full)
+  }
+
+  /** The last `full` event while the budget is full. */
+  get fullEvent (): FullEvent | undefined {
+    return this.full
+  }
+
+  /** Measure, then let in the waiting pushes that fit (the offloader, after each file). */
+  recheck (): Promise<void> {
+    return this.refresh()
   }
 
   private setFull (event: FullEvent, bytes: number): void {
@@ -228,6 +277,7 @@ export class DiskBudget implements Admission {
     this._freeBytes = free
     // What was admitted while measuring may or may not be in the measurement: count it.
     this.admittedSince -= admitted
+    this.offloader?.kick()
   }
 
   /** Reject everyone waiting (used when the queue closes). */

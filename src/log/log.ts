@@ -377,6 +377,11 @@ export class Log implements LogView {
     return this.cleanup.dropOldest(bytes)
   }
 
+  /** Move the oldest sealed segment file to the tier; the bytes freed locally (SegmentTable.offloadOldest). */
+  offloadOldest (): Promise<number> {
+    return this.t.offloadOldest()
+  }
+
   /** Drop segments older than `maxAgeMs` (retention). */
   expire (): Promise<void> {
     return this.cleanup.expire()

@@ -406,13 +406,39 @@ export class SegmentTable {
       // A backup pinned the files during the sync above: nothing is released until it ends.
       if (files.pinned) break
       if (end > this.durableFloor) continue
-      await files.release(f)
+      try {
+        await files.release(f)
+      } catch (err) {
+        // An offloaded file whose object the bucket would not delete now: released next round
+        // (the tier counts and reports the failure).
+        if (files.isRemote(f)) continue
+        throw err
+      }
       this.fileEnds.delete(f)
       this.fileKeys.del(batch, f)
       released++
     }
     if (released > 0) await this.write(batch, {}, false, `Forgetting released segment files of ${this.name}`)
     return released
+  }
+
+  /**
+   * Offload the oldest file that can go to the tier (SegmentFiles.offloadable) whose records'
+   * end is known. Returns the bytes freed locally (0: nothing could go); EVAQ_IO when the bucket
+   * fails (the file stays local).
+   */
+  async offloadOldest (): Promise<number> {
+    const files = this.files
+    if (files?.tier === undefined) return 0
+    for (const f of files.offloadable()) {
+      const end = this.fileEnds.get(f)
+      // Unknown, or every record in it is gone already: released, not uploaded.
+      if (end === undefined || end <= this.counters.floor) continue
+      const before = files.tier.remoteBytes
+      await files.offload(f, Math.max(end, files.placedEnd(f)))
+      return files.tier.remoteBytes - before
+    }
+    return 0
   }
 
   /** Which records of segment `first` were removed: every one, once the segment was deleted (see forget). */

@@ -5,6 +5,7 @@ import { decodeHeader, encodeKey, encodeSummary, type SegmentHeader } from './co
 import { encodeLocator, frameSpan, JOINS_NEXT, JOINS_PREVIOUS, SELF_COMMITTED } from './frame.js'
 import type { ScannedFrame } from './frame-reader.js'
 import { SegmentFiles, type SegmentFilesOptions } from './segment-files.js'
+import { SegmentTier } from './segment-tier.js'
 import { Keyspace } from './keyspace.js'
 import { dropUnsynced, type UnsyncedRange } from './unsynced-frames.js'
 import type { Delta, Store } from './store.js'
@@ -43,7 +44,7 @@ export interface FileRecovery {
  * lost. The report says so.
  */
 export async function openSegmentFiles (
-  dir: string, store: Store, options: SegmentFilesOptions
+  dir: string, store: Store, options: SegmentFilesOptions, tiers?: (log: string, dir: string) => Promise<SegmentTier>
 ): Promise<{ files: Map<string, SegmentFiles>, recovery: FileRecovery }> {
   const files = new Map<string, SegmentFiles>()
   let segments = 0
@@ -53,7 +54,16 @@ export async function openSegmentFiles (
   const damagedLog = store.corruption.some(line => line.includes('dropping'))
   try {
     for (const log of FILE_LOGS) {
-      const set = await SegmentFiles.open(join(dir, SEGMENTS_DIR, log), options)
+      const logDir = join(dir, SEGMENTS_DIR, log)
+      const tier = await tiers?.(log, logDir)
+      if (tier === undefined) {
+        const offloaded = await SegmentTier.markers(logDir)
+        if (offloaded.length > 0) {
+          throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${dir} has ${offloaded.length} segment file(s) of ${log} in object storage: ` +
+            'open it with its `tier` option (evaq serve --tier)')
+        }
+      }
+      const set = await SegmentFiles.open(logDir, tier === undefined ? options : { ...options, tier })
       files.set(log, set)
       unsynced.push(...await dropUnsynced(store, log, set))
       const r = await indexLost(store, log, set, damagedLog)

@@ -1,6 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises'
 import { EvaqError } from '../errors.js'
 import { decodeFrameHeader, frameBody, frameSpan, FRAME_HEADER_BYTES, type Locator } from './frame.js'
+import type { Lease, SegmentTier } from './segment-tier.js'
 
 /** Adjacent frames are read together up to this many bytes: sequential reads of a file. */
 export const READ_CHUNK_BYTES = 1024 * 1024
@@ -24,16 +25,22 @@ export interface WrittenFile {
 /**
  * The reads of a log's segment files (segment-files.ts): one handle per file, opened on the first
  * read; every frame read is checked against what LevelDB says is there (frame.ts frameBody), and
- * a missing file is EVAQ_CORRUPTION naming the segment, another failure EVAQ_IO.
+ * a missing file is EVAQ_CORRUPTION naming the segment, another failure EVAQ_IO. A file offloaded
+ * to the tier (segment-tier.ts) is read from its fetched copy.
  */
 export class FrameReader {
   /** Handles for reads, by file number. */
   private readonly readers = new Map<number, Promise<FileHandle>>()
+  /** Reads in flight, by file number: a handle retired meanwhile is closed after the last one. */
+  private readonly users = new Map<number, number>()
+  /** Retired handles waiting for their reads in flight (see retire()). */
+  private readonly retired = new Map<number, Promise<FileHandle>>()
 
   constructor (
     private readonly dir: string,
     private readonly path: (n: number) => string,
-    private readonly current: () => WrittenFile | undefined
+    private readonly current: () => WrittenFile | undefined,
+    private readonly tier: SegmentTier | undefined = undefined
   ) {}
 
   /** A file no longer written: its writer's handle serves reads. */
@@ -48,9 +55,22 @@ export class FrameReader {
     return h
   }
 
+  /**
+   * Stop reading file `n` through its local handle (it was offloaded, and is about to be deleted):
+   * new reads go to the tier, and the handle is closed once the reads in flight on it are done.
+   */
+  retire (n: number): void {
+    const h = this.readers.get(n)
+    if (h === undefined) return
+    this.readers.delete(n)
+    if ((this.users.get(n) ?? 0) === 0) void h.then(x => x.close()).catch(() => {})
+    else this.retired.set(n, h)
+  }
+
   async close (): Promise<void> {
-    const handles = [...this.readers.values()]
+    const handles = [...this.readers.values(), ...this.retired.values()]
     this.readers.clear()
+    this.retired.clear()
     for (const h of handles) await h.then(x => x.close()).catch(() => {})
   }
 
@@ -64,6 +84,44 @@ export class FrameReader {
       h.catch(() => this.readers.delete(n))
     }
     return h
+  }
+
+  /**
+   * A handle on file `n` for one read, held until release(): the file's own, or the fetched copy
+   * of an offloaded one. A missing file (not offloaded) is EVAQ_CORRUPTION naming `firstId`.
+   */
+  private async hold (n: number, firstId: number): Promise<Lease> {
+    const current = this.current()
+    if (current?.number === n) return { handle: current.handle, release: () => {} }
+    if (this.tier?.remote.has(n) === true && !this.readers.has(n)) return this.tier.lease(n)
+    let handle: FileHandle
+    try {
+      handle = await this.reader(n)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        // Offloaded while the file was being opened.
+        if (this.tier?.remote.has(n) === true) return this.tier.lease(n)
+        throw new EvaqError('EVAQ_CORRUPTION', `Segment file ${n} of segment ${firstId} is missing from ${this.dir}`, { ids: [firstId], cause: err })
+      }
+      throw new EvaqError('EVAQ_IO', `Opening segment file ${n} failed`, { cause: err })
+    }
+    this.users.set(n, (this.users.get(n) ?? 0) + 1)
+    let released = false
+    return {
+      handle,
+      release: () => {
+        if (released) return
+        released = true
+        const left = this.users.get(n)! - 1
+        if (left > 0) { this.users.set(n, left); return }
+        this.users.delete(n)
+        const retired = this.retired.get(n)
+        if (retired !== undefined) {
+          this.retired.delete(n)
+          void retired.then(x => x.close()).catch(() => {})
+        }
+      },
+    }
   }
 
   /** The flags of the frame at `loc` (one read() found intact); 0 when its header no longer is. */
@@ -129,15 +187,7 @@ export class FrameReader {
   }
 
   private async readBytes (file: number, offset: number, length: number, firstId: number): Promise<Buffer> {
-    let handle: FileHandle
-    try {
-      handle = await this.reader(file)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new EvaqError('EVAQ_CORRUPTION', `Segment file ${file} of segment ${firstId} is missing from ${this.dir}`, { ids: [firstId], cause: err })
-      }
-      throw new EvaqError('EVAQ_IO', `Opening segment file ${file} failed`, { cause: err })
-    }
+    const { handle, release } = await this.hold(file, firstId)
     const buf = Buffer.allocUnsafe(length)
     let got = 0
     try {
@@ -148,8 +198,26 @@ export class FrameReader {
       }
     } catch (err) {
       throw new EvaqError('EVAQ_IO', `Reading segment file ${file} failed`, { cause: err })
+    } finally {
+      release()
     }
     return got === length ? buf : buf.subarray(0, got)
+  }
+
+  /** The size of file `n` (the frames placed so far, for the one being written); undefined when it is missing. */
+  private async size (n: number): Promise<number | undefined> {
+    const current = this.current()
+    if (current?.number === n) return current.pos
+    const remote = this.tier?.remote.get(n)
+    if (remote !== undefined && !this.readers.has(n)) return remote.bytes
+    let handle: FileHandle
+    try {
+      handle = await this.reader(n)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return remote?.bytes
+      throw new EvaqError('EVAQ_IO', `Opening segment file ${n} failed`, { cause: err })
+    }
+    return (await handle.stat()).size
   }
 
   /**
@@ -159,16 +227,9 @@ export class FrameReader {
    */
   async * scan (numbers: readonly number[], from: { file: number, offset: number }): AsyncGenerator<ScannedFrame> {
     for (const n of numbers) {
-      let handle: FileHandle
-      try {
-        handle = await this.reader(n)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue
-        throw new EvaqError('EVAQ_IO', `Opening segment file ${n} failed`, { cause: err })
-      }
       // In the file being written, up to the frames placed so far.
-      const current = this.current()
-      const size = current?.number === n ? current.pos : (await handle.stat()).size
+      const size = await this.size(n)
+      if (size === undefined) continue
       let pos = n === from.file ? from.offset : 0
       let buf: Buffer = Buffer.alloc(0)
       let bufAt = pos

@@ -137,7 +137,8 @@ export class Bucket {
       region: options.region,
       ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
       forcePathStyle: options.forcePathStyle ?? false,
-      ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+      // A copy: the SDK marks the object it is given (`$source`).
+      ...(options.credentials === undefined ? {} : { credentials: { ...options.credentials } }),
       maxAttempts: options.maxAttempts ?? 2,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',

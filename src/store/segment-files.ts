@@ -9,6 +9,7 @@ import {
 } from './frame.js'
 import { FrameReader, type ScannedFrame } from './frame-reader.js'
 import { packBody, writeCodec, type FrameCodec, type SegmentCompression } from './frame-codec.js'
+import type { SegmentTier } from './segment-tier.js'
 
 /**
  * The segment files of one log (storage format 2): where its payload bytes live. LevelDB keeps a
@@ -48,6 +49,8 @@ export interface SegmentFilesOptions {
   readonly spares: number
   /** How frame bodies are compressed (frame-codec.ts; 'zstd' where Node lacks it is EVAQ_INVALID_ARGUMENT). @defaultValue 'none' */
   readonly compression?: SegmentCompression
+  /** Where sealed files can be offloaded to, and offloaded ones are read from (segment-tier.ts). */
+  readonly tier?: SegmentTier
 }
 
 export const DEFAULT_SEGMENT_FILE_OPTIONS: SegmentFilesOptions = { fileBytes: 64 * 1024 * 1024, preallocate: false, spares: 2 }
@@ -120,10 +123,14 @@ export class SegmentFiles {
   private dirReady: boolean
   /** The codec new frames are written with (reads follow each frame's own). */
   private readonly codec: FrameCodec
+  /** Where each file retired by this process ends (the bytes an offload uploads). */
+  private readonly sealedSizes = new Map<number, number>()
+  readonly tier: SegmentTier | undefined
 
   private constructor (readonly dir: string, readonly options: SegmentFilesOptions, numbers: number[], spares: string[], dirReady: boolean) {
     this.dirReady = dirReady
-    this.frames = new FrameReader(dir, n => this.path(n), () => this.current)
+    this.tier = options.tier
+    this.frames = new FrameReader(dir, n => this.path(n), () => this.current, options.tier)
     this.codec = writeCodec(options.compression ?? 'none')
     this.numbers = numbers
     this.spareNames = spares
@@ -156,10 +163,17 @@ export class SegmentFiles {
       names = []
       exists = false
     }
-    const numbers = names.map(n => FILE_NAME.exec(n)).filter(m => m !== null).map(m => Number(m[1])).sort((a, b) => a - b)
+    const local = names.map(n => FILE_NAME.exec(n)).filter(m => m !== null).map(m => Number(m[1]))
     const spares = names.filter(n => SPARE_NAME.test(n)).sort()
     // Preparations a crash interrupted: never used (a file is renamed into place only when ready).
     if (tidy) for (const n of names) if (n.endsWith('.tmp')) await rm(join(dir, n), { force: true })
+    const remote = [...options.tier?.remote.keys() ?? []]
+    if (tidy && remote.some(n => local.includes(n))) {
+      // Offloaded and recorded, and the crash came before the local copy went.
+      for (const n of remote) if (local.includes(n)) await rm(join(dir, segmentFileName(n)), { force: true })
+      await fsyncPath(dir)
+    }
+    const numbers = [...new Set([...local, ...remote])].sort((a, b) => a - b)
     return new SegmentFiles(dir, options, numbers, spares, exists)
   }
 
@@ -413,7 +427,60 @@ export class SegmentFiles {
 
   /** A file no longer written: its handle serves reads. */
   private retire (file: OpenFile): void {
+    this.sealedSizes.set(file.number, file.pos)
     this.frames.adopt(file.number, file.handle)
+  }
+
+  // ---- the tier (segment-tier.ts) ------------------------------------------------------------------
+
+  /** Whether file `n` is offloaded to the tier. */
+  isRemote (n: number): boolean {
+    return this.tier?.remote.has(n) === true
+  }
+
+  /**
+   * The files that may be offloaded now, oldest first: sealed (neither written nor about to be),
+   * still local, and not while a backup has the files pinned.
+   */
+  offloadable (): number[] {
+    if (this.tier === undefined || this.pinned || this.failed !== undefined) return []
+    const writing = this.current?.number
+    return this.numbers.filter(n => (writing === undefined || n < writing) && !this.isRemote(n))
+  }
+
+  /**
+   * Offload file `n` (segment-tier.ts): upload and record it, then delete the local copy. `end`
+   * is the ID after its last record. EVAQ_IO when the bucket fails: the file stays local.
+   */
+  offload (n: number, end: number): Promise<void> {
+    let run = this.offloads.get(n)
+    if (run === undefined) {
+      run = this.offloadOnce(n, end).finally(() => this.offloads.delete(n))
+      this.offloads.set(n, run)
+    }
+    return run
+  }
+
+  /** Offloads in flight, by file: a release of the file waits for its offload. */
+  private readonly offloads = new Map<number, Promise<void>>()
+
+  private async offloadOnce (n: number, end: number): Promise<void> {
+    const tier = this.tier
+    if (tier === undefined || !this.offloadable().includes(n)) return
+    const path = this.path(n)
+    const bytes = this.sealedSizes.get(n) ?? (await stat(path)).size
+    const firstId = await this.firstId(n) ?? 0
+    await tier.offload(n, path, bytes, firstId, end)
+    crashPoint('tier:recorded')
+    // The handle about to be closed may be owed a sync (durability 'none' or an interval): give
+    // it now, so that no later sync() meets a closed handle.
+    if (this.unsynced.size > 0) await this.sync()
+    // Reads of n go to the tier from here on; reads in flight finish on the local handle.
+    this.frames.retire(n)
+    await rm(path, { force: true })
+    await fsyncPath(this.dir)
+    this.sealedSizes.delete(n)
+    crashPoint('tier:freed')
   }
 
   // ---- reads (frame-reader.ts) -------------------------------------------------------------------
@@ -450,6 +517,9 @@ export class SegmentFiles {
 
   /** The first ID of file `n`'s first frame, from its header alone, if that is intact. */
   firstId (n: number): Promise<number | undefined> {
+    // An offloaded file's marker knows: no fetch for one header.
+    const remote = this.tier?.remote.get(n)
+    if (remote !== undefined) return Promise.resolve(remote.firstId)
     return this.frames.firstId(n)
   }
 
@@ -492,9 +562,18 @@ export class SegmentFiles {
    */
   async release (n: number): Promise<void> {
     if (this.current?.number === n) return
+    await this.offloads.get(n)?.catch(() => {})
     const at = this.numbers.indexOf(n)
     if (at < 0) return
+    if (this.isRemote(n)) {
+      // Its object goes first (EVAQ_IO when the bucket fails: the file stays, released later).
+      await this.tier!.remove(n)
+      this.numbers.splice(this.numbers.indexOf(n), 1)
+      this.placedEnds.delete(n)
+      return
+    }
     this.numbers.splice(at, 1)
+    this.sealedSizes.delete(n)
     this.placedEnds.delete(n)
     const h = await this.frames.take(n)?.catch(() => undefined)
     if (h !== undefined) {
@@ -521,6 +600,7 @@ export class SegmentFiles {
     const next = await this.next?.catch(() => undefined)
     this.next = undefined
     await this.frames.close()
+    await this.tier?.close()
     await this.current?.handle.close().catch(() => {})
     this.current = undefined
     await next?.handle.close().catch(() => {})

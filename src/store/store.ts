@@ -1,4 +1,5 @@
 import type { AbstractSublevel } from 'abstract-level'
+import { randomBytes } from 'node:crypto'
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
@@ -11,6 +12,8 @@ import { openSegmentFiles, type FileRecovery } from './file-recovery.js'
 import { IdFloor } from './id-floor.js'
 import type { SegmentFiles } from './segment-files.js'
 import { writeCodec } from './frame-codec.js'
+import { Bucket, joinKey } from './s3-bucket.js'
+import { SegmentTier, type TierEvents } from './segment-tier.js'
 
 /** The only module that opens classic-level. One database per data directory. */
 
@@ -201,6 +204,8 @@ export interface Store {
   readonly ids: IdFloor
   /** The segment files of the logs that have them (schema.ts FILE_LOGS), by log. */
   readonly files: ReadonlyMap<string, SegmentFiles>
+  /** The tier's bucket, when the queue has one (options.tier). */
+  readonly bucket: Bucket | undefined
   /** What opening them indexed again (see file-recovery.ts). */
   readonly fileRecovery: FileRecovery
   /**
@@ -289,13 +294,19 @@ export function segmentFileBytes (options: ResolvedOptions): number {
   return Math.min(options.segmentFileBytes, Math.max(64 * 1024, Math.floor(maxDiskBytes / 16 / 4096) * 4096))
 }
 
-export async function openStore (dir: string, options: ResolvedOptions): Promise<Store> {
+/** The key of the directory's name in the tier's bucket (meta sublevel): random, made on first use. */
+const TIER_ID_KEY = Buffer.from('tier-id')
+
+const NO_TIER_EVENTS: TierEvents = { offloaded () {}, fetched () {}, failed () {} }
+
+export async function openStore (dir: string, options: ResolvedOptions, tierEvents: TierEvents = NO_TIER_EVENTS): Promise<Store> {
   // 'zstd' on a Node without it: EVAQ_INVALID_ARGUMENT before anything is claimed or written.
   writeCodec(options.segmentCompression)
   // A file, or a directory of something else: refused before anything is created or written.
   await dataDirKind(dir)
   const claim = await claimDir(dir, true)
   let db: Db
+  let bucket: Bucket | undefined
   try {
     // Before the constructor: it opens the database by itself at the next microtask, and with
     // createIfMissing that open would start an empty database over a CURRENT-less directory
@@ -336,6 +347,14 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
       // not read the segment files about to be written, refuses it.
       if (version !== FORMAT_VERSION) await db.batch().put(FORMAT_KEY, formatValue, { sublevel: meta }).write({ sync: true })
     }
+    let tierId: string | undefined
+    if (options.tier !== undefined) {
+      tierId = (await meta.get(TIER_ID_KEY))?.toString('utf8')
+      if (tierId === undefined) {
+        tierId = randomBytes(8).toString('hex')
+        await db.batch().put(TIER_ID_KEY, Buffer.from(tierId), { sublevel: meta }).write({ sync: true })
+      }
+    }
     const journal = await Journal.load(db.sublevel<Bytes, Bytes>(SNAPSHOT_SUBLEVEL, ENC))
     const ids = await IdFloor.load(dir)
 
@@ -343,6 +362,7 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
     // Closing a database closes its sublevels, and opening it again does not reopen them.
     const sublevels: Sublevel[] = [snaps]
     const files = new Map<string, SegmentFiles>()
+    bucket = options.tier === undefined ? undefined : await Bucket.open(options.tier.s3)
     const store: Store = {
       db,
       claim,
@@ -350,6 +370,7 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
       corruption: await engineCorruption(dir),
       ids,
       files,
+      bucket,
       fileRecovery: { segments: 0, records: 0, lines: [], unsynced: [] },
       failed: undefined,
       reopens: 0,
@@ -376,24 +397,37 @@ export async function openStore (dir: string, options: ResolvedOptions): Promise
       close: async () => {
         try {
           for (const set of files.values()) await set.close()
+          bucket?.close()
           await db.close()
         } finally {
           if (db.status === 'closed') claim.release()
         }
       },
     }
+    const fileBytes = segmentFileBytes(options)
+    const tiers = bucket === undefined
+      ? undefined
+      : async (log: string, logDir: string): Promise<SegmentTier> => {
+        return SegmentTier.load(log, logDir, bucket!, joinKey(bucket!.prefix, tierId!, log), tierCacheBytes(options), tierEvents)
+      }
     const opened = await openSegmentFiles(dir, store, {
-      fileBytes: segmentFileBytes(options),
+      fileBytes,
       preallocate: false,
       spares: 2,
       compression: options.segmentCompression,
-    })
+    }, tiers)
     for (const [log, set] of opened.files) files.set(log, set)
     ;(store as { fileRecovery: FileRecovery }).fileRecovery = opened.recovery
     return store
   } catch (err) {
+    bucket?.close()
     await db.close().catch(() => {})
     claim.release()
     throw fromLevel(err, `Cannot open ${dir}`)
   }
+}
+
+/** Bytes of offloaded files kept fetched in the directory: `tier.cacheBytes`, else two segment files. */
+export function tierCacheBytes (options: ResolvedOptions): number {
+  return options.tier?.cacheBytes ?? 2 * segmentFileBytes(options)
 }
