@@ -1,4 +1,6 @@
-export { Evaq, type EvaqStatus, type RetryItemOptions, type EvaqStats, type EvaqEvents, type OpenReport } from './evaq.js'
+export {
+  Evaq, type EvaqStatus, type RetryItemOptions, type EvaqStats, type EvaqEvents, type OpenReport, type TierStats, type TierEvent, type TierErrorEvent,
+} from './evaq.js'
 export type {
   QueueLog, QueueLog as Log, QueueRecord, RecordError, ReadOptions, PushOptions, LogStats, DropEvent, DropReason, FlushEvent,
 } from './log/log.js'
@@ -10,8 +12,9 @@ export type { FullEvent } from './log/budget.js'
 export { EvaqError, ERROR_CODES, isEvaqError, type EvaqErrorCode } from './errors.js'
 export {
   DEFAULTS, EVAQ_DEFAULTS, type EvaqOptions, type Durability, type Clock, type FullPolicy, type Retention, type RetentionOptions, type LogName,
-  type SegmentCompression,
+  type SegmentCompression, type TierOptions,
 } from './options.js'
+export type { S3Options } from './store/s3-bucket.js'
 export {
   RetryDaemon, type RetryHandler, type RetryContext, type RetryDaemonEvents, type RetryDaemonStats, type RetriedEvent,
   type SucceededEvent, type RescheduledEvent, type ParkedEvent,

@@ -162,9 +162,11 @@ Verify every record's checksum and evaq's metadata on a copy of DIR (default
 ./data); DIR is not changed. Needs DIR to itself: stop the service first.
 
 Prints ok, DAMAGED (exit 1), LOCKED (exit 3: a process holds DIR; the service's
-address and pid when it is \`evaq serve\`) or NOT FOUND (exit 4: no queue in DIR).
+address and pid when it is \`evaq serve\`), NOT FOUND (exit 4: no queue in DIR)
+or TIERED (exit 5: files of DIR are in object storage, which check cannot read).
 
-  --json          the report as JSON (status: ok, damaged, locked, not-found)`,
+  --json          the report as JSON (status: ok, damaged, locked, not-found,
+                  tiered)`,
   repair: `Usage: evaq repair [--data DIR] --backup OUT [--json]
 
 Copy DIR (default ./data) to OUT, run LevelDB's repair, quarantine damaged

@@ -19,7 +19,7 @@ import { COMMAND_HELP, GENERAL } from './help.js'
 import { idArgs, intFlag, UsageError } from './usage.js'
 
 /** The exit code of `evaq check` per status; 2 is bad usage, as for every command. */
-const CHECK_EXIT_CODES: Readonly<Record<CheckStatus, number>> = Object.freeze({ ok: 0, damaged: 1, locked: 3, 'not-found': 4 })
+const CHECK_EXIT_CODES: Readonly<Record<CheckStatus, number>> = Object.freeze({ ok: 0, damaged: 1, locked: 3, 'not-found': 4, tiered: 5 })
 
 /**
  * The `evaq` command. Exit codes: 0 success, 1 an evaq error (its code is printed) or damage
@@ -411,6 +411,10 @@ function printCheck (report: CheckReport, holder: string | undefined): void {
   }
   if (report.status === 'not-found') {
     console.log(`NOT FOUND: ${report.error?.message ?? report.dir}`)
+    return
+  }
+  if (report.status === 'tiered') {
+    console.log(`TIERED: ${report.error?.message ?? report.dir}`)
     return
   }
   if (!report.opened || report.error !== undefined) {

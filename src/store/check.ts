@@ -5,7 +5,8 @@ import { closeFiles, ENC, LOGS, openFilesReadOnly, openRaw, repairInPlace, walk,
 import { IdFloor } from './id-floor.js'
 import { heldByAnotherProcess, withCheckCopy } from './check-copy.js'
 import { claimDir, isClaimed, type DirClaim } from './dir-claim.js'
-import { FORMAT_KEY, FORMAT_VERSION, LEVELDB_LOCK_FILE, logSublevels, META_SUBLEVEL, SNAPSHOT_SUBLEVEL } from '../schema.js'
+import { FILE_LOGS, FORMAT_KEY, FORMAT_VERSION, LEVELDB_LOCK_FILE, logSublevels, META_SUBLEVEL, SEGMENTS_DIR, SNAPSHOT_SUBLEVEL } from '../schema.js'
+import { SegmentTier } from './segment-tier.js'
 import { engineCorruption, Journal, pendingRecount, type Db } from './store.js'
 import { verifySegment } from './verify.js'
 
@@ -67,9 +68,10 @@ function describeError (err: unknown): { code: string, message: string } {
 
 /**
  * What check found: `ok`, `damaged`, `locked` (another process holds the directory: check it
- * through that process, or stop it), `not-found` (no such directory, or no LevelDB database in it).
+ * through that process, or stop it), `not-found` (no such directory, or no LevelDB database in it),
+ * `tiered` (segment files of it are in object storage, which check does not read: see docs/tier.md).
  */
-export type CheckStatus = 'ok' | 'damaged' | 'locked' | 'not-found'
+export type CheckStatus = 'ok' | 'damaged' | 'locked' | 'not-found' | 'tiered'
 
 const LEVELDB_FILE = /^(CURRENT|MANIFEST-\d+|\d+\.(ldb|log|sst))$/
 
@@ -98,6 +100,15 @@ async function inspect (dir: string, onProgress: ((done: number) => void) | unde
   if ((held === undefined && await isClaimed(dir)) || await heldByAnotherProcess(dir)) {
     report.error = { code: 'EVAQ_LOCKED', message: `${dir} is held by a running queue; check it through that process, or stop it first` }
     return Object.assign(report, { status: 'locked', damaged: false })
+  }
+  const offloaded = await offloadedFiles(dir)
+  if (offloaded > 0) {
+    report.error = {
+      code: 'EVAQ_INVALID_ARGUMENT',
+      message: `${dir} has ${offloaded} segment file(s) in object storage (a tier), which check and repair do not read; ` +
+        'open it with its tier instead (evaq serve --tier): reads verify every fetched file',
+    }
+    return Object.assign(report, { status: 'tiered', damaged: false })
   }
   try {
     return await withCheckCopy(dir, copy => checkCopy(copy, dir, report, onProgress), held)
@@ -206,6 +217,11 @@ export interface RepairReport {
  * counters are rebuilt from the segments, and IDs stay above every ID the counters ever issued.
  */
 export async function repair (dir: string, backup: string, onProgress?: (done: number) => void): Promise<RepairReport> {
+  // A repair would take locators into files in the bucket for damage: never run one there.
+  const offloaded = await offloadedFiles(dir)
+  if (offloaded > 0) {
+    throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${dir} has ${offloaded} segment file(s) in object storage (a tier); evaq repair does not read them`)
+  }
   try {
     const entries = await readdir(backup)
     if (entries.length > 0) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `The backup directory ${backup} is not empty`)
@@ -235,4 +251,11 @@ export async function repair (dir: string, backup: string, onProgress?: (done: n
   } finally {
     claim.release()
   }
+}
+
+/** How many segment files of `dir` are offloaded to a tier (their markers, segment-tier.ts). */
+async function offloadedFiles (dir: string): Promise<number> {
+  let n = 0
+  for (const log of FILE_LOGS) n += (await SegmentTier.markers(join(dir, SEGMENTS_DIR, log))).length
+  return n
 }

@@ -8,28 +8,11 @@ import test from 'ava'
 import { createHash } from 'node:crypto'
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Evaq, EvaqError, type EvaqOptions } from '../../src/index.js'
+import { Evaq, EvaqError } from '../../src/index.js'
 import { readAll } from '../helpers/read-all.js'
 import { S3Server } from '../helpers/s3.js'
 import { tmpDir } from '../helpers/tmp.js'
-
-const MiB = 1024 * 1024
-const BUDGET = 4 * MiB
-
-/** Options of a small queue that offloads to `server` under `prefix`. */
-export function tierOptions (server: S3Server, prefix: string, more: EvaqOptions = {}): EvaqOptions {
-  return {
-    maxDiskBytes: BUDGET,
-    minFreeDiskBytes: 0,
-    writeBufferSize: 256 * 1024,
-    onFull: 'offload',
-    maintenanceIntervalMs: 50,
-    // Small, so that reads go to the segment files (and the bucket), not to segments kept in memory.
-    segmentCacheBytes: 64 * 1024,
-    tier: { s3: server.options(prefix) },
-    ...more,
-  }
-}
+import { BUDGET, tierOptions } from '../helpers/tier.js'
 
 /** A payload that names its index and is not compressible. */
 function payload (i: number, size: number): Buffer {
