@@ -121,7 +121,9 @@ export class Log implements LogView {
       const wait = this.ctx.admission.admit(this, buf.byteLength, signal)
       const extras = extra === undefined ? undefined : [extra]
       if (wait === undefined) return this.t.writer.push([buf], buf.byteLength, extras, signal, carry)
-      return wait.then(() => { this.ctx.assertWritable(); return this.t.writer.push([buf], buf.byteLength, extras, signal, carry) })
+      // The caller may reuse its buffer once push returned: a push that waits for room keeps a copy.
+      const kept = Buffer.from(buf)
+      return wait.then(() => { this.ctx.assertWritable(); return this.t.writer.push([kept], kept.byteLength, extras, signal, carry) })
     } catch (err) {
       return Promise.reject(err)
     }
@@ -154,12 +156,17 @@ export class Log implements LogView {
     }
     if (bufs.length === 0) return []
     const wait = this.ctx.admission.admit(this, bytes, signal)
-    if (wait !== undefined) { await wait; this.ctx.assertWritable() }
+    if (wait !== undefined) {
+      // As in push: the caller may reuse its buffers once pushMany returned.
+      for (let i = 0; i < bufs.length; i++) bufs[i] = Buffer.from(bufs[i]!)
+      await wait
+      this.ctx.assertWritable()
+    }
     const first = await this.t.writer.push(bufs, bytes, undefined, signal)
     return Array.from({ length: bufs.length }, (_, i) => first + i)
   }
 
-  /** Validate a payload. No copy: the write buffer copies it before push returns. */
+  /** Validate a payload. No copy: the write buffer copies it before push returns (push copies it itself when it waits for room). */
   private toPayload (value: unknown, name: string): Uint8Array {
     let buf: Uint8Array
     if (value instanceof Uint8Array) buf = value

@@ -102,6 +102,35 @@ test("onFull 'backpressure': removing records with removeWal frees the space a w
   t.is(await waiting!, accepted.length + 1, 'the waiting push went through')
 })
 
+test("onFull 'backpressure': a push (and a pushMany) that waits for room stores the bytes it was given, though the caller reuses its buffer", async t => {
+  const { q, events } = await open(t, { maxDiskBytes: MiB, onFull: 'backpressure' })
+  const accepted: number[] = []
+  let waiting: Promise<number> | undefined
+  for (let i = 0; i < 200 && waiting === undefined; i++) {
+    const push = q.pushWal(payload(32 * KiB))
+    if (events.full.length > 0) waiting = push
+    else accepted.push(await push)
+  }
+  t.truthy(waiting, 'the budget was reached')
+  // Views into one buffer the caller fills again as soon as the calls return.
+  const scratch = Buffer.from('one two three four')
+  const one = q.pushWal(new Uint8Array(scratch.buffer, scratch.byteOffset, 3))
+  const many = q.wal.pushMany([scratch.subarray(4, 7), scratch.subarray(8, 13)])
+  scratch.fill(0xff)
+  t.true(await isPending(one))
+  await q.removeWal(accepted)
+  for (let i = 0; i < 50 && events.drain === 0; i++) {
+    await q.maintain()
+    await tick()
+  }
+  await waiting
+  const stored = await Promise.all([one, many.then(ids => ids)]).then(async ([a, [b, c]]) => q.wal.read({ from: a, maxCount: 3 }).then(r => {
+    t.deepEqual(ids(r), [a, b!, c!])
+    return r.map(x => x.payload.toString())
+  }))
+  t.deepEqual(stored, ['one', 'two', 'three'])
+})
+
 test("onFull 'backpressure': pushes past the budget wait until a lagging subscriber acknowledges; a signal aborts the wait", async t => {
   const { q, events } = await open(t, { maxDiskBytes: MiB, onFull: 'backpressure' })
   const sub = await q.wal.subscribe('exporter')
