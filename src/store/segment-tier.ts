@@ -174,7 +174,7 @@ export class SegmentTier {
 
   /**
    * Delete the objects under this log's key prefix that no marker names (uploads a crash
-   * interrupted before their marker): once per open, before the first offload.
+   * interrupted before their marker): once per open, before the first offload or deletion.
    */
   private async sweep (): Promise<void> {
     if (this.swept) return
@@ -190,6 +190,7 @@ export class SegmentTier {
     const r = this.remote.get(n)
     if (r === undefined) return
     try {
+      await this.sweep()
       await this.bucket.delete([r.key])
       crashPoint('tier:deleted')
       await rm(join(this.dir, markerName(n)), { force: true })
