@@ -14,6 +14,8 @@
  *   `ack.etag`, as a server (or a box in between) that took a truncated body for a whole one would.
  * - `{ stallEveryBytes, stallMs }`: forward, with both bodies (the upload's and the answer's) held
  *   for `stallMs` after every `stallEveryBytes` bytes (a slow link: it takes long, but moves).
+ * - `{ flipByteAt }`: forward, with the request body's byte at that offset flipped (damage in
+ *   transit, which s3rver does not notice: it checks no checksum).
  * `method` limits a fault to one HTTP method, `times` to the next so many requests it applies to.
  */
 import { once } from 'node:events'
@@ -30,6 +32,7 @@ export type FaultKind =
   | { readonly delayMs: number }
   | { readonly cutAfterBytes: number, readonly ack?: { readonly etag: string } }
   | { readonly stallEveryBytes: number, readonly stallMs: number }
+  | { readonly flipByteAt: number }
 
 export type Fault = FaultKind & {
   /** Only requests with this method (e.g. 'PUT'); others pass untouched. */
@@ -115,7 +118,7 @@ export class S3Proxy {
       }, fault.delayMs)
       this.timers.add(timer)
       res.once('close', () => { clearTimeout(timer); this.timers.delete(timer) })
-    } else if (fault !== undefined && 'stallEveryBytes' in fault) {
+    } else if (fault !== undefined && ('stallEveryBytes' in fault || 'flipByteAt' in fault)) {
       this.forward(req, res, undefined, fault)
     } else {
       this.forward(req, res, fault)
@@ -124,7 +127,9 @@ export class S3Proxy {
 
   /** Pass the request on to the server and its answer back, cutting the body where told. */
   private forward (req: IncomingMessage, res: ServerResponse, cut: { cutAfterBytes: number, ack?: { etag: string } } | undefined,
-    slow?: { stallEveryBytes: number, stallMs: number }): void {
+    change?: { stallEveryBytes: number, stallMs: number } | { flipByteAt: number }): void {
+    const slow = change !== undefined && 'stallEveryBytes' in change ? change : undefined
+    const flip = change !== undefined && 'flipByteAt' in change ? change.flipByteAt : undefined
     const up = forward({ host: '127.0.0.1', port: this.server.port, method: req.method, path: req.url, headers: req.headers })
     // A server that is gone (killed, or cut off by the fault) is a dead connection to the client too.
     up.on('error', () => { if (cut?.ack === undefined) res.destroy() })
@@ -140,6 +145,10 @@ export class S3Proxy {
     let done = false
     body.on('data', (chunk: Buffer) => {
       if (done) return
+      if (flip !== undefined && flip >= sent && flip < sent + chunk.byteLength) {
+        chunk = Buffer.from(chunk)
+        chunk[flip - sent] = chunk[flip - sent]! ^ 0xff
+      }
       if (cut !== undefined && sent + chunk.byteLength >= cut.cutAfterBytes) {
         done = true
         up.write(chunk.subarray(0, cut.cutAfterBytes - sent), () => {
