@@ -6,12 +6,13 @@
  * Settings that keep S3-compatible servers honest: checksums are computed only where the API
  * requires them, and uploads carry a precomputed CRC32 and their length, so that the SDK sends a
  * plain PUT (with a streamed body and its default checksum mode it sends `aws-chunked` framing,
- * which some servers store verbatim). Every call runs under a timeout of its own (an abort
- * signal), and the SDK retries a failed call at most `maxAttempts` times in all: the tier's own
- * backoff is what retries beyond that.
+ * which some servers store verbatim). A call fails once its connection makes no progress for
+ * `requestTimeoutMs`, and the SDK tries a call at most `maxAttempts` times in all (a call with a
+ * streamed body, putFile's, only once): the tier's own backoff is what retries beyond that.
  */
 import { createHash } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { crc32 } from 'node:zlib'
@@ -30,7 +31,11 @@ export interface S3Options {
   readonly forcePathStyle?: boolean
   /** Left out: the AWS SDK's default chain (environment variables, shared profiles, SSO, IMDS). */
   readonly credentials?: { readonly accessKeyId: string, readonly secretAccessKey: string, readonly sessionToken?: string }
-  /** A call that takes longer fails (and is retried by the caller's backoff). @defaultValue 60000 */
+  /**
+   * A call whose connection makes no progress for this long (connecting, or not a byte sent or
+   * received) fails, and is retried by the caller's backoff. Not a bound on a whole call: a large
+   * transfer over a slow link runs as long as it moves. @defaultValue 60000
+   */
   readonly requestTimeoutMs?: number
   /** Attempts of one call in all, the SDK's own retries included. @defaultValue 2 */
   readonly maxAttempts?: number
@@ -113,47 +118,82 @@ function failed (what: string, err: unknown): EvaqError {
   return new EvaqError('EVAQ_IO', `${what} failed: ${name}${status === undefined ? '' : ` (HTTP ${status})`}`, { cause: err })
 }
 
-function missing (err: unknown): boolean {
+/**
+ * Whether a GET failed because there is no such object. Not any 404: a bucket that does not exist
+ * (a wrong name in the settings) answers 404 NoSuchBucket, and must not look like an empty one.
+ */
+function noSuchKey (err: unknown): boolean {
+  return describe(err).name === 'NoSuchKey'
+}
+
+/** A HEAD's 404 (it has no body, so NoSuchKey and NoSuchBucket look alike: see Bucket.head). */
+function notFound (err: unknown): boolean {
   const { name, status } = describe(err)
-  return status === 404 || name === 'NotFound' || name === 'NoSuchKey'
+  return status === 404 || name === 'NotFound'
+}
+
+/**
+ * The SDK's logger: silent. With its default one (a NoOpLogger) the SDK still writes to the
+ * console when a call with a streamed body fails ("An error was encountered in a non-retryable
+ * streaming request."): every failed segment upload would print a line, although the failure is
+ * already an EVAQ_IO the caller handles.
+ */
+const SILENT = { trace () {}, debug () {}, info () {}, warn () {}, error () {} }
+
+const NODE_WARNING = 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'
+
+/**
+ * Make the client without the SDK's NodeVersionSupportWarning: on Node 20 it warns that its
+ * releases after the first week of January 2027 will require Node 22, which evaq's users cannot act
+ * on (evaq supports Node 20, and picks no SDK release). AWS documents this variable for turning it
+ * off (aws/aws-sdk-js-v3#7983); the SDK reads it while the client is made, so it is set for just
+ * that and then removed again. A value the user set is left alone.
+ */
+function quietly<T> (make: () => T): T {
+  if (process.env[NODE_WARNING] !== undefined) return make()
+  process.env[NODE_WARNING] = 'true'
+  try {
+    return make()
+  } finally {
+    delete process.env[NODE_WARNING]
+  }
 }
 
 export class Bucket {
   readonly name: string
   /** Keys this bucket object makes start with this (see S3Options.prefix). */
   readonly prefix: string
-  private readonly timeoutMs: number
 
   private constructor (private readonly sdk: Sdk, private readonly client: S3Client, readonly options: S3Options) {
     this.name = options.bucket
     this.prefix = joinKey(options.prefix ?? '')
-    this.timeoutMs = options.requestTimeoutMs ?? 60_000
   }
 
   /** A client for `options` (imports the AWS SDK on first use). Nothing is sent until a call. */
   static async open (options: S3Options): Promise<Bucket> {
     const s = await loadSdk()
-    const client = new s.S3Client({
+    const timeoutMs = options.requestTimeoutMs ?? 60_000
+    const client = quietly(() => new s.S3Client({
       region: options.region,
       ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
       forcePathStyle: options.forcePathStyle ?? false,
       // A copy: the SDK marks the object it is given (`$source`).
       ...(options.credentials === undefined ? {} : { credentials: { ...options.credentials } }),
       maxAttempts: options.maxAttempts ?? 2,
+      // Timeouts of inactivity, not of the whole call: a 64 MiB segment over a slow link (or a
+      // busy machine) takes as long as it takes, while a server that stops answering, reading or
+      // sending is given up on after the same time however far the call got.
+      requestHandler: { connectionTimeout: timeoutMs, socketTimeout: timeoutMs },
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-    })
+      logger: SILENT,
+    }))
     return new Bucket(s, client, options)
   }
 
   /** The full key of `name` under the prefix. */
   key (...parts: string[]): string {
     return joinKey(this.prefix, ...parts)
-  }
-
-  private signal (extra?: AbortSignal): AbortSignal {
-    const timeout = AbortSignal.timeout(this.timeoutMs)
-    return extra === undefined ? timeout : AbortSignal.any([timeout, extra])
   }
 
   /**
@@ -172,7 +212,7 @@ export class Bucket {
         ContentLength: digest.bytes,
         ChecksumCRC32: crcBase64(digest.crc32),
         ContentType: 'application/octet-stream',
-      }), { abortSignal: this.signal() })
+      }))
     } catch (err) {
       throw failed(`Uploading ${key} to bucket ${this.name}`, err)
     }
@@ -186,20 +226,33 @@ export class Bucket {
     }
   }
 
-  /** The object's size, or undefined when there is none. */
+  /**
+   * The object's size, or undefined when there is none. A HEAD's 404 carries no body that tells a
+   * missing object from a missing bucket, so it is confirmed by a GET, which does (a 404 only).
+   */
   async head (key: string): Promise<ObjectInfo | undefined> {
     try {
-      const h = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.name, Key: key }), { abortSignal: this.signal() })
+      const h = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.name, Key: key }))
       return { key, bytes: h.ContentLength ?? 0 }
     } catch (err) {
-      if (missing(err)) return undefined
+      if (!notFound(err)) throw failed(`Looking up ${key} in bucket ${this.name}`, err)
+    }
+    try {
+      const got = await this.client.send(new this.sdk.GetObjectCommand({ Bucket: this.name, Key: key }))
+      // It appeared in between: its size, without reading it.
+      ;(got.Body as Readable | undefined)?.destroy()
+      return { key, bytes: got.ContentLength ?? 0 }
+    } catch (err) {
+      if (noSuchKey(err)) return undefined
       throw failed(`Looking up ${key} in bucket ${this.name}`, err)
     }
   }
 
   /**
    * Download `key` into a new file at `path` (not synced) and return its digest; undefined when
-   * the bucket has no such object. `signal` aborts it.
+   * the bucket has no such object. `signal` aborts it. A download that fails removes the file it
+   * made, so that a retry to the same path can start afresh (a file that was already there is an
+   * error, and is left alone).
    */
   async getFile (key: string, path: string, signal?: AbortSignal): Promise<ObjectDigest | undefined> {
     const body = await this.getStream(key, undefined, signal)
@@ -207,6 +260,9 @@ export class Bucket {
     const md5 = createHash('md5')
     let crc = 0
     let bytes = 0
+    const file = createWriteStream(path, { flags: 'wx' })
+    let made = false
+    file.once('open', () => { made = true })
     try {
       await pipeline(body, async function * (source: AsyncIterable<Buffer>) {
         for await (const chunk of source) {
@@ -215,8 +271,9 @@ export class Bucket {
           bytes += chunk.byteLength
           yield chunk
         }
-      }, createWriteStream(path, { flags: 'wx' }), { signal: this.signal(signal) })
+      }, file, signal === undefined ? {} : { signal })
     } catch (err) {
+      if (made) await rm(path, { force: true }).catch(() => {})
       throw failed(`Downloading ${key} from bucket ${this.name}`, err)
     }
     return { bytes, crc32: crc, md5: md5.digest('hex') }
@@ -226,10 +283,10 @@ export class Bucket {
   async getStream (key: string, range?: string, signal?: AbortSignal): Promise<Readable | undefined> {
     try {
       const got = await this.client.send(new this.sdk.GetObjectCommand({ Bucket: this.name, Key: key, ...(range === undefined ? {} : { Range: range }) }),
-        { abortSignal: this.signal(signal) })
+        signal === undefined ? {} : { abortSignal: signal })
       return got.Body as Readable
     } catch (err) {
-      if (missing(err)) return undefined
+      if (noSuchKey(err)) return undefined
       throw failed(`Downloading ${key} from bucket ${this.name}`, err)
     }
   }
@@ -256,7 +313,7 @@ export class Bucket {
         const out = await this.client.send(new this.sdk.DeleteObjectsCommand({
           Bucket: this.name,
           Delete: { Objects: part.map(Key => ({ Key })), Quiet: true },
-        }), { abortSignal: this.signal() })
+        }))
         errors = out.Errors?.filter(e => e.Code !== 'NoSuchKey')
       } catch (err) {
         throw failed(`Deleting ${part.length} object(s) from bucket ${this.name}`, err)
@@ -278,7 +335,7 @@ export class Bucket {
           Bucket: this.name,
           Prefix: prefix,
           ...(after === undefined ? {} : { StartAfter: after }),
-        }), { abortSignal: this.signal() })
+        }))
       } catch (err) {
         throw failed(`Listing ${prefix} in bucket ${this.name}`, err)
       }
