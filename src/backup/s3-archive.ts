@@ -158,6 +158,8 @@ function checkOnTheWay (chunks: AsyncIterable<Uint8Array>, name: string, onBytes
   let failure: unknown
   let done: CheckedChunks['done']
   let bytes = 0
+  /** The upload stopped reading (it failed, or was aborted): the reader's end is no failure of the archive. */
+  let abandoned = false
   const reading = (async () => {
     const reader = await ArchiveReader.open({ name, open: () => Promise.resolve(new ChunkBytes(pipe)) })
     try {
@@ -167,7 +169,7 @@ function checkOnTheWay (chunks: AsyncIterable<Uint8Array>, name: string, onBytes
       await reader.close()
     }
   })()
-  reading.catch((err: unknown) => { failure ??= err })
+  reading.catch((err: unknown) => { if (!abandoned) failure ??= err })
   async function * pass (): AsyncGenerator<Uint8Array> {
     try {
       for await (const chunk of chunks) {
@@ -176,16 +178,25 @@ function checkOnTheWay (chunks: AsyncIterable<Uint8Array>, name: string, onBytes
         if (!pipe.write(chunk)) await Promise.race([once(pipe, 'drain'), reading])
         bytes += chunk.byteLength
         onBytes(bytes)
-        yield chunk
+        try {
+          yield chunk
+        } catch (err) {
+          // Thrown in by the upload as it stops reading (its stream destroyed): not the archive's failure.
+          abandoned = true
+          throw err
+        }
       }
       pipe.end()
       const checked = await reading
       done = { ...checked, bytes }
     } catch (err) {
-      failure ??= err
+      if (!abandoned) failure ??= err
       throw err
     } finally {
-      if (done === undefined) pipe.destroy()
+      if (done === undefined) {
+        abandoned = true
+        pipe.destroy()
+      }
     }
   }
   return {
