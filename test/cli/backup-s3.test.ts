@@ -6,7 +6,7 @@
  */
 import test, { type ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { createServer, request, type Server } from 'node:http'
@@ -16,6 +16,7 @@ import { Evaq } from '../../src/index.js'
 import { placeOf } from '../../src/store/snapshot.js'
 import { BIN, evaq, serveInBackground, type Run } from '../fixtures/cli.js'
 import { S3Server } from '../helpers/s3.js'
+import { readAll } from '../helpers/read-all.js'
 import { tmpDir } from '../helpers/tmp.js'
 
 const OPTIONS = { minFreeDiskBytes: 0, maintenanceIntervalMs: 3_600_000 }
@@ -341,6 +342,31 @@ async function partStored (t: ExecutionContext, server: S3Server, before: Map<st
     await new Promise(resolve => setTimeout(resolve, 20))
   }
 }
+
+/** Every WAL record of the closed queue in `dir`: ID and the SHA-256 of its payload. */
+async function walRecords (dir: string): Promise<Array<[number, string]>> {
+  const q = await Evaq.open(dir, OPTIONS)
+  try {
+    return (await readAll(q.wal, 8 * 1024 * 1024)).map(r => [r.id, createHash('sha256').update(r.payload).digest('hex')])
+  } finally {
+    await q.close()
+  }
+}
+
+test('an archive of several parts is uploaded whole and restored through several ranged reads, byte for byte', async t => {
+  const server = await S3Server.start(t)
+  const root = await tmpDir(t, 'evaq-backup-s3-')
+  const dir = await bigQueue(root, 20)
+  const s3 = s3Flags(server)
+  const done = JSON.parse(ok(t, await run(['backup', '--data', dir, '--out', 's3://evaq/big.evaq', '--json', ...s3]), 'backup')) as { bytes: number }
+  t.true(done.bytes > 2 * 8 * 1024 * 1024, 'more than two parts (and restore windows) of 8 MiB')
+  t.is((await stored(server, 'big.evaq')).byteLength, done.bytes)
+  t.deepEqual(await uploads(server), new Map(), 'the multipart upload was completed')
+  ok(t, await run(['restore', '--from', 's3://evaq/big.evaq', '--data', join(root, 'r'), '--verify', ...s3]), 'restore')
+  const [want, got] = [await walRecords(dir), await walRecords(join(root, 'r'))]
+  t.is(got.length, 40)
+  t.deepEqual(got, want)
+})
 
 test('the server killed mid-backup: exit 1, and no object under the key once it is back; Ctrl-C mid-upload: exit 130, no object', async t => {
   const server = await S3Server.start(t)
