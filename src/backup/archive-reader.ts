@@ -1,6 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises'
 import { crc32 } from 'node:zlib'
 import { EvaqError } from '../errors.js'
+import { FileBytes, type ByteSource } from './byte-source.js'
 import { placeOf } from '../store/snapshot.js'
 import { ArchiveCorruption, type ArchiveDamage } from './archive-error.js'
 import {
@@ -23,56 +24,41 @@ export interface Frame {
   readonly valueOffset: number
 }
 
-/** Bytes read from the file at a time. */
-const READ_BYTES = 1024 * 1024
+/**
+ * An archive that is not a local file (an object in a bucket): what messages call it, and its
+ * bytes from the start. `headOnly`: only the manifest will be read (`--since`, the chain check),
+ * so a source may fetch just the first bytes.
+ */
+export interface ArchiveSource {
+  readonly name: string
+  open (headOnly: boolean): Promise<ByteSource>
+}
 
-/** A file read front to back, in chunks. */
-class FileBytes {
-  private chunk = Buffer.alloc(0)
-  private at = 0
-  /** File offset of the next byte read() returns. */
-  position = 0
-  private filePosition = 0
+/** An archive: the path of a file, or a source. */
+export type ArchiveRef = string | ArchiveSource
 
-  constructor (private readonly handle: FileHandle, readonly size: number) {}
+/** What messages call `ref`. */
+export function archiveName (ref: ArchiveRef): string {
+  return typeof ref === 'string' ? ref : ref.name
+}
 
-  /** The next `n` bytes, or undefined when the file ends first. */
-  async read (n: number): Promise<Buffer | undefined> {
-    if (this.position + n > this.size) return undefined
-    const available = this.chunk.byteLength - this.at
-    if (n <= available) {
-      const out = this.chunk.subarray(this.at, this.at + n)
-      this.at += n
-      this.position += n
-      return out
-    }
-    if (n - available <= READ_BYTES / 2) {
-      // Small: refill, keeping what is left of the chunk in front.
-      const size = Math.min(Math.max(READ_BYTES, n), this.size - this.position)
-      const next = Buffer.allocUnsafe(size)
-      this.chunk.copy(next, 0, this.at)
-      await this.fill(next, available)
-      this.chunk = next
-      this.at = 0
-      return this.read(n)
-    }
-    // Large: read straight into the result.
-    const out = Buffer.allocUnsafe(n)
-    this.chunk.copy(out, 0, this.at)
-    await this.fill(out, available)
-    this.chunk = Buffer.alloc(0)
-    this.at = 0
-    this.position += n
-    return out
+async function openFile (file: string): Promise<FileBytes> {
+  let handle: FileHandle
+  try {
+    handle = await open(file, 'r')
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (code === 'ENOENT') throw new EvaqError('EVAQ_NOT_FOUND', `There is no archive at ${file}`, { cause: err })
+    if (code === 'EISDIR') throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${file} is a directory, not an archive`, { cause: err })
+    throw new EvaqError('EVAQ_IO', `Cannot open ${file}`, { cause: err })
   }
-
-  private async fill (buf: Buffer, from: number): Promise<void> {
-    for (let off = from; off < buf.byteLength;) {
-      const { bytesRead } = await this.handle.read(buf, off, buf.byteLength - off, this.filePosition)
-      if (bytesRead === 0) throw new EvaqError('EVAQ_IO', 'The archive file shrank while it was read')
-      off += bytesRead
-      this.filePosition += bytesRead
-    }
+  try {
+    const info = await handle.stat()
+    if (!info.isFile()) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${file} is not a file`)
+    return new FileBytes(handle, info.size)
+  } catch (err) {
+    await handle.close().catch(() => {})
+    throw err
   }
 }
 
@@ -91,17 +77,16 @@ export class ArchiveReader {
 
   private constructor (
     readonly file: string,
-    private readonly handle: FileHandle,
-    private readonly bytes: FileBytes,
+    private readonly bytes: ByteSource,
     readonly manifest: BackupManifest,
     digest: number
   ) {
     this.digest = digest
   }
 
-  /** Size of the archive in bytes. */
+  /** Size of the archive in bytes (of what was read so far, when a stream does not say). */
   get size (): number {
-    return this.bytes.size
+    return this.bytes.size ?? this.bytes.position
   }
 
   /** Bytes read so far. */
@@ -109,21 +94,10 @@ export class ArchiveReader {
     return this.bytes.position
   }
 
-  static async open (file: string): Promise<ArchiveReader> {
-    let handle: FileHandle
+  static async open (ref: ArchiveRef, options: { headOnly?: boolean } = {}): Promise<ArchiveReader> {
+    const file = archiveName(ref)
+    const bytes = typeof ref === 'string' ? await openFile(ref) : await ref.open(options.headOnly === true)
     try {
-      handle = await open(file, 'r')
-    } catch (err) {
-      const code = (err as { code?: string }).code
-      if (code === 'ENOENT') throw new EvaqError('EVAQ_NOT_FOUND', `There is no archive at ${file}`, { cause: err })
-      if (code === 'EISDIR') throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${file} is a directory, not an archive`, { cause: err })
-      throw new EvaqError('EVAQ_IO', `Cannot open ${file}`, { cause: err })
-    }
-    try {
-      const info = await handle.stat()
-      if (!info.isFile()) throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${file} is not a file`)
-      const size = info.size
-      const bytes = new FileBytes(handle, size)
       const pre = await bytes.read(PREAMBLE_BYTES)
       if (pre === undefined || !pre.subarray(0, ARCHIVE_MAGIC.byteLength).equals(ARCHIVE_MAGIC)) {
         throw new EvaqError('EVAQ_INVALID_ARGUMENT', `${file} is not an evaq backup archive`)
@@ -139,9 +113,9 @@ export class ArchiveReader {
       if (head.valueLength > MAX_JSON_BYTES) throw damaged(file, { offset: head.offset, reason: 'length' }, 'its manifest is too large')
       const value = await readValue(bytes, file, head)
       const manifest = parseManifest(value, file)
-      return new ArchiveReader(file, handle, bytes, manifest, chainDigest(0, head.crc))
+      return new ArchiveReader(file, bytes, manifest, chainDigest(0, head.crc))
     } catch (err) {
-      await handle.close().catch(() => {})
+      await bytes.close()
       throw err
     }
   }
@@ -166,8 +140,9 @@ export class ArchiveReader {
             `its summary counts ${summary.entries} entries (${summary.references} references), ` +
             `the archive holds ${entries} (${references}), or frames were moved`)
         }
-        if (bytes.position !== bytes.size) {
-          throw damaged(file, { offset: bytes.position, reason: 'trailing' }, `${bytes.size - bytes.position} bytes follow its summary`)
+        if (!await bytes.atEnd()) {
+          const more = bytes.size === undefined ? 'bytes follow' : `${bytes.size - bytes.position} bytes follow`
+          throw damaged(file, { offset: bytes.position, reason: 'trailing' }, `${more} its summary`)
         }
         this.summary = summary
         return
@@ -192,7 +167,7 @@ export class ArchiveReader {
   }
 
   async close (): Promise<void> {
-    await this.handle.close().catch(() => {})
+    await this.bytes.close()
   }
 }
 
@@ -222,7 +197,7 @@ function damaged (archive: string, damage: Omit<ArchiveDamage, 'archive'>, why: 
   return new ArchiveCorruption(`The archive ${archive} is damaged at byte ${damage.offset}${what}: ${why}`, { archive, ...damage })
 }
 
-async function readHead (bytes: FileBytes, file: string, entries: number): Promise<Head> {
+async function readHead (bytes: ByteSource, file: string, entries: number): Promise<Head> {
   const offset = bytes.position
   const fixed = await bytes.read(HEAD_BYTES)
   if (fixed === undefined) throw damaged(file, { offset, reason: 'truncated' }, `it ends after ${entries} entries, without its summary: it was cut short`)
@@ -244,7 +219,7 @@ async function readHead (bytes: FileBytes, file: string, entries: number): Promi
   return head
 }
 
-async function readValue (bytes: FileBytes, file: string, head: Head): Promise<Buffer> {
+async function readValue (bytes: ByteSource, file: string, head: Head): Promise<Buffer> {
   const value = await bytes.read(head.valueLength)
   const where = head.kind === FrameKind.ENTRY || head.kind === FrameKind.REFERENCE ? entryDamage(head.offset, head.key) : { offset: head.offset }
   if (value === undefined) throw damaged(file, { ...where, reason: 'truncated' }, 'it ends inside a value: it was cut short')
@@ -253,8 +228,13 @@ async function readValue (bytes: FileBytes, file: string, head: Head): Promise<B
 }
 
 /** The manifest of the archive in `file` (read and checked; the rest is not read). */
-export async function readManifest (file: string): Promise<BackupManifest> {
-  const reader = await ArchiveReader.open(file)
+export function readManifest (file: string): Promise<BackupManifest> {
+  return manifestOf(file)
+}
+
+/** The manifest of an archive, a file or a source (only its head is read). */
+export async function manifestOf (ref: ArchiveRef): Promise<BackupManifest> {
+  const reader = await ArchiveReader.open(ref, { headOnly: true })
   await reader.close()
   return reader.manifest
 }

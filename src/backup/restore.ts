@@ -5,7 +5,7 @@ import { EvaqError, invalid } from '../errors.js'
 import { placeOf, readStore, StoreLoader } from '../store/snapshot.js'
 import { FORMAT_VERSION } from '../schema.js'
 import { ArchiveCorruption } from './archive-error.js'
-import { ArchiveReader, type Frame } from './archive-reader.js'
+import { archiveName, ArchiveReader, type ArchiveRef, type Frame } from './archive-reader.js'
 import { FrameKind } from './format.js'
 import type { BackupManifest } from './manifest.js'
 import { commit, isWorkName, prepare, removeStale, syncWork } from './restore-dir.js'
@@ -77,7 +77,7 @@ function throwIfAborted (signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw new EvaqError('EVAQ_ABORTED', 'The restore was aborted; nothing was written to the target')
 }
 
-async function openAll (files: readonly string[]): Promise<ArchiveReader[]> {
+async function openAll (files: readonly ArchiveRef[]): Promise<ArchiveReader[]> {
   const readers: ArchiveReader[] = []
   try {
     for (const file of files) readers.push(await ArchiveReader.open(file))
@@ -89,13 +89,19 @@ async function openAll (files: readonly string[]): Promise<ArchiveReader[]> {
 }
 
 /** The manifests of `files`, checked to form one chain: EVAQ_INVALID_ARGUMENT says where it breaks. */
-export async function checkChain (files: readonly string[]): Promise<BackupManifest[]> {
-  if (!Array.isArray(files) || files.length === 0 || files.some(f => typeof f !== 'string' || f.length === 0)) {
+export async function checkChain (refs: readonly ArchiveRef[]): Promise<BackupManifest[]> {
+  if (!Array.isArray(refs) || refs.length === 0 || refs.some(f => typeof f === 'string' ? f.length === 0 : typeof f?.open !== 'function')) {
     throw new EvaqError('EVAQ_INVALID_ARGUMENT',
       'Expected `from` to be a list of archive files: a full backup, then the incremental ones built on it, in order')
   }
-  const readers = await openAll(files)
-  await Promise.all(readers.map(r => r.close()))
+  const files = refs.map(archiveName)
+  // Only the manifests are read here (from a bucket: the first bytes of each object).
+  const readers: ArchiveReader[] = []
+  try {
+    for (const ref of refs) readers.push(await ArchiveReader.open(ref, { headOnly: true }))
+  } finally {
+    await Promise.all(readers.map(r => r.close()))
+  }
   const manifests = readers.map(r => r.manifest)
   manifests.forEach((m, i) => {
     if (m.storeFormat !== FORMAT_VERSION) {
@@ -140,7 +146,7 @@ async function assertEmptyTarget (dir: string): Promise<boolean> {
  * entry of its base with the same length and checksum (so, by induction, the chain holds a value
  * for every entry of the last archive).
  */
-async function verifyChain (files: readonly string[], onProgress: RestoreOptions['onProgress'], signal: AbortSignal | undefined): Promise<void> {
+async function verifyChain (files: readonly ArchiveRef[], onProgress: RestoreOptions['onProgress'], signal: AbortSignal | undefined): Promise<void> {
   const readers = await openAll(files)
   const total = readers.reduce((n, r) => n + r.size, 0)
   let before = 0
@@ -158,8 +164,9 @@ async function verifyChain (files: readonly string[], onProgress: RestoreOptions
           if (found === undefined || found.valueLength !== frame.valueLength || found.valueCrc !== frame.valueCrc) {
             const place = placeOf(frame.key)
             const where = place.segment === undefined ? '' : ` (segment ${place.segment} of ${place.log})`
-            throw new ArchiveCorruption(`${files[i]} refers to an entry its base ${files[i - 1]} does not hold${where}: they are not backups of one queue`, {
-              archive: files[i]!,
+            const [name, baseName] = [archiveName(files[i]!), archiveName(files[i - 1]!)]
+            throw new ArchiveCorruption(`${name} refers to an entry its base ${baseName} does not hold${where}: they are not backups of one queue`, {
+              archive: name,
               offset: frame.offset,
               sublevel: place.sublevel,
               key: place.key.toString('hex'),
@@ -180,7 +187,12 @@ async function verifyChain (files: readonly string[], onProgress: RestoreOptions
 }
 
 /** Write the state of the last archive, taking each referenced value from the newest archive that carries it. */
-async function load (files: readonly string[], loader: StoreLoader, onProgress: RestoreOptions['onProgress'], signal: AbortSignal | undefined): Promise<void> {
+async function load (
+  files: readonly ArchiveRef[],
+  loader: StoreLoader,
+  onProgress: RestoreOptions['onProgress'],
+  signal: AbortSignal | undefined
+): Promise<void> {
   const readers = await openAll(files)
   const cursors = readers.map(r => new Cursor(r))
   const last = readers[readers.length - 1]!
@@ -214,7 +226,7 @@ function startsWith (key: Buffer): boolean {
 async function readBack (
   work: string,
   dir: string,
-  last: string,
+  last: ArchiveRef,
   onProgress: RestoreOptions['onProgress'],
   entries: number,
   signal: AbortSignal | undefined
@@ -223,7 +235,8 @@ async function readBack (
   const mismatch = (key: Buffer, why: string): EvaqError => {
     const place = placeOf(key)
     const sublevel = place.sublevel === '' ? 'root' : place.sublevel
-    return new EvaqError('EVAQ_CORRUPTION', `The restored database in ${dir} does not match ${last}: ${why} (${sublevel} key ${place.key.toString('hex')})`,
+    return new EvaqError('EVAQ_CORRUPTION',
+      `The restored database in ${dir} does not match ${archiveName(last)}: ${why} (${sublevel} key ${place.key.toString('hex')})`,
       place.segment === undefined ? {} : { ids: [place.segment] })
   }
   let n = 0
@@ -245,7 +258,9 @@ async function readBack (
   } finally {
     await cursor.close()
   }
-  if (seen !== entries) throw new EvaqError('EVAQ_CORRUPTION', `The restored database in ${dir} holds ${seen} of the ${entries} entries of ${last}`)
+  if (seen !== entries) {
+    throw new EvaqError('EVAQ_CORRUPTION', `The restored database in ${dir} holds ${seen} of the ${entries} entries of ${archiveName(last)}`)
+  }
   onProgress?.('read-back', entries, entries)
 }
 
@@ -257,7 +272,7 @@ async function readBack (
  * is left as it was found (a killed restore's work directory is removed by the next restore into
  * the same target).
  */
-export async function restoreArchives (files: readonly string[], dir: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+export async function restoreArchives (files: readonly ArchiveRef[], dir: string, options: RestoreOptions = {}): Promise<RestoreResult> {
   if (options === null || typeof options !== 'object') throw invalid('options', 'an object', options)
   const { onProgress, signal } = options
   const manifests = await checkChain(files)

@@ -1,12 +1,14 @@
 import { Readable } from 'node:stream'
 import { assertNewFile, saveArchive } from '../backup/archive-file.js'
-import { readManifest } from '../backup/archive-reader.js'
+import { manifestOf, type ArchiveRef } from '../backup/archive-reader.js'
 import type { BackupManifest, BackupSummary } from '../backup/manifest.js'
-import type { RestorePhase } from '../backup/restore.js'
+import { restoreArchives, type RestorePhase } from '../backup/restore.js'
+import { ArchiveBuckets, archiveObject, assertNewObject, uploadArchive, type S3Place } from '../backup/s3-archive.js'
 import { ERROR_CODES, EvaqError, isEvaqError, type EvaqErrorCode } from '../errors.js'
 import { crashPoint } from '../crash-points.js'
 import { Evaq } from '../evaq.js'
 import { dataDirKind } from '../store/dir-claim.js'
+import { isS3Url } from '../store/s3-bucket.js'
 import { serviceUrl } from './backend.js'
 import { check } from '../store/check.js'
 import { guardInterrupts } from './interrupt.js'
@@ -19,7 +21,9 @@ import { UsageError } from './usage.js'
  * of a running service (`--url`, or `--data` of the directory it holds, found by its EVAQ-SERVICE
  * file) asks the service, which holds the directory's lock, to take the snapshot and stream it.
  * Either way the archive is written under a temporary name, read back whole, and only then named
- * FILE.
+ * FILE; or, for `--out s3://bucket/key`, uploaded and checked on the way, the upload completing
+ * only once the whole archive checked out (s3-archive.ts). Archives of `--since` and `--from` may
+ * be files or objects, mixed.
  */
 
 type Values = Record<string, string | boolean | string[] | undefined>
@@ -44,10 +48,41 @@ function printBackup (done: BackupDone, json: boolean): void {
   console.log(`high-water IDs: ${marks}`)
 }
 
-/** `--since FILE`: the manifest of an earlier archive (only its head is read). */
-async function sinceFlag (values: Values): Promise<BackupManifest | undefined> {
-  if (values.since === undefined) return undefined
-  return readManifest(values.since as string)
+/** Save the archive's chunks to the backup's target (a file, or an object); `signal` stops it. */
+type Save = (
+  chunks: AsyncIterable<Uint8Array>,
+  onProgress: (phase: 'write' | 'verify', bytes: number, total?: number) => void,
+  signal: AbortSignal
+) => Promise<{ manifest: BackupManifest, summary: BackupSummary, bytes: number }>
+
+const S3_FLAGS = ['s3-endpoint', 's3-region', 's3-force-path-style'] as const
+
+/**
+ * Where s3:// archives are: --s3-endpoint, --s3-region (else AWS_REGION, else us-east-1) and
+ * --s3-force-path-style. The flags are refused when no archive of the command is in a bucket.
+ */
+function s3Place (values: Values, used: boolean): S3Place {
+  const given = S3_FLAGS.find(f => values[f] !== undefined)
+  if (!used && given !== undefined) throw new UsageError(`--${given} is for s3:// archives; no archive of this command is one`)
+  const endpoint = values['s3-endpoint'] as string | undefined
+  if (endpoint !== undefined) {
+    let url: URL | undefined
+    try { url = new URL(endpoint) } catch { url = undefined }
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`--s3-endpoint\` to be an http:// or https:// URL, got \`${endpoint.slice(0, 200)}\``)
+    }
+  }
+  const region = (values['s3-region'] as string | undefined) ?? (process.env.AWS_REGION || undefined) ?? 'us-east-1'
+  return {
+    region,
+    ...(endpoint === undefined ? {} : { endpoint }),
+    ...(values['s3-force-path-style'] === true ? { forcePathStyle: true } : {}),
+  }
+}
+
+/** An archive named on the command line: a file, or an object (s3://bucket/key). */
+function archiveRef (buckets: ArchiveBuckets, name: string): Promise<ArchiveRef> | ArchiveRef {
+  return isS3Url(name) ? buckets.source(name) : name
 }
 
 function backupBar (total: number | undefined): { done: () => void, onProgress: (phase: 'write' | 'verify', bytes: number, total?: number) => void } {
@@ -72,25 +107,44 @@ export async function backupCommand (values: Values): Promise<number> {
   if (typeof values.out !== 'string') throw new UsageError('backup needs --out FILE')
   const out = values.out
   if (values.data !== undefined && url !== undefined) throw new UsageError('give --data DIR or --url URL, not both')
-  await assertNewFile(out)
-  const since = await sinceFlag(values)
-  const token = tokenOf(values)
-  // Ctrl-C or SIGTERM stops the backup between two chunks: the partial file is removed.
-  const interrupt = guardInterrupts()
-  let done: BackupDone
+  const sinceName = values.since as string | undefined
+  // Bad URLs are refused before anything is opened.
+  const object = isS3Url(out) ? archiveObject(out) : undefined
+  if (sinceName !== undefined && isS3Url(sinceName)) archiveObject(sinceName)
+  const buckets = new ArchiveBuckets(s3Place(values, object !== undefined || (sinceName !== undefined && isS3Url(sinceName))))
   try {
-    done = typeof url === 'string'
-      ? await remoteBackup(url, token, out, since, interrupt.signal)
-      : await localBackup(dataDir(values), token, out, since, interrupt.signal)
-  } catch (err) {
-    if (interrupt.received === undefined) throw err
-    process.stderr.write(`evaq: backup interrupted (${interrupt.received}); nothing was written to ${out}\n`)
-    return interrupt.exitCode
+    let save: Save
+    if (object !== undefined) {
+      const bucket = await buckets.bucket(object.bucket)
+      await assertNewObject(bucket, object.key, out)
+      save = (chunks, onProgress, signal) => uploadArchive(chunks, bucket, object.key, out, onProgress, signal)
+    } else {
+      await assertNewFile(out)
+      save = (chunks, onProgress) => saveArchive(chunks, out, onProgress)
+    }
+    // --since: the manifest of an earlier archive (only its head is read).
+    const since = sinceName === undefined ? undefined : await manifestOf(await archiveRef(buckets, sinceName))
+    const token = tokenOf(values)
+    // Ctrl-C or SIGTERM stops the backup between two chunks: the partial file is removed, an
+    // upload is never completed.
+    const interrupt = guardInterrupts()
+    let done: BackupDone
+    try {
+      done = typeof url === 'string'
+        ? await remoteBackup(url, token, out, save, since, interrupt.signal)
+        : await localBackup(dataDir(values), token, out, save, since, interrupt.signal)
+    } catch (err) {
+      if (interrupt.received === undefined) throw err
+      process.stderr.write(`evaq: backup interrupted (${interrupt.received}); nothing was written to ${out}\n`)
+      return interrupt.exitCode
+    } finally {
+      interrupt.dispose()
+    }
+    printBackup(done, values.json === true)
+    return 0
   } finally {
-    interrupt.dispose()
+    await buckets.close()
   }
-  printBackup(done, values.json === true)
-  return 0
 }
 
 /** The archive's chunks until `signal` aborts (then EVAQ_ABORTED, and saveArchive removes its partial file). */
@@ -103,7 +157,14 @@ async function * untilAborted (chunks: AsyncIterable<Uint8Array>, signal: AbortS
   if (signal.aborted) throw new EvaqError('EVAQ_ABORTED', 'The backup was interrupted')
 }
 
-async function localBackup (dir: string, token: string | undefined, out: string, since: BackupManifest | undefined, signal: AbortSignal): Promise<BackupDone> {
+async function localBackup (
+  dir: string,
+  token: string | undefined,
+  out: string,
+  save: Save,
+  since: BackupManifest | undefined,
+  signal: AbortSignal
+): Promise<BackupDone> {
   if (await dataDirKind(dir) !== 'queue') throw new EvaqError('EVAQ_NOT_FOUND', `There is no queue at ${dir}`)
   let evaq: Evaq
   try {
@@ -114,7 +175,7 @@ async function localBackup (dir: string, token: string | undefined, out: string,
       const service = await serviceHolding(dir)
       if (service !== undefined) {
         process.stderr.write(`evaq: ${dir} is held by the service at ${service.url} (pid ${service.pid}); backing up through it\n`)
-        return remoteBackup(service.url, token, out, since, signal)
+        return remoteBackup(service.url, token, out, save, since, signal)
       }
       throw new EvaqError('EVAQ_LOCKED', `The data directory ${dir} is in use by another process that is not an \`evaq serve\` this command can find. Back it up through the process that holds it (a service: --url http://HOST:PORT and --token)`, { cause: err })
     }
@@ -125,7 +186,7 @@ async function localBackup (dir: string, token: string | undefined, out: string,
     const bar = backupBar(stats.wal.bytes + stats.dlq.bytes + stats.parked.bytes)
     try {
       const stream = await evaq.backup(since === undefined ? {} : { since })
-      const saved = await saveArchive(untilAborted(stream, signal), out, bar.onProgress)
+      const saved = await save(untilAborted(stream, signal), bar.onProgress, signal)
       return { file: out, ...saved }
     } finally {
       bar.done()
@@ -135,7 +196,14 @@ async function localBackup (dir: string, token: string | undefined, out: string,
   }
 }
 
-async function remoteBackup (url: string, token: string | undefined, out: string, since: BackupManifest | undefined, signal: AbortSignal): Promise<BackupDone> {
+async function remoteBackup (
+  url: string,
+  token: string | undefined,
+  out: string,
+  save: Save,
+  since: BackupManifest | undefined,
+  signal: AbortSignal
+): Promise<BackupDone> {
   const base = serviceUrl(url)
   const headers: Record<string, string> = {}
   if (token !== undefined) headers.authorization = `Bearer ${token}`
@@ -159,7 +227,7 @@ async function remoteBackup (url: string, token: string | undefined, out: string
   const bar = backupBar(undefined)
   try {
     const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>)
-    const saved = await saveArchive(untilAborted(body, signal), out, bar.onProgress).catch((err: unknown) => {
+    const saved = await save(untilAborted(body, signal), bar.onProgress, signal).catch((err: unknown) => {
       if (err instanceof EvaqError || signal.aborted) throw err
       throw new EvaqError('EVAQ_IO',
         `The service at ${base.origin} ended the backup early (${(err as Error).message}); nothing was written to ${out}`, { cause: err })
@@ -184,13 +252,24 @@ export async function restoreCommand (values: Values): Promise<number> {
   }
   const dir = dataDir(values)
   const verify = values.verify === true
+  // Bad URLs are refused before anything is opened.
+  for (const name of from) if (isS3Url(name)) archiveObject(name)
+  const buckets = new ArchiveBuckets(s3Place(values, from.some(isS3Url)))
+  try {
+    return await restoreFrom(values, from, await Promise.all(from.map(name => archiveRef(buckets, name))), dir, verify)
+  } finally {
+    await buckets.close()
+  }
+}
+
+async function restoreFrom (values: Values, from: string[], refs: ArchiveRef[], dir: string, verify: boolean): Promise<number> {
   let phase: RestorePhase | undefined
   let bar: Progress = progress({ isTTY: false, write: () => true }, '', '')
   // Ctrl-C or SIGTERM stops the restore, which removes its work directory: nothing is left at DIR.
   const interrupt = guardInterrupts()
   let result
   try {
-    result = await Evaq.restore(from, dir, {
+    result = await restoreArchives(refs, dir, {
       verify,
       signal: interrupt.signal,
       onProgress: (p, done, total) => {

@@ -7,6 +7,13 @@ const TARGET = `The queue: --data DIR (default ./data). While \`evaq serve\` hol
 command goes through that service (found in DIR/EVAQ-SERVICE), with --token T
 or EVAQ_TOKEN when it has one. --url URL names a service directly.`
 
+const S3_HELP = `Archives in object storage (s3://BUCKET/KEY) use the AWS SDK's credentials
+(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile):
+  --s3-endpoint URL     an S3-compatible server (default: AWS's own)
+  --s3-region R         the region (default AWS_REGION, else us-east-1)
+  --s3-force-path-style URL/BUCKET/KEY addressing, which most S3-compatible
+                        servers need`
+
 export const GENERAL = `Usage: evaq <command> [options]        (--data defaults to ./data)
 
 Run the service:
@@ -176,25 +183,33 @@ DIR to itself: stop the service first.
   --backup OUT    where DIR is copied first (a new or empty directory)
   --json          the report as JSON`,
   backup: `Usage: evaq backup [--data DIR | --url URL] --out FILE [--since FILE] [--json]
+                   [--s3-endpoint URL] [--s3-region R] [--s3-force-path-style]
 
 Write a consistent snapshot of every log, taken while the queue runs, as a
-verified archive (never over an existing file).
+verified archive (never over an existing file or object).
 
-  --out FILE      the archive to write
-  --since FILE    an earlier archive: write only what changed since
+  --out FILE      the archive to write: a file, or s3://BUCKET/KEY
+  --since FILE    an earlier archive (a file or s3://BUCKET/KEY): write only
+                  what changed since (only its head is read)
   --json          print the result as JSON
+
+${S3_HELP}
 
 ${TARGET}`,
   restore: `Usage: evaq restore --from FILE [--from FILE...] [--data NEWDIR] [--verify]
-                    [--json]
+                    [--json] [--s3-endpoint URL] [--s3-region R]
+                    [--s3-force-path-style]
 
 Restore a full archive and the incremental ones built on it (oldest first) into
 NEWDIR (default ./data), which must be new or empty. Nothing is at NEWDIR until
 it completes; IDs continue above the backup's.
 
-  --from FILE     an archive (repeat: full first, then incrementals)
+  --from FILE     an archive, a file or s3://BUCKET/KEY (repeat: full first,
+                  then incrementals)
   --verify        read the result back and check every record
-  --json          print the result as JSON`,
+  --json          print the result as JSON
+
+${S3_HELP}`,
   bench: `Usage: evaq bench [--dir PARENT] [--seconds 5] [--concurrency 256] [--size 1024]
                   [--durability sync|none|MS] [--json]
 
