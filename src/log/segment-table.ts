@@ -388,6 +388,7 @@ export class SegmentTable {
   async releaseFiles (): Promise<number> {
     const files = this.files
     if (files === undefined || this.fileEnds.size === 0 || files.pinned) return 0
+    await this.catchUpFloor()
     const floor = this.counters.floor
     // Everything in the file being written is gone too: write the next frames to a new file.
     const end = (f: number): number => Math.max(this.fileEnds.get(f) ?? Infinity, files.placedEnd(f))
@@ -420,6 +421,26 @@ export class SegmentTable {
     }
     if (released > 0) await this.write(batch, {}, false, `Forgetting released segment files of ${this.name}`)
     return released
+  }
+
+  /**
+   * Move the floor up to the first live segment. A deletion moves the floor past the segment it
+   * deletes only when that segment is the first one: when records are removed out of order (acks
+   * come back in any order), a later segment deleted first leaves the floor below it, and the
+   * floor then stops at the gap it left. Segment files are released by the floor, so they would
+   * stay on disk for good. One seek of the summaries from the floor finds the first live one (or
+   * none up to the watermark, above which segments may still be being committed).
+   */
+  private async catchUpFloor (): Promise<void> {
+    const floor = this.counters.floor
+    // Every ID up to the watermark is committed (cleanup.ts reads up to it, inclusive).
+    const watermark = this.watermark
+    if (floor > watermark) return
+    const first = await this.index.keys({ gte: encodeKey(floor), lte: encodeKey(watermark), limit: 1 }).all()
+    const live = first.length === 0 ? watermark + 1 : decodeKey(first[0]!)
+    if (live <= floor || this.counters.floor !== floor) return
+    // Not synced, like a deletion: a crash may lose it, and the next round moves the floor again.
+    await this.write(this.store.db.batch(), { [this.name]: { floor: live } }, false, `Moving the floor of ${this.name}`)
   }
 
   /**
