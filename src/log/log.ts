@@ -449,9 +449,9 @@ export class Log implements LogView {
     const nextId = this.t.writer.next
     let firstId: number | undefined
     let lastId: number | undefined
-    let head: QueueRecord | undefined
+    let head: { id: number, pushedAt: number } | undefined
     if (count > 0) {
-      head = await this.reader.firstFrom(floor)
+      head = await this.reader.headFrom(floor)
       firstId = head?.id
       const segFirst = await this.t.segmentStart(this.t.watermark).catch(err => { throw fromLevel(err, `Reading ${this.name} failed`) })
       if (segFirst !== undefined) {
@@ -467,7 +467,7 @@ export class Log implements LogView {
     const mean = count === 0 ? 0 : bytes / count
     const subscribers: SubscriberInfo[] = []
     for (const sub of this.subscriptions.subs.values()) {
-      const oldest = sub.floor <= this.t.watermark ? await this.reader.firstFrom(sub.floor) : undefined
+      const oldest = sub.floor <= this.t.watermark ? await this.reader.headFrom(sub.floor) : undefined
       subscribers.push(sub.info(mean, oldest?.pushedAt, count))
     }
     return {

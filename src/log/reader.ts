@@ -276,6 +276,33 @@ export class Reader {
    * The first live record at or after `from`, for stats: damage met on the way is quarantined
    * (and reported by the `dropped` event) rather than failing the call.
    */
+  /**
+   * The ID and push time of the first live record from `from` on, from the segments' summaries
+   * and removal sets, without reading a segment: stats() asks for it often, and the head of a
+   * long backlog may be in a file offloaded to the tier. Looks at most 64 segments, then reads.
+   */
+  async headFrom (from: number): Promise<{ id: number, pushedAt: number } | undefined> {
+    const watermark = this.t.watermark
+    if (from > watermark) return undefined
+    const start = await this.t.segmentStart(from).catch(err => { throw fromLevel(err, `Reading ${this.t.name} failed`) }) ?? from
+    let entries: Array<[Buffer, Buffer]>
+    try {
+      entries = await this.t.index.iterator({ gte: encodeKey(start), lte: encodeKey(watermark), limit: 64 }).all()
+    } catch (err) {
+      throw fromLevel(err, `Reading ${this.t.name} failed`)
+    }
+    for (const [key, value] of entries) {
+      const s = decodeSummary(decodeKey(key), value)
+      const set = await this.t.removedSet(s.firstId, s.count)
+      for (let i = Math.max(0, from - s.firstId); i < s.count && s.firstId + i <= watermark; i++) {
+        if (!isRemoved(set, i)) return { id: s.firstId + i, pushedAt: s.pushedAt }
+      }
+    }
+    if (entries.length < 64) return undefined
+    const record = await this.firstFrom(from)
+    return record === undefined ? undefined : { id: record.id, pushedAt: record.pushedAt }
+  }
+
   async firstFrom (from: number): Promise<QueueRecord | undefined> {
     for (let attempt = 0; ; attempt++) {
       try {

@@ -7,12 +7,14 @@
  */
 import test from 'ava'
 import { createWriteStream } from 'node:fs'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { Evaq, EvaqError, type FullEvent, type TierErrorEvent } from '../../src/index.js'
 import { check, repair } from '../../src/store/check.js'
 import { readAll } from '../helpers/read-all.js'
 import { S3Server } from '../helpers/s3.js'
+import { S3Proxy, type Fault } from '../helpers/s3-proxy.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { tierOptions } from '../helpers/tier.js'
 
@@ -114,4 +116,67 @@ test('a backup of a tiered queue holds every record, offloaded ones included, an
   const all = await readAll(r.wal, 256 * 1024, 1000)
   t.is(all.length, n)
   t.deepEqual(all.filter((rec, i) => !rec.payload.equals(payload(i))).map(rec => rec.id).slice(0, 5), [])
+})
+
+/** Push until the queue has offloaded `files` files (or fails trying); returns how many were pushed. */
+async function pushUntilOffloaded (q: Evaq, files: number, from = 0): Promise<number> {
+  let n = from
+  while ((await q.stats()).tier!.uploads < files) { await pushRange(q, n, n + 500); n += 500 }
+  return n
+}
+
+for (const [what, fault] of [
+  ['500 InternalError', { status: 500, code: 'InternalError', method: 'PUT', times: 3 }],
+  ['503 SlowDown', { status: 503, code: 'SlowDown', method: 'PUT', times: 3 }],
+  ['403 AccessDenied', { status: 403, code: 'AccessDenied', method: 'PUT', times: 3 }],
+  ['an upload cut short', { cutAfterBytes: 100_000, method: 'PUT', times: 2 }],
+  ['a truncated upload answered 200', { cutAfterBytes: 100_000, ack: { etag: '"0123456789abcdef0123456789abcdef"' }, method: 'PUT', times: 2 }],
+  ['a byte flipped on the way up', { flipByteAt: 5000, method: 'PUT', times: 2 }],
+] as Array<[string, Fault]>) {
+  test(`offloads that meet ${what} fail (EVAQ_IO, counted), are tried again, and nothing acknowledged is lost`, async t => {
+    const s3 = await S3Server.start(t)
+    const proxy = await S3Proxy.start(t, s3)
+    const dir = await tmpDir(t)
+    const q = await Evaq.open(dir, tierOptions(s3, 'f', { tier: { s3: proxy.options('f') } }))
+    t.teardown(() => q.close())
+    const errors: TierErrorEvent[] = []
+    q.on('tier-error', e => errors.push(e))
+    let n = await pushUntilOffloaded(q, 1)
+    proxy.fault = fault
+    n = await pushUntilOffloaded(q, 4, n)
+    t.true(errors.length > 0, 'the fault met an offload')
+    t.true(errors.every(e => e.op === 'offload' && e.error.code === 'EVAQ_IO'))
+    const stats = (await q.stats()).tier!
+    t.true(stats.errors >= errors.length)
+    // Every offloaded file's object holds exactly what was uploaded: read back through the bucket.
+    const all = await readAll(q.wal, 256 * 1024, 1000)
+    t.is(all.length, n)
+    t.deepEqual(all.filter((r, i) => !r.payload.equals(payload(i))).map(r => r.id).slice(0, 5), [])
+    t.true((await q.stats()).tier!.downloads > 0)
+  })
+}
+
+test('a fetch that gets no answer in time fails with EVAQ_IO (retriable), and the read works once the bucket answers again', async t => {
+  const s3 = await S3Server.start(t)
+  const proxy = await S3Proxy.start(t, s3)
+  const dir = await tmpDir(t)
+  const q = await Evaq.open(dir, tierOptions(s3, 'slow', { tier: { s3: proxy.options('slow', { requestTimeoutMs: 300 }) } }))
+  t.teardown(() => q.close())
+  const offloads: Array<{ file: number, firstId?: number }> = []
+  q.on('offload', e => offloads.push(e))
+  await pushUntilOffloaded(q, 1)
+  // The local copy goes right after the offload event.
+  const local = join(dir, 'segments', 'wal', `${String(offloads[0]!.file).padStart(10, '0')}.seg`)
+  for (let i = 0; i < 100 && await stat(local).then(() => true, () => false); i++) await new Promise(resolve => setTimeout(resolve, 20))
+  proxy.fault = { delayMs: 2000, method: 'GET' }
+  t.is((await q.stats()).tier!.downloads, 0, 'nothing fetched yet (stats reads no segment)')
+  const started = performance.now()
+  const err = await t.throwsAsync(q.wal.read({ from: offloads[0]!.firstId!, maxCount: 5 }), { instanceOf: EvaqError })
+  t.is(err?.code, 'EVAQ_IO')
+  t.true(err?.retriable)
+  t.true(performance.now() - started < 1900, 'failed before the delayed answer came')
+  proxy.fault = undefined
+  const records = await q.wal.read({ from: offloads[0]!.firstId!, maxCount: 5 })
+  t.is(records.length, 5)
+  t.true(records.every(r => r.payload.equals(payload(r.id - 1))))
 })
