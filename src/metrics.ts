@@ -1,6 +1,6 @@
 import { statfs } from 'node:fs/promises'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { Evaq } from './evaq.js'
+import type { Evaq, TierStats } from './evaq.js'
 import type { DropEvent, FlushEvent, LogView as Log, LogStats } from './log/log.js'
 import type { Delivery } from './log/subscriber.js'
 import type { ParkedEvent, RetryDaemon } from './retry/retry-daemon.js'
@@ -57,6 +57,8 @@ export class EvaqMetrics {
   private readonly degradations: Counter
   private readonly errors: Counter
   private readonly responses: Counter<'method' | 'route' | 'status'>
+  /** Only with a tier (options.tier): a queue without one exports none of these. */
+  private readonly tier: TierMetrics | undefined
   private readonly retries: Counter<'outcome'>
   private readonly parkedRecords: Counter<'reason'>
   private readonly detach: () => void
@@ -124,6 +126,7 @@ export class EvaqMetrics {
     this.retries = counter('retry_attempts_total', 'Attempts of watched retry daemons, by outcome (succeeded, rescheduled, parked).', ['outcome'])
     this.parkedRecords = counter('parked_total', 'Records watched retry daemons parked, by reason (max-attempts, permanent).', ['reason'])
     this.responses = counter('http_responses_total', 'Responses of the HTTP service by route pattern and status.', ['method', 'route', 'status'])
+    this.tier = evaq.options.tier === undefined ? undefined : tierMetrics(gauge, counter)
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'evaq_' })
 
     const onDropped = (e: DropEvent): void => { if (e.records > 0) this.drops.inc({ log: e.log, reason: e.reason }, e.records) }
@@ -261,6 +264,7 @@ export class EvaqMetrics {
         this.unackedAge.set(labels, sub.oldestUnackedAgeMs / 1000)
       }
     }
+    if (this.tier !== undefined) setTierMetrics(this.tier, stats.tier)
     for (const s of STATUSES) this.status.set({ status: s }, evaq.status === s ? 1 : 0)
     this.diskUsed.set(stats.disk.usedBytes)
     this.diskMax.set(stats.disk.maxDiskBytes ?? 0)
@@ -270,5 +274,54 @@ export class EvaqMetrics {
     } catch {
       // The directory vanished under us: keep the last value rather than fail the scrape.
     }
+  }
+}
+
+/**
+ * The tier's metrics (a queue with `tier`, docs/metrics.md), read from `stats().tier` at each
+ * scrape like the others: what the bucket holds now and the fetched files kept for reads
+ * (gauges), what moved since the queue opened (counters, set from the queue's own counts), and
+ * whether the tier fails now.
+ */
+interface TierMetrics {
+  readonly segments: Gauge
+  readonly bytes: Gauge
+  readonly cachedBytes: Gauge
+  readonly failing: Gauge
+  readonly counters: Readonly<Record<TierCounter, Counter>>
+}
+
+type TierCounter = 'uploads' | 'uploadedBytes' | 'downloads' | 'downloadedBytes' | 'deletes' | 'errors'
+
+type MakeGauge = (name: string, help: string) => Gauge
+type MakeCounter = (name: string, help: string) => Counter
+
+function tierMetrics (gauge: MakeGauge, counter: MakeCounter): TierMetrics {
+  return {
+    segments: gauge('tier_segments', 'Segment files the tier\'s bucket holds.'),
+    bytes: gauge('tier_bytes', 'Bytes of the segment files the tier\'s bucket holds.'),
+    cachedBytes: gauge('tier_cached_bytes', 'Bytes of segment files fetched back from the bucket, kept in the data directory for reads.'),
+    failing: gauge('tier_failing', '1 while calls to the tier\'s bucket fail (until one succeeds again), else 0.'),
+    counters: {
+      uploads: counter('tier_uploads_total', 'Segment files uploaded to the tier\'s bucket (verified), since the queue opened.'),
+      uploadedBytes: counter('tier_uploaded_bytes_total', 'Bytes uploaded to the tier\'s bucket, since the queue opened.'),
+      downloads: counter('tier_downloads_total', 'Segment files fetched back from the tier\'s bucket, since the queue opened.'),
+      downloadedBytes: counter('tier_downloaded_bytes_total', 'Bytes fetched back from the tier\'s bucket, since the queue opened.'),
+      deletes: counter('tier_deletes_total', 'Objects deleted from the tier\'s bucket once their records were gone, since the queue opened.'),
+      errors: counter('tier_errors_total', 'Failed calls to the tier\'s bucket (each one retried), since the queue opened.'),
+    },
+  }
+}
+
+/** Set the tier's metrics from `stats().tier` (zero while the queue reports none). */
+function setTierMetrics (m: TierMetrics, tier: TierStats | undefined): void {
+  m.segments.set(tier?.segments ?? 0)
+  m.bytes.set(tier?.bytes ?? 0)
+  m.cachedBytes.set(tier?.cachedBytes ?? 0)
+  m.failing.set(tier?.lastError === undefined ? 0 : 1)
+  for (const [key, c] of Object.entries(m.counters) as Array<[TierCounter, Counter]>) {
+    // The queue counts; a counter's value can only be set by reset and inc.
+    c.reset()
+    c.inc(tier?.[key] ?? 0)
   }
 }

@@ -1,3 +1,5 @@
+import { S3_FLAG_HELP } from './s3-flags.js'
+
 /**
  * What `evaq help`, `evaq --help` and `evaq help COMMAND` (or `evaq COMMAND --help`) print. Every
  * line fits in 80 columns (test/cli/cli-help.test.ts checks each text).
@@ -87,8 +89,8 @@ with that service's address and pid.
   --max-disk-bytes N    the data directory's disk budget (default: none)
   --min-free-disk-bytes N
                         free space kept on the filesystem (default 64 MiB)
-  --on-full P           at the budget: backpressure (default), reject or
-                        drop-oldest
+  --on-full P           at the budget: backpressure (default), reject,
+                        drop-oldest, or offload (with --tier)
   --push-timeout T      a waiting push is answered 503 after T (MS, or 5s)
   --allowed-host NAME   a Host name accepted besides localhost and IPs
                         (repeatable; docs/security.md)
@@ -96,7 +98,15 @@ with that service's address and pid.
                         (repeatable)
   --log-level L         fatal, error, warn, info (default), debug, trace,
                         silent
-  --log-requests        one log line per request`,
+  --log-requests        one log line per request
+
+A tier on object storage (docs/tier.md): with --tier, the oldest WAL segment
+files move to the bucket as DIR nears --max-disk-bytes (needed), and are
+fetched back for reads. Credentials: the AWS SDK's (AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY, or a profile).
+  --tier s3://BUCKET/PREFIX
+                        where segment files go (sets --on-full offload)
+${S3_FLAG_HELP}`,
   stats: `Usage: evaq stats [--data DIR | --url URL] [--json]
 
 Counts, bytes and ID range of the WAL, the DLQ and the parked records.

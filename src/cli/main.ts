@@ -16,6 +16,7 @@ import { assertNewOutput, exportLog } from './export.js'
 import { importLog } from './transfer.js'
 import { closest, parseFlags, type Flags, type Values } from './args.js'
 import { COMMAND_HELP, GENERAL } from './help.js'
+import { S3_FLAGS } from './s3-flags.js'
 import { idArgs, intFlag, UsageError } from './usage.js'
 
 /** The exit code of `evaq check` per status; 2 is bad usage, as for every command. */
@@ -50,7 +51,9 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   serve: {
     options: {
-      ...valued('data', 'host', 'port', 'token', 'body-limit', 'durability', 'max-disk-bytes', 'min-free-disk-bytes', 'on-full', 'push-timeout', 'log-level'),
+      ...valued('data', 'host', 'port', 'token', 'body-limit', 'durability', 'max-disk-bytes', 'min-free-disk-bytes', 'on-full', 'push-timeout',
+        'log-level', 'tier'),
+      ...S3_FLAGS,
       'log-requests': { type: 'boolean' },
       'allowed-host': { type: 'string', multiple: true },
       'allowed-origin': { type: 'string', multiple: true },

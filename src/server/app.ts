@@ -406,10 +406,15 @@ export async function createApp (service: QueueService, options: AppOptions = {}
     if (status === 'open' && !service.stopSignal.aborted) {
       if (!service.full) return { status }
       reply.header('retry-after', String(service.retryAfterSeconds))
+      // Under onFull 'offload', the budget is full while the tier's bucket fails: say so.
+      const tier = service.tierError
       return reply.code(503).send({
         code: 'EVAQ_AT_CAPACITY',
-        message: 'The disk budget is full: pushes are refused or held back until space is freed',
+        message: tier === undefined
+          ? 'The disk budget is full: pushes are refused or held back until space is freed'
+          : 'The disk budget is full and offloading to the tier fails: pushes are held back until the bucket takes files again or space is freed',
         status: 'full',
+        ...(tier === undefined ? {} : { details: { tier: { code: tier.code, message: tier.message } } }),
       })
     }
     const code = status === 'degraded' ? 'EVAQ_IO' : 'EVAQ_CLOSED'

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { EvaqError } from '../errors.js'
+import type { TierStats } from '../evaq.js'
 import type { QueueRecord } from '../log/log.js'
 import { LOG_NAME_PATTERN, parseUint, SUBSCRIBER_SCHEMA, UINT_PATTERN } from './params.js'
 import type { QueueService } from './queue-service.js'
@@ -70,6 +71,19 @@ const OVERVIEW = {
     now: { type: 'integer' },
     disk: { type: 'object', properties: { usedBytes: { type: 'integer' }, maxDiskBytes: { type: 'integer' }, full: { type: 'boolean' } } },
     logs: { type: 'array', items: LOG_OVERVIEW },
+    tier: {
+      type: 'object',
+      properties: {
+        segments: { type: 'integer' },
+        bytes: { type: 'integer' },
+        uploads: { type: 'integer' },
+        downloads: { type: 'integer' },
+        deletes: { type: 'integer' },
+        errors: { type: 'integer' },
+        cachedBytes: { type: 'integer' },
+        lastError: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } },
+      },
+    },
   },
   required: ['status', 'now', 'disk', 'logs'],
 } as const
@@ -124,6 +138,8 @@ export interface Overview {
   readonly now: number
   readonly disk: { readonly usedBytes: number, readonly maxDiskBytes?: number, readonly full: boolean }
   readonly logs: readonly LogOverview[]
+  /** The tier on object storage, when the queue has one (stats().tier). */
+  readonly tier?: TierStats
 }
 
 /** Every log's counters, oldest record and subscribers, the queue's status and disk, at one time. */
@@ -150,7 +166,7 @@ export async function overview (service: QueueService): Promise<Overview> {
     })
   }
   const disk = stats.disk.maxDiskBytes === undefined ? { usedBytes: stats.disk.usedBytes, full: stats.disk.full } : stats.disk
-  return { status: stats.status, now, disk, logs }
+  return { status: stats.status, now, disk, logs, ...(stats.tier === undefined ? {} : { tier: stats.tier }) }
 }
 
 /** A record with its payload cut to `previewBytes`, and its full size. */

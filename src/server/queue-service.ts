@@ -1,5 +1,6 @@
 import { EvaqError, isEvaqError } from '../errors.js'
 import type { Evaq, EvaqStats } from '../evaq.js'
+import type { FullEvent } from '../log/budget.js'
 import type { LogView as Log, QueueRecord } from '../log/log.js'
 import type { Delivery, SubscribeStart, Subscriber, SubscriberInfo } from '../log/subscriber.js'
 import type { EvaqMetrics } from '../metrics.js'
@@ -56,9 +57,14 @@ export class QueueService {
   private readonly settledListeners = new Map<string, Set<(ids: readonly number[]) => void>>()
   private readonly stopping = new AbortController()
   private polls = 0
-  private diskFull = false
-  private readonly onFull = (): void => { this.diskFull = true }
-  private readonly onDrain = (): void => { this.diskFull = false }
+  private fullEvent: FullEvent | undefined
+  private readonly onFull = (e: FullEvent): void => { this.fullEvent = e }
+  private readonly onDrain = (): void => { this.fullEvent = undefined }
+  /** An offload succeeded: the tier's error no longer says why pushes wait. */
+  private readonly onOffload = (): void => {
+    if (this.fullEvent?.tier !== undefined) this.fullEvent = { ...this.fullEvent, tier: undefined }
+  }
+
   /** See {@link QueueServiceOptions.pushTimeoutMs}. */
   readonly pushTimeoutMs: number
 
@@ -70,6 +76,7 @@ export class QueueService {
     this.pushTimeoutMs = checkPushTimeout(options.pushTimeoutMs)
     evaq.on('full', this.onFull)
     evaq.on('drain', this.onDrain)
+    evaq.on('offload', this.onOffload)
   }
 
   /**
@@ -77,7 +84,15 @@ export class QueueService {
    * `/readyz` then answers 503.
    */
   get full (): boolean {
-    return this.diskFull
+    return this.fullEvent !== undefined
+  }
+
+  /**
+   * While {@link full}, under `onFull: 'offload'`: why offloading does not make room, the tier's
+   * last error (from the latest `full` event).
+   */
+  get tierError (): { readonly code: string, readonly message: string } | undefined {
+    return this.fullEvent?.tier
   }
 
   /** Seconds a client should wait before it retries a push refused for capacity (`Retry-After`). */
@@ -105,6 +120,7 @@ export class QueueService {
     this.stopping.abort()
     this.evaq.off('full', this.onFull)
     this.evaq.off('drain', this.onDrain)
+    this.evaq.off('offload', this.onOffload)
   }
 
   /** The log called `name`: EVAQ_INVALID_ARGUMENT for a malformed name, EVAQ_NOT_FOUND for an unknown one. */

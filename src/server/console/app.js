@@ -16,6 +16,7 @@ import { previousStart } from './paging.js'
 import { logCard, subscriberRow } from './log-cards.js'
 import { addSample, newHistory, recentRate, SAMPLES } from './rates.js'
 import { filterRows, recordFields, retryRow, tickTimes } from './record-rows.js'
+import { renderTier } from './tier.js'
 import { openTokenDialog, tryToken } from './token.js'
 import { positionItems, walRows } from './wal-rows.js'
 
@@ -208,6 +209,7 @@ function renderOverview (overview) {
   const disk = overview.disk
   const budget = disk.maxDiskBytes === undefined ? '' : ` of ${formatBytes(disk.maxDiskBytes)}`
   setText(byId('disk'), `disk ${formatBytes(disk.usedBytes)}${budget}${disk.full ? ' · full' : ''}`)
+  renderTier(byId('tier'), overview.tier)
   if (api.token !== undefined) byId('signout').hidden = false
 
   for (const log of overview.logs) {

@@ -30,11 +30,24 @@
  * @property {SubscriberInfo[]} subscribers
  */
 /**
+ * The tier on object storage (the queue's `stats().tier`).
+ * @typedef {object} TierOverview
+ * @property {number} segments segment files in the bucket
+ * @property {number} bytes their bytes
+ * @property {number} uploads
+ * @property {number} downloads
+ * @property {number} deletes
+ * @property {number} errors failed calls to the bucket since the queue opened
+ * @property {number} cachedBytes
+ * @property {{ code: string, message: string }} [lastError] while the bucket fails
+ */
+/**
  * @typedef {object} Overview
  * @property {string} status
  * @property {number} now
  * @property {{ usedBytes: number, maxDiskBytes?: number, full: boolean }} disk
  * @property {LogOverview[]} logs
+ * @property {TierOverview} [tier] when the queue has a tier
  */
 /**
  * @typedef {object} RetryInfo
