@@ -4,7 +4,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { gitRevision, localDate, loadRecord, machineLine, markdownTable, RESULTS_DIR, type RunInfo, textTable, updateReadme } from './common.js'
+import { gitRevision, int, localDate, loadRecord, machineLine, markdownTable, RESULTS_DIR, type RunInfo, textTable, updateReadme } from './common.js'
 import { sizeName, type TierCase, type TierResult, tierSummary } from './tier.js'
 
 const MiB = 2 ** 20
@@ -32,7 +32,7 @@ function tables (r: TierResult): { offload: string[][], read: string[][] } {
       `${f1(c(x => x.tier.push.mbPerSec))} MB/s`,
       ratio(c(x => x.ratios.push)),
       `${f1(c(x => x.tier.offload.pushMbPerSecWhileOffloading))} MB/s`,
-      `${f1(c(x => x.tier.offload.mbPerSec))} MB/s (${f1(c(x => x.tier.offload.uploads))} × ${f1(c(x => x.bucket.objectBytes) / MiB)} MiB)`,
+      `${f1(c(x => x.tier.offload.mbPerSec))} MB/s (${int(c(x => x.tier.offload.uploads))} × ${f1(c(x => x.bucket.objectBytes) / MiB)} MiB)`,
       `${f1(c(x => x.bucket.putMbPerSec))} MB/s`,
       ratio(c(x => x.ratios.offloadOfPut)),
       `${f1(c(x => x.tier.offload.peakUsedBytes) / MiB)} of ${r.config.budgetBytes / MiB} MiB`,
@@ -42,7 +42,7 @@ function tables (r: TierResult): { offload: string[][], read: string[][] } {
       `${f1(c(x => x.local.drain.mbPerSec))} MB/s, ${k(c(x => x.local.drain.recordsPerSec))} rec/s`,
       `${f1(c(x => x.tier.drain.mbPerSec))} MB/s, ${k(c(x => x.tier.drain.recordsPerSec))} rec/s`,
       ratio(c(x => x.ratios.drain)),
-      `${f1(c(x => x.tier.drain.fetchMbPerSec ?? NaN))} MB/s (${f1(c(x => x.tier.drain.downloads ?? NaN))} files)`,
+      `${f1(c(x => x.tier.drain.fetchMbPerSec ?? NaN))} MB/s (${int(c(x => x.tier.drain.downloads ?? NaN))} files)`,
       `${f1(c(x => x.bucket.getMbPerSec))} MB/s`,
       ratio(c(x => x.ratios.fetchOfGet)),
     ])
