@@ -147,8 +147,11 @@ async function main (): Promise<void> {
   const workloads = selectedWorkloads(config)
   const needsRedis = workloads.some(w => w.workload.systems.some(s => s.needsRedis === true))
 
-  console.log(`evaq benchmark (${config.mode}): ${config.durationMs / 1000} s per measurement after ${config.warmupMs / 1000} s warm-up, ` +
-    `${config.rounds} round(s); payloads ${config.mode === 'quick' ? '1 KiB' : '100 B, 1 KiB and 16 KiB'}`)
+  // The comparison's lengths and payloads; scenarios run once (--only tier, push-drain, …) describe themselves.
+  console.log(workloads.length === 0
+    ? `evaq benchmark (${config.mode}): ${config.only?.join(', ') ?? ''}`
+    : `evaq benchmark (${config.mode}): ${config.durationMs / 1000} s per measurement after ${config.warmupMs / 1000} s warm-up, ` +
+      `${config.rounds} round(s); payloads ${config.mode === 'quick' ? '1 KiB' : '100 B, 1 KiB and 16 KiB'}`)
   console.log(machineLine(facts) + (facts.disk === undefined ? '' : `, disk ${facts.disk}`))
   console.log(`load average ${loadBefore.join(', ')}`)
   if (loadBefore[0]! / facts.cpuCount > 0.75) {

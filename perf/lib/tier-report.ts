@@ -70,7 +70,8 @@ function caption (r: TierResult, info: RunInfo | undefined): string {
     `(\`next({ maxBytes: ${c.drainMaxBytes / MiB} MiB })\` + \`ack()\`). MB/s are 10^6 payload bytes per second; the offload and fetch ` +
     "rates count the segment files' bytes (stats().tier.uploadedBytes, sampled every 100 ms, from the last sample with nothing uploaded to the " +
     'first with every upload done; downloadedBytes over the drain). The bucket alone: `Bucket.putFile` (PUT and HEAD) and `getFile` of ' +
-    `${c.bucketObjects} objects the size of the tier's, one call at a time. Medians of ${c.rounds} round(s), the order alternating.${load}`
+    `${c.bucketObjects} objects the size of the tier's, one call at a time. Medians of ${c.rounds} round(s), the order alternating ` +
+    `(ratios: medians of the per-round ratios).${load}`
 }
 
 export function printTier (r: TierResult): void {
