@@ -15,6 +15,8 @@
  * - http (lib/http.ts, also `npm run bench:http` on its own): autocannon against `evaq serve`
  *   (single-record and NDJSON batch POSTs) beside a no-op fastify server; "pending" while the
  *   service does not exist.
+ * - tier (lib/tier.ts): offload and read-back throughput of the tier on object storage against
+ *   s3rver on loopback (not AWS), beside the same pushes and drains on a local queue.
  *
  *   npm run bench            full run (~30 min); writes perf/results/ and perf/README.md
  *   npm run bench:quick      quick run (~2 min, 1 KiB only); prints the tables, writes quick-* files
@@ -36,15 +38,27 @@ import { formatKafka, runKafkaBench, writeKafkaResults } from './lib/kafka.js'
 import { formatPushDrain, type PushDrainResult, runPushDrain } from './lib/push-drain.js'
 import { type RedisServer, redisVersion, startRedis } from './lib/redis-server.js'
 import { printReport, type Results, writeReport } from './lib/report.js'
+import { type S3Server, startS3Server } from './lib/s3-server.js'
+import { runTier, tierConfig, type TierResult } from './lib/tier.js'
+import { printTier, writeTier } from './lib/tier-report.js'
 import { WORKLOADS } from './lib/systems.js'
 
 const MiB = 2 ** 20
-const ONCE_IDS = ['push-drain', 'backlog', 'http', 'kafka', ...CORE_IDS]
+const ONCE_IDS = ['push-drain', 'backlog', 'http', 'kafka', 'tier', ...CORE_IDS]
 
 interface BenchConfig extends Config {
   readonly pushDrainMs: number
   /** Head reads and the 2 GiB RSS backlog (lib/core.ts): with --core, or when named in --only (they add ~6 min). */
   readonly core: boolean
+  readonly quick: boolean
+  /** `tier`: rounds when --rounds was given (the tier's own default otherwise, see lib/tier.ts). */
+  readonly tierRounds: number | undefined
+  /**
+   * Whether the tier's result is kept (results/, the README block): in full and quick runs, and in
+   * `--only` runs without --rounds, whose tier part is the same as a full run's (its length does
+   * not depend on --seconds).
+   */
+  readonly tierWrites: boolean
 }
 
 function parseConfig (): BenchConfig {
@@ -103,6 +117,9 @@ function parseConfig (): BenchConfig {
     only,
     pushDrainMs: number('push-drain-seconds', values['push-drain-seconds'], base.pushDrainMs / 1000) * 1000,
     core: values.core === true || (only !== undefined && only.some(o => CORE_IDS.includes(o))),
+    quick,
+    tierRounds: values.rounds === undefined ? undefined : Math.round(number('rounds', values.rounds, 1)),
+    tierWrites: values.rounds === undefined,
     headRecords: Math.round(number('head-records', values['head-records'], base.headRecords)),
     headIterations: Math.round(number('head-iterations', values['head-iterations'], base.headIterations)),
     backlogBytes: Math.round(number('backlog-mib', values['backlog-mib'], base.backlogBytes / MiB) * MiB),
@@ -130,8 +147,11 @@ async function main (): Promise<void> {
   const workloads = selectedWorkloads(config)
   const needsRedis = workloads.some(w => w.workload.systems.some(s => s.needsRedis === true))
 
-  console.log(`evaq benchmark (${config.mode}): ${config.durationMs / 1000} s per measurement after ${config.warmupMs / 1000} s warm-up, ` +
-    `${config.rounds} round(s); payloads ${config.mode === 'quick' ? '1 KiB' : '100 B, 1 KiB and 16 KiB'}`)
+  // The comparison's lengths and payloads; scenarios run once (--only tier, push-drain, …) describe themselves.
+  console.log(workloads.length === 0
+    ? `evaq benchmark (${config.mode}): ${config.only?.join(', ') ?? ''}`
+    : `evaq benchmark (${config.mode}): ${config.durationMs / 1000} s per measurement after ${config.warmupMs / 1000} s warm-up, ` +
+      `${config.rounds} round(s); payloads ${config.mode === 'quick' ? '1 KiB' : '100 B, 1 KiB and 16 KiB'}`)
   console.log(machineLine(facts) + (facts.disk === undefined ? '' : `, disk ${facts.disk}`))
   console.log(`load average ${loadBefore.join(', ')}`)
   if (loadBefore[0]! / facts.cpuCount > 0.75) {
@@ -140,8 +160,10 @@ async function main (): Promise<void> {
 
   const root = await mkdtemp(path.join(os.tmpdir(), 'evaq-bench-'))
   let redis: RedisServer | undefined
+  let s3: S3Server | undefined
   const onSignal = (): void => {
     if (redis !== undefined) process.kill(redis.pid, 'SIGKILL')
+    if (s3 !== undefined) process.kill(s3.pid, 'SIGKILL')
     rmSync(root, { recursive: true, force: true })
     process.exit(130)
   }
@@ -193,6 +215,7 @@ async function main (): Promise<void> {
   let backlog: BacklogResult | undefined
   let head: HeadReadResult | undefined
   let rss: RssResult | undefined
+  let tier: TierResult | undefined
   try {
     if (workloads.length > 0) {
       for (let round = 0; round < config.rounds; round++) await runMatrixRound(round, config, state, metered, makeDir, removeDir, redis)
@@ -250,6 +273,14 @@ async function main (): Promise<void> {
         console.log(`kafka: skipped — ${(err as Error).message.split('\n')[0]} (needs gcc and librdkafka-dev: apt-get install gcc librdkafka-dev)`)
       }
     }
+    if (selected('tier')) {
+      // The tier on object storage against s3rver on loopback (lib/tier.ts): not AWS.
+      s3 = await startS3Server(root)
+      console.log(`tier: s3rver ${s3.version ?? '?'} on 127.0.0.1:${s3.port} (pid ${s3.pid}, its directory in ${root}; a local JS server, not AWS)`)
+      tier = await runTier(root, s3, tierConfig(config.quick, config.tierRounds), metered, line => console.log(`tier ${line}`))
+      await s3.stop()
+      s3 = undefined
+    }
     if (config.core && selected('evaq-head-read')) {
       let share: CpuShare
       [head, share] = await metered('evaq-head-read', () => runHeadRead(root, config))
@@ -263,6 +294,7 @@ async function main (): Promise<void> {
   } finally {
     clearInterval(loadTimer)
     if (redis !== undefined) await redis.stop().catch(() => process.kill(redis!.pid, 'SIGKILL'))
+    if (s3 !== undefined) await s3.stop().catch(() => process.kill(s3!.pid, 'SIGKILL'))
     await rm(root, { recursive: true, force: true })
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
@@ -281,6 +313,10 @@ async function main (): Promise<void> {
   printReport(results)
   const rows = coreRows({ head, rss })
   printCore(rows)
+  if (tier !== undefined) {
+    console.log()
+    printTier(tier)
+  }
   console.log()
 
   const info: RunInfo = { config, machine: facts, startedAt, finishedAt: new Date(), loadBefore, loadAfter: loadAverage(), loadDuring, cpu }
@@ -288,6 +324,7 @@ async function main (): Promise<void> {
   if (files.length > 0) console.log(`wrote ${files.map(f => path.relative(process.cwd(), f)).join(', ')}`)
   await writeReport(info, results)
   await writeCore(info, { head, rss }, rows)
+  if (tier !== undefined && config.tierWrites) for (const line of await writeTier(tier, info, config.quick)) console.log(line)
 }
 
 await main()
