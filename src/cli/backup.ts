@@ -4,6 +4,7 @@ import { manifestOf, type ArchiveRef } from '../backup/archive-reader.js'
 import type { BackupManifest, BackupSummary } from '../backup/manifest.js'
 import { restoreArchives, type RestorePhase } from '../backup/restore.js'
 import { ArchiveBuckets, archiveObject, assertNewObject, uploadArchive, type S3Place } from '../backup/s3-archive.js'
+import { givenS3Flag, s3Place } from './s3-flags.js'
 import { ERROR_CODES, EvaqError, isEvaqError, type EvaqErrorCode } from '../errors.js'
 import { crashPoint } from '../crash-points.js'
 import { Evaq } from '../evaq.js'
@@ -55,29 +56,14 @@ type Save = (
   signal: AbortSignal
 ) => Promise<{ manifest: BackupManifest, summary: BackupSummary, bytes: number }>
 
-const S3_FLAGS = ['s3-endpoint', 's3-region', 's3-force-path-style'] as const
-
 /**
- * Where s3:// archives are: --s3-endpoint, --s3-region (else AWS_REGION, else us-east-1) and
- * --s3-force-path-style. The flags are refused when no archive of the command is in a bucket.
+ * Where s3:// archives are (s3-flags.ts). The flags are refused when no archive of the command is
+ * in a bucket.
  */
-function s3Place (values: Values, used: boolean): S3Place {
-  const given = S3_FLAGS.find(f => values[f] !== undefined)
+function s3PlaceFor (values: Values, used: boolean): S3Place {
+  const given = givenS3Flag(values)
   if (!used && given !== undefined) throw new UsageError(`--${given} is for s3:// archives; no archive of this command is one`)
-  const endpoint = values['s3-endpoint'] as string | undefined
-  if (endpoint !== undefined) {
-    let url: URL | undefined
-    try { url = new URL(endpoint) } catch { url = undefined }
-    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-      throw new EvaqError('EVAQ_INVALID_ARGUMENT', `Expected \`--s3-endpoint\` to be an http:// or https:// URL, got \`${endpoint.slice(0, 200)}\``)
-    }
-  }
-  const region = (values['s3-region'] as string | undefined) ?? (process.env.AWS_REGION || undefined) ?? 'us-east-1'
-  return {
-    region,
-    ...(endpoint === undefined ? {} : { endpoint }),
-    ...(values['s3-force-path-style'] === true ? { forcePathStyle: true } : {}),
-  }
+  return s3Place(values)
 }
 
 /** An archive named on the command line: a file, or an object (s3://bucket/key). */
@@ -111,7 +97,7 @@ export async function backupCommand (values: Values): Promise<number> {
   // Bad URLs are refused before anything is opened.
   const object = isS3Url(out) ? archiveObject(out) : undefined
   if (sinceName !== undefined && isS3Url(sinceName)) archiveObject(sinceName)
-  const buckets = new ArchiveBuckets(s3Place(values, object !== undefined || (sinceName !== undefined && isS3Url(sinceName))))
+  const buckets = new ArchiveBuckets(s3PlaceFor(values, object !== undefined || (sinceName !== undefined && isS3Url(sinceName))))
   try {
     let save: Save
     if (object !== undefined) {
@@ -254,7 +240,7 @@ export async function restoreCommand (values: Values): Promise<number> {
   const verify = values.verify === true
   // Bad URLs are refused before anything is opened.
   for (const name of from) if (isS3Url(name)) archiveObject(name)
-  const buckets = new ArchiveBuckets(s3Place(values, from.some(isS3Url)))
+  const buckets = new ArchiveBuckets(s3PlaceFor(values, from.some(isS3Url)))
   try {
     return await restoreFrom(values, from, await Promise.all(from.map(name => archiveRef(buckets, name))), dir, verify)
   } finally {

@@ -11,10 +11,7 @@ or EVAQ_TOKEN when it has one. --url URL names a service directly.`
 
 const S3_HELP = `Archives in object storage (s3://BUCKET/KEY) use the AWS SDK's credentials
 (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile):
-  --s3-endpoint URL     an S3-compatible server (default: AWS's own)
-  --s3-region R         the region (default AWS_REGION, else us-east-1)
-  --s3-force-path-style URL/BUCKET/KEY addressing, which most S3-compatible
-                        servers need`
+${S3_FLAG_HELP}`
 
 export const GENERAL = `Usage: evaq <command> [options]        (--data defaults to ./data)
 

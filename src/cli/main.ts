@@ -38,7 +38,6 @@ const HELP: Options = { help: { type: 'boolean', short: 'h' } }
 const TARGET: Options = { data: { type: 'string' }, url: { type: 'string' }, token: { type: 'string' } }
 const JSON_FLAG: Options = { json: { type: 'boolean' } }
 /** Where s3:// archives of backup and restore are (credentials: the AWS SDK's default chain). */
-const S3: Options = { 's3-endpoint': { type: 'string' }, 's3-region': { type: 'string' }, 's3-force-path-style': { type: 'boolean' } }
 const READ: Options = { from: { type: 'string' }, 'max-bytes': { type: 'string' }, 'max-count': { type: 'string' } }
 /** How long an interrupted `check` waits for LevelDB to let go of its copy before it exits anyway. */
 const EXIT_GRACE_MS = 2000
@@ -249,14 +248,16 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   backup: {
-    options: { ...TARGET, out: { type: 'string' }, since: { type: 'string' }, ...S3, ...JSON_FLAG },
+    options: { ...TARGET, out: { type: 'string' }, since: { type: 'string' }, ...S3_FLAGS, ...JSON_FLAG },
     run: (values, args) => {
       noArgs(args)
       return backupCommand(values)
     },
   },
   restore: {
-    options: { from: { type: 'string', multiple: true }, data: { type: 'string' }, url: { type: 'string' }, verify: { type: 'boolean' }, ...S3, ...JSON_FLAG },
+    options: {
+      from: { type: 'string', multiple: true }, data: { type: 'string' }, url: { type: 'string' }, verify: { type: 'boolean' }, ...S3_FLAGS, ...JSON_FLAG,
+    },
     run: (values, args) => {
       noArgs(args)
       return restoreCommand(values)
