@@ -5,7 +5,7 @@
 import test from 'ava'
 import { readFile } from 'node:fs/promises'
 
-const BLOCKS = ['compare', 'core', 'http', 'kafka']
+const BLOCKS = ['compare', 'core', 'http', 'kafka', 'tier']
 
 test('perf/README.md holds each bench block\'s markers once, in order; the README none', async t => {
   const perf = await readFile(new URL('../../perf/README.md', import.meta.url), 'utf8')

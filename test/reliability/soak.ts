@@ -101,6 +101,13 @@ const CATALOG: Row[] = [
     test: 'test/reliability/segment-corruption.test.ts',
   },
   {
+    part: 'tier-crash',
+    failure: 'Process crash (SIGKILL) at the crash points of the tier on object storage (s3rver on loopback)',
+    guarantee: 'No acknowledged push lost (offloaded ones read back through the bucket), never neither copy of an offloaded file, ' +
+      'nothing of the queue left in the bucket once everything is removed',
+    test: 'test/reliability/tier-crash.test.ts',
+  },
+  {
     part: 'flip-sweep',
     failure: 'Bytes flipped in table and log files at many seeds, and the 50,000-record experiment with 20 flips in tables',
     guarantee: 'Every ID pushed is returned intact or named (EVAQ_CORRUPTION ids, dropped events, quarantine counters) and never returned changed; ' +
