@@ -7,13 +7,13 @@
  * why; once it is back, the waiting pushes are stored.
  */
 import test, { type ExecutionContext } from 'ava'
-import { createHash } from 'node:crypto'
-import { readdir, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { evaq, serveInBackground } from '../fixtures/cli.js'
 import { send, type Reply } from '../fixtures/http.js'
 import { S3_CREDENTIALS, S3Server } from '../helpers/s3.js'
 import { tmpDir } from '../helpers/tmp.js'
+import { du, tierPayload } from '../helpers/tier.js'
 
 const BUDGET = 4 * 1024 * 1024
 const SIZE = 1000
@@ -34,25 +34,7 @@ const ENV = {
   AWS_PROFILE: undefined,
 }
 
-/** A payload that names its index and is not compressible. */
-function payload (i: number): Buffer {
-  const head = Buffer.from(`record ${i} `)
-  const body = createHash('sha256').update(String(i)).digest()
-  const out = Buffer.alloc(SIZE)
-  head.copy(out)
-  for (let at = head.length; at < SIZE; at += body.length) body.copy(out, at)
-  return out
-}
-
-/** Bytes of every file in `dir`, recursively (a file deleted while this looks occupies nothing). */
-async function du (dir: string): Promise<number> {
-  let total = 0
-  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-    const path = join(dir, e.name)
-    total += e.isDirectory() ? await du(path) : await stat(path).then(s => s.size, () => 0)
-  }
-  return total
-}
+const payload = (i: number): Buffer => tierPayload(i, SIZE)
 
 function json (url: string, method: string, path: string, body: unknown): Promise<Reply> {
   return send(url, method, path, { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })

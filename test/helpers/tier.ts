@@ -1,4 +1,7 @@
-/** A small queue with a tier, for the tier's tests (test/tier/). */
+/** A small queue with a tier, and what its tests check it with (test/tier/, test/cli/serve-tier.test.ts). */
+import { createHash } from 'node:crypto'
+import { readdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { EvaqOptions } from '../../src/index.js'
 import type { S3Server } from './s3.js'
 
@@ -18,4 +21,24 @@ export function tierOptions (server: S3Server, prefix: string, more: EvaqOptions
     tier: { s3: server.options(prefix) },
     ...more,
   }
+}
+
+/** Payload `i` of `size` bytes: it names its index, and does not compress. */
+export function tierPayload (i: number, size: number): Buffer {
+  const head = Buffer.from(`record ${i} `)
+  const body = createHash('sha256').update(String(i)).digest()
+  const out = Buffer.alloc(size)
+  head.copy(out)
+  for (let at = head.length; at < size; at += body.length) body.copy(out, at)
+  return out
+}
+
+/** Bytes of every file in `dir`, recursively (a file deleted while this looks occupies nothing). */
+export async function du (dir: string): Promise<number> {
+  let total = 0
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, e.name)
+    total += e.isDirectory() ? await du(path) : await stat(path).then(s => s.size, () => 0)
+  }
+  return total
 }

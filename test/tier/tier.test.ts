@@ -5,35 +5,13 @@
  * order, and leaves nothing in the bucket once everything is acknowledged.
  */
 import test from 'ava'
-import { createHash } from 'node:crypto'
-import { readdir, stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { Evaq, EvaqError } from '../../src/index.js'
 import { readAll } from '../helpers/read-all.js'
 import { S3Server } from '../helpers/s3.js'
 import { tmpDir } from '../helpers/tmp.js'
-import { BUDGET, tierOptions } from '../helpers/tier.js'
+import { BUDGET, du, tierOptions, tierPayload } from '../helpers/tier.js'
 
-/** A payload that names its index and is not compressible. */
-function payload (i: number, size: number): Buffer {
-  const head = Buffer.from(`record ${i} `)
-  const body = createHash('sha256').update(String(i)).digest()
-  const out = Buffer.alloc(size)
-  head.copy(out)
-  for (let at = head.length; at < size; at += body.length) body.copy(out, at)
-  return out
-}
-
-/** Bytes of every file in `dir`, recursively. */
-async function du (dir: string): Promise<number> {
-  let total = 0
-  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-    const path = join(dir, e.name)
-    // (A file deleted while this looked occupies nothing.)
-    total += e.isDirectory() ? await du(path) : await stat(path).then(s => s.size, () => 0)
-  }
-  return total
-}
+const payload = tierPayload
 
 test('pushed four times past the disk budget: within it, every record read back, drained in order, the bucket empty after the acks', async t => {
   const s3 = await S3Server.start(t)
