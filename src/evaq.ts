@@ -191,7 +191,6 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     if (options.onFull === 'offload') {
       this.budget.offloader = new Offloader(this.budget, () => [this.walLog], options.maxDiskBytes!, options.maintenanceIntervalMs, {
         failed: () => this.budget.tierFailed(),
-        recovered: () => {},
       })
     }
     const admission = (name: LogName): Admission => {

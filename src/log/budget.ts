@@ -156,11 +156,6 @@ export class DiskBudget implements Admission {
     this.events.full(this.full)
   }
 
-  /** The last `full` event while the budget is full. */
-  get fullEvent (): FullEvent | undefined {
-    return this.full
-  }
-
   /** Measure, then let in the waiting pushes that fit (the offloader, after each file). */
   recheck (): Promise<void> {
     return this.refresh()

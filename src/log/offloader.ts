@@ -16,8 +16,6 @@ export interface Offloadable {
 export interface OffloaderEvents {
   /** An offload failed; it is tried again after `retryInMs`. */
   failed (error: EvaqError, retryInMs: number): void
-  /** The tier works again after failures. */
-  recovered (): void
 }
 
 /** Offloading starts when the directory passes this share of `maxDiskBytes`… */
@@ -96,10 +94,7 @@ export class Offloader {
         backoff = Math.min(OFFLOAD_MAX_BACKOFF_MS, backoff * 2)
         continue
       }
-      if (this.lastError !== undefined) {
-        this.lastError = undefined
-        this.events.recovered()
-      }
+      this.lastError = undefined
       backoff = this.baseBackoffMs
       // Nothing can go (every sealed file is offloaded, or none is sealed yet): pushes wait as
       // under 'backpressure' until acks free room or a file is sealed.

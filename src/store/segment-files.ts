@@ -472,8 +472,10 @@ export class SegmentFiles {
     const firstId = await this.firstId(n) ?? 0
     await tier.offload(n, path, bytes, firstId, end)
     crashPoint('tier:recorded')
-    // The handle about to be closed may be owed a sync (durability 'none' or an interval): give
-    // it now, so that no later sync() meets a closed handle.
+    // The handle about to be closed may still be syncing the file's last append, or be owed a
+    // sync (durability 'none' or an interval): let the one finish and give the other now, so
+    // that no sync meets a closed handle.
+    await this.durable.catch(() => {})
     if (this.unsynced.size > 0) await this.sync()
     // Reads of n go to the tier from here on; reads in flight finish on the local handle.
     this.frames.retire(n)
