@@ -302,11 +302,18 @@ const NO_TIER_EVENTS: TierEvents = { offloaded () {}, fetched () {}, failed () {
 export async function openStore (dir: string, options: ResolvedOptions, tierEvents: TierEvents = NO_TIER_EVENTS): Promise<Store> {
   // 'zstd' on a Node without it: EVAQ_INVALID_ARGUMENT before anything is claimed or written.
   writeCodec(options.segmentCompression)
-  // A file, or a directory of something else: refused before anything is created or written.
-  await dataDirKind(dir)
-  const claim = await claimDir(dir, true)
+  // The tier's client first: without the AWS SDK installed, nothing is created or written.
+  const bucket = options.tier === undefined ? undefined : await Bucket.open(options.tier.s3)
+  let claim: DirClaim
+  try {
+    // A file, or a directory of something else: refused before anything is created or written.
+    await dataDirKind(dir)
+    claim = await claimDir(dir, true)
+  } catch (err) {
+    bucket?.close()
+    throw err
+  }
   let db: Db
-  let bucket: Bucket | undefined
   try {
     // Before the constructor: it opens the database by itself at the next microtask, and with
     // createIfMissing that open would start an empty database over a CURRENT-less directory
@@ -321,6 +328,7 @@ export async function openStore (dir: string, options: ResolvedOptions, tierEven
     })
     await db.open()
   } catch (err) {
+    bucket?.close()
     claim.release()
     throw fromLevel(err, `Cannot open ${dir}`)
   }
@@ -362,7 +370,6 @@ export async function openStore (dir: string, options: ResolvedOptions, tierEven
     // Closing a database closes its sublevels, and opening it again does not reopen them.
     const sublevels: Sublevel[] = [snaps]
     const files = new Map<string, SegmentFiles>()
-    bucket = options.tier === undefined ? undefined : await Bucket.open(options.tier.s3)
     const store: Store = {
       db,
       claim,
