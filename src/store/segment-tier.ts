@@ -17,7 +17,8 @@
  * byte of it is used, and keep it while it is read; fetched files are evicted oldest first beyond
  * `cacheBytes`. A fetch of the next offloaded file starts as soon as one is fetched, so a
  * subscriber far behind drains at about the bucket's rate. An object that does not match its
- * marker is EVAQ_CORRUPTION naming the records it holds; a bucket that cannot be reached is
+ * marker is EVAQ_CORRUPTION naming the records it holds (and every later read of the file gets
+ * the same answer at once); a bucket that cannot be reached, or that does not have the object, is
  * EVAQ_IO (retriable).
  *
  * Deleting (remove()): the object, then the marker. A crash in between deletes the object again
@@ -87,6 +88,8 @@ export class SegmentTier {
   private readonly cache = new Map<number, Cached>()
   private cachedBytes = 0
   private swept = false
+  /** Offloaded files whose object did not match its marker (until the queue is opened again). */
+  private readonly damaged = new Map<number, EvaqError>()
 
   private constructor (
     readonly log: string,
@@ -210,6 +213,8 @@ export class SegmentTier {
    * the read.
    */
   async lease (n: number): Promise<Lease> {
+    const damaged = this.damaged.get(n)
+    if (damaged !== undefined) throw damaged
     let c = this.cache.get(n)
     if (c === undefined || c.evicted) c = this.fetch(n)
     else {
@@ -253,13 +258,18 @@ export class SegmentTier {
         await rm(tmp, { force: true }).catch(() => {})
         throw this.failure('fetch', err, `Fetching offloaded segment file ${n} of ${this.log}`)
       }
-      if (got === undefined || got.bytes !== r.bytes || got.crc32 !== r.crc32) {
+      if (got === undefined) {
+        // Most likely the settings point elsewhere (another endpoint, a lifecycle rule): a
+        // failure to retry, never a reason to take the records for damaged.
+        throw this.failure('fetch', new EvaqError('EVAQ_IO',
+          `The object ${r.key} holding records ${r.firstId} to ${r.end - 1} of ${this.log} is not in bucket ${this.bucket.name}`), '')
+      }
+      if (got.bytes !== r.bytes || got.crc32 !== r.crc32) {
         await rm(tmp, { force: true }).catch(() => {})
-        const what = got === undefined
-          ? 'is missing from the bucket'
-          : `does not match what was uploaded (${got.bytes} bytes, CRC32 ${got.crc32}; ${r.bytes} bytes, CRC32 ${r.crc32} uploaded)`
-        const err = new EvaqError('EVAQ_CORRUPTION', `The object ${r.key} holding records ${r.firstId} to ${r.end - 1} of ${this.log} ${what}`,
-          { ids: [r.firstId] })
+        const err = new EvaqError('EVAQ_CORRUPTION', `The object ${r.key} holding records ${r.firstId} to ${r.end - 1} of ${this.log} ` +
+          `does not match what was uploaded (${got.bytes} bytes, CRC32 ${got.crc32}; ${r.bytes} bytes, CRC32 ${r.crc32} uploaded)`, { ids: [r.firstId] })
+        // Every read of the file meets the same bytes: answered at once from here on.
+        this.damaged.set(n, err)
         throw this.failure('fetch', err, '')
       }
       await rename(tmp, path)

@@ -13,6 +13,7 @@ import { pipeline } from 'node:stream/promises'
 import { Evaq, EvaqError, type FullEvent, type TierErrorEvent } from '../../src/index.js'
 import { check, repair } from '../../src/store/check.js'
 import { readAll } from '../helpers/read-all.js'
+import { Bucket } from '../../src/store/s3-bucket.js'
 import { S3Server } from '../helpers/s3.js'
 import { S3Proxy, type Fault } from '../helpers/s3-proxy.js'
 import { tmpDir } from '../helpers/tmp.js'
@@ -65,10 +66,11 @@ test('the bucket gone: pushes wait (full, with the tier error), nothing acknowle
   t.is((await q.stats()).tier!.lastError, undefined)
 })
 
-test('an object changed in the bucket: EVAQ_CORRUPTION naming its records, never its bytes as data', async t => {
+test('an object changed in the bucket: EVAQ_CORRUPTION naming its records, never its bytes as data, and not fetched again', async t => {
   const s3 = await S3Server.start(t)
+  const proxy = await S3Proxy.start(t, s3)
   const dir = await tmpDir(t)
-  const q = await Evaq.open(dir, tierOptions(s3, 'rot'))
+  const q = await Evaq.open(dir, tierOptions(s3, 'rot', { tier: { s3: proxy.options('rot') } }))
   t.teardown(() => q.close())
   const offloads: Array<{ file: number, firstId?: number, end?: number }> = []
   q.on('offload', e => offloads.push(e))
@@ -78,10 +80,41 @@ test('an object changed in the bucket: EVAQ_CORRUPTION naming its records, never
   const key = (await s3.keys('rot/'))[0]!
   t.true(key.endsWith(`${String(first.file).padStart(10, '0')}.seg`))
   await s3.corrupt(key, 5000)
+  const gets = proxy.requests.GET ?? 0
   const err = await t.throwsAsync(q.wal.read({ from: first.firstId!, maxCount: 10 }), { instanceOf: EvaqError })
   t.is(err?.code, 'EVAQ_CORRUPTION')
   t.deepEqual(err?.ids?.[0], first.firstId)
   t.true((await q.stats()).tier!.errors > 0)
+  // The read tries each segment of the page on its own after the first failure: they all get
+  // the file's answer without another download.
+  t.is((proxy.requests.GET ?? 0) - gets, 1)
+  // Like damage in a local file: the records are quarantined and counted, never returned changed.
+  t.true((await q.wal.stats()).quarantined > 0)
+  const after = await q.wal.read({ from: first.firstId!, maxCount: 10 })
+  t.true(after.every(r => r.payload.equals(payload(r.id - 1))))
+})
+
+test('an object missing from the bucket is EVAQ_IO (the settings may point elsewhere), and reads work once it is back', async t => {
+  const s3 = await S3Server.start(t)
+  const dir = await tmpDir(t)
+  const q = await Evaq.open(dir, tierOptions(s3, 'gone-object'))
+  t.teardown(() => q.close())
+  const offloads: Array<{ file: number, firstId?: number }> = []
+  q.on('offload', e => offloads.push(e))
+  let n = 0
+  while (offloads.length < 2) { await pushRange(q, n, n + 500); n += 500 }
+  const key = (await s3.keys('gone-object/'))[0]!
+  const saved = join(await tmpDir(t), 'object')
+  const bucket = await Bucket.open(s3.options())
+  t.teardown(() => bucket.close())
+  const digest = await bucket.getFile(key, saved)
+  await bucket.delete([key])
+  const err = await t.throwsAsync(q.wal.read({ from: offloads[0]!.firstId!, maxCount: 10 }), { instanceOf: EvaqError })
+  t.is(err?.code, 'EVAQ_IO')
+  await bucket.putFile(key, saved, digest!)
+  const records = await q.wal.read({ from: offloads[0]!.firstId!, maxCount: 10 })
+  t.is(records.length, 10)
+  t.true(records.every(r => r.payload.equals(payload(r.id - 1))))
 })
 
 test('check and repair refuse a directory with offloaded files (they cannot read the bucket)', async t => {
