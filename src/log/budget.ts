@@ -264,14 +264,18 @@ export class DiskBudget implements Admission {
 
   private async measureOnce (): Promise<void> {
     const admitted = this.admittedSince
+    // Admitted and still in the write buffers: not on disk yet, so not in the measurement.
+    const buffered = this.logs().reduce((n, log) => n + log.bufferedBytes, 0)
     const [used, free] = await Promise.all([
       this.options.maxDiskBytes === undefined ? undefined : directoryBytes(this.dir),
       freeBytes(this.dir),
     ])
     if (used !== undefined) this.measuredBytes = used
     this._freeBytes = free
-    // What was admitted while measuring may or may not be in the measurement: count it.
-    this.admittedSince -= admitted
+    // What was admitted while measuring may or may not be in the measurement: count it. So are
+    // the bytes that were buffered when it started (counted twice if written meanwhile: the
+    // budget errs on the full side).
+    this.admittedSince = this.admittedSince - admitted + buffered
     this.offloader?.kick()
   }
 

@@ -28,6 +28,7 @@ test('pushed four times past the disk budget: within it, every record read back,
     await Promise.all(batch.map(p => q.pushWal(p)))
     peak = Math.max(peak, await du(dir))
   }
+  t.log(`the data directory peaked at ${peak} bytes of ${BUDGET}`)
   t.true(peak <= BUDGET, `the data directory peaked at ${peak} bytes, over its budget of ${BUDGET}`)
   const stats = await q.stats()
   t.is(stats.wal.count, COUNT)
