@@ -13,6 +13,7 @@ import { DeadLetters, type RetryItemOptions } from './facade/dead-letters.js'
 import { Health } from './facade/health.js'
 import { DiskBudget, type FullEvent } from './log/budget.js'
 import { Offloader } from './log/offloader.js'
+import { tierStats, type TierErrorEvent, type TierEvent, type TierStats } from './facade/tier-stats.js'
 import { ByteCap } from './log/byte-cap.js'
 import {
   Log, type Admission, type DeadLetterSource, type DropEvent, type FlushEvent, type LogContext, type LogView, type LogStats,
@@ -28,6 +29,8 @@ import type { RepairFixes } from './store/repair.js'
 import { takeSnapshot } from './store/snapshot.js'
 import { openStore, type Store } from './store/store.js'
 import { rejectUnknown } from './validate.js'
+
+export type { TierErrorEvent, TierEvent, TierStats }
 
 /**
  * `degraded`: a write failed (disk full, I/O error). Reads keep working, writes fail fast with
@@ -52,42 +55,6 @@ export interface EvaqStats {
   }
   /** The tier on object storage (options.tier), if the queue has one: see TierStats. */
   readonly tier?: TierStats
-}
-
-/** What the tier holds now, and what it did since the queue opened. */
-export interface TierStats {
-  /** Segment files in the bucket, and their bytes. */
-  readonly segments: number
-  readonly bytes: number
-  /** Files uploaded, fetched back and deleted since open, and the bytes moved. */
-  readonly uploads: number
-  readonly uploadedBytes: number
-  readonly downloads: number
-  readonly downloadedBytes: number
-  readonly deletes: number
-  /** Failed calls to the bucket since open (each one retried). */
-  readonly errors: number
-  /** Bytes of fetched files kept in the data directory for reads. */
-  readonly cachedBytes: number
-  /** The last failure, until the tier works again. */
-  readonly lastError?: { readonly code: string, readonly message: string }
-}
-
-/** A segment file moved to the tier (`offload`) or was fetched back from it (`fetch`). */
-export interface TierEvent {
-  readonly log: string
-  readonly file: number
-  readonly bytes: number
-  /** For `offload`: the records in the file, [firstId, end). */
-  readonly firstId?: number
-  readonly end?: number
-}
-
-/** A call to the tier's bucket failed (it is retried; nothing acknowledged is lost). */
-export interface TierErrorEvent {
-  readonly log: string
-  readonly op: 'offload' | 'fetch' | 'delete' | 'sweep'
-  readonly error: EvaqError
 }
 
 /**
@@ -554,17 +521,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
 
   private tierStats (): TierStats | undefined {
     if (this.store.bucket === undefined) return undefined
-    const t = { segments: 0, bytes: 0, uploads: 0, uploadedBytes: 0, downloads: 0, downloadedBytes: 0, deletes: 0, errors: 0, cachedBytes: 0 }
-    for (const files of this.store.files.values()) {
-      const tier = files.tier
-      if (tier === undefined) continue
-      t.segments += tier.remote.size
-      t.bytes += tier.remoteBytes
-      t.cachedBytes += tier.cacheUsedBytes
-      for (const k of ['uploads', 'uploadedBytes', 'downloads', 'downloadedBytes', 'deletes', 'errors'] as const) t[k] += tier.counters[k]
-    }
-    const last = this.lastTierError
-    return { ...t, ...(last === undefined ? {} : { lastError: { code: last.code, message: last.message } }) }
+    return tierStats(this.store.files.values(), this.lastTierError)
   }
 
   /** The last failure of the tier, until a call to it succeeds again. */
