@@ -36,6 +36,8 @@ const SOAK_COUNTS: Record<string, number> = {
   EVAQ_CRASH_CYCLES: 1000,
   EVAQ_LEAK_OPENS: 3000,
   EVAQ_LEAK_OPS: 100_000,
+  // Each cycle reads the whole queue back through the bucket, and the queue grows between removals.
+  EVAQ_TIER_CRASH_CYCLES: 40,
 }
 /** Soak value of a count not in SOAK_COUNTS: this many times its short value. */
 const UNKNOWN_FACTOR = 20
