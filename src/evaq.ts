@@ -13,7 +13,7 @@ import { DeadLetters, type RetryItemOptions } from './facade/dead-letters.js'
 import { Health } from './facade/health.js'
 import { DiskBudget, type FullEvent } from './log/budget.js'
 import { Offloader } from './log/offloader.js'
-import { tierStats, type TierErrorEvent, type TierEvent, type TierStats } from './facade/tier-stats.js'
+import { TierReport, type TierErrorEvent, type TierEvent, type TierStats } from './facade/tier-stats.js'
 import { ByteCap } from './log/byte-cap.js'
 import {
   Log, type Admission, type DeadLetterSource, type DropEvent, type FlushEvent, type LogContext, type LogView, type LogStats,
@@ -142,7 +142,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   /** While close() lets daemons and parked-record work finish. */
   private finishingWork = false
 
-  private constructor (location: string, store: Store, options: ResolvedOptions) {
+  private constructor (location: string, store: Store, options: ResolvedOptions, private readonly tier: TierReport) {
     super()
     this.location = location
     this.store = store
@@ -247,14 +247,10 @@ export class Evaq extends EventEmitter<EvaqEvents> {
     if (typeof dir !== 'string' || dir.length === 0) throw invalid('dir', 'a non-empty directory path', dir)
     const resolved = resolveOptions(options)
     // The tier reports through the queue once it exists (nothing is offloaded before).
-    const target: { q?: Evaq } = {}
-    const store = await openStore(dir, resolved, {
-      offloaded: e => target.q?.tierWorked('offload', e),
-      fetched: e => target.q?.tierWorked('fetch', e),
-      failed: e => target.q?.tierFailed(e),
-    })
-    const evaq = new Evaq(dir, store, resolved)
-    target.q = evaq
+    const opened: { q?: Evaq } = {}
+    const tier = new TierReport((name, e) => opened.q?.emit(name as 'offload', e as TierEvent))
+    const store = await openStore(dir, resolved, tier.events)
+    const evaq = opened.q = new Evaq(dir, store, resolved, tier)
     try {
       let keysRead = store.journal.loadedKeys
       for (const log of evaq.logs) keysRead += await log.load()
@@ -509,7 +505,7 @@ export class Evaq extends EventEmitter<EvaqEvents> {
   /** Counters of both logs, their subscribers, the disk budget and the tier. */
   async stats (): Promise<EvaqStats> {
     this.assertOpen()
-    const tier = this.tierStats()
+    const tier = this.store.bucket === undefined ? undefined : this.tier.stats(this.store.files.values())
     return {
       wal: await this.walLog.stats(),
       dlq: await this.dlqLog.stats(),
@@ -517,24 +513,6 @@ export class Evaq extends EventEmitter<EvaqEvents> {
       disk: { usedBytes: await this.budget.currentUsedBytes(), maxDiskBytes: this.options.maxDiskBytes, full: this.budget.isFull },
       ...(tier === undefined ? {} : { tier }),
     }
-  }
-
-  private tierStats (): TierStats | undefined {
-    if (this.store.bucket === undefined) return undefined
-    return tierStats(this.store.files.values(), this.lastTierError)
-  }
-
-  /** The last failure of the tier, until a call to it succeeds again. */
-  private lastTierError: EvaqError | undefined
-
-  private tierWorked (event: 'offload' | 'fetch', e: TierEvent): void {
-    this.lastTierError = undefined
-    this.emit(event, e)
-  }
-
-  private tierFailed (e: TierErrorEvent): void {
-    this.lastTierError = e.error
-    this.emit('tier-error', e)
   }
 
   assertOpen (): void {

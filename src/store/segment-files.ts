@@ -167,13 +167,8 @@ export class SegmentFiles {
     const spares = names.filter(n => SPARE_NAME.test(n)).sort()
     // Preparations a crash interrupted: never used (a file is renamed into place only when ready).
     if (tidy) for (const n of names) if (n.endsWith('.tmp')) await rm(join(dir, n), { force: true })
-    const remote = [...options.tier?.remote.keys() ?? []]
-    if (tidy && remote.some(n => local.includes(n))) {
-      // Offloaded and recorded, and the crash came before the local copy went.
-      for (const n of remote) if (local.includes(n)) await rm(join(dir, segmentFileName(n)), { force: true })
-      await fsyncPath(dir)
-    }
-    const numbers = [...new Set([...local, ...remote])].sort((a, b) => a - b)
+    // Offloaded files count as present (a local copy a crash left of one is gone: SegmentTier.load).
+    const numbers = [...new Set([...local, ...options.tier?.remote.keys() ?? []])].sort((a, b) => a - b)
     return new SegmentFiles(dir, options, numbers, spares, exists)
   }
 
@@ -453,11 +448,8 @@ export class SegmentFiles {
    * is the ID after its last record. EVAQ_IO when the bucket fails: the file stays local.
    */
   offload (n: number, end: number): Promise<void> {
-    let run = this.offloads.get(n)
-    if (run === undefined) {
-      run = this.offloadOnce(n, end).finally(() => this.offloads.delete(n))
-      this.offloads.set(n, run)
-    }
+    const run = this.offloads.get(n) ?? this.offloadOnce(n, end).finally(() => this.offloads.delete(n))
+    this.offloads.set(n, run)
     return run
   }
 
@@ -472,9 +464,8 @@ export class SegmentFiles {
     const firstId = await this.firstId(n) ?? 0
     await tier.offload(n, path, bytes, firstId, end)
     crashPoint('tier:recorded')
-    // The handle about to be closed may still be syncing the file's last append, or be owed a
-    // sync (durability 'none' or an interval): let the one finish and give the other now, so
-    // that no sync meets a closed handle.
+    // The handle about to be closed may still sync the file's last append, or be owed a sync
+    // (durability 'none' or an interval): no sync may meet a closed handle.
     await this.durable.catch(() => {})
     if (this.unsynced.size > 0) await this.sync()
     // Reads of n go to the tier from here on; reads in flight finish on the local handle.
@@ -519,10 +510,9 @@ export class SegmentFiles {
 
   /** The first ID of file `n`'s first frame, from its header alone, if that is intact. */
   firstId (n: number): Promise<number | undefined> {
-    // An offloaded file's marker knows: no fetch for one header.
+    // An offloaded file's marker knows it: no fetch for one header.
     const remote = this.tier?.remote.get(n)
-    if (remote !== undefined) return Promise.resolve(remote.firstId)
-    return this.frames.firstId(n)
+    return remote === undefined ? this.frames.firstId(n) : Promise.resolve(remote.firstId)
   }
 
   /**

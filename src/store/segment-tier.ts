@@ -30,6 +30,7 @@ import { crashPoint } from '../crash-points.js'
 import { EvaqError } from '../errors.js'
 import { fsyncPath, replaceFileDurably } from './durable-file.js'
 import { digestFile, type Bucket } from './s3-bucket.js'
+import { segmentFileName } from './segment-files.js'
 
 /** What `<n>.remote` records about an offloaded file. */
 export interface RemoteFile {
@@ -122,7 +123,12 @@ export class SegmentTier {
     for (const name of names) {
       if (CACHED.test(name)) await rm(join(this.dir, name), { force: true })
     }
-    for (const n of await SegmentTier.markers(this.dir)) {
+    const markers = await SegmentTier.markers(this.dir)
+    // Offloaded and recorded, and the crash came before the local copy went: it goes now.
+    const leftovers = markers.filter(n => names.includes(segmentFileName(n)))
+    for (const n of leftovers) await rm(join(this.dir, segmentFileName(n)), { force: true })
+    if (leftovers.length > 0) await fsyncPath(this.dir)
+    for (const n of markers) {
       const path = join(this.dir, markerName(n))
       let value: RemoteFile
       try {
@@ -146,11 +152,11 @@ export class SegmentTier {
   }
 
   objectKey (n: number): string {
-    return `${this.keyPrefix}/${String(n).padStart(10, '0')}.seg`
+    return `${this.keyPrefix}/${segmentFileName(n)}`
   }
 
   private cachePath (n: number): string {
-    return join(this.dir, `cache-${String(n).padStart(10, '0')}.seg`)
+    return join(this.dir, `cache-${segmentFileName(n)}`)
   }
 
   /**
